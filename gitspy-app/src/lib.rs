@@ -1,4 +1,45 @@
 //! GitSpy: a GitHub-webhook pipeline that keeps a Kanban board per repository.
 //!
-//! HTTP ingress (`http`) verifies and enqueues deliveries in a Redis Stream (`queue`); workers
-//! (`worker`) fold them into a board store (`store`) using the pure event model in `github`.
+//! HTTP ingress ([`http`]) verifies and enqueues deliveries in a Redis Stream ([`queue`]); workers
+//! ([`worker`]) fold them into a board store ([`store`]) using the pure event model in [`github`].
+//! [`server`] wires `gitspy serve` together.
+
+pub mod config;
+pub mod delivery;
+pub mod github;
+pub mod http;
+pub mod ingress_spool;
+pub mod metrics;
+pub mod queue;
+pub mod server;
+pub mod spool;
+pub mod store;
+pub mod worker;
+
+/// Every listening process prints its bound address as its first stdout line, so callers that
+/// asked for port 0 never race for free ports.
+pub fn print_listening(addr: std::net::SocketAddr) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{addr}");
+    let _ = out.flush();
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        t.cancel();
+    });
+    token
+}

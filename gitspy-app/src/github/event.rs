@@ -1,0 +1,84 @@
+//! What the ingress needs from a request body before it is queued: the JSON payload (from a JSON body
+//! or the `payload=` field of a form body) and its `action` / `repository.full_name`.
+
+use thiserror::Error;
+
+/// Why a body cannot be accepted (answered 400).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BodyError {
+    #[error("form body has no `payload` field")]
+    MissingPayloadField,
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("payload must be a JSON object")]
+    NotAnObject,
+}
+
+/// The parts of a payload the queue records next to the raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadMeta {
+    pub action: Option<String>,
+    pub repository: Option<String>,
+}
+
+/// Extracts the JSON payload from a request body. Form bodies (`application/x-www-form-urlencoded`)
+/// carry it in the `payload` field; everything else is taken as JSON.
+pub fn payload_bytes(content_type: Option<&str>, body: &[u8]) -> Result<Vec<u8>, BodyError> {
+    let is_form = content_type
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+        .unwrap_or(false);
+    if is_form {
+        form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .ok_or(BodyError::MissingPayloadField)
+    } else {
+        Ok(body.to_vec())
+    }
+}
+
+/// Parses the payload and reads its metadata; the payload must be a JSON object.
+pub fn parse_meta(payload: &[u8]) -> Result<PayloadMeta, BodyError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+    let obj = value.as_object().ok_or(BodyError::NotAnObject)?;
+    Ok(PayloadMeta {
+        action: obj.get("action").and_then(|a| a.as_str()).map(str::to_owned),
+        repository: obj
+            .get("repository")
+            .and_then(|r| r.get("full_name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_body_payload_field() {
+        let body = b"payload=%7B%22action%22%3A%22opened%22%7D";
+        let p = payload_bytes(Some("application/x-www-form-urlencoded"), body).unwrap();
+        assert_eq!(p, br#"{"action":"opened"}"#);
+        assert_eq!(
+            payload_bytes(Some("application/x-www-form-urlencoded"), b"x=1"),
+            Err(BodyError::MissingPayloadField)
+        );
+    }
+
+    #[test]
+    fn meta_from_payload() {
+        let m = parse_meta(br#"{"action":"opened","repository":{"full_name":"o/r"}}"#).unwrap();
+        assert_eq!(m.action.as_deref(), Some("opened"));
+        assert_eq!(m.repository.as_deref(), Some("o/r"));
+        assert!(matches!(parse_meta(b"{"), Err(BodyError::InvalidJson(_))));
+        assert_eq!(parse_meta(b"[1]"), Err(BodyError::NotAnObject));
+    }
+}

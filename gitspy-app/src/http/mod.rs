@@ -1,0 +1,86 @@
+//! The HTTP surface of `gitspy serve` (axum only lives here): `POST /webhooks`, the read APIs and
+//! `/metrics/prom`. `app(state)` builds the router so handlers are testable without a socket.
+
+mod error;
+mod read;
+mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::OnRedisDown;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Arc<Queue>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// Accepted webhook secrets (rotation); empty only with `allow_unsigned`.
+    pub secrets: Arc<Vec<String>>,
+    pub allow_unsigned: bool,
+    pub on_redis_down: OnRedisDown,
+    pub spool: Option<Arc<crate::ingress_spool::SpoolHandle>>,
+    /// Seconds suggested in `Retry-After` when Redis is down.
+    pub retry_after_secs: u64,
+}
+
+/// The router of `gitspy serve`.
+pub fn app(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/webhooks", post(webhooks::receive))
+        .layer(DefaultBodyLimit::max(max_body))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(read::readyz))
+        .route("/metrics/prom", get(metrics_prom))
+        .route("/boards/{owner}/{repo}", get(read::board))
+        .route("/deliveries", get(read::list_deliveries))
+        .route("/deliveries/lookup", post(read::lookup))
+        .route("/deliveries/{id}", get(read::delivery))
+        .with_state(state)
+}
+
+async fn metrics_prom(State(st): State<AppState>) -> impl IntoResponse {
+    let gauges = st.queue.gauges().await.ok();
+    if let Some(spool) = &st.spool {
+        spool.refresh_depth_metric();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        st.metrics.render(gauges),
+    )
+}
+
+/// The router of a worker's metrics port: `/metrics/prom` and `/healthz`.
+pub fn worker_metrics_app(queue: Arc<Queue>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics/prom",
+            get(move || {
+                let queue = queue.clone();
+                let metrics = metrics.clone();
+                async move {
+                    let gauges = queue.gauges().await.ok();
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        metrics.render(gauges),
+                    )
+                }
+            }),
+        )
+}
+
+/// `Retry-After` default: a few seconds, enough for a Redis restart, short for GitHub's retries.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);

@@ -1,0 +1,100 @@
+//! The board store behind a small interface that does not leak SQLite, so a PostgreSQL backend can be
+//! added for multi-machine deployments. The embedded default is [`sqlite::SqliteStore`].
+
+pub mod sqlite;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::delivery::Delivery;
+use crate::github::board::Board;
+use crate::github::fold::{CardKey, CardState, RepoState};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: corrupt row: {0}")]
+    Corrupt(String),
+    #[error("store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What happened to one delivery of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub delivery: String,
+    /// `false` when an earlier attempt had already committed it (`applied_deliveries` hit): nothing
+    /// was written again.
+    pub applied: bool,
+    /// The card the delivery touched, if any.
+    pub card: Option<CardKey>,
+}
+
+/// Per-delivery facts from the store, counted from the rows themselves (never from a uniqueness
+/// constraint that would hide a second row): the harness detects duplication with them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryRows {
+    pub delivery: String,
+    /// Rows for this id in the event log.
+    pub logged: u64,
+    /// `card_history` rows for this id.
+    pub effects: u64,
+    /// When it was applied, unix ms (`None` if never).
+    pub applied_at: Option<i64>,
+}
+
+/// One event-log row.
+#[derive(Debug, Clone)]
+pub struct LoggedDelivery {
+    pub delivery: Delivery,
+    pub logged_at_ms: i64,
+}
+
+/// The live store's fold state, for `gitspy replay --verify`.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSnapshot {
+    pub repos: Vec<(i64, RepoState)>,
+    pub cards: Vec<(CardKey, CardState)>,
+}
+
+/// Options of the store that change its semantics.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Test-only: `false` skips the `applied_deliveries` check, so a redelivered delivery is applied
+    /// twice. Exists so the harness can prove it detects duplicate effects.
+    pub dedupe: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { dedupe: true }
+    }
+}
+
+/// The board store.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a batch of deliveries in ONE write transaction: per delivery, skip it if
+    /// `applied_deliveries` has it, else append it to the event log, fold it into its card, write
+    /// `card_history`, record it in `applied_deliveries`.
+    fn apply_batch(&self, batch: &[Delivery]) -> Result<Vec<ApplyOutcome>, StoreError>;
+    /// The board of a repository by its current `owner/name`; `None` if no card was ever seen there.
+    fn board(&self, full_name: &str) -> Result<Option<Board>, StoreError>;
+    /// Row counts per delivery id (unknown ids get zeros).
+    fn lookup(&self, ids: &[String]) -> Result<Vec<DeliveryRows>, StoreError>;
+    /// Processed delivery ids after `after` (exclusive, in id order), at most `limit`.
+    fn list_applied(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Visits the event log for received-at in `[from_ms, to_ms)`, in log order.
+    fn scan_log(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        visit: &mut dyn FnMut(LoggedDelivery) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Every card and repository state (for replay verification).
+    fn snapshot(&self) -> Result<StoreSnapshot, StoreError>;
+    /// Cheap liveness query.
+    fn ping(&self) -> Result<(), StoreError>;
+}

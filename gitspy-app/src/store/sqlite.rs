@@ -1,0 +1,358 @@
+//! The embedded SQLite store: WAL, `busy_timeout`, `BEGIN IMMEDIATE` for every write, one transaction
+//! per batch of deliveries. Several worker processes may share one database file.
+//!
+//! Tables: `deliveries` (the event log, raw payloads kept for replay — deliberately NOT unique on the
+//! delivery id, so a second row would be visible), `applied_deliveries` (what committed), `repos` and
+//! `cards` (fold state as JSON with per-field versions and tombstones), `card_history` (one row per
+//! applied delivery that touched a card — the side effect whose duplication the harness checks).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{
+    ApplyOutcome, DeliveryRows, LoggedDelivery, Store, StoreError, StoreOptions, StoreSnapshot,
+};
+use crate::delivery::{now_ms, Delivery};
+use crate::github::board::{self, Board};
+use crate::github::fold::{self, CardKey, CardState, RepoState};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id    TEXT    NOT NULL,
+    event          TEXT    NOT NULL,
+    action         TEXT,
+    repository     TEXT,
+    received_at_ms INTEGER NOT NULL,
+    logged_at_ms   INTEGER NOT NULL,
+    payload        BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_id ON deliveries(delivery_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_received ON deliveries(received_at_ms);
+CREATE TABLE IF NOT EXISTS applied_deliveries (
+    delivery_id   TEXT    NOT NULL,
+    applied_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applied_by_id ON applied_deliveries(delivery_id);
+CREATE TABLE IF NOT EXISTS repos (
+    repo_id   INTEGER PRIMARY KEY,
+    full_name TEXT,
+    state     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repos_by_name ON repos(full_name);
+CREATE TABLE IF NOT EXISTS cards (
+    repo_id INTEGER NOT NULL,
+    number  INTEGER NOT NULL,
+    state   TEXT    NOT NULL,
+    PRIMARY KEY (repo_id, number)
+);
+CREATE TABLE IF NOT EXISTS card_history (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id   TEXT    NOT NULL,
+    repo_id       INTEGER NOT NULL,
+    number        INTEGER NOT NULL,
+    column_name   TEXT,
+    applied_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS card_history_by_delivery ON card_history(delivery_id);
+"#;
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    opts: StoreOptions,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path`, and its parent directory.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn, opts)
+    }
+
+    /// Opens the database read-only (used by `gitspy replay`, which must never write the live store).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            opts: StoreOptions::default(),
+        })
+    }
+
+    fn init(conn: Connection, opts: StoreOptions) -> Result<Self, StoreError> {
+        // Several processes write this file: wait for the lock rather than failing at once.
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a committed batch survives a power loss, not only a process crash — the worker marks
+        // deliveries `processed` in Redis right after the commit.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            opts,
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied transaction (rusqlite rolls back
+        // on drop), so a poisoned lock is still safe to use.
+        match self.conn.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Test support: writes a raw extra `card_history` row, exactly what a non-idempotent handler would
+    /// do. Lets tests prove `effects` is counted from rows.
+    pub fn insert_raw_card_history(
+        &self,
+        delivery: &str,
+        key: CardKey,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES (?1, ?2, ?3, NULL, ?4)",
+            params![delivery, key.repo_id, key.number, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Test support: overwrites one card's stored state (to check `replay --verify` catches it).
+    pub fn tamper_card(&self, key: CardKey, state: &CardState) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn().execute(
+            "UPDATE cards SET state = ?3 WHERE repo_id = ?1 AND number = ?2",
+            params![key.repo_id, key.number, json],
+        )?;
+        Ok(())
+    }
+}
+
+fn load_json<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> Result<T, StoreError> {
+    match s {
+        None => Ok(T::default()),
+        Some(s) => serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn apply_one(
+    tx: &rusqlite::Transaction<'_>,
+    d: &Delivery,
+    dedupe: bool,
+    now: i64,
+) -> Result<ApplyOutcome, StoreError> {
+    if dedupe {
+        let hit: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM applied_deliveries WHERE delivery_id = ?1 LIMIT 1",
+                [&d.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if hit.is_some() {
+            return Ok(ApplyOutcome {
+                delivery: d.id.clone(),
+                applied: false,
+                card: None,
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![d.id, d.event, d.action, d.repository, d.received_at_ms, now, d.body],
+    )?;
+    // The ingress only queues JSON objects; a payload that does not parse here is logged and touches
+    // no card rather than blocking the queue.
+    let payload: serde_json::Value = serde_json::from_slice(&d.body).unwrap_or_default();
+    let obs = fold::observe(&d.event, &payload);
+    if let Some(repo) = &obs.repo {
+        let cur: Option<String> = tx
+            .query_row(
+                "SELECT state FROM repos WHERE repo_id = ?1",
+                [repo.repo_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut state: RepoState = load_json(cur)?;
+        state.merge(repo);
+        tx.execute(
+            "INSERT INTO repos (repo_id, full_name, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT(repo_id) DO UPDATE SET full_name = excluded.full_name, state = excluded.state",
+            params![repo.repo_id, state.full_name(), to_json(&state)?],
+        )?;
+    }
+    let mut card = None;
+    if let Some(item) = &obs.item {
+        let key = item.key;
+        let cur: Option<String> = tx
+            .query_row(
+                "SELECT state FROM cards WHERE repo_id = ?1 AND number = ?2",
+                [key.repo_id, key.number],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut state: CardState = load_json(cur)?;
+        state.merge(item);
+        tx.execute(
+            "INSERT INTO cards (repo_id, number, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT(repo_id, number) DO UPDATE SET state = excluded.state",
+            params![key.repo_id, key.number, to_json(&state)?],
+        )?;
+        let column = board::column(&state).map(|c| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        tx.execute(
+            "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![d.id, key.repo_id, key.number, column, now],
+        )?;
+        card = Some(key);
+    }
+    tx.execute(
+        "INSERT INTO applied_deliveries (delivery_id, applied_at_ms) VALUES (?1, ?2)",
+        params![d.id, now],
+    )?;
+    Ok(ApplyOutcome {
+        delivery: d.id.clone(),
+        applied: true,
+        card,
+    })
+}
+
+impl Store for SqliteStore {
+    fn apply_batch(&self, batch: &[Delivery]) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            out.push(apply_one(&tx, d, self.opts.dedupe, now)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn board(&self, full_name: &str) -> Result<Option<Board>, StoreError> {
+        let conn = self.conn();
+        let mut repo_ids = conn.prepare("SELECT repo_id FROM repos WHERE full_name = ?1")?;
+        let ids: Vec<i64> = repo_ids
+            .query_map([full_name], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut cards: Vec<(i64, CardState)> = Vec::new();
+        let mut stmt = conn.prepare("SELECT number, state FROM cards WHERE repo_id = ?1")?;
+        for id in &ids {
+            let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (n, s) = row?;
+                cards.push((n, load_json(Some(s))?));
+            }
+        }
+        if cards.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(board::render(
+            full_name,
+            cards.iter().map(|(n, c)| (*n, c)),
+        )))
+    }
+
+    fn lookup(&self, ids: &[String]) -> Result<Vec<DeliveryRows>, StoreError> {
+        let conn = self.conn();
+        let mut logged = conn.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1")?;
+        let mut effects =
+            conn.prepare_cached("SELECT COUNT(*) FROM card_history WHERE delivery_id = ?1")?;
+        let mut applied = conn.prepare_cached(
+            "SELECT MIN(applied_at_ms) FROM applied_deliveries WHERE delivery_id = ?1",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(DeliveryRows {
+                delivery: id.clone(),
+                logged: logged.query_row([id], |r| r.get::<_, i64>(0))?.max(0) as u64,
+                effects: effects.query_row([id], |r| r.get::<_, i64>(0))?.max(0) as u64,
+                applied_at: applied.query_row([id], |r| r.get::<_, Option<i64>>(0))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn list_applied(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT delivery_id FROM applied_deliveries WHERE delivery_id > ?1 ORDER BY delivery_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn scan_log(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        visit: &mut dyn FnMut(LoggedDelivery) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload
+             FROM deliveries WHERE received_at_ms >= ?1 AND received_at_ms < ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![from_ms, to_ms])?;
+        while let Some(r) = rows.next()? {
+            visit(LoggedDelivery {
+                delivery: Delivery {
+                    id: r.get(0)?,
+                    event: r.get(1)?,
+                    action: r.get(2)?,
+                    repository: r.get(3)?,
+                    received_at_ms: r.get(4)?,
+                    body: r.get(6)?,
+                },
+                logged_at_ms: r.get(5)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
+        let conn = self.conn();
+        let mut snap = StoreSnapshot::default();
+        let mut stmt = conn.prepare("SELECT repo_id, state FROM repos ORDER BY repo_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, s) = row?;
+            snap.repos.push((id, load_json(Some(s))?));
+        }
+        let mut stmt = conn.prepare("SELECT repo_id, number, state FROM cards ORDER BY repo_id, number")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+        })?;
+        for row in rows {
+            let (repo_id, number, s) = row?;
+            snap.cards.push((CardKey { repo_id, number }, load_json(Some(s))?));
+        }
+        Ok(snap)
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! `gitspy worker`: consumes `gitspy:events` in the `gitspy-workers` group and folds deliveries into
+//! the board store.
+//!
+//! Per delivery, in order (SPEC §1.3): take `events:<id>:lock` (`SET NX PX`, value
+//! `<token>:<acquired-ms>`); if already `processed`, ack and count a duplicate; set `processing`; apply
+//! in one store transaction (a batch of deliveries per transaction) that skips deliveries an earlier
+//! attempt already committed; then `processed` + `XACK` + `XDEL` + release the lock, in one script.
+//! A heartbeat renews our locks and resets our entries' idle time so a slow delivery is never
+//! reclaimed while it runs; entries of dead workers are `XAUTOCLAIM`ed after `GITSPY_CLAIM_IDLE`.
+//! Failures retry with exponential backoff counted in `events:<id>:attempts`, then dead-letter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::Rng as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerArgs;
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::queue::{is_connection_error, Entry, Queue, QueueConfig};
+use crate::store::{SqliteStore, Store, StoreOptions};
+
+/// Worker settings after validation.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub batch: usize,
+    pub lock_ttl: Duration,
+    pub claim_idle: Duration,
+    pub max_attempts: u64,
+    pub retry_base: Duration,
+    pub block: Duration,
+    pub consumer: String,
+    pub shutdown_grace: Duration,
+    pub test_processing_delay: Option<Duration>,
+    pub test_fail_prefix: Option<String>,
+    pub test_crash_after_commit: bool,
+    pub dedupe: bool,
+}
+
+/// An entry we hold (pending in our name) and will try again at `due`.
+struct Waiting {
+    entry: Entry,
+    due: Instant,
+}
+
+struct Worker {
+    cfg: WorkerConfig,
+    queue: Arc<Queue>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Identifies our locks; fixed for the life of the process.
+    token: String,
+    /// stream id → delivery id of everything pending in our name (in flight or waiting to retry):
+    /// the heartbeat keeps these from being reclaimed.
+    held: Arc<Mutex<HashMap<String, String>>>,
+    waiting: Vec<Waiting>,
+}
+
+/// Runs a worker until `shutdown`, then finishes what is in flight and returns.
+pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if args.claim_idle < args.lock_ttl {
+        anyhow::bail!(
+            "GITSPY_CLAIM_IDLE ({:?}) must not be less than GITSPY_LOCK_TTL ({:?}): a live worker's \
+             delivery would be reclaimed while its lock is still held",
+            args.claim_idle,
+            args.lock_ttl
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let dedupe = !args.redis.test_disable_dedupe;
+    if !dedupe {
+        tracing::error!("GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be applied twice (test only)");
+    }
+    let queue = Arc::new(
+        Queue::new(
+            QueueConfig {
+                redis_url: args.redis.redis_url.clone(),
+                timeout: args.redis.redis_timeout,
+                state_ttl: args.redis.state_ttl,
+                dedupe,
+            },
+            metrics.clone(),
+        )
+        .context("invalid REDIS_URL")?,
+    );
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&args.db, StoreOptions { dedupe })
+            .with_context(|| format!("cannot open the store at {}", args.db.display()))?,
+    );
+    let token = random_hex(8);
+    let consumer = args.consumer.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}-{}",
+            hostname(),
+            std::process::id(),
+            &token[..6]
+        )
+    });
+
+    // Metrics port first: its bound address is the first stdout line.
+    let listener = tokio::net::TcpListener::bind((args.metrics_host, args.metrics_port))
+        .await
+        .with_context(|| format!("cannot bind the metrics port {}:{}", args.metrics_host, args.metrics_port))?;
+    let addr = listener.local_addr()?;
+    crate::print_listening(addr);
+    let metrics_app = crate::http::worker_metrics_app(queue.clone(), metrics.clone());
+    let metrics_stop = CancellationToken::new();
+    let ms = metrics_stop.clone();
+    let metrics_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, metrics_app)
+            .with_graceful_shutdown(async move { ms.cancelled().await })
+            .await;
+    });
+
+    let cfg = WorkerConfig {
+        batch: usize::from(args.concurrency),
+        lock_ttl: args.lock_ttl,
+        claim_idle: args.claim_idle,
+        max_attempts: args.max_attempts,
+        retry_base: args.retry_base,
+        block: args.block,
+        consumer,
+        shutdown_grace: args.shutdown_grace,
+        test_processing_delay: args.test_processing_delay,
+        test_fail_prefix: args.test_fail_prefix.clone(),
+        test_crash_after_commit: args.test_crash_after_commit,
+        dedupe,
+    };
+    tracing::info!(consumer = %cfg.consumer, "worker started");
+    let held = Arc::new(Mutex::new(HashMap::new()));
+    let hb_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        queue.clone(),
+        cfg.clone(),
+        token.clone(),
+        held.clone(),
+        hb_stop.clone(),
+    ));
+    let mut w = Worker {
+        cfg,
+        queue,
+        store,
+        metrics,
+        token,
+        held,
+        waiting: Vec::new(),
+    };
+    let grace = w.cfg.shutdown_grace;
+    w.main_loop(shutdown.clone()).await;
+    // Entries waiting for a retry stay pending in our name; a live worker reclaims them.
+    hb_stop.cancel();
+    let _ = tokio::time::timeout(grace, heartbeat).await;
+    metrics_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+fn lock_held<'a>(held: &'a Mutex<HashMap<String, String>>) -> std::sync::MutexGuard<'a, HashMap<String, String>> {
+    match held.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+async fn heartbeat_loop(
+    queue: Arc<Queue>,
+    cfg: WorkerConfig,
+    token: String,
+    held: Arc<Mutex<HashMap<String, String>>>,
+    stop: CancellationToken,
+) {
+    let every = (cfg.lock_ttl / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let inflight: Vec<(String, String)> = lock_held(&held)
+            .iter()
+            .map(|(sid, did)| (did.clone(), sid.clone()))
+            .collect();
+        if let Err(e) = queue
+            .heartbeat(&cfg.consumer, &token, cfg.lock_ttl, &inflight)
+            .await
+        {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+impl Worker {
+    async fn main_loop(&mut self, shutdown: CancellationToken) {
+        let mut blocking_conn = None;
+        let mut backoff = Duration::from_millis(100);
+        let mut group_ready = false;
+        let mut last_claim = Instant::now() - self.cfg.claim_idle;
+        let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(500));
+        while !shutdown.is_cancelled() {
+            if !group_ready {
+                match self.queue.ensure_group().await {
+                    Ok(()) => group_ready = true,
+                    Err(e) => {
+                        self.redis_down(&e, &mut backoff, &shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            // Retries and lock waits that are due.
+            let now = Instant::now();
+            let (due, later): (Vec<Waiting>, Vec<Waiting>) =
+                std::mem::take(&mut self.waiting).into_iter().partition(|w| w.due <= now);
+            self.waiting = later;
+            if !due.is_empty() {
+                self.process(due.into_iter().map(|w| w.entry).collect()).await;
+                continue;
+            }
+            if last_claim.elapsed() >= claim_every {
+                last_claim = Instant::now();
+                match self
+                    .queue
+                    .autoclaim(&self.cfg.consumer, self.cfg.claim_idle, self.cfg.batch)
+                    .await
+                {
+                    Ok(entries) => {
+                        let fresh: Vec<Entry> = {
+                            let held = lock_held(&self.held);
+                            entries.into_iter().filter(|e| !held.contains_key(&e.stream_id)).collect()
+                        };
+                        if !fresh.is_empty() {
+                            tracing::info!(count = fresh.len(), "reclaimed idle entries of a dead worker");
+                            self.process(fresh).await;
+                            continue;
+                        }
+                    }
+                    Err(e) if e.code() == Some("NOGROUP") => {
+                        group_ready = false;
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "XAUTOCLAIM failed"),
+                }
+            }
+            if blocking_conn.is_none() {
+                match self.queue.blocking_conn(self.cfg.block).await {
+                    Ok(c) => blocking_conn = Some(c),
+                    Err(e) => {
+                        self.redis_down(&e, &mut backoff, &shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(conn) = blocking_conn.as_mut() else { continue };
+            // Never block past the next due retry.
+            let block = self
+                .waiting
+                .iter()
+                .map(|w| w.due.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(self.cfg.block)
+                .min(self.cfg.block)
+                .max(Duration::from_millis(10));
+            match self
+                .queue
+                .read_new(conn, &self.cfg.consumer, self.cfg.batch, block)
+                .await
+            {
+                Ok(entries) => {
+                    self.metrics.set_redis_up(true);
+                    backoff = Duration::from_millis(100);
+                    if !entries.is_empty() {
+                        self.process(entries).await;
+                    }
+                }
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    group_ready = false;
+                }
+                Err(e) => {
+                    blocking_conn = None;
+                    self.redis_down(&e, &mut backoff, &shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn redis_down(
+        &self,
+        e: &redis::RedisError,
+        backoff: &mut Duration,
+        shutdown: &CancellationToken,
+    ) {
+        if is_connection_error(e) {
+            self.metrics.set_redis_up(false);
+        }
+        tracing::warn!(error = %e, retry_in = ?*backoff, "redis unavailable; the worker waits");
+        tokio::select! {
+            _ = shutdown.cancelled() => {},
+            _ = tokio::time::sleep(*backoff) => {},
+        }
+        *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    }
+
+    fn hold(&self, e: &Entry) {
+        if let Some(d) = &e.delivery {
+            lock_held(&self.held).insert(e.stream_id.clone(), d.id.clone());
+        }
+    }
+
+    fn unhold(&self, stream_id: &str) {
+        lock_held(&self.held).remove(stream_id);
+    }
+
+    fn wait(&mut self, entry: Entry, after: Duration) {
+        self.waiting.push(Waiting {
+            entry,
+            due: Instant::now() + after,
+        });
+    }
+
+    /// Processes entries we hold. Every path either finishes (ack), dead-letters, or schedules a
+    /// later try of the entry; nothing is dropped.
+    async fn process(&mut self, entries: Vec<Entry>) {
+        let started = Instant::now();
+        let mut ready: Vec<Entry> = Vec::new();
+        for e in entries {
+            self.hold(&e);
+            let Some(d) = e.delivery.clone() else {
+                // Deleted while pending: nothing to process.
+                let _ = self.queue.ack(&e.stream_id).await;
+                self.unhold(&e.stream_id);
+                continue;
+            };
+            match self.queue.lock(&d.id, &self.token, self.cfg.lock_ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another worker (or a dead one whose lock has not expired) holds it: wait, no
+                    // attempt is spent.
+                    let wait = self.cfg.lock_ttl.min(Duration::from_secs(1));
+                    self.wait(e, wait);
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(delivery = %d.id, error = %err, "cannot take the lock; will retry");
+                    self.wait(e, Duration::from_millis(500));
+                    continue;
+                }
+            }
+            if self.cfg.dedupe {
+                match self.queue.get_state(&d.id).await {
+                    Ok(Some(s)) if s == "processed" => {
+                        self.metrics.jobs_duplicate.inc(&d.event);
+                        if self.queue.ack(&e.stream_id).await.is_ok() {
+                            let _ = self.queue.release_lock(&d.id, &self.token).await;
+                            self.unhold(&e.stream_id);
+                        } else {
+                            self.wait(e, Duration::from_millis(500));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(delivery = %d.id, error = %err, "cannot read the state; will retry");
+                        let _ = self.queue.release_lock(&d.id, &self.token).await;
+                        self.wait(e, Duration::from_millis(500));
+                        continue;
+                    }
+                }
+            }
+            if let Err(err) = self.queue.set_state(&d.id, "processing").await {
+                tracing::warn!(delivery = %d.id, error = %err, "cannot set processing; will retry");
+                let _ = self.queue.release_lock(&d.id, &self.token).await;
+                self.wait(e, Duration::from_millis(500));
+                continue;
+            }
+            ready.push(e);
+        }
+        if ready.is_empty() {
+            return;
+        }
+        if let Some(delay) = self.cfg.test_processing_delay {
+            tokio::time::sleep(delay).await;
+        }
+        // Injected failures (test only) fail before the store, like a handler error would.
+        let (failing, ready): (Vec<Entry>, Vec<Entry>) = ready.into_iter().partition(|e| {
+            match (&self.cfg.test_fail_prefix, &e.delivery) {
+                (Some(p), Some(d)) => d.id.starts_with(p.as_str()),
+                _ => false,
+            }
+        });
+        for e in failing {
+            self.failed(e, "injected failure (GITSPY_TEST_FAIL_PREFIX)".into()).await;
+        }
+        if ready.is_empty() {
+            return;
+        }
+        let batch: Vec<Delivery> = ready.iter().filter_map(|e| e.delivery.clone()).collect();
+        let outcome = self.apply(batch.clone()).await;
+        match outcome {
+            Ok(_) => self.committed(ready, started).await,
+            Err(err) if ready.len() > 1 => {
+                // Isolate the bad delivery: apply one by one.
+                tracing::warn!(error = %err, "batch failed; applying its deliveries one by one");
+                for e in ready {
+                    let Some(d) = e.delivery.clone() else { continue };
+                    match self.apply(vec![d]).await {
+                        Ok(_) => self.committed(vec![e], started).await,
+                        Err(err) => self.failed(e, err).await,
+                    }
+                }
+            }
+            Err(err) => {
+                for e in ready {
+                    self.failed(e, err.clone()).await;
+                }
+            }
+        }
+    }
+
+    async fn apply(&self, batch: Vec<Delivery>) -> Result<(), String> {
+        let store = self.store.clone();
+        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch))
+            .await
+            .map_err(|e| format!("store task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        if self.cfg.test_crash_after_commit {
+            tracing::error!("GITSPY_TEST_CRASH_AFTER_COMMIT: aborting after the store commit");
+            std::process::abort();
+        }
+        for o in &r {
+            if !o.applied {
+                tracing::info!(delivery = %o.delivery, "already applied by an earlier attempt; not applying again");
+            }
+        }
+        Ok(())
+    }
+
+    async fn committed(&mut self, entries: Vec<Entry>, started: Instant) {
+        for e in entries {
+            let Some(d) = e.delivery.clone() else { continue };
+            match self.queue.finish(&d.id, &e.stream_id, &self.token).await {
+                Ok(()) => {
+                    self.unhold(&e.stream_id);
+                    self.metrics.jobs_processed.inc(&d.event);
+                    self.metrics
+                        .job_duration
+                        .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
+                    if d.event == "ping" {
+                        tracing::info!(delivery = %d.id, "ping received");
+                    }
+                }
+                Err(err) => {
+                    // The store has it; the next try finds it in applied_deliveries and only
+                    // finishes. Not the delivery's fault: no attempt is spent.
+                    tracing::warn!(delivery = %d.id, error = %err, "committed but cannot mark processed yet; will retry");
+                    self.wait(e, Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    async fn failed(&mut self, e: Entry, error: String) {
+        let Some(d) = e.delivery.clone() else { return };
+        let attempts = match self.queue.add_attempt(&d.id, &error).await {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(delivery = %d.id, error = %err, "cannot count the attempt; will retry");
+                self.wait(e, Duration::from_millis(500));
+                return;
+            }
+        };
+        if attempts >= self.cfg.max_attempts {
+            match self
+                .queue
+                .dead_letter(&d, &e.stream_id, &self.token, attempts, &error)
+                .await
+            {
+                Ok(()) => {
+                    self.unhold(&e.stream_id);
+                    self.metrics.jobs_failed.inc(&d.event);
+                    tracing::error!(delivery = %d.id, attempts, error = %error, "dead-lettered");
+                }
+                Err(err) => {
+                    tracing::warn!(delivery = %d.id, error = %err, "cannot dead-letter yet; will retry");
+                    self.wait(e, Duration::from_millis(500));
+                }
+            }
+            return;
+        }
+        let _ = self.queue.release_lock(&d.id, &self.token).await;
+        let shift = u32::try_from(attempts.saturating_sub(1)).unwrap_or(16).min(16);
+        let backoff = (self.cfg.retry_base * 2u32.pow(shift)).min(Duration::from_secs(60));
+        self.metrics.jobs_retried.inc(&d.event);
+        tracing::warn!(delivery = %d.id, attempts, retry_in = ?backoff, error = %error, "processing failed; retrying");
+        self.wait(e, backoff);
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".into())
+}
