@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "gitspy", version, about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository")]
+#[command(
+    name = "gitspy",
+    version,
+    about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -68,7 +72,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GITSPY_DB", default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// Behaviour while Redis is unreachable.
-    #[arg(long, env = "GITSPY_ON_REDIS_DOWN", value_enum, default_value = "reject")]
+    #[arg(
+        long,
+        env = "GITSPY_ON_REDIS_DOWN",
+        value_enum,
+        default_value = "reject"
+    )]
     pub on_redis_down: OnRedisDown,
     /// Directory of the durable spool (mode `spool`).
     #[arg(long, env = "GITSPY_SPOOL_DIR", default_value = "./data/spool")]
@@ -155,7 +164,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        other => return Err(format!("invalid duration unit `{other}` in `{s}`: use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "invalid duration unit `{other}` in `{s}`: use ms, s, m, h or d"
+            ))
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("invalid duration `{s}`"));
@@ -179,9 +192,14 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "KB" | "kB" => 1000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB"
+            ))
+        }
     };
-    n.checked_mul(mul).ok_or_else(|| format!("size `{s}` is too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
 #[cfg(test)]

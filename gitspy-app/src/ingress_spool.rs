@@ -89,7 +89,10 @@ impl SpoolHandle {
             );
         }
         if report.records > 0 {
-            tracing::warn!(records = report.records, "spool is not empty at start-up: draining it into Redis");
+            tracing::warn!(
+                records = report.records,
+                "spool is not empty at start-up: draining it into Redis"
+            );
         }
         let h = Arc::new(Self {
             spool: Arc::new(Mutex::new(spool)),
@@ -111,9 +114,10 @@ impl SpoolHandle {
 
     pub fn refresh_depth_metric(&self) {
         let n = self.depth();
-        self.metrics
-            .spool_depth
-            .store(i64::try_from(n).unwrap_or(i64::MAX), std::sync::atomic::Ordering::Relaxed);
+        self.metrics.spool_depth.store(
+            i64::try_from(n).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// While the spool is not empty, every new delivery goes behind what it holds.
@@ -167,7 +171,10 @@ impl SpoolHandle {
             Err(e) => {
                 metrics.events_rejected.inc("spool_error");
                 tracing::error!(delivery = %d.id, error = %e, "spool append failed: answering 503");
-                Err(ApiError::unavailable("queue unavailable and spool failed", 5))
+                Err(ApiError::unavailable(
+                    "queue unavailable and spool failed",
+                    5,
+                ))
             }
         }
     }
@@ -222,7 +229,9 @@ impl SpoolHandle {
                 let r = tokio::task::spawn_blocking(move || lock(&spool).pop_front(done)).await;
                 match r {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot truncate the spool after draining (records will be re-sent and deduped)"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot truncate the spool after draining (records will be re-sent and deduped)")
+                    }
                     Err(e) => tracing::error!(error = %e, "spool task failed"),
                 }
                 self.refresh_depth_metric();

@@ -35,7 +35,9 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let metrics = Arc::new(Metrics::new());
     let dedupe = !args.redis.test_disable_dedupe;
     if !dedupe {
-        tracing::error!("GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be enqueued (test only)");
+        tracing::error!(
+            "GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be enqueued (test only)"
+        );
     }
     let queue = Arc::new(
         Queue::new(
@@ -84,12 +86,16 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let app = http::app(state, args.max_body);
     let grace = args.shutdown_grace;
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     let served = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     match tokio::time::timeout(grace, served).await {
         Ok(r) => r.context("server task")?.context("server")?,
-        Err(_) => tracing::warn!(?grace, "connections still open after the grace period; exiting"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "connections still open after the grace period; exiting"
+        ),
     }
     background.cancel();
     Ok(())

@@ -21,11 +21,18 @@ impl Spool {
     pub fn open(_dir: &Path) -> Result<(Spool, OpenReport), SpoolError> {
         Ok((
             Spool { recs: Vec::new() },
-            OpenReport { records: 0, torn_records_dropped: 0, torn_bytes_dropped: 0 },
+            OpenReport {
+                records: 0,
+                torn_records_dropped: 0,
+                torn_bytes_dropped: 0,
+            },
         ))
     }
     pub fn append(&mut self, rec: &SpoolRecord) -> Result<(), SpoolError> {
-        self.recs.push(SpoolRecord { delivery: rec.delivery.clone(), payload: rec.payload.clone() });
+        self.recs.push(SpoolRecord {
+            delivery: rec.delivery.clone(),
+            payload: rec.payload.clone(),
+        });
         Ok(())
     }
     pub fn len(&self) -> usize {
@@ -38,7 +45,15 @@ impl Spool {
         self.recs.iter().any(|r| r.delivery == d)
     }
     pub fn peek(&self, n: usize) -> Result<Vec<SpoolRecord>, SpoolError> {
-        Ok(self.recs.iter().take(n).map(|r| SpoolRecord { delivery: r.delivery.clone(), payload: r.payload.clone() }).collect())
+        Ok(self
+            .recs
+            .iter()
+            .take(n)
+            .map(|r| SpoolRecord {
+                delivery: r.delivery.clone(),
+                payload: r.payload.clone(),
+            })
+            .collect())
     }
     pub fn pop_front(&mut self, n: usize) -> Result<(), SpoolError> {
         self.recs.drain(..n.min(self.recs.len()));

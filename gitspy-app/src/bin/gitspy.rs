@@ -15,7 +15,10 @@ fn main() -> ExitCode {
         )
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -52,7 +55,8 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(hostport).await?;
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await?;
         let mut buf = Vec::new();

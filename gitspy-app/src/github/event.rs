@@ -49,7 +49,10 @@ pub fn parse_meta(payload: &[u8]) -> Result<PayloadMeta, BodyError> {
         serde_json::from_slice(payload).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
     let obj = value.as_object().ok_or(BodyError::NotAnObject)?;
     Ok(PayloadMeta {
-        action: obj.get("action").and_then(|a| a.as_str()).map(str::to_owned),
+        action: obj
+            .get("action")
+            .and_then(|a| a.as_str())
+            .map(str::to_owned),
         repository: obj
             .get("repository")
             .and_then(|r| r.get("full_name"))

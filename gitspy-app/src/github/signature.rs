@@ -59,7 +59,11 @@ mod tests {
             sig,
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
         );
-        assert!(verify(&["It's a Secret to Everybody"], b"Hello, World!", Some(&sig)));
+        assert!(verify(
+            &["It's a Secret to Everybody"],
+            b"Hello, World!",
+            Some(&sig)
+        ));
     }
 
     #[test]
@@ -70,7 +74,10 @@ mod tests {
         let cases: Vec<(Option<String>, bool)> = vec![
             (Some(good.clone()), true),
             (None, false),
-            (Some(good.to_uppercase().replace("SHA256=", "sha256=")), false),
+            (
+                Some(good.to_uppercase().replace("SHA256=", "sha256=")),
+                false,
+            ),
             (Some(good[..good.len() - 2].to_string()), false),
             (Some(format!("{}zz", &good[..good.len() - 2])), false),
             (Some(good.replace("sha256=", "sha1=")), false),
@@ -78,7 +85,11 @@ mod tests {
             (Some(String::new()), false),
         ];
         for (header, expect) in cases {
-            assert_eq!(verify(&secrets, body, header.as_deref()), expect, "{header:?}");
+            assert_eq!(
+                verify(&secrets, body, header.as_deref()),
+                expect,
+                "{header:?}"
+            );
         }
     }
 

@@ -57,7 +57,10 @@ async fn metrics_prom(State(st): State<AppState>) -> impl IntoResponse {
         spool.refresh_depth_metric();
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(gauges),
     )
 }
@@ -74,7 +77,10 @@ pub fn worker_metrics_app(queue: Arc<Queue>, metrics: Arc<Metrics>) -> Router {
                 async move {
                     let gauges = queue.gauges().await.ok();
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         metrics.render(gauges),
                     )
                 }

@@ -51,11 +51,7 @@ pub async fn board(
     let full = format!("{owner}/{repo}");
     let name = full.clone();
     match blocking(&st.store, move |s| s.board(&name)).await? {
-        Some(b) => Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            b.json,
-        )
-            .into_response()),
+        Some(b) => Ok(([(header::CONTENT_TYPE, "application/json")], b.json).into_response()),
         None => Err(ApiError::not_found(format!(
             "no board for repository `{full}`: no issue or pull request of it was processed yet"
         ))),
@@ -152,6 +148,10 @@ pub async fn list_deliveries(
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = q.after.clone();
     let ids = blocking(&st.store, move |s| s.list_applied(after.as_deref(), limit)).await?;
-    let next = if ids.len() == limit { ids.last().cloned() } else { None };
+    let next = if ids.len() == limit {
+        ids.last().cloned()
+    } else {
+        None
+    };
     Ok(Json(json!({ "deliveries": ids, "next": next })).into_response())
 }

@@ -90,12 +90,18 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
             }
             st.metrics.events_rejected.inc("queue_unavailable");
             tracing::warn!(delivery = %d.id, error = %e, "redis unreachable: answering 503");
-            Err(ApiError::unavailable("queue unavailable", st.retry_after_secs))
+            Err(ApiError::unavailable(
+                "queue unavailable",
+                st.retry_after_secs,
+            ))
         }
         Err(e) => {
             st.metrics.events_rejected.inc("queue_error");
             tracing::error!(delivery = %d.id, error = %e, "enqueue failed");
-            Err(ApiError::unavailable("queue unavailable", st.retry_after_secs))
+            Err(ApiError::unavailable(
+                "queue unavailable",
+                st.retry_after_secs,
+            ))
         }
     }
 }

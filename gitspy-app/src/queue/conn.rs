@@ -45,7 +45,10 @@ impl RedisConn {
 
     /// A fresh connection whose response timeout is `response_timeout` — for `XREADGROUP … BLOCK`, the
     /// caller passes more than the block time.
-    pub async fn dedicated(&self, response_timeout: Duration) -> RedisResult<MultiplexedConnection> {
+    pub async fn dedicated(
+        &self,
+        response_timeout: Duration,
+    ) -> RedisResult<MultiplexedConnection> {
         self.dial(response_timeout).await
     }
 
@@ -57,7 +60,8 @@ impl RedisConn {
         // never answers.
         match tokio::time::timeout(
             self.timeout + Duration::from_millis(100),
-            self.client.get_multiplexed_async_connection_with_config(&cfg),
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
         )
         .await
         {

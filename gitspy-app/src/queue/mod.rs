@@ -251,7 +251,9 @@ impl Queue {
 
     /// A connection for blocking reads, with a response timeout above the block time.
     pub async fn blocking_conn(&self, block: Duration) -> RedisResult<MultiplexedConnection> {
-        self.conn.dedicated(block + self.cfg.timeout + Duration::from_secs(1)).await
+        self.conn
+            .dedicated(block + self.cfg.timeout + Duration::from_secs(1))
+            .await
     }
 
     /// `XREADGROUP … BLOCK` on the dedicated connection: new entries for `consumer`.
@@ -638,11 +640,7 @@ fn parse_entries(v: Value) -> Vec<Entry> {
         if parts.is_empty() {
             continue;
         }
-        let fields = if parts.len() >= 2 {
-            parts.pop()
-        } else {
-            None
-        };
+        let fields = if parts.len() >= 2 { parts.pop() } else { None };
         let stream_id = parts.pop().map(|v| value_string(&v)).unwrap_or_default();
         let delivery = fields.and_then(|f| {
             let m = fields_map(f);

@@ -116,11 +116,7 @@ impl SqliteStore {
 
     /// Test support: writes a raw extra `card_history` row, exactly what a non-idempotent handler would
     /// do. Lets tests prove `effects` is counted from rows.
-    pub fn insert_raw_card_history(
-        &self,
-        delivery: &str,
-        key: CardKey,
-    ) -> Result<(), StoreError> {
+    pub fn insert_raw_card_history(&self, delivery: &str, key: CardKey) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES (?1, ?2, ?3, NULL, ?4)",
             params![delivery, key.repo_id, key.number, now_ms()],
@@ -259,7 +255,8 @@ impl Store for SqliteStore {
         let mut cards: Vec<(i64, CardState)> = Vec::new();
         let mut stmt = conn.prepare("SELECT number, state FROM cards WHERE repo_id = ?1")?;
         for id in &ids {
-            let rows = stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (n, s) = row?;
                 cards.push((n, load_json(Some(s))?));
@@ -276,7 +273,8 @@ impl Store for SqliteStore {
 
     fn lookup(&self, ids: &[String]) -> Result<Vec<DeliveryRows>, StoreError> {
         let conn = self.conn();
-        let mut logged = conn.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1")?;
+        let mut logged =
+            conn.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1")?;
         let mut effects =
             conn.prepare_cached("SELECT COUNT(*) FROM card_history WHERE delivery_id = ?1")?;
         let mut applied = conn.prepare_cached(
@@ -340,19 +338,26 @@ impl Store for SqliteStore {
             let (id, s) = row?;
             snap.repos.push((id, load_json(Some(s))?));
         }
-        let mut stmt = conn.prepare("SELECT repo_id, number, state FROM cards ORDER BY repo_id, number")?;
+        let mut stmt =
+            conn.prepare("SELECT repo_id, number, state FROM cards ORDER BY repo_id, number")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         for row in rows {
             let (repo_id, number, s) = row?;
-            snap.cards.push((CardKey { repo_id, number }, load_json(Some(s))?));
+            snap.cards
+                .push((CardKey { repo_id, number }, load_json(Some(s))?));
         }
         Ok(snap)
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.conn().query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+        self.conn()
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
         Ok(())
     }
 }

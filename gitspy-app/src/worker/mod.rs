@@ -72,7 +72,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let metrics = Arc::new(Metrics::new());
     let dedupe = !args.redis.test_disable_dedupe;
     if !dedupe {
-        tracing::error!("GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be applied twice (test only)");
+        tracing::error!(
+            "GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be applied twice (test only)"
+        );
     }
     let queue = Arc::new(
         Queue::new(
@@ -91,19 +93,20 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
             .with_context(|| format!("cannot open the store at {}", args.db.display()))?,
     );
     let token = random_hex(8);
-    let consumer = args.consumer.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            &token[..6]
-        )
-    });
+    let consumer = args
+        .consumer
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-{}", hostname(), std::process::id(), &token[..6]));
 
     // Metrics port first: its bound address is the first stdout line.
     let listener = tokio::net::TcpListener::bind((args.metrics_host, args.metrics_port))
         .await
-        .with_context(|| format!("cannot bind the metrics port {}:{}", args.metrics_host, args.metrics_port))?;
+        .with_context(|| {
+            format!(
+                "cannot bind the metrics port {}:{}",
+                args.metrics_host, args.metrics_port
+            )
+        })?;
     let addr = listener.local_addr()?;
     crate::print_listening(addr);
     let metrics_app = crate::http::worker_metrics_app(queue.clone(), metrics.clone());
@@ -159,7 +162,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     Ok(())
 }
 
-fn lock_held<'a>(held: &'a Mutex<HashMap<String, String>>) -> std::sync::MutexGuard<'a, HashMap<String, String>> {
+fn lock_held<'a>(
+    held: &'a Mutex<HashMap<String, String>>,
+) -> std::sync::MutexGuard<'a, HashMap<String, String>> {
     match held.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -211,11 +216,13 @@ impl Worker {
             }
             // Retries and lock waits that are due.
             let now = Instant::now();
-            let (due, later): (Vec<Waiting>, Vec<Waiting>) =
-                std::mem::take(&mut self.waiting).into_iter().partition(|w| w.due <= now);
+            let (due, later): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|w| w.due <= now);
             self.waiting = later;
             if !due.is_empty() {
-                self.process(due.into_iter().map(|w| w.entry).collect()).await;
+                self.process(due.into_iter().map(|w| w.entry).collect())
+                    .await;
                 continue;
             }
             if last_claim.elapsed() >= claim_every {
@@ -228,10 +235,16 @@ impl Worker {
                     Ok(entries) => {
                         let fresh: Vec<Entry> = {
                             let held = lock_held(&self.held);
-                            entries.into_iter().filter(|e| !held.contains_key(&e.stream_id)).collect()
+                            entries
+                                .into_iter()
+                                .filter(|e| !held.contains_key(&e.stream_id))
+                                .collect()
                         };
                         if !fresh.is_empty() {
-                            tracing::info!(count = fresh.len(), "reclaimed idle entries of a dead worker");
+                            tracing::info!(
+                                count = fresh.len(),
+                                "reclaimed idle entries of a dead worker"
+                            );
                             self.process(fresh).await;
                             continue;
                         }
@@ -252,7 +265,9 @@ impl Worker {
                     }
                 }
             }
-            let Some(conn) = blocking_conn.as_mut() else { continue };
+            let Some(conn) = blocking_conn.as_mut() else {
+                continue;
+            };
             // Never block past the next due retry.
             let block = self
                 .waiting
@@ -383,14 +398,16 @@ impl Worker {
             tokio::time::sleep(delay).await;
         }
         // Injected failures (test only) fail before the store, like a handler error would.
-        let (failing, ready): (Vec<Entry>, Vec<Entry>) = ready.into_iter().partition(|e| {
-            match (&self.cfg.test_fail_prefix, &e.delivery) {
-                (Some(p), Some(d)) => d.id.starts_with(p.as_str()),
-                _ => false,
-            }
-        });
+        let (failing, ready): (Vec<Entry>, Vec<Entry>) =
+            ready
+                .into_iter()
+                .partition(|e| match (&self.cfg.test_fail_prefix, &e.delivery) {
+                    (Some(p), Some(d)) => d.id.starts_with(p.as_str()),
+                    _ => false,
+                });
         for e in failing {
-            self.failed(e, "injected failure (GITSPY_TEST_FAIL_PREFIX)".into()).await;
+            self.failed(e, "injected failure (GITSPY_TEST_FAIL_PREFIX)".into())
+                .await;
         }
         if ready.is_empty() {
             return;
@@ -403,7 +420,9 @@ impl Worker {
                 // Isolate the bad delivery: apply one by one.
                 tracing::warn!(error = %err, "batch failed; applying its deliveries one by one");
                 for e in ready {
-                    let Some(d) = e.delivery.clone() else { continue };
+                    let Some(d) = e.delivery.clone() else {
+                        continue;
+                    };
                     match self.apply(vec![d]).await {
                         Ok(_) => self.committed(vec![e], started).await,
                         Err(err) => self.failed(e, err).await,
@@ -438,7 +457,9 @@ impl Worker {
 
     async fn committed(&mut self, entries: Vec<Entry>, started: Instant) {
         for e in entries {
-            let Some(d) = e.delivery.clone() else { continue };
+            let Some(d) = e.delivery.clone() else {
+                continue;
+            };
             match self.queue.finish(&d.id, &e.stream_id, &self.token).await {
                 Ok(()) => {
                     self.unhold(&e.stream_id);
@@ -489,7 +510,9 @@ impl Worker {
             return;
         }
         let _ = self.queue.release_lock(&d.id, &self.token).await;
-        let shift = u32::try_from(attempts.saturating_sub(1)).unwrap_or(16).min(16);
+        let shift = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(16)
+            .min(16);
         let backoff = (self.cfg.retry_base * 2u32.pow(shift)).min(Duration::from_secs(60));
         self.metrics.jobs_retried.inc(&d.event);
         tracing::warn!(delivery = %d.id, attempts, retry_in = ?backoff, error = %error, "processing failed; retrying");
@@ -499,7 +522,9 @@ impl Worker {
 
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 fn hostname() -> String {

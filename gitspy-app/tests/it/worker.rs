@@ -1,0 +1,219 @@
+//! Workers: crash and reclaim, heartbeat, crash after commit, retries and dead letters, SIGTERM.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn post_many(server: &Proc, prefix: &str, n: usize) -> Vec<String> {
+    let body = fixture("issues/opened.json");
+    (0..n)
+        .map(|i| {
+            let id = format!("{}-{i}", id(prefix));
+            let r = post(server, &Post::signed("issues", &id, body.clone()));
+            assert_eq!(r.status, 202, "{}", r.body);
+            id
+        })
+        .collect()
+}
+
+fn short_ttls() -> Vec<(&'static str, String)> {
+    vec![
+        ("GITSPY_LOCK_TTL", "2s".into()),
+        ("GITSPY_CLAIM_IDLE", "2s".into()),
+    ]
+}
+
+fn assert_logged_once(server: &Proc, ids: &[String]) {
+    let (_, v) = post_json(
+        &server.url("/deliveries/lookup"),
+        serde_json::json!({ "ids": ids }),
+    );
+    for d in v["deliveries"].as_array().unwrap() {
+        assert_eq!(d["logged"], 1, "{d}");
+        assert!(d["effects"].as_u64().unwrap() <= 1, "{d}");
+        assert_eq!(d["state"], "processed", "{d}");
+    }
+}
+
+#[test]
+fn a_killed_workers_deliveries_are_reclaimed_and_processed_once() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "crash", 6);
+    let mut env = short_ttls();
+    env.push(("GITSPY_TEST_PROCESSING_DELAY", "30s".into()));
+    let mut slow = sys.worker(&redis, &env, "slow");
+    // Wait until the slow worker holds them (pending, locked), then crash it.
+    wait_for(
+        Duration::from_secs(20),
+        "deliveries to be in flight",
+        || {
+            ids.iter().all(|id| {
+                get(&redis, &format!("events:{id}:state")).as_deref() == Some("processing")
+            })
+        },
+    );
+    slow.kill9();
+    let _rescuer = sys.worker(&redis, &short_ttls(), "rescuer");
+    wait_processed(&server, &ids, Duration::from_secs(60));
+    assert_logged_once(&server, &ids);
+    assert_eq!(xlen(&redis, "gitspy:events"), 0);
+    for (k, ttl) in locks(&redis) {
+        assert!(ttl > 0, "lock {k} has no TTL");
+    }
+}
+
+#[test]
+fn a_slow_delivery_of_a_live_worker_is_not_reclaimed() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "slow", 1);
+    // Processing takes 3x the claim-idle time; the heartbeat must keep it ours.
+    let mut env = short_ttls();
+    env.push(("GITSPY_TEST_PROCESSING_DELAY", "6s".into()));
+    let slow = sys.worker(&redis, &env, "slow");
+    wait_for(Duration::from_secs(20), "delivery in flight", || {
+        get(&redis, &format!("events:{}:state", ids[0])).as_deref() == Some("processing")
+    });
+    let other = sys.worker(&redis, &short_ttls(), "other");
+    wait_processed(&server, &ids, Duration::from_secs(60));
+    assert_logged_once(&server, &ids);
+    assert!(
+        !other.log_text().contains("reclaimed idle entries"),
+        "the live worker's delivery was reclaimed:\n{}",
+        other.log_text()
+    );
+    assert!(slow.log_text().is_empty() || !slow.log_text().contains("panicked"));
+}
+
+#[test]
+fn a_crash_after_the_store_commit_does_not_apply_twice() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "commit", 3);
+    let mut env = short_ttls();
+    env.push(("GITSPY_TEST_CRASH_AFTER_COMMIT", "true".into()));
+    let mut crasher = sys.worker(&redis, &env, "crasher");
+    // It aborts right after committing the batch, before `processed` is written.
+    crasher.wait_exit(Duration::from_secs(30));
+    // Committed in the store, not marked processed in Redis.
+    for id in &ids {
+        let d = delivery(&server, id);
+        assert_ne!(d["state"], "processed", "{d}");
+        assert_eq!(d["logged"], 1, "{d}");
+    }
+    let rescuer = sys.worker(&redis, &short_ttls(), "rescuer");
+    wait_processed(&server, &ids, Duration::from_secs(60));
+    assert_logged_once(&server, &ids);
+    assert!(
+        rescuer
+            .log_text()
+            .contains("already applied by an earlier attempt"),
+        "{}",
+        rescuer.log_text()
+    );
+}
+
+#[test]
+fn failures_retry_with_backoff_then_dead_letter_and_a_redelivery_is_accepted_again() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let bad = format!("poison-{}", id("x"));
+    let body = fixture("issues/opened.json");
+    assert_eq!(
+        post(&server, &Post::signed("issues", &bad, body.clone())).status,
+        202
+    );
+    let mut worker = sys.worker(
+        &redis,
+        &[
+            ("GITSPY_TEST_FAIL_PREFIX", "poison-".into()),
+            ("GITSPY_MAX_ATTEMPTS", "3".into()),
+            ("GITSPY_RETRY_BASE", "100ms".into()),
+        ],
+        "worker",
+    );
+    wait_for(Duration::from_secs(30), "dead letter", || {
+        get(&redis, &format!("events:{bad}:state")).as_deref() == Some("failed")
+    });
+    assert_eq!(xlen(&redis, "gitspy:events:dead"), 1);
+    assert_eq!(xlen(&redis, "gitspy:events"), 0);
+    assert_eq!(
+        get(&redis, &format!("events:{bad}:attempts")).as_deref(),
+        Some("3")
+    );
+    let (_, m) = get_text(&worker_metrics_url(&worker));
+    assert_eq!(
+        sample(&m, "gitspy_jobs_retried_total{event_type=\"issues\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "gitspy_jobs_failed_total{event_type=\"issues\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(sample(&m, "gitspy_queue_dead"), Some(1.0), "{m}");
+    // Retries were spaced out: 100 ms then 200 ms at least.
+    let log = worker.log_text();
+    assert_eq!(
+        log.matches("processing failed; retrying").count(),
+        2,
+        "{log}"
+    );
+
+    // Redelivery of a failed id is accepted again, attempts reset; a healthy worker processes it.
+    worker.kill9();
+    let r = post(&server, &Post::signed("issues", &bad, body));
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(get(&redis, &format!("events:{bad}:attempts")), None);
+    let _healthy = sys.worker(&redis, &[], "healthy");
+    wait_processed(&server, std::slice::from_ref(&bad), Duration::from_secs(30));
+}
+
+pub fn worker_metrics_url(w: &Proc) -> String {
+    w.url("/metrics/prom")
+}
+
+#[test]
+fn sigterm_finishes_in_flight_deliveries_and_exits_zero() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let mut server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "term", 4);
+    let mut w = sys.worker(
+        &redis,
+        &[("GITSPY_TEST_PROCESSING_DELAY", "2s".into())],
+        "worker",
+    );
+    wait_for(Duration::from_secs(20), "deliveries in flight", || {
+        ids.iter()
+            .all(|id| get(&redis, &format!("events:{id}:state")).as_deref() == Some("processing"))
+    });
+    w.sigterm();
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+    // What was in flight was finished and acknowledged before exit.
+    for id in &ids {
+        assert_eq!(
+            get(&redis, &format!("events:{id}:state")).as_deref(),
+            Some("processed")
+        );
+    }
+    assert_eq!(xlen(&redis, "gitspy:events"), 0);
+    server.sigterm();
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        server.log_text()
+    );
+}
