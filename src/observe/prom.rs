@@ -400,6 +400,51 @@ gitspy_job_duration_ms_count{event_type="push"} 2
         assert_eq!(back, s);
     }
 
+    /// Serves one HTTP response on a free port and returns the URL.
+    async fn serve_once(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            // Read the request head before answering.
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await.unwrap();
+        });
+        format!("http://{addr}/metrics/prom")
+    }
+
+    #[tokio::test]
+    async fn scrape_over_http_parses_the_body() {
+        let url = serve_once("200 OK", TYPED).await;
+        let client = reqwest::Client::new();
+        let s = scrape(&client, &url, "server").await.unwrap();
+        assert_eq!(s.target, "server");
+        assert_eq!(s.counter(names::EVENTS_RECEIVED), Some(20.0));
+        assert!(s.at_ms > 0);
+    }
+
+    #[tokio::test]
+    async fn scrape_non_2xx_is_an_error_naming_the_status() {
+        let url = serve_once("500 Internal Server Error", "boom").await;
+        let client = reqwest::Client::new();
+        let err = scrape(&client, &url, "worker-0").await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("500") && msg.contains("worker-0"), "{msg}");
+    }
+
     #[test]
     fn empty_exposition_is_an_empty_scrape() {
         let s = Scrape::parse("server", 5, "").unwrap();
