@@ -208,10 +208,9 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
 async fn probe_of_an_unreachable_redis_fails_within_the_connect_timeout() {
     // A port nobody listens on: a bounded error, never a hang.
     let port = free_port();
-    let err = probe::connect(&format!("redis://127.0.0.1:{port}/"))
-        .await
-        .err()
-        .expect("connecting to a closed port must fail");
+    let Err(err) = probe::connect(&format!("redis://127.0.0.1:{port}/")).await else {
+        panic!("connecting to a closed port must fail");
+    };
     assert!(
         format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
         "error does not name the address: {err:#}"

@@ -201,7 +201,8 @@ pub(crate) fn into_buckets(acc: BTreeMap<u64, (f64, f64)>) -> Vec<Bucket> {
 /// in the `+Inf` bucket answers the highest finite bound. `None` when there is no observation.
 pub fn quantile(q: f64, buckets: &[Bucket]) -> Option<f64> {
     let total = buckets.last()?.count;
-    if !(total > 0.0) || !(0.0..=1.0).contains(&q) {
+    // `total` may be NaN only from corrupt input; treat it like no observation.
+    if total.is_nan() || total <= 0.0 || !(0.0..=1.0).contains(&q) {
         return None;
     }
     let rank = q * total;

@@ -54,6 +54,17 @@ pub enum StuckReason {
     PresentAfterDrain,
 }
 
+impl StuckReason {
+    /// A short human description for notes and reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StuckReason::NoTtl => "no TTL",
+            StuckReason::TtlAboveConfigured => "TTL above the configured lock TTL",
+            StuckReason::PresentAfterDrain => "still held long after the drain",
+        }
+    }
+}
+
 /// One delivery lock found by the probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
