@@ -80,9 +80,9 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
     // Empty Redis: no stream, no group, nothing counted, and no error.
     let cfg = ProbeConfig {
         lock_ttl_ms: LOCK_TTL_MS,
-        drained_since_ms: None,
+        ..ProbeConfig::default()
     };
-    let p = probe::probe(&mut c, cfg).await.unwrap();
+    let p = probe::probe(&mut c, &cfg).await.unwrap();
     assert!(p.states.is_empty());
     assert!(p.locks.is_empty());
     assert!(!p.stream_exists);
@@ -129,7 +129,7 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
         )
         .await;
     }
-    let p = probe::probe(&mut c, cfg).await.unwrap();
+    let p = probe::probe(&mut c, &cfg).await.unwrap();
     assert!(p.stream_exists);
     assert_eq!((p.stream_len, p.pending), (3, None));
 
@@ -151,7 +151,7 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
     .await;
     run(&mut c, &["XADD", DEAD_STREAM, "*", "delivery", "f-1"]).await;
 
-    let p = probe::probe(&mut c, cfg).await.unwrap();
+    let p = probe::probe(&mut c, &cfg).await.unwrap();
     assert_eq!(p.states.get("processed"), Some(&2_500));
     assert_eq!(p.states.get("failed"), Some(&1));
     assert_eq!(p.states.get("received"), Some(&2));
@@ -184,8 +184,9 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
     let drained = ProbeConfig {
         lock_ttl_ms: LOCK_TTL_MS,
         drained_since_ms: Some(p.at_ms - LOCK_TTL_MS - 1_000),
+        id_prefix: None,
     };
-    let p = probe::probe(&mut c, drained).await.unwrap();
+    let p = probe::probe(&mut c, &drained).await.unwrap();
     let ok = p.locks.iter().find(|l| l.delivery == "ok").unwrap();
     assert_eq!(ok.stuck, Some(StuckReason::PresentAfterDrain));
 
@@ -193,14 +194,26 @@ async fn probe_counts_states_finds_stuck_locks_and_reads_streams() {
     let recent = ProbeConfig {
         lock_ttl_ms: LOCK_TTL_MS,
         drained_since_ms: Some(p.at_ms),
+        id_prefix: None,
     };
-    let p = probe::probe(&mut c, recent).await.unwrap();
+    let p = probe::probe(&mut c, &recent).await.unwrap();
     let ok = p.locks.iter().find(|l| l.delivery == "ok").unwrap();
     assert_eq!(ok.stuck, None);
 
+    // Narrowed to one run's ids: only the `r-` states, and no lock (none has that prefix).
+    let this_run = ProbeConfig {
+        lock_ttl_ms: LOCK_TTL_MS,
+        drained_since_ms: None,
+        id_prefix: Some("r-".into()),
+    };
+    let p = probe::probe(&mut c, &this_run).await.unwrap();
+    assert_eq!(p.states.len(), 1, "unexpected states: {:?}", p.states);
+    assert_eq!(p.states.get("received"), Some(&2));
+    assert!(p.locks.is_empty());
+
     // The group vanishes (a Redis that lost it): pending is unknown again, not an error.
     run(&mut c, &["XGROUP", "DESTROY", STREAM, GROUP]).await;
-    let p = probe::probe(&mut c, cfg).await.unwrap();
+    let p = probe::probe(&mut c, &cfg).await.unwrap();
     assert_eq!((p.stream_len, p.pending), (3, None));
 }
 

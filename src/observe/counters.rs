@@ -354,6 +354,61 @@ pub(crate) mod tests {
         assert_eq!(quantile(0.5, &[]), None);
     }
 
+    proptest::proptest! {
+        /// However many restarts, with every process scraped at least once and its start time
+        /// exposed, the summed increase is exactly what the processes counted: nothing lost,
+        /// nothing counted twice, never negative.
+        #[test]
+        fn increase_across_restarts_is_exact(
+            processes in proptest::collection::vec(
+                proptest::collection::vec(0u32..50, 1..6), 1..5),
+        ) {
+            let mut scrapes = Vec::new();
+            let mut at = 0u64;
+            let mut truth = 0.0;
+            let mut first_value = None;
+            for (i, incs) in processes.iter().enumerate() {
+                let mut value = 0.0;
+                for inc in incs {
+                    value += f64::from(*inc);
+                    truth += f64::from(*inc);
+                    first_value.get_or_insert(value);
+                    at += 1_000;
+                    scrapes.push(scrape(at, Some(i as f64 + 1.0), &[("c", value)]));
+                }
+            }
+            let (counted, resets) = total(&scrapes, true);
+            proptest::prop_assert_eq!(counted, truth);
+            proptest::prop_assert_eq!(resets, processes.len() - 1);
+            let (from_baseline, _) = total(&scrapes, false);
+            proptest::prop_assert_eq!(from_baseline, truth - first_value.unwrap_or(0.0));
+        }
+
+        /// Quantiles grow with q and stay within the finite bucket bounds.
+        #[test]
+        fn quantile_is_monotone_and_bounded(
+            counts in proptest::collection::vec(0u32..100, 1..8),
+            q1 in 0.0f64..=1.0,
+            q2 in 0.0f64..=1.0,
+        ) {
+            let mut cum = 0.0;
+            let mut buckets: Vec<Bucket> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    cum += f64::from(*c);
+                    b(f64::from(1u32 << i), cum)
+                })
+                .collect();
+            buckets.push(b(f64::INFINITY, cum + 1.0));
+            let (lo, hi) = if q1 <= q2 { (q1, q2) } else { (q2, q1) };
+            let (a, z) = (quantile(lo, &buckets).unwrap(), quantile(hi, &buckets).unwrap());
+            proptest::prop_assert!(a <= z, "q{lo} = {a} > q{hi} = {z}");
+            proptest::prop_assert!(a >= 0.0);
+            proptest::prop_assert!(z <= f64::from(1u32 << (counts.len() - 1)));
+        }
+    }
+
     #[test]
     fn le_key_orders_like_the_number() {
         let mut v = [f64::INFINITY, 10.0, 0.5, 0.0, -1.0, 2.5];

@@ -2,7 +2,8 @@
 //! locks with their remaining TTL (and which of them are stuck), the stream's length and
 //! pending count, and the dead-letter stream's length.
 //!
-//! Keys are walked with `SCAN` (never `KEYS`, which blocks a production Redis). The key layout
+//! Keys are walked with `SCAN` (never `KEYS`, which blocks a production Redis), optionally
+//! narrowed to the delivery ids of one run. The key layout
 //! of GitSpy is defined once, in the constants below. A missing stream or consumer group is not
 //! an error: a Redis that lost its data, or a run that has not sent anything yet, has neither.
 
@@ -12,10 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// `SCAN` pattern of the per-delivery state keys (`events:<delivery>:state`).
-pub const STATE_PATTERN: &str = "events:*:state";
-/// `SCAN` pattern of the per-delivery lock keys (`events:<delivery>:lock`).
-pub const LOCK_PATTERN: &str = "events:*:lock";
+/// Suffix of the per-delivery state keys (`events:<delivery>:state`).
+pub const STATE_SUFFIX: &str = "state";
+/// Suffix of the per-delivery lock keys (`events:<delivery>:lock`).
+pub const LOCK_SUFFIX: &str = "lock";
 /// The work stream.
 pub const STREAM: &str = "gitspy:events";
 /// The consumer group of the workers.
@@ -32,14 +33,42 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// `COUNT` hint per `SCAN` call.
 const SCAN_COUNT: usize = 1000;
 
-/// What the caller knows that the probe cannot: the configured lock TTL and when the system
-/// was last seen drained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the caller knows that the probe cannot: the configured lock TTL, when the system was
+/// last seen drained, and which delivery ids belong to this run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeConfig {
     /// The workers' `GITSPY_LOCK_TTL`, in milliseconds.
     pub lock_ttl_ms: u64,
     /// Since when (unix ms) the system has been drained (nothing waiting or pending), if it is.
+    #[serde(default)]
     pub drained_since_ms: Option<u64>,
+    /// Only state and lock keys of delivery ids starting with this prefix (the run's nonce),
+    /// so a Redis that outlived earlier runs does not mix their keys into this one's counts.
+    /// `None` counts every delivery.
+    #[serde(default)]
+    pub id_prefix: Option<String>,
+}
+
+impl ProbeConfig {
+    /// The `SCAN` pattern for keys `events:<id>:<suffix>` of the selected ids.
+    fn pattern(&self, suffix: &str) -> String {
+        match &self.id_prefix {
+            Some(p) => format!("events:{}*:{suffix}", glob_escape(p)),
+            None => format!("events:*:{suffix}"),
+        }
+    }
+}
+
+/// Escapes the glob metacharacters of Redis `MATCH` patterns.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Why a lock is stuck.
@@ -149,12 +178,12 @@ pub async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
 /// Runs one probe on `conn`.
 pub async fn probe(
     conn: &mut redis::aio::MultiplexedConnection,
-    config: ProbeConfig,
+    config: &ProbeConfig,
 ) -> Result<RedisProbe> {
     let at_ms = super::prom::now_ms();
 
     let mut states = BTreeMap::new();
-    for batch in scan(conn, STATE_PATTERN).await? {
+    for batch in scan(conn, &config.pattern(STATE_SUFFIX)).await? {
         let mut pipe = redis::pipe();
         for k in &batch {
             pipe.cmd("GET").arg(k);
@@ -173,7 +202,7 @@ pub async fn probe(
         .drained_since_ms
         .map(|since| at_ms.saturating_sub(since));
     let mut locks = Vec::new();
-    for batch in scan(conn, LOCK_PATTERN).await? {
+    for batch in scan(conn, &config.pattern(LOCK_SUFFIX)).await? {
         let mut pipe = redis::pipe();
         for k in &batch {
             pipe.cmd("PTTL").arg(k).cmd("GET").arg(k);
@@ -316,6 +345,17 @@ mod tests {
             classify_lock(-1, ttl, Some(99_999)),
             Some(StuckReason::NoTtl)
         );
+    }
+
+    #[test]
+    fn patterns_escape_the_prefix() {
+        let all = ProbeConfig::default();
+        assert_eq!(all.pattern(STATE_SUFFIX), "events:*:state");
+        let run = ProbeConfig {
+            id_prefix: Some("r[1]*".into()),
+            ..ProbeConfig::default()
+        };
+        assert_eq!(run.pattern(LOCK_SUFFIX), "events:r\\[1\\]\\**:lock");
     }
 
     #[test]

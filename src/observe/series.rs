@@ -61,7 +61,9 @@ pub struct Window {
 }
 
 impl Window {
-    /// The window covering everything.
+    /// The window covering everything. Its start is 1970, so every process "started inside"
+    /// it and counts from 0: increases over `ALL` include what processes counted before the
+    /// first scrape. For a run, pass the run's own window instead.
     pub const ALL: Window = Window {
         from_ms: 0,
         to_ms: u64::MAX,
