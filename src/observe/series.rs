@@ -111,20 +111,15 @@ impl Series {
     }
 
     /// Scrapes of every selected target inside `window`, per target.
-    fn selected<'a>(
-        &'a self,
-        sel: TargetSel<'_>,
-        window: Window,
-    ) -> impl Iterator<Item = (&'a str, Vec<&'a Scrape>)> + 'a {
-        let sel_owned = SelOwned::from(sel);
+    fn selected(&self, sel: TargetSel<'_>, window: Window) -> Vec<(&str, Vec<&Scrape>)> {
         self.targets
             .iter()
-            .filter(move |(t, _)| sel_owned.matches(t))
-            .map(move |(t, list)| {
-                let in_window: Vec<&Scrape> =
-                    list.iter().filter(|s| window.contains(s.at_ms)).collect();
+            .filter(|(t, _)| sel.matches(t))
+            .map(|(t, list)| {
+                let in_window = list.iter().filter(|s| window.contains(s.at_ms)).collect();
                 (t.as_str(), in_window)
             })
+            .collect()
     }
 
     /// The reset-aware increase of counter `name` (summed over label sets matching `filter`)
@@ -268,33 +263,6 @@ impl Series {
         Window {
             from_ms,
             to_ms: to_ms.max(from_ms),
-        }
-    }
-}
-
-/// An owned copy of a selector, so iterators over the series do not borrow the caller's one.
-enum SelOwned {
-    All,
-    Named(String),
-    Role(String),
-}
-
-impl From<TargetSel<'_>> for SelOwned {
-    fn from(s: TargetSel<'_>) -> Self {
-        match s {
-            TargetSel::All => SelOwned::All,
-            TargetSel::Named(n) => SelOwned::Named(n.to_owned()),
-            TargetSel::Role(r) => SelOwned::Role(r.to_owned()),
-        }
-    }
-}
-
-impl SelOwned {
-    fn matches(&self, t: &str) -> bool {
-        match self {
-            SelOwned::All => TargetSel::All.matches(t),
-            SelOwned::Named(n) => TargetSel::Named(n).matches(t),
-            SelOwned::Role(r) => TargetSel::Role(r).matches(t),
         }
     }
 }

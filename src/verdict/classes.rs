@@ -300,6 +300,9 @@ pub fn classify(
             state_name(state)
         ));
     }
+    if processed && lookup.is_some() && logged == 0 {
+        notes.push("processed (listed or with an effect) but no event-log row".to_owned());
+    }
     if !processed && state == DeliveryState::Processed {
         notes.push("state reads processed but the store has no row for it".to_owned());
     }
@@ -488,6 +491,16 @@ mod tests {
             Class::Duplicated,
         );
         check(&[], Some(lk("a", Processed, 1, 3)), true, Class::Duplicated);
+    }
+
+    #[test]
+    fn processed_without_a_log_row_is_noted() {
+        let (class, notes) = classify(&[Status(202)], Some(&lk("a", Processed, 0, 1)), false);
+        assert_eq!(class, Class::Ok);
+        assert_eq!(
+            notes,
+            ["processed (listed or with an effect) but no event-log row"]
+        );
     }
 
     #[test]
