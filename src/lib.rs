@@ -1,0 +1,2 @@
+pub mod observe;
+pub mod verdict;
