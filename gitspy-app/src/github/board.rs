@@ -1,0 +1,216 @@
+//! The Kanban board of one repository: which column a card belongs in, and the canonical board
+//! JSON with its digest (SPEC §1.5).
+//!
+//! Pure functions of [`CardState`]s, so the live store and `gitspy replay` render byte-identical
+//! boards from equal states.
+//!
+//! # Decisions
+//!
+//! - **Columns** (first match wins): tombstoned → no card; merged PR → `done`; state `closed` →
+//!   `done`; state unknown (or neither `open` nor `closed`) → no card, since nothing honest can be
+//!   shown; open draft PR → `in_progress`; open PR → `review` (an unknown draft flag counts as not
+//!   a draft: PRs seen only as issue objects often lack it); open issue with an assignee →
+//!   `in_progress`; open issue with a milestone or a label named `ready` (ASCII
+//!   case-insensitive, as GitHub treats label names) → `todo`; else `backlog`.
+//! - **Canonical JSON**: compact, object keys sorted by their UTF-8 bytes at every level (so the
+//!   top level reads `columns`, `digest`, `repo` — SPEC's example shows the members, not their
+//!   order), all five columns always present, cards in each column sorted by number. Card:
+//!   `{"assignees":[logins],"kind","labels":[names],"number","state","title","updated_at"}`
+//!   with `null` for a title, state or `updated_at` never observed and `[]` for unknown lists.
+//! - **Digest**: `"sha256:" + hex(sha256(canonical bytes of {"columns":…,"repo":…}))`, i.e. the
+//!   same object without the `digest` member.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::fold::{CardState, Kind};
+
+/// A board column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Column {
+    /// Open issues nobody has picked up or planned.
+    Backlog,
+    /// Open issues with a milestone or a `ready` label.
+    Todo,
+    /// Assigned open issues and draft pull requests.
+    InProgress,
+    /// Open, non-draft pull requests.
+    Review,
+    /// Closed issues and closed or merged pull requests.
+    Done,
+}
+
+impl Column {
+    /// Every column, in board order.
+    pub const ALL: [Column; 5] = [
+        Column::Backlog,
+        Column::Todo,
+        Column::InProgress,
+        Column::Review,
+        Column::Done,
+    ];
+
+    /// The name used in the board JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Column::Backlog => "backlog",
+            Column::Todo => "todo",
+            Column::InProgress => "in_progress",
+            Column::Review => "review",
+            Column::Done => "done",
+        }
+    }
+}
+
+/// The column of a card; `None` when it is tombstoned or its state is unknown.
+pub fn column(card: &CardState) -> Option<Column> {
+    if card.is_tombstoned() {
+        return None;
+    }
+    if card.is_merged() {
+        return Some(Column::Done);
+    }
+    match card.state()? {
+        "closed" => return Some(Column::Done),
+        "open" => {}
+        _ => return None,
+    }
+    if card.kind() == Kind::PullRequest {
+        return Some(if card.draft() == Some(true) {
+            Column::InProgress
+        } else {
+            Column::Review
+        });
+    }
+    if !card.assignees().is_empty() {
+        return Some(Column::InProgress);
+    }
+    let has_milestone = matches!(card.milestone(), Some(Some(_)));
+    let ready = card
+        .labels()
+        .iter()
+        .any(|label| label.eq_ignore_ascii_case("ready"));
+    if has_milestone || ready {
+        Some(Column::Todo)
+    } else {
+        Some(Column::Backlog)
+    }
+}
+
+/// A rendered board.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Board {
+    /// `owner/name` the board is addressed by.
+    pub repo: String,
+    /// Canonical JSON bytes, digest included (no trailing newline).
+    pub json: Vec<u8>,
+    /// `sha256:<hex>` of the canonical bytes without the digest member.
+    pub digest: String,
+    /// Cards per column; every column present.
+    pub counts: BTreeMap<Column, usize>,
+}
+
+/// Renders the board of `repo_full_name` from its cards (`(number, state)`); hidden cards are
+/// skipped. Equal inputs give byte-equal output whatever their order.
+pub fn render<'a>(
+    repo_full_name: &str,
+    cards: impl IntoIterator<Item = (i64, &'a CardState)>,
+) -> Board {
+    let mut columns: BTreeMap<Column, Vec<(i64, Vec<u8>, Value)>> =
+        Column::ALL.iter().map(|c| (*c, Vec::new())).collect();
+    for (number, card) in cards {
+        let Some(col) = column(card) else {
+            continue;
+        };
+        let value = card_json(number, card);
+        let bytes = canonical_json(&value);
+        columns.entry(col).or_default().push((number, bytes, value));
+    }
+    let mut counts = BTreeMap::new();
+    let mut columns_json = Map::new();
+    for (col, mut cards) in columns {
+        // The bytes break ties between equal numbers, so even duplicate input sorts one way.
+        cards.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        counts.insert(col, cards.len());
+        columns_json.insert(
+            col.as_str().to_owned(),
+            Value::Array(cards.into_iter().map(|(_, _, v)| v).collect()),
+        );
+    }
+    let mut object = Map::new();
+    object.insert("columns".to_owned(), Value::Object(columns_json));
+    object.insert("repo".to_owned(), Value::String(repo_full_name.to_owned()));
+    let mut object = Value::Object(object);
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(canonical_json(&object))));
+    if let Value::Object(map) = &mut object {
+        map.insert("digest".to_owned(), Value::String(digest.clone()));
+    }
+    Board {
+        repo: repo_full_name.to_owned(),
+        json: canonical_json(&object),
+        digest,
+        counts,
+    }
+}
+
+/// One card as it appears on the board.
+fn card_json(number: i64, card: &CardState) -> Value {
+    json!({
+        "assignees": card.assignees(),
+        "kind": card.kind().as_str(),
+        "labels": card.labels(),
+        "number": number,
+        "state": card.state(),
+        "title": card.title(),
+        "updated_at": card.updated_at(),
+    })
+}
+
+/// Canonical JSON bytes: compact, object keys sorted by their UTF-8 bytes at every level.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, member)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical(member, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+/// Writes a string, number, boolean or null as serde_json does. Writing a JSON scalar into a
+/// `Vec` cannot fail, so the error arm is unreachable in practice.
+fn write_scalar(scalar: &Value, out: &mut Vec<u8>) {
+    if serde_json::to_writer(&mut *out, scalar).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
