@@ -145,7 +145,10 @@ pub fn render<'a>(
     object.insert("columns".to_owned(), Value::Object(columns_json));
     object.insert("repo".to_owned(), Value::String(repo_full_name.to_owned()));
     let mut object = Value::Object(object);
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(canonical_json(&object))));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(canonical_json(&object)))
+    );
     if let Value::Object(map) = &mut object {
         map.insert("digest".to_owned(), Value::String(digest.clone()));
     }
@@ -212,5 +215,319 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
 fn write_scalar(scalar: &Value, out: &mut Vec<u8>) {
     if serde_json::to_writer(&mut *out, scalar).is_err() {
         out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::fold::{CardKey, ItemObservation, Version};
+
+    /// A snapshot with nothing stated; rows below fill in what they need.
+    fn blank() -> ItemObservation {
+        ItemObservation {
+            key: CardKey {
+                repo_id: 1,
+                number: 1,
+            },
+            at: Version(1_000),
+            updated_at: Some("1970-01-01T00:00:01Z".to_owned()),
+            pull_request: false,
+            merged: false,
+            tombstone: false,
+            title: None,
+            state: None,
+            draft: None,
+            labels: None,
+            assignees: None,
+            milestone: None,
+        }
+    }
+
+    fn strings(items: &[&str]) -> Option<Vec<String>> {
+        Some(items.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    fn issue(state: &str) -> ItemObservation {
+        ItemObservation {
+            state: Some(state.to_owned()),
+            ..blank()
+        }
+    }
+
+    fn pr(state: &str, draft: Option<bool>) -> ItemObservation {
+        ItemObservation {
+            pull_request: true,
+            draft,
+            ..issue(state)
+        }
+    }
+
+    /// One row per case: the card a snapshot gives, and the column it must land in.
+    fn check(rows: Vec<(&str, ItemObservation, Option<Column>)>) {
+        for (name, obs, expect) in rows {
+            let card = CardState::from_observation(&obs);
+            assert_eq!(column(&card), expect, "row: {name}");
+        }
+    }
+
+    fn with_assignee(obs: ItemObservation) -> ItemObservation {
+        ItemObservation {
+            assignees: strings(&["ann"]),
+            ..obs
+        }
+    }
+
+    fn with_milestone(obs: ItemObservation) -> ItemObservation {
+        ItemObservation {
+            milestone: Some(Some("v1".to_owned())),
+            ..obs
+        }
+    }
+
+    fn with_labels(obs: ItemObservation, labels: &[&str]) -> ItemObservation {
+        ItemObservation {
+            labels: strings(labels),
+            ..obs
+        }
+    }
+
+    fn merged(obs: ItemObservation) -> ItemObservation {
+        ItemObservation {
+            merged: true,
+            pull_request: true,
+            ..obs
+        }
+    }
+
+    fn tombstoned(obs: ItemObservation) -> ItemObservation {
+        ItemObservation {
+            tombstone: true,
+            ..obs
+        }
+    }
+
+    #[test]
+    fn rule_tombstoned_has_no_column() {
+        check(vec![
+            ("tombstoned open issue", tombstoned(issue("open")), None),
+            (
+                "tombstoned merged pr",
+                tombstoned(merged(pr("closed", None))),
+                None,
+            ),
+            (
+                "tombstoned open draft pr",
+                tombstoned(pr("open", Some(true))),
+                None,
+            ),
+            (
+                "tombstoned assigned issue",
+                tombstoned(with_assignee(issue("open"))),
+                None,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_merged_pr_is_done() {
+        check(vec![
+            (
+                "merged closed pr",
+                merged(pr("closed", Some(false))),
+                Some(Column::Done),
+            ),
+            (
+                "merged pr, snapshot still open draft",
+                merged(pr("open", Some(true))),
+                Some(Column::Done),
+            ),
+            (
+                "merged pr, snapshot still open",
+                merged(pr("open", Some(false))),
+                Some(Column::Done),
+            ),
+            (
+                "merged pr with unknown state",
+                merged(blank()),
+                Some(Column::Done),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_closed_is_done() {
+        check(vec![
+            (
+                "closed draft pr",
+                pr("closed", Some(true)),
+                Some(Column::Done),
+            ),
+            (
+                "closed unmerged pr",
+                pr("closed", Some(false)),
+                Some(Column::Done),
+            ),
+            ("closed issue", issue("closed"), Some(Column::Done)),
+            (
+                "closed issue with assignee, milestone and ready",
+                with_labels(with_milestone(with_assignee(issue("closed"))), &["ready"]),
+                Some(Column::Done),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_unknown_state_has_no_column() {
+        check(vec![
+            ("issue with unknown state", blank(), None),
+            (
+                "assigned issue with unknown state",
+                with_assignee(blank()),
+                None,
+            ),
+            ("issue with an unknown state value", issue("merged"), None),
+        ]);
+    }
+
+    #[test]
+    fn rule_open_draft_pr_is_in_progress() {
+        check(vec![
+            (
+                "open draft pr",
+                pr("open", Some(true)),
+                Some(Column::InProgress),
+            ),
+            (
+                "open draft pr with milestone and ready",
+                with_labels(with_milestone(pr("open", Some(true))), &["ready"]),
+                Some(Column::InProgress),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_open_pr_is_review() {
+        check(vec![
+            ("open pr", pr("open", Some(false)), Some(Column::Review)),
+            (
+                "open pr with unknown draft",
+                pr("open", None),
+                Some(Column::Review),
+            ),
+            (
+                "open pr with assignee",
+                with_assignee(pr("open", Some(false))),
+                Some(Column::Review),
+            ),
+            (
+                "open pr with milestone and ready",
+                with_labels(with_milestone(pr("open", None)), &["ready"]),
+                Some(Column::Review),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_open_issue_with_assignee_is_in_progress() {
+        check(vec![
+            (
+                "open issue with assignee",
+                with_assignee(issue("open")),
+                Some(Column::InProgress),
+            ),
+            (
+                "open issue with assignee, milestone and ready",
+                with_labels(with_milestone(with_assignee(issue("open"))), &["ready"]),
+                Some(Column::InProgress),
+            ),
+            (
+                "assignee from the issue's draft-less snapshot",
+                ItemObservation {
+                    draft: Some(true),
+                    ..with_assignee(issue("open"))
+                },
+                Some(Column::InProgress),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_open_issue_with_milestone_or_ready_is_todo() {
+        check(vec![
+            (
+                "open issue with milestone",
+                with_milestone(issue("open")),
+                Some(Column::Todo),
+            ),
+            (
+                "open issue with ready label",
+                with_labels(issue("open"), &["bug", "ready"]),
+                Some(Column::Todo),
+            ),
+            (
+                "open issue with Ready label",
+                with_labels(issue("open"), &["Ready"]),
+                Some(Column::Todo),
+            ),
+            (
+                "open issue with milestone and empty assignees",
+                ItemObservation {
+                    assignees: strings(&[]),
+                    ..with_milestone(issue("open"))
+                },
+                Some(Column::Todo),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rule_else_backlog() {
+        check(vec![
+            (
+                "open issue, nothing else known",
+                issue("open"),
+                Some(Column::Backlog),
+            ),
+            (
+                "open issue, milestone known null, empty lists",
+                ItemObservation {
+                    milestone: Some(None),
+                    labels: strings(&[]),
+                    assignees: strings(&[]),
+                    ..issue("open")
+                },
+                Some(Column::Backlog),
+            ),
+            (
+                "open issue with labels that are not ready",
+                with_labels(issue("open"), &["bug", "ready-ish", "not ready"]),
+                Some(Column::Backlog),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let value = json!({"b": 1, "a": {"z": [true, null], "y": "é\"x"}});
+        assert_eq!(
+            String::from_utf8(canonical_json(&value)).unwrap(),
+            r#"{"a":{"y":"é\"x","z":[true,null]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn empty_board_has_all_columns_and_zero_counts() {
+        let board = render("o/r", std::iter::empty());
+        let text = String::from_utf8(board.json.clone()).unwrap();
+        assert!(
+            text.starts_with(
+                r#"{"columns":{"backlog":[],"done":[],"in_progress":[],"review":[],"todo":[]},"digest":"sha256:"#
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(r#"","repo":"o/r"}"#), "{text}");
+        assert_eq!(board.counts.len(), 5);
+        assert!(board.counts.values().all(|n| *n == 0));
     }
 }

@@ -118,8 +118,7 @@ impl Version {
 
     /// Parses an RFC 3339 timestamp to unix milliseconds; [`Version::UNKNOWN`] if it is not one.
     pub fn parse_rfc3339(s: &str) -> Version {
-        let Ok(at) =
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        let Ok(at) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         else {
             return Version::UNKNOWN;
         };
@@ -611,5 +610,285 @@ impl FoldState {
     pub fn board(&self, full_name: &str) -> Option<Board> {
         let repo_id = *self.addressed().get(full_name)?;
         Some(self.render_repo(full_name, repo_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn issue_payload(action: &str, issue: Value) -> Value {
+        json!({
+            "action": action,
+            "issue": issue,
+            "repository": {"id": 7, "full_name": "o/r", "updated_at": "2024-01-01T00:00:00Z"},
+        })
+    }
+
+    fn card_after(events: &[(&str, Value)]) -> CardState {
+        let mut state = FoldState::default();
+        for (event, payload) in events {
+            state.apply(event, payload);
+        }
+        state
+            .card(CardKey {
+                repo_id: 7,
+                number: 1,
+            })
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn odd_payloads_observe_nothing_and_never_panic() {
+        let odd = [
+            json!(null),
+            json!([]),
+            json!("issues"),
+            json!({"issue": null}),
+            json!({"issue": {"number": 1}}),
+            json!({"issue": {"number": 1}, "repository": {"id": "7"}}),
+            json!({"issue": {"number": "1"}, "repository": {"id": 7}}),
+            json!({"issue": [], "repository": {"id": 7}}),
+            json!({"pull_request": 5, "repository": {"id": 7, "full_name": 3}}),
+        ];
+        for payload in &odd {
+            for event in ["issues", "issue_comment", "pull_request", "push", ""] {
+                assert_eq!(observe(event, payload).item, None, "{event} {payload}");
+            }
+        }
+        // A repository without a full_name still keys the item.
+        let obs = observe(
+            "issues",
+            &json!({"issue": {"number": 3, "labels": "x", "milestone": 4}, "repository": {"id": 7}}),
+        );
+        assert_eq!(obs.repo, None);
+        let item = obs.item.unwrap();
+        assert_eq!(
+            item.key,
+            CardKey {
+                repo_id: 7,
+                number: 3
+            }
+        );
+        assert_eq!(
+            (item.labels, item.milestone, item.at),
+            (None, None, Version::UNKNOWN)
+        );
+    }
+
+    #[test]
+    fn absent_null_and_empty_are_different() {
+        let first = issue_payload(
+            "opened",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open",
+                   "title": "t", "labels": [{"name": "ready"}], "milestone": {"title": "v1"},
+                   "assignees": [{"login": "ann"}]}),
+        );
+        // Newer snapshot that says nothing about labels/milestone/assignees: nothing lost.
+        let silent = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-02T00:00:00Z", "title": "t2"}),
+        );
+        let card = card_after(&[("issues", first.clone()), ("issues", silent)]);
+        assert_eq!(card.title(), Some("t2"));
+        assert_eq!(card.labels(), ["ready"]);
+        assert_eq!(card.milestone(), Some(Some("v1")));
+        assert_eq!(card.assignees(), ["ann"]);
+        // Newer snapshot with null milestone and empty lists: all cleared.
+        let cleared = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-02T00:00:00Z", "labels": [],
+                   "milestone": null, "assignees": []}),
+        );
+        let card = card_after(&[("issues", cleared), ("issues", first)]);
+        assert_eq!(card.labels(), [] as [String; 0]);
+        assert_eq!(card.milestone(), Some(None));
+        assert_eq!(card.assignees(), [] as [String; 0]);
+        assert_eq!(card.state(), Some("open"));
+    }
+
+    #[test]
+    fn singular_assignee_stands_in_only_when_assignees_is_absent() {
+        let obs = |issue: Value| observe("issues", &issue_payload("x", issue)).item.unwrap();
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": {"login": "bob"}})).assignees,
+            Some(vec!["bob".to_owned()])
+        );
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": null})).assignees,
+            Some(vec![])
+        );
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": null, "assignees": [{"login": "b"}, {"login": "a"}, {"login": "b"}]}))
+                .assignees,
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(obs(json!({"number": 1})).assignees, None);
+    }
+
+    #[test]
+    fn older_snapshot_loses_and_tie_is_order_free() {
+        let at = |ts: &str, state: &str, title: &str| {
+            issue_payload(
+                "edited",
+                json!({"number": 1, "updated_at": ts, "state": state, "title": title}),
+            )
+        };
+        let new = at("2024-01-02T00:00:00Z", "closed", "new");
+        let old = at("2024-01-01T00:00:00Z", "open", "old");
+        for order in [[&new, &old], [&old, &new]] {
+            let card = card_after(&[("issues", order[0].clone()), ("issues", order[1].clone())]);
+            assert_eq!((card.state(), card.title()), (Some("closed"), Some("new")));
+        }
+        // Same instant, different values: both orders pick the same values, per field.
+        let a = at("2024-01-03T00:00:00Z", "open", "a");
+        let b = at("2024-01-03T00:00:00+00:00", "closed", "b");
+        let ab = card_after(&[("issues", a.clone()), ("issues", b.clone())]);
+        let ba = card_after(&[("issues", b), ("issues", a)]);
+        assert_eq!(ab, ba);
+        // The tie-break is sha256 of the JSON value: the larger hash wins.
+        let rank = |s: &str| tie_break(&s.to_owned());
+        let want_state = if rank("open") > rank("closed") {
+            "open"
+        } else {
+            "closed"
+        };
+        assert_eq!(ab.state(), Some(want_state));
+    }
+
+    #[test]
+    fn merged_kind_and_tombstone_only_go_one_way() {
+        let pr = |ts: &str, merged: bool| {
+            json!({"action": "closed", "repository": {"id": 7, "full_name": "o/r"},
+                   "pull_request": {"number": 1, "updated_at": ts, "state": "closed", "merged": merged}})
+        };
+        let card = card_after(&[
+            ("pull_request", pr("2024-01-01T00:00:00Z", true)),
+            ("pull_request", pr("2024-01-02T00:00:00Z", false)),
+        ]);
+        assert!(card.is_merged());
+        // A later plain-issue view of the same number does not make it an issue again.
+        let as_issue = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-05T00:00:00Z", "state": "open"}),
+        );
+        let card = card_after(&[
+            ("pull_request", pr("2024-01-01T00:00:00Z", false)),
+            ("issue_comment", as_issue.clone()),
+        ]);
+        assert_eq!(card.kind(), Kind::PullRequest);
+        // Deleted, then a newer snapshot arrives: the tombstone still wins.
+        let deleted = issue_payload(
+            "deleted",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z"}),
+        );
+        let card = card_after(&[("issues", deleted.clone()), ("issues", as_issue)]);
+        assert!(card.is_tombstoned());
+        // Deleting a comment is not deleting the issue.
+        let card = card_after(&[("issue_comment", deleted)]);
+        assert!(!card.is_tombstoned());
+    }
+
+    #[test]
+    fn merged_at_on_an_issue_view_marks_the_pr_merged() {
+        let payload = issue_payload(
+            "created",
+            json!({"number": 1, "state": "closed",
+                   "pull_request": {"url": "u", "merged_at": "2024-01-01T00:00:00Z"}}),
+        );
+        let card = card_after(&[("issue_comment", payload)]);
+        assert_eq!((card.kind(), card.is_merged()), (Kind::PullRequest, true));
+        let payload = issue_payload(
+            "created",
+            json!({"number": 1, "pull_request": {"url": "u", "merged_at": null}}),
+        );
+        let card = card_after(&[("issue_comment", payload)]);
+        assert_eq!((card.kind(), card.is_merged()), (Kind::PullRequest, false));
+    }
+
+    #[test]
+    fn merge_reports_change_only_when_something_changed() {
+        let payload = issue_payload(
+            "opened",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open"}),
+        );
+        let item = observe("issues", &payload).item.unwrap();
+        let mut card = CardState::default();
+        assert!(card.merge(&item));
+        assert!(!card.merge(&item));
+        let older = ItemObservation {
+            at: Version(0),
+            state: Some("closed".to_owned()),
+            ..item.clone()
+        };
+        assert!(!card.merge(&older));
+        assert!(card.merge(&ItemObservation {
+            tombstone: true,
+            ..older
+        }));
+    }
+
+    #[test]
+    fn repository_name_is_newest_wins_by_updated_at() {
+        let named = |name: &str, ts: &str| json!({"action": "renamed", "repository": {"id": 7, "full_name": name, "updated_at": ts}});
+        let old = named("o/old", "2024-01-01T00:00:00Z");
+        let new = named("o/new", "2024-02-01T00:00:00Z");
+        for order in [[&old, &new], [&new, &old]] {
+            let mut repo = RepoState::default();
+            for payload in order {
+                repo.merge(&observe("repository", payload).repo.unwrap());
+            }
+            assert_eq!(repo.full_name(), Some("o/new"));
+        }
+        // Cards follow the id: the board is addressed by the current name only.
+        let mut state = FoldState::default();
+        state.apply(
+            "issues",
+            &json!({"action": "opened", "issue": {"number": 1, "state": "open"},
+                    "repository": {"id": 7, "full_name": "o/old", "updated_at": "2024-01-01T00:00:00Z"}}),
+        );
+        assert!(state.board("o/old").is_some());
+        state.apply("repository", &new);
+        assert!(state.board("o/old").is_none());
+        let board = state.board("o/new").unwrap();
+        assert_eq!(board.counts[&crate::github::board::Column::Backlog], 1);
+        assert_eq!(state.boards().len(), 1);
+    }
+
+    #[test]
+    fn version_parses_rfc3339_and_unix_seconds() {
+        assert_eq!(
+            Version::from_json(Some(&json!("1970-01-01T00:00:01Z"))),
+            Version(1000)
+        );
+        assert_eq!(
+            Version::from_json(Some(&json!("1970-01-01T01:00:01+01:00"))),
+            Version(1000)
+        );
+        assert_eq!(Version::from_json(Some(&json!(2))), Version(2000));
+        assert_eq!(
+            Version::from_json(Some(&json!("yesterday"))),
+            Version::UNKNOWN
+        );
+        assert_eq!(Version::from_json(None), Version::UNKNOWN);
+    }
+
+    #[test]
+    fn fold_state_round_trips_through_json() {
+        let mut state = FoldState::default();
+        state.apply(
+            "issues",
+            &issue_payload(
+                "opened",
+                json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open",
+                       "milestone": null, "labels": []}),
+            ),
+        );
+        let bytes = serde_json::to_vec(&state).unwrap();
+        let back: FoldState = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(serde_json::to_vec(&back).unwrap(), bytes);
     }
 }
