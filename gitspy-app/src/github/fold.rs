@@ -54,7 +54,11 @@
 //! - **Boards**: a board exists for every repository id that has at least one card (tombstoned
 //!   ones included, so a repository whose issues were all deleted shows an empty board) and a
 //!   known name. If two repository ids currently carry the same name (a rename we never saw),
-//!   the one whose name has the newest version wins the address, then the higher id.
+//!   the one whose name has the newest version wins the address, then the higher id
+//!   ([`address_boards`], which the store shares so live boards and replay agree).
+//! - **Touched card**: [`FoldState::apply`] names the payload's card even when the snapshot
+//!   changed nothing (a duplicate or an older snapshot), so the caller decides what a
+//!   `card_history` row means; [`CardState::merge`] says whether anything changed.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -567,30 +571,14 @@ impl FoldState {
         self.repos.iter().map(|(id, repo)| (*id, repo))
     }
 
-    /// Which repository id a board name addresses: name → winning id (see the module docs).
+    /// Which repository id each board name addresses (see [`address_boards`]).
     fn addressed(&self) -> BTreeMap<&str, i64> {
-        let mut by_name: BTreeMap<&str, (&Versioned<String>, i64)> = BTreeMap::new();
-        for (repo_id, cards) in &self.cards {
-            if cards.is_empty() {
-                continue;
-            }
-            let Some(name) = self.repos.get(repo_id).and_then(|r| r.name.as_ref()) else {
-                continue;
-            };
-            by_name
-                .entry(name.value.as_str())
-                .and_modify(|(best, best_id)| {
-                    if name.cmp_rank(best).then(repo_id.cmp(best_id)) == Ordering::Greater {
-                        *best = name;
-                        *best_id = *repo_id;
-                    }
-                })
-                .or_insert((name, *repo_id));
-        }
-        by_name
-            .into_iter()
-            .map(|(name, (_, id))| (name, id))
-            .collect()
+        address_boards(
+            self.cards
+                .iter()
+                .filter(|(_, cards)| !cards.is_empty())
+                .filter_map(|(repo_id, _)| Some((*repo_id, self.repos.get(repo_id)?))),
+        )
     }
 
     fn render_repo(&self, full_name: &str, repo_id: i64) -> Board {
@@ -611,6 +599,36 @@ impl FoldState {
         let repo_id = *self.addressed().get(full_name)?;
         Some(self.render_repo(full_name, repo_id))
     }
+}
+
+/// Board addresses: current `owner/name` → the repository id whose board it shows.
+///
+/// Give it the repositories that have at least one card. Repositories without a known name get
+/// no board. When two ids carry the same current name (a rename that was never delivered), the
+/// name with the newest version wins, then the higher id — the store must use this same rule so
+/// the live boards and `gitspy replay` agree.
+pub fn address_boards<'a>(
+    repos: impl IntoIterator<Item = (i64, &'a RepoState)>,
+) -> BTreeMap<&'a str, i64> {
+    let mut by_name: BTreeMap<&str, (&Versioned<String>, i64)> = BTreeMap::new();
+    for (repo_id, repo) in repos {
+        let Some(name) = repo.name.as_ref() else {
+            continue;
+        };
+        by_name
+            .entry(name.value.as_str())
+            .and_modify(|(best, best_id)| {
+                if name.cmp_rank(best).then(repo_id.cmp(best_id)) == Ordering::Greater {
+                    *best = name;
+                    *best_id = repo_id;
+                }
+            })
+            .or_insert((name, repo_id));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (_, id))| (name, id))
+        .collect()
 }
 
 #[cfg(test)]
@@ -855,6 +873,31 @@ mod tests {
         let board = state.board("o/new").unwrap();
         assert_eq!(board.counts[&crate::github::board::Column::Backlog], 1);
         assert_eq!(state.boards().len(), 1);
+    }
+
+    #[test]
+    fn a_name_held_by_two_repository_ids_addresses_the_newest() {
+        let opened = |id: i64, ts: &str, title: &str| {
+            json!({"action": "opened",
+                   "repository": {"id": id, "full_name": "o/r", "updated_at": ts},
+                   "issue": {"number": 1, "state": "open", "title": title}})
+        };
+        let older = opened(1, "2024-01-01T00:00:00Z", "from repo 1");
+        let newer = opened(2, "2024-02-01T00:00:00Z", "from repo 2");
+        for order in [[&older, &newer], [&newer, &older]] {
+            let mut state = FoldState::default();
+            for payload in order {
+                state.apply("issues", payload);
+            }
+            let boards = state.boards();
+            assert_eq!(boards.len(), 1);
+            let text = String::from_utf8(boards[0].json.clone()).unwrap();
+            assert!(
+                text.contains("from repo 2") && !text.contains("from repo 1"),
+                "{text}"
+            );
+            assert_eq!(state.board("o/r"), Some(boards[0].clone()));
+        }
     }
 
     #[test]
