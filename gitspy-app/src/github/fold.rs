@@ -1,74 +1,937 @@
-//! PLACEHOLDER until the fold branch lands (replaced wholesale at merge).
-use serde::{Deserialize, Serialize};
+//! The fold: how GitHub webhook payloads become card and repository state (SPEC §1.5).
+//!
+//! Pure logic plus serde — no HTTP, Redis or SQLite here — so the worker, the store and
+//! `gitspy replay` share exactly one definition of "what the board knows".
+//!
+//! # Model
+//!
+//! Every payload is read as a **snapshot**, never as an operation: [`observe`] extracts what the
+//! payload says about at most one item (issue or pull request) and about the repository it came
+//! from. The state built from observations is a join-semilattice — merging is commutative,
+//! associative and idempotent — so the result does not depend on delivery order or on
+//! duplicates, and two partial states can be unioned with [`FoldState::merge_state`].
+//!
+//! # Rules decided here
+//!
+//! - **Card key**: `(repository.id, number)`. Pull requests that arrive as issue objects (the
+//!   `issue` of `issues` / `issue_comment` events carrying a non-null `pull_request`) land on the
+//!   same card as the `pull_request` object of `pull_request*` events.
+//! - **Which events carry an item**: `issues` and `issue_comment` (the `issue` object);
+//!   `pull_request`, `pull_request_review`, `pull_request_review_comment` and
+//!   `pull_request_review_thread` (the `pull_request` object). Every other event (push, ping,
+//!   label, milestone, repository, projects_v2_item, …) carries no item. A payload without an
+//!   integer `repository.id` or an integer item `number` carries no item either: it cannot be
+//!   keyed.
+//! - **Field versions**: every field present in the item is versioned by the item's own
+//!   `updated_at` (RFC 3339, kept as unix milliseconds; integer unix seconds are accepted too).
+//!   A missing or unparseable `updated_at` gives the lowest version ([`Version::UNKNOWN`]), so any
+//!   dated snapshot beats it.
+//! - **Per-field newest wins, ties broken by value**: a field is replaced when the incoming
+//!   version is greater, or when the versions are equal and the values differ and the incoming
+//!   value ranks higher by `(sha256(json(value)), json(value))` — the bytes compare only after
+//!   the hash, which makes the order total even under a hash collision. GitHub's own examples
+//!   share timestamps across different states; at such a tie the result is arbitrary but the
+//!   same for every delivery order. Fields are independent registers: a tie can pick `state`
+//!   from one snapshot and `draft` from another.
+//! - **Absent vs null vs empty**: an absent field is unknown and changes nothing; `milestone:
+//!   null` is the known value "no milestone"; `labels: []` / `assignees: []` are known empty
+//!   lists. When `assignees` is absent but the older singular `assignee` is present, it stands
+//!   in (`null` → `[]`, a user → `[login]`). Labels are kept as sorted, de-duplicated names,
+//!   assignees as sorted, de-duplicated logins; a milestone by its title.
+//! - **Kind and merged are monotonic**: the card is a pull request once any observation says so;
+//!   `merged` only goes false → true (from `pull_request.merged == true`, a non-null
+//!   `pull_request.merged_at`, or a non-null `issue.pull_request.merged_at`).
+//! - **Tombstones**: `issues.deleted` and `issues.transferred` tombstone the card of the issue in
+//!   the payload's repository (the source repository for a transfer; the destination receives
+//!   its own `issues.opened`). A tombstone always wins and is never lifted. `issue_comment`
+//!   `deleted` deletes a comment, not the issue, and is an ordinary snapshot.
+//! - **Repository names**: any payload with an integer `repository.id` and a string
+//!   `repository.full_name` observes the repository's name (so `repository.renamed` /
+//!   `repository.transferred` need no special case). The name is a newest-wins register
+//!   versioned by `repository.updated_at` — GitHub bumps it on a rename or transfer, while
+//!   `pushed_at` does not move on a rename — with the same value-hash tie-break. A missing
+//!   `updated_at` gives [`Version::UNKNOWN`].
+//! - **Boards**: a board exists for every repository id that has at least one card (tombstoned
+//!   ones included, so a repository whose issues were all deleted shows an empty board) and a
+//!   known name. If two repository ids currently carry the same name (a rename we never saw),
+//!   the one whose name has the newest version wins the address, then the higher id
+//!   ([`address_boards`], which the store shares so live boards and replay agree).
+//! - **Touched card**: [`FoldState::apply`] names the payload's card even when the snapshot
+//!   changed nothing (a duplicate or an older snapshot), so the caller decides what a
+//!   `card_history` row means; [`CardState::merge`] says whether anything changed.
+
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::board::{self, Board};
+
+/// Identity of a card: the repository id (stable across renames) and the issue/PR number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CardKey {
+    /// `repository.id` of the payload.
     pub repo_id: i64,
+    /// Issue or pull-request number inside that repository.
     pub number: i64,
 }
+
+/// Whether a card is an issue or a pull request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A plain issue (nothing has said otherwise yet).
+    Issue,
+    /// A pull request, seen as one by at least one observation.
+    PullRequest,
+}
+
+impl Kind {
+    /// The name used in the board JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Issue => "issue",
+            Kind::PullRequest => "pull_request",
+        }
+    }
+}
+
+/// Version of a snapshot: unix milliseconds of a timestamp, [`Version::UNKNOWN`] when there was
+/// none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub i64);
+
+impl Version {
+    /// The version of a snapshot without a usable timestamp; lower than every real one.
+    pub const UNKNOWN: Version = Version(i64::MIN);
+
+    /// Reads a payload timestamp: an RFC 3339 string, or integer unix seconds (GitHub uses both,
+    /// e.g. `repository.pushed_at` in push events). Anything else is [`Version::UNKNOWN`].
+    pub fn from_json(value: Option<&Value>) -> Version {
+        match value {
+            Some(Value::String(s)) => Version::parse_rfc3339(s),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map_or(Version::UNKNOWN, |secs| Version(secs.saturating_mul(1000))),
+            _ => Version::UNKNOWN,
+        }
+    }
+
+    /// Parses an RFC 3339 timestamp to unix milliseconds; [`Version::UNKNOWN`] if it is not one.
+    pub fn parse_rfc3339(s: &str) -> Version {
+        let Ok(at) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        else {
+            return Version::UNKNOWN;
+        };
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_or(Version::UNKNOWN, Version)
+    }
+}
+
+/// A value with the version of the snapshot that said it: one newest-wins register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    /// Version of the snapshot the value came from.
+    pub at: Version,
+    /// The value itself.
+    pub value: T,
+}
+
+impl<T: Serialize> Versioned<T> {
+    /// Total order of registers: version first, then the value's tie-break rank.
+    fn cmp_rank(&self, other: &Versioned<T>) -> Ordering {
+        self.at
+            .cmp(&other.at)
+            .then_with(|| tie_break(&self.value).cmp(&tie_break(&other.value)))
+    }
+}
+
+/// Tie-break rank of a value: `(sha256(json), json)`. Serialising the plain data types used
+/// here (strings, lists of strings, options, booleans) into memory cannot fail.
+fn tie_break<T: Serialize>(value: &T) -> ([u8; 32], Vec<u8>) {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    (Sha256::digest(&bytes).into(), bytes)
+}
+
+/// Joins `incoming` into `mine`: keeps the higher-ranked register. Returns whether `mine` changed.
+fn join_register<T: Serialize + Clone + PartialEq>(
+    mine: &mut Option<Versioned<T>>,
+    incoming: Option<&Versioned<T>>,
+) -> bool {
+    let Some(incoming) = incoming else {
+        return false;
+    };
+    match mine {
+        Some(current) if current == incoming => false,
+        Some(current) if incoming.cmp_rank(current) != Ordering::Greater => false,
+        _ => {
+            *mine = Some(incoming.clone());
+            true
+        }
+    }
+}
+
+/// What one payload says, as snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observations {
+    /// The repository's identity, when the payload carries `repository.id` and `full_name`.
     pub repo: Option<RepoObservation>,
+    /// The issue or pull request the payload is about, if any.
     pub item: Option<ItemObservation>,
 }
+
+/// A repository's name as of one payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoObservation {
+    /// `repository.id`.
     pub repo_id: i64,
+    /// `repository.full_name` (`owner/name`).
     pub full_name: String,
+    /// Version of the name: `repository.updated_at`.
+    pub at: Version,
 }
+
+/// One snapshot of an issue or pull request. `None` fields were absent from the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemObservation {
+    /// The card this snapshot belongs to.
     pub key: CardKey,
+    /// Version of every field below: the item's `updated_at`.
+    pub at: Version,
+    /// The item's `updated_at` as written in the payload.
+    pub updated_at: Option<String>,
+    /// The payload says this is a pull request.
+    pub pull_request: bool,
+    /// The payload says the pull request is merged.
+    pub merged: bool,
+    /// `issues.deleted` or `issues.transferred`: the card leaves this repository for good.
+    pub tombstone: bool,
+    /// `title`.
     pub title: Option<String>,
+    /// `state` (`open` / `closed`).
+    pub state: Option<String>,
+    /// `draft`.
+    pub draft: Option<bool>,
+    /// Label names, sorted and de-duplicated.
+    pub labels: Option<Vec<String>>,
+    /// Assignee logins, sorted and de-duplicated.
+    pub assignees: Option<Vec<String>>,
+    /// `Some(None)` is a known "no milestone"; `Some(Some(title))` a milestone.
+    pub milestone: Option<Option<String>>,
 }
-pub fn observe(_event: &str, payload: &serde_json::Value) -> Observations {
-    let repo = payload.get("repository").and_then(|r| {
-        Some(RepoObservation {
-            repo_id: r.get("id")?.as_i64()?,
-            full_name: r.get("full_name")?.as_str()?.to_owned(),
-        })
-    });
-    let item = payload
-        .get("issue")
-        .or_else(|| payload.get("pull_request"))
-        .and_then(|i| {
-            Some(ItemObservation {
-                key: CardKey {
-                    repo_id: repo.as_ref()?.repo_id,
-                    number: i.get("number")?.as_i64()?,
-                },
-                title: i.get("title").and_then(|t| t.as_str()).map(str::to_owned),
-            })
-        });
+
+/// Events whose `issue` object is the item.
+const ISSUE_EVENTS: &[&str] = &["issues", "issue_comment"];
+/// Events whose `pull_request` object is the item.
+const PULL_REQUEST_EVENTS: &[&str] = &[
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+];
+
+/// Reads what a payload says. Never panics: anything of an unexpected shape is "not said".
+pub fn observe(event: &str, payload: &Value) -> Observations {
+    let repository = payload.get("repository");
+    let repo_id = repository.and_then(|r| r.get("id")).and_then(Value::as_i64);
+    let repo = match (
+        repo_id,
+        repository
+            .and_then(|r| r.get("full_name"))
+            .and_then(Value::as_str),
+    ) {
+        (Some(repo_id), Some(full_name)) => Some(RepoObservation {
+            repo_id,
+            full_name: full_name.to_owned(),
+            at: Version::from_json(repository.and_then(|r| r.get("updated_at"))),
+        }),
+        _ => None,
+    };
+    let item = repo_id.and_then(|repo_id| observe_item(event, payload, repo_id));
     Observations { repo, item }
 }
+
+fn observe_item(event: &str, payload: &Value, repo_id: i64) -> Option<ItemObservation> {
+    let (object, pull_request, merged) = if ISSUE_EVENTS.contains(&event) {
+        let issue = payload.get("issue")?;
+        let pr = issue.get("pull_request").filter(|pr| pr.is_object());
+        let merged = pr
+            .and_then(|pr| pr.get("merged_at"))
+            .is_some_and(Value::is_string);
+        (issue, pr.is_some(), merged)
+    } else if PULL_REQUEST_EVENTS.contains(&event) {
+        let pr = payload.get("pull_request")?;
+        let merged = pr.get("merged").and_then(Value::as_bool) == Some(true)
+            || pr.get("merged_at").is_some_and(Value::is_string);
+        (pr, true, merged)
+    } else {
+        return None;
+    };
+    let number = object.get("number").and_then(Value::as_i64)?;
+    let action = payload.get("action").and_then(Value::as_str);
+    let tombstone = event == "issues" && matches!(action, Some("deleted" | "transferred"));
+    let updated_at = object.get("updated_at");
+    Some(ItemObservation {
+        key: CardKey { repo_id, number },
+        at: Version::from_json(updated_at),
+        updated_at: updated_at.and_then(Value::as_str).map(str::to_owned),
+        pull_request,
+        merged,
+        tombstone,
+        title: string_field(object, "title"),
+        state: string_field(object, "state"),
+        draft: object.get("draft").and_then(Value::as_bool),
+        labels: names(object.get("labels"), "name"),
+        assignees: names(object.get("assignees"), "login").or_else(|| {
+            match object.get("assignee") {
+                Some(Value::Null) => Some(Vec::new()),
+                Some(user) => user
+                    .get("login")
+                    .and_then(Value::as_str)
+                    .map(|login| vec![login.to_owned()]),
+                None => None,
+            }
+        }),
+        milestone: match object.get("milestone") {
+            Some(Value::Null) => Some(None),
+            Some(m @ Value::Object(_)) => Some(Some(milestone_name(m))),
+            _ => None,
+        },
+    })
+}
+
+/// `object[key]` when it is a string.
+fn string_field(object: &Value, key: &str) -> Option<String> {
+    object.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Names of a list of objects (`labels` by `name`, `assignees` by `login`); plain strings are
+/// taken as they are. Sorted and de-duplicated. `None` when the list is absent or not a list.
+fn names(list: Option<&Value>, key: &str) -> Option<Vec<String>> {
+    let list = list?.as_array()?;
+    let mut names: Vec<String> = list
+        .iter()
+        .filter_map(|entry| match entry {
+            Value::String(s) => Some(s.clone()),
+            other => other.get(key).and_then(Value::as_str).map(str::to_owned),
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// A milestone's title, else its number, else the empty string (it still counts as set).
+fn milestone_name(milestone: &Value) -> String {
+    if let Some(title) = milestone.get("title").and_then(Value::as_str) {
+        return title.to_owned();
+    }
+    milestone
+        .get("number")
+        .and_then(Value::as_i64)
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// Persistable state of one card: a newest-wins register per field, plus the monotonic flags.
+///
+/// `None` registers are fields no observation has stated yet.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CardState {
-    pub title: Option<String>,
+    /// Some observation said this is a pull request (never goes back).
+    pub pull_request: bool,
+    /// Some observation said the pull request is merged (never goes back).
+    pub merged: bool,
+    /// Deleted or transferred away (never goes back; hides the card).
+    pub tombstone: bool,
+    /// `title`.
+    pub title: Option<Versioned<String>>,
+    /// `state` (`open` / `closed`).
+    pub state: Option<Versioned<String>>,
+    /// `draft`.
+    pub draft: Option<Versioned<bool>>,
+    /// Sorted label names.
+    pub labels: Option<Versioned<Vec<String>>>,
+    /// Sorted assignee logins.
+    pub assignees: Option<Versioned<Vec<String>>>,
+    /// Milestone title; `value: None` is a known "no milestone".
+    pub milestone: Option<Versioned<Option<String>>>,
+    /// The newest `updated_at` seen, as written in the payload.
+    pub updated_at: Option<Versioned<String>>,
 }
+
 impl CardState {
+    /// The state that one observation alone gives.
+    pub fn from_observation(obs: &ItemObservation) -> CardState {
+        let at = obs.at;
+        let reg = |value| Versioned { at, value };
+        CardState {
+            pull_request: obs.pull_request,
+            merged: obs.merged,
+            tombstone: obs.tombstone,
+            title: obs.title.clone().map(reg),
+            state: obs.state.clone().map(reg),
+            draft: obs.draft.map(|value| Versioned { at, value }),
+            labels: obs.labels.clone().map(|value| Versioned { at, value }),
+            assignees: obs.assignees.clone().map(|value| Versioned { at, value }),
+            milestone: obs.milestone.clone().map(|value| Versioned { at, value }),
+            updated_at: obs.updated_at.clone().map(reg),
+        }
+    }
+
+    /// Folds one snapshot in. Returns whether anything changed.
     pub fn merge(&mut self, obs: &ItemObservation) -> bool {
-        let changed = self.title != obs.title;
-        self.title = obs.title.clone();
+        self.join(&CardState::from_observation(obs))
+    }
+
+    /// Least upper bound of two states (commutative, associative, idempotent). Returns whether
+    /// `self` changed.
+    pub fn join(&mut self, other: &CardState) -> bool {
+        let mut changed = false;
+        for (mine, theirs) in [
+            (&mut self.pull_request, other.pull_request),
+            (&mut self.merged, other.merged),
+            (&mut self.tombstone, other.tombstone),
+        ] {
+            if theirs && !*mine {
+                *mine = true;
+                changed = true;
+            }
+        }
+        changed |= join_register(&mut self.title, other.title.as_ref());
+        changed |= join_register(&mut self.state, other.state.as_ref());
+        changed |= join_register(&mut self.draft, other.draft.as_ref());
+        changed |= join_register(&mut self.labels, other.labels.as_ref());
+        changed |= join_register(&mut self.assignees, other.assignees.as_ref());
+        changed |= join_register(&mut self.milestone, other.milestone.as_ref());
+        changed |= join_register(&mut self.updated_at, other.updated_at.as_ref());
         changed
     }
+
+    /// Deleted or transferred away: the card is not shown.
     pub fn is_tombstoned(&self) -> bool {
-        false
+        self.tombstone
+    }
+
+    /// Issue or pull request.
+    pub fn kind(&self) -> Kind {
+        if self.pull_request {
+            Kind::PullRequest
+        } else {
+            Kind::Issue
+        }
+    }
+
+    /// A merged pull request.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Current title, if known.
+    pub fn title(&self) -> Option<&str> {
+        self.title.as_ref().map(|r| r.value.as_str())
+    }
+
+    /// Current state (`open` / `closed`), if known.
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_ref().map(|r| r.value.as_str())
+    }
+
+    /// Current draft flag, if known.
+    pub fn draft(&self) -> Option<bool> {
+        self.draft.as_ref().map(|r| r.value)
+    }
+
+    /// Current label names (sorted); empty when unknown.
+    pub fn labels(&self) -> &[String] {
+        self.labels.as_ref().map_or(&[], |r| r.value.as_slice())
+    }
+
+    /// Current assignee logins (sorted); empty when unknown.
+    pub fn assignees(&self) -> &[String] {
+        self.assignees.as_ref().map_or(&[], |r| r.value.as_slice())
+    }
+
+    /// `Some(None)`: known to have no milestone; `Some(Some(title))`: has one; `None`: unknown.
+    pub fn milestone(&self) -> Option<Option<&str>> {
+        self.milestone.as_ref().map(|r| r.value.as_deref())
+    }
+
+    /// The newest `updated_at` seen, as written in the payload.
+    pub fn updated_at(&self) -> Option<&str> {
+        self.updated_at.as_ref().map(|r| r.value.as_str())
     }
 }
+
+/// Current name of one repository id: a newest-wins register.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepoState {
-    pub name: Option<String>,
+    /// `full_name`, versioned by `repository.updated_at`.
+    pub name: Option<Versioned<String>>,
 }
+
 impl RepoState {
+    /// Folds one observation in. Returns whether the current name changed.
     pub fn merge(&mut self, obs: &RepoObservation) -> bool {
-        self.name = Some(obs.full_name.clone());
-        true
+        let incoming = Versioned {
+            at: obs.at,
+            value: obs.full_name.clone(),
+        };
+        join_register(&mut self.name, Some(&incoming))
     }
+
+    /// Least upper bound of two states. Returns whether `self` changed.
+    pub fn join(&mut self, other: &RepoState) -> bool {
+        join_register(&mut self.name, other.name.as_ref())
+    }
+
+    /// The current `owner/name`, if any payload named the repository.
     pub fn full_name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_ref().map(|r| r.value.as_str())
     }
 }
+
+/// The whole fold over many deliveries: repository names and cards.
+///
+/// Serialises deterministically: maps are keyed by integer ids (written as JSON strings) in
+/// ascending order, struct fields in declaration order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FoldState {
-    pub repos: BTreeMap<i64, RepoState>,
-    pub cards: BTreeMap<String, CardState>,
+    /// Repository id → current name.
+    repos: BTreeMap<i64, RepoState>,
+    /// Repository id → number → card.
+    cards: BTreeMap<i64, BTreeMap<i64, CardState>>,
+}
+
+impl FoldState {
+    /// Folds one delivery in. Returns the card the payload is about, if any (whether or not it
+    /// changed anything — a duplicate still names its card).
+    pub fn apply(&mut self, event: &str, payload: &Value) -> Option<CardKey> {
+        self.apply_observations(&observe(event, payload))
+    }
+
+    /// Folds already-extracted observations in; see [`FoldState::apply`].
+    pub fn apply_observations(&mut self, obs: &Observations) -> Option<CardKey> {
+        if let Some(repo) = &obs.repo {
+            self.repos.entry(repo.repo_id).or_default().merge(repo);
+        }
+        let item = obs.item.as_ref()?;
+        self.cards
+            .entry(item.key.repo_id)
+            .or_default()
+            .entry(item.key.number)
+            .or_default()
+            .merge(item);
+        Some(item.key)
+    }
+
+    /// Union of two states. Folding a history in two parts and merging the results equals
+    /// folding the whole history.
+    pub fn merge_state(&mut self, other: &FoldState) {
+        for (id, repo) in &other.repos {
+            self.repos.entry(*id).or_default().join(repo);
+        }
+        for (repo_id, cards) in &other.cards {
+            let mine = self.cards.entry(*repo_id).or_default();
+            for (number, card) in cards {
+                mine.entry(*number).or_default().join(card);
+            }
+        }
+    }
+
+    /// One card's state.
+    pub fn card(&self, key: CardKey) -> Option<&CardState> {
+        self.cards.get(&key.repo_id)?.get(&key.number)
+    }
+
+    /// Every card, in key order.
+    pub fn cards(&self) -> impl Iterator<Item = (CardKey, &CardState)> {
+        self.cards.iter().flat_map(|(repo_id, cards)| {
+            cards.iter().map(move |(number, card)| {
+                (
+                    CardKey {
+                        repo_id: *repo_id,
+                        number: *number,
+                    },
+                    card,
+                )
+            })
+        })
+    }
+
+    /// One repository's state.
+    pub fn repo(&self, repo_id: i64) -> Option<&RepoState> {
+        self.repos.get(&repo_id)
+    }
+
+    /// Every repository, in id order.
+    pub fn repos(&self) -> impl Iterator<Item = (i64, &RepoState)> {
+        self.repos.iter().map(|(id, repo)| (*id, repo))
+    }
+
+    /// Which repository id each board name addresses (see [`address_boards`]).
+    fn addressed(&self) -> BTreeMap<&str, i64> {
+        address_boards(
+            self.cards
+                .iter()
+                .filter(|(_, cards)| !cards.is_empty())
+                .filter_map(|(repo_id, _)| Some((*repo_id, self.repos.get(repo_id)?))),
+        )
+    }
+
+    fn render_repo(&self, full_name: &str, repo_id: i64) -> Board {
+        let cards = self.cards.get(&repo_id).into_iter().flatten();
+        board::render(full_name, cards.map(|(number, card)| (*number, card)))
+    }
+
+    /// One board per repository that has cards and a name, sorted by name.
+    pub fn boards(&self) -> Vec<Board> {
+        self.addressed()
+            .into_iter()
+            .map(|(name, repo_id)| self.render_repo(name, repo_id))
+            .collect()
+    }
+
+    /// The board addressed by `owner/name`, if that repository has cards.
+    pub fn board(&self, full_name: &str) -> Option<Board> {
+        let repo_id = *self.addressed().get(full_name)?;
+        Some(self.render_repo(full_name, repo_id))
+    }
+}
+
+/// Board addresses: current `owner/name` → the repository id whose board it shows.
+///
+/// Give it the repositories that have at least one card. Repositories without a known name get
+/// no board. When two ids carry the same current name (a rename that was never delivered), the
+/// name with the newest version wins, then the higher id — the store must use this same rule so
+/// the live boards and `gitspy replay` agree.
+pub fn address_boards<'a>(
+    repos: impl IntoIterator<Item = (i64, &'a RepoState)>,
+) -> BTreeMap<&'a str, i64> {
+    let mut by_name: BTreeMap<&str, (&Versioned<String>, i64)> = BTreeMap::new();
+    for (repo_id, repo) in repos {
+        let Some(name) = repo.name.as_ref() else {
+            continue;
+        };
+        by_name
+            .entry(name.value.as_str())
+            .and_modify(|(best, best_id)| {
+                if name.cmp_rank(best).then(repo_id.cmp(best_id)) == Ordering::Greater {
+                    *best = name;
+                    *best_id = repo_id;
+                }
+            })
+            .or_insert((name, repo_id));
+    }
+    by_name
+        .into_iter()
+        .map(|(name, (_, id))| (name, id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn issue_payload(action: &str, issue: Value) -> Value {
+        json!({
+            "action": action,
+            "issue": issue,
+            "repository": {"id": 7, "full_name": "o/r", "updated_at": "2024-01-01T00:00:00Z"},
+        })
+    }
+
+    fn card_after(events: &[(&str, Value)]) -> CardState {
+        let mut state = FoldState::default();
+        for (event, payload) in events {
+            state.apply(event, payload);
+        }
+        state
+            .card(CardKey {
+                repo_id: 7,
+                number: 1,
+            })
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn odd_payloads_observe_nothing_and_never_panic() {
+        let odd = [
+            json!(null),
+            json!([]),
+            json!("issues"),
+            json!({"issue": null}),
+            json!({"issue": {"number": 1}}),
+            json!({"issue": {"number": 1}, "repository": {"id": "7"}}),
+            json!({"issue": {"number": "1"}, "repository": {"id": 7}}),
+            json!({"issue": [], "repository": {"id": 7}}),
+            json!({"pull_request": 5, "repository": {"id": 7, "full_name": 3}}),
+        ];
+        for payload in &odd {
+            for event in ["issues", "issue_comment", "pull_request", "push", ""] {
+                assert_eq!(observe(event, payload).item, None, "{event} {payload}");
+            }
+        }
+        // A repository without a full_name still keys the item.
+        let obs = observe(
+            "issues",
+            &json!({"issue": {"number": 3, "labels": "x", "milestone": 4}, "repository": {"id": 7}}),
+        );
+        assert_eq!(obs.repo, None);
+        let item = obs.item.unwrap();
+        assert_eq!(
+            item.key,
+            CardKey {
+                repo_id: 7,
+                number: 3
+            }
+        );
+        assert_eq!(
+            (item.labels, item.milestone, item.at),
+            (None, None, Version::UNKNOWN)
+        );
+    }
+
+    #[test]
+    fn absent_null_and_empty_are_different() {
+        let first = issue_payload(
+            "opened",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open",
+                   "title": "t", "labels": [{"name": "ready"}], "milestone": {"title": "v1"},
+                   "assignees": [{"login": "ann"}]}),
+        );
+        // Newer snapshot that says nothing about labels/milestone/assignees: nothing lost.
+        let silent = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-02T00:00:00Z", "title": "t2"}),
+        );
+        let card = card_after(&[("issues", first.clone()), ("issues", silent)]);
+        assert_eq!(card.title(), Some("t2"));
+        assert_eq!(card.labels(), ["ready"]);
+        assert_eq!(card.milestone(), Some(Some("v1")));
+        assert_eq!(card.assignees(), ["ann"]);
+        // Newer snapshot with null milestone and empty lists: all cleared.
+        let cleared = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-02T00:00:00Z", "labels": [],
+                   "milestone": null, "assignees": []}),
+        );
+        let card = card_after(&[("issues", cleared), ("issues", first)]);
+        assert_eq!(card.labels(), [] as [String; 0]);
+        assert_eq!(card.milestone(), Some(None));
+        assert_eq!(card.assignees(), [] as [String; 0]);
+        assert_eq!(card.state(), Some("open"));
+    }
+
+    #[test]
+    fn singular_assignee_stands_in_only_when_assignees_is_absent() {
+        let obs = |issue: Value| observe("issues", &issue_payload("x", issue)).item.unwrap();
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": {"login": "bob"}})).assignees,
+            Some(vec!["bob".to_owned()])
+        );
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": null})).assignees,
+            Some(vec![])
+        );
+        assert_eq!(
+            obs(json!({"number": 1, "assignee": null, "assignees": [{"login": "b"}, {"login": "a"}, {"login": "b"}]}))
+                .assignees,
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(obs(json!({"number": 1})).assignees, None);
+    }
+
+    #[test]
+    fn older_snapshot_loses_and_tie_is_order_free() {
+        let at = |ts: &str, state: &str, title: &str| {
+            issue_payload(
+                "edited",
+                json!({"number": 1, "updated_at": ts, "state": state, "title": title}),
+            )
+        };
+        let new = at("2024-01-02T00:00:00Z", "closed", "new");
+        let old = at("2024-01-01T00:00:00Z", "open", "old");
+        for order in [[&new, &old], [&old, &new]] {
+            let card = card_after(&[("issues", order[0].clone()), ("issues", order[1].clone())]);
+            assert_eq!((card.state(), card.title()), (Some("closed"), Some("new")));
+        }
+        // Same instant, different values: both orders pick the same values, per field.
+        let a = at("2024-01-03T00:00:00Z", "open", "a");
+        let b = at("2024-01-03T00:00:00+00:00", "closed", "b");
+        let ab = card_after(&[("issues", a.clone()), ("issues", b.clone())]);
+        let ba = card_after(&[("issues", b), ("issues", a)]);
+        assert_eq!(ab, ba);
+        // The tie-break is sha256 of the JSON value: the larger hash wins.
+        let rank = |s: &str| tie_break(&s.to_owned());
+        let want_state = if rank("open") > rank("closed") {
+            "open"
+        } else {
+            "closed"
+        };
+        assert_eq!(ab.state(), Some(want_state));
+    }
+
+    #[test]
+    fn merged_kind_and_tombstone_only_go_one_way() {
+        let pr = |ts: &str, merged: bool| {
+            json!({"action": "closed", "repository": {"id": 7, "full_name": "o/r"},
+                   "pull_request": {"number": 1, "updated_at": ts, "state": "closed", "merged": merged}})
+        };
+        let card = card_after(&[
+            ("pull_request", pr("2024-01-01T00:00:00Z", true)),
+            ("pull_request", pr("2024-01-02T00:00:00Z", false)),
+        ]);
+        assert!(card.is_merged());
+        // A later plain-issue view of the same number does not make it an issue again.
+        let as_issue = issue_payload(
+            "edited",
+            json!({"number": 1, "updated_at": "2024-01-05T00:00:00Z", "state": "open"}),
+        );
+        let card = card_after(&[
+            ("pull_request", pr("2024-01-01T00:00:00Z", false)),
+            ("issue_comment", as_issue.clone()),
+        ]);
+        assert_eq!(card.kind(), Kind::PullRequest);
+        // Deleted, then a newer snapshot arrives: the tombstone still wins.
+        let deleted = issue_payload(
+            "deleted",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z"}),
+        );
+        let card = card_after(&[("issues", deleted.clone()), ("issues", as_issue)]);
+        assert!(card.is_tombstoned());
+        // Deleting a comment is not deleting the issue.
+        let card = card_after(&[("issue_comment", deleted)]);
+        assert!(!card.is_tombstoned());
+    }
+
+    #[test]
+    fn merged_at_on_an_issue_view_marks_the_pr_merged() {
+        let payload = issue_payload(
+            "created",
+            json!({"number": 1, "state": "closed",
+                   "pull_request": {"url": "u", "merged_at": "2024-01-01T00:00:00Z"}}),
+        );
+        let card = card_after(&[("issue_comment", payload)]);
+        assert_eq!((card.kind(), card.is_merged()), (Kind::PullRequest, true));
+        let payload = issue_payload(
+            "created",
+            json!({"number": 1, "pull_request": {"url": "u", "merged_at": null}}),
+        );
+        let card = card_after(&[("issue_comment", payload)]);
+        assert_eq!((card.kind(), card.is_merged()), (Kind::PullRequest, false));
+    }
+
+    #[test]
+    fn merge_reports_change_only_when_something_changed() {
+        let payload = issue_payload(
+            "opened",
+            json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open"}),
+        );
+        let item = observe("issues", &payload).item.unwrap();
+        let mut card = CardState::default();
+        assert!(card.merge(&item));
+        assert!(!card.merge(&item));
+        let older = ItemObservation {
+            at: Version(0),
+            state: Some("closed".to_owned()),
+            ..item.clone()
+        };
+        assert!(!card.merge(&older));
+        assert!(card.merge(&ItemObservation {
+            tombstone: true,
+            ..older
+        }));
+    }
+
+    #[test]
+    fn repository_name_is_newest_wins_by_updated_at() {
+        let named = |name: &str, ts: &str| json!({"action": "renamed", "repository": {"id": 7, "full_name": name, "updated_at": ts}});
+        let old = named("o/old", "2024-01-01T00:00:00Z");
+        let new = named("o/new", "2024-02-01T00:00:00Z");
+        for order in [[&old, &new], [&new, &old]] {
+            let mut repo = RepoState::default();
+            for payload in order {
+                repo.merge(&observe("repository", payload).repo.unwrap());
+            }
+            assert_eq!(repo.full_name(), Some("o/new"));
+        }
+        // Cards follow the id: the board is addressed by the current name only.
+        let mut state = FoldState::default();
+        state.apply(
+            "issues",
+            &json!({"action": "opened", "issue": {"number": 1, "state": "open"},
+                    "repository": {"id": 7, "full_name": "o/old", "updated_at": "2024-01-01T00:00:00Z"}}),
+        );
+        assert!(state.board("o/old").is_some());
+        state.apply("repository", &new);
+        assert!(state.board("o/old").is_none());
+        let board = state.board("o/new").unwrap();
+        assert_eq!(board.counts[&crate::github::board::Column::Backlog], 1);
+        assert_eq!(state.boards().len(), 1);
+    }
+
+    #[test]
+    fn a_name_held_by_two_repository_ids_addresses_the_newest() {
+        let opened = |id: i64, ts: &str, title: &str| {
+            json!({"action": "opened",
+                   "repository": {"id": id, "full_name": "o/r", "updated_at": ts},
+                   "issue": {"number": 1, "state": "open", "title": title}})
+        };
+        let older = opened(1, "2024-01-01T00:00:00Z", "from repo 1");
+        let newer = opened(2, "2024-02-01T00:00:00Z", "from repo 2");
+        for order in [[&older, &newer], [&newer, &older]] {
+            let mut state = FoldState::default();
+            for payload in order {
+                state.apply("issues", payload);
+            }
+            let boards = state.boards();
+            assert_eq!(boards.len(), 1);
+            let text = String::from_utf8(boards[0].json.clone()).unwrap();
+            assert!(
+                text.contains("from repo 2") && !text.contains("from repo 1"),
+                "{text}"
+            );
+            assert_eq!(state.board("o/r"), Some(boards[0].clone()));
+        }
+    }
+
+    #[test]
+    fn version_parses_rfc3339_and_unix_seconds() {
+        assert_eq!(
+            Version::from_json(Some(&json!("1970-01-01T00:00:01Z"))),
+            Version(1000)
+        );
+        assert_eq!(
+            Version::from_json(Some(&json!("1970-01-01T01:00:01+01:00"))),
+            Version(1000)
+        );
+        assert_eq!(Version::from_json(Some(&json!(2))), Version(2000));
+        assert_eq!(
+            Version::from_json(Some(&json!("yesterday"))),
+            Version::UNKNOWN
+        );
+        assert_eq!(Version::from_json(None), Version::UNKNOWN);
+    }
+
+    #[test]
+    fn fold_state_round_trips_through_json() {
+        let mut state = FoldState::default();
+        state.apply(
+            "issues",
+            &issue_payload(
+                "opened",
+                json!({"number": 1, "updated_at": "2024-01-01T00:00:00Z", "state": "open",
+                       "milestone": null, "labels": []}),
+            ),
+        );
+        let bytes = serde_json::to_vec(&state).unwrap();
+        let back: FoldState = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(serde_json::to_vec(&back).unwrap(), bytes);
+    }
 }

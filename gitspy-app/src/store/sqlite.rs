@@ -248,22 +248,28 @@ impl Store for SqliteStore {
 
     fn board(&self, full_name: &str) -> Result<Option<Board>, StoreError> {
         let conn = self.conn();
-        let mut repo_ids = conn.prepare("SELECT repo_id FROM repos WHERE full_name = ?1")?;
-        let ids: Vec<i64> = repo_ids
-            .query_map([full_name], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut cards: Vec<(i64, CardState)> = Vec::new();
-        let mut stmt = conn.prepare("SELECT number, state FROM cards WHERE repo_id = ?1")?;
-        for id in &ids {
-            let rows =
-                stmt.query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (n, s) = row?;
-                cards.push((n, load_json(Some(s))?));
-            }
-        }
-        if cards.is_empty() {
+        // Repositories currently named `full_name` that have cards; the fold's addressing rule picks
+        // one, exactly as `gitspy replay` does.
+        let mut stmt = conn.prepare(
+            "SELECT r.repo_id, r.state FROM repos r WHERE r.full_name = ?1
+             AND EXISTS (SELECT 1 FROM cards c WHERE c.repo_id = r.repo_id)",
+        )?;
+        let repos: Vec<(i64, RepoState)> = stmt
+            .query_map([full_name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .map(|row| {
+                let (id, s) = row?;
+                Ok((id, load_json(Some(s))?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let addressed = fold::address_boards(repos.iter().map(|(id, s)| (*id, s)));
+        let Some(repo_id) = addressed.get(full_name).copied() else {
             return Ok(None);
+        };
+        let mut stmt = conn.prepare("SELECT number, state FROM cards WHERE repo_id = ?1")?;
+        let mut cards: Vec<(i64, CardState)> = Vec::new();
+        for row in stmt.query_map([repo_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+            let (n, s) = row?;
+            cards.push((n, load_json(Some(s))?));
         }
         Ok(Some(board::render(
             full_name,
