@@ -403,3 +403,28 @@ async fn probe_and_doctor_see_the_engine_api_version_and_image() {
         Some("docker/build-redis-image.sh gitspy-chaos-test-absent:never")
     );
 }
+
+#[tokio::test]
+async fn an_occupied_host_port_fails_the_start_saying_so_and_teardown_removes_the_container() {
+    let client = require_docker().await;
+    let run_id = run_id("porttaken");
+    let _guard = CleanupGuard(run_id.clone());
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let backend = RedisBackend::Docker(DockerRedis::with_client(
+        client.clone(),
+        DockerConfig {
+            host_port: Some(port),
+            ..config(&run_id, "porttaken")
+        },
+    ));
+    let err = backend.up().await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("address already in use"), "{text}");
+    assert!(text.contains(&port.to_string()), "{text}");
+    // Created but never started, and still ours to remove.
+    assert_eq!(state(&backend).await, RunState::Created);
+    backend.teardown().await.unwrap();
+    assert_eq!(state(&backend).await, RunState::Missing);
+    drop(squatter);
+}

@@ -265,9 +265,36 @@ impl DockerRedis {
                     self.created.store(true, Ordering::SeqCst);
                 }
             }
-            None => self.create().await?,
+            None => return self.create_and_start().await,
         }
         self.start().await
+    }
+
+    /// Creates and starts a new container. When the harness picked the host port itself and
+    /// another process took it in the instant between picking and starting (parallel runs),
+    /// the fresh container is removed and recreated on another port, up to three times.
+    async fn create_and_start(&self) -> anyhow::Result<()> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            self.create().await?;
+            match self.start().await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if self.config.host_port.is_none()
+                        && attempt < ATTEMPTS
+                        && is_port_taken(&e) =>
+                {
+                    tracing::warn!(
+                        "host port of {} was taken before it started ({e:#}); recreating on another port",
+                        self.config.container
+                    );
+                    remove_container(&self.docker, &self.config.container).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn create(&self) -> anyhow::Result<()> {
@@ -831,6 +858,12 @@ async fn within<T>(
         Ok(result) => Ok(result?),
         Err(_) => bail!("docker {what} did not answer within {limit:?}"),
     }
+}
+
+/// Whether starting failed because the published host port is in use.
+fn is_port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("port is already allocated") || text.contains("address already in use")
 }
 
 /// Whether an error is Docker's 404 (no such container/image/network).

@@ -64,11 +64,12 @@ struct Inner {
 /// A `redis-server` child process the harness owns.
 #[derive(Debug)]
 pub struct ProcessRedis {
+    // Fields drop in declaration order: the child (kill_on_drop) goes before its temp dir.
+    inner: Mutex<Inner>,
     config: ProcessConfig,
     dir: PathBuf,
     /// Keeps the temp dir alive (and removes it on drop) when the config named no dir.
     _temp: Option<tempfile::TempDir>,
-    inner: Mutex<Inner>,
     /// The port, readable without the async lock (for `url()`).
     port: std::sync::Mutex<Option<u16>>,
 }
@@ -154,9 +155,8 @@ impl ProcessRedis {
             redis_ready::wait_until_ready(&url, self.config.ready_timeout).await?;
             return Ok(());
         }
-        if !self.dir.is_dir() {
-            bail!("Redis data dir {} does not exist", self.dir.display());
-        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("create Redis data dir {}", self.dir.display()))?;
         let port = match inner.port {
             Some(p) => p,
             None => {
