@@ -1,2 +1,6 @@
+//! gitspy-chaos: a chaos-testing harness for webhook pipelines. It starts (or attaches to) GitSpy,
+//! breaks it on purpose, floods it with signed deliveries, observes it, and judges every delivery id.
+
 pub mod observe;
+pub mod target;
 pub mod verdict;
