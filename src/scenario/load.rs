@@ -150,9 +150,7 @@ fn token_at(line: &str, column: u32) -> String {
         .chars()
         .skip(column.saturating_sub(1) as usize)
         .collect();
-    let end = rest
-        .find(|c| matches!(c, ',' | '}' | ']' | '#'))
-        .unwrap_or(rest.len());
+    let end = rest.find([',', '}', ']', '#']).unwrap_or(rest.len());
     rest[..end].trim().to_owned()
 }
 

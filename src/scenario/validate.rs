@@ -33,6 +33,7 @@ pub fn validate(scenario: &Scenario) -> Vec<Problem> {
         scenario,
         problems: Vec::new(),
         marks: BTreeMap::new(),
+        all_marks: all_marks(&scenario.steps),
         replays: BTreeMap::new(),
         replay_count: 0,
         sends: 0,
@@ -44,6 +45,21 @@ pub fn validate(scenario: &Scenario) -> Vec<Problem> {
     v.checks();
     v.problems.sort_by_key(|p| p.pos);
     v.problems
+}
+
+fn all_marks(steps: &[At<Step>]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for step in steps {
+        match &step.value {
+            Step::Mark(name) => {
+                out.insert(name.value.clone());
+            }
+            Step::Parallel(children) => out.extend(all_marks(children)),
+            Step::Repeat(rep) => out.extend(all_marks(&rep.steps)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Where in the step tree a step sits.
@@ -63,6 +79,8 @@ struct Validator<'a> {
     problems: Vec<Problem>,
     /// Every mark and where it was first set.
     marks: BTreeMap<String, Pos>,
+    /// Every mark set anywhere in the scenario, to tell "never set" from "set too late".
+    all_marks: BTreeSet<String>,
     /// Every replay by name.
     replays: BTreeMap<String, ReplayInfo>,
     replay_count: usize,
@@ -128,17 +146,16 @@ impl Validator<'_> {
                 "add `url: redis://host:port` under `target.redis`",
             );
         }
-        if t.redis.container.is_some() || t.redis.image.is_some() {
-            if matches!(backend, RedisBackend::Process | RedisBackend::External) {
-                self.push(
-                    pos,
-                    format!(
-                        "`container` and `image` only apply to docker, but the backend is `{}`",
-                        backend.as_str()
-                    ),
-                    "remove them, or use `backend: docker`",
-                );
-            }
+        let docker_only = t.redis.container.is_some() || t.redis.image.is_some();
+        if docker_only && matches!(backend, RedisBackend::Process | RedisBackend::External) {
+            self.push(
+                pos,
+                format!(
+                    "`container` and `image` only apply to docker, but the backend is `{}`",
+                    backend.as_str()
+                ),
+                "remove them, or use `backend: docker`",
+            );
         }
         if t.attach.is_some() {
             if matches!(backend, RedisBackend::Process | RedisBackend::Auto) {
@@ -514,10 +531,10 @@ impl Validator<'_> {
         let name_pos = replay.name.as_ref().map_or(pos, |n| n.pos);
         for bound in [&replay.from, &replay.to].into_iter().flatten() {
             if !set.contains(&bound.value) {
-                let (message, hint) = if self.marks.contains_key(&bound.value) {
+                let (message, hint) = if self.all_marks.contains(&bound.value) {
                     (
                         format!("mark `{}` is not set yet when this replay runs", bound.value),
-                        "move the `mark` step before the replay (a mark in a parallel sibling counts only after the block)",
+                        "move the `mark` step before the replay (a mark in a parallel branch counts only after the block)",
                     )
                 } else {
                     (
@@ -588,7 +605,9 @@ impl Validator<'_> {
         for check in scenario.checks.iter() {
             let pos = check.pos;
             let key = check.key();
-            if let Some(first) = seen.get(key) {
+            // Several `replay_identical` checks compare different groups of replays.
+            let repeatable = matches!(check.value, Check::ReplayIdentical(_));
+            if let (Some(first), false) = (seen.get(key), repeatable) {
                 let line = first.line;
                 self.push(
                     pos,
@@ -627,15 +646,11 @@ impl Validator<'_> {
                     );
                 }
                 Check::ReplayIdentical(names) => self.replay_identical(names, pos),
-                Check::ReplayVerify => {
-                    if !self.scenario_has_verify() {
-                        self.push(
-                            pos,
-                            "check `replay_verify` references nothing: no replay step has `verify: true`",
-                            "add `verify: true` to a replay over the whole log, or remove the check",
-                        );
-                    }
-                }
+                Check::ReplayVerify if !self.scenario_has_verify() => self.push(
+                    pos,
+                    "check `replay_verify` references nothing: no replay step has `verify: true`",
+                    "add `verify: true` to a replay over the whole log, or remove the check",
+                ),
                 _ => {}
             }
         }
