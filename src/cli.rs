@@ -60,8 +60,9 @@ pub struct RunArgs {
     /// Time between two metric scrapes, e.g. `5s`; overrides the scenario's `observe`.
     #[arg(long, value_name = "D")]
     pub poll_interval: Option<Dur>,
-    /// Multiply every pace of the scenario (waits, sleeps, repeat periods, rates) by F, e.g.
-    /// `0.1` for a quick CI variant; deadlines and thresholds are kept. Recorded in the report.
+    /// Scale every pace of the scenario by F (fixed waits, sleeps, repeat periods and lengths,
+    /// the period of each rate), e.g. `0.1` for a ten times quicker CI variant; deadlines and
+    /// thresholds are kept. Recorded in the report.
     #[arg(long, value_name = "F", default_value = "1", value_parser = parse_time_scale)]
     pub time_scale: f64,
     /// Where run directories are written.

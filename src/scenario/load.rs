@@ -50,7 +50,12 @@ pub fn parse(text: &str) -> Result<Scenario, Problem> {
 
 /// Our spelling of a parser message: lowercase, no trailing period, with a hint, and the
 /// offending text quoted when the parser only named a type.
-fn problem_from_parser(pos: Pos, raw: &str, text: &str) -> Problem {
+fn problem_from_parser(mut pos: Pos, raw: &str, text: &str) -> Problem {
+    // The parser reports a missing key at the last key it read; the reader looks for the
+    // mapping, so point at its first key instead.
+    if raw.starts_with("missing field") {
+        pos = first_key_of_block_mapping(text, pos);
+    }
     if let Some((message, hint)) = raw.split_once(HINT_SEPARATOR) {
         return Problem {
             pos,
@@ -82,10 +87,7 @@ fn problem_from_parser(pos: Pos, raw: &str, text: &str) -> Problem {
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
-        (
-            format!("missing key `{field}`"),
-            format!("add `{field}:`; `gitspy-chaos list` shows the shipped scenarios as examples"),
-        )
+        (format!("missing key `{field}`"), missing_field_hint(field))
     } else if let Some(key) = raw
         .strip_prefix("duplicate mapping key: ")
         .and_then(|r| r.split(',').next())
@@ -142,6 +144,75 @@ fn problem_from_parser(pos: Pos, raw: &str, text: &str) -> Problem {
         )
     };
     Problem { pos, message, hint }
+}
+
+/// For a key at `pos` that starts its line in a block mapping, the first key of that mapping;
+/// anything else (a flow mapping `{…}`) is returned unchanged.
+fn first_key_of_block_mapping(text: &str, pos: Pos) -> Pos {
+    /// Column (0-based) of a line's first key, and whether a `- ` sequence item opens there.
+    /// `None` for blank and comment lines. Indentation is ASCII, so bytes are characters.
+    fn key_column(line: &str) -> Option<(usize, bool)> {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[indent..];
+        if rest.is_empty() || rest.starts_with('#') {
+            return None;
+        }
+        match rest.strip_prefix('-') {
+            Some(after) if after.starts_with(' ') => {
+                Some((line.len() - after.trim_start_matches(' ').len(), true))
+            }
+            _ => Some((indent, false)),
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let (Some(line_index), Some(column)) = (
+        (pos.line as usize).checked_sub(1),
+        (pos.column as usize).checked_sub(1),
+    ) else {
+        return pos;
+    };
+    match lines.get(line_index).and_then(|l| key_column(l)) {
+        Some((c, false)) if c == column => {}
+        _ => return pos,
+    }
+    let mut first = line_index;
+    for i in (0..line_index).rev() {
+        match key_column(lines[i]) {
+            None => continue,
+            Some((c, _)) if c > column => continue,
+            Some((c, dash)) if c == column => {
+                first = i;
+                if dash {
+                    break;
+                }
+            }
+            Some(_) => break,
+        }
+    }
+    Pos {
+        line: u32::try_from(first + 1).unwrap_or(pos.line),
+        column: pos.column,
+    }
+}
+
+/// How to add a required key, with an example where one helps.
+fn missing_field_hint(field: &str) -> String {
+    let example = match field {
+        "name" => "`name: redis-down`",
+        "target" => "`target: { redis: { backend: auto }, workers: 1 }`",
+        "steps" => "`steps:` with one `- send: { count: 20 }` per line",
+        "checks" => "`checks:` with one `- deliveries: { lost: 0, duplicated: 0 }` per line",
+        "count" => "`count: 20`",
+        "within" => "`within: 60s`",
+        "max" => "`max: 0`",
+        "every" => "`every: 30s`",
+        "copies" => "`copies: 2`",
+        "server_url" => "`server_url: http://127.0.0.1:3000`",
+        "executable" => "`executable: gitspy`",
+        "env_marker" => "`env_marker: GITSPY_CHAOS_TARGET=1`",
+        _ => return format!("add `{field}:` here; the files in scenarios/ are complete examples"),
+    };
+    format!("add {example}")
 }
 
 /// The scalar starting at `column` (1-based, in characters) of `line`, for quoting in messages.

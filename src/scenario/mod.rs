@@ -149,6 +149,23 @@ impl Scenario {
         out
     }
 
+    /// Every replay step with its name (given, or `replay-<n>`), in document order.
+    pub fn replays(&self) -> Vec<(String, &Replay)> {
+        fn walk<'a>(steps: &'a [At<Step>], out: &mut Vec<(String, &'a Replay)>) {
+            for step in steps {
+                match &step.value {
+                    Step::Replay(r) => out.push((r.name_or_default(out.len() + 1), r)),
+                    Step::Parallel(c) => walk(c, out),
+                    Step::Repeat(r) => walk(&r.steps, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+
     /// How long the steps take at least, from the paces written in the file: sends at their
     /// rate, fixed waits and sleeps, `repeat` rounds, the longest branch of a `parallel`.
     /// Waits for a drain, faults and replays count as instant, so the real run is longer.
@@ -305,6 +322,34 @@ checks:
         let s = scenario(FLAPPING);
         let names: Vec<String> = s.faults().iter().map(ToString::to_string).collect();
         assert_eq!(names, ["redis stop", "redis start"]);
+    }
+
+    #[test]
+    fn replays_are_named_in_document_order() {
+        let s = scenario(
+            "name: t\ntarget: {}\nsteps:\n  - replay: {}\n  - parallel:\n      - replay: {name: x}\n      - replay: {dry_run: true}\nchecks: [no_stuck_locks]\n",
+        );
+        let names: Vec<String> = s.replays().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["replay-1", "x", "replay-3"]);
+    }
+
+    /// run.json records the scenario; `report` reads it back without the YAML parser.
+    #[test]
+    fn scenarios_round_trip_through_json() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios")).unwrap() {
+            let path = entry.unwrap().path();
+            let s = load_and_validate(&path).unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            let back: Scenario = serde_json::from_str(&json)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{json}", path.display()));
+            assert_eq!(
+                serde_json::to_string(&back).unwrap(),
+                json,
+                "{}",
+                path.display()
+            );
+            assert_eq!(back.expected_duration(), s.expected_duration());
+        }
     }
 
     #[test]

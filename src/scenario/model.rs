@@ -611,6 +611,16 @@ pub struct Replay {
     pub repo: Option<String>,
 }
 
+impl Replay {
+    /// This replay's name: `name`, else `replay-<n>` where `n` is its 1-based position among
+    /// the scenario's replay steps in document order (see [`Scenario::replays`]).
+    pub fn name_or_default(&self, n: usize) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| format!("replay-{n}"), |name| name.value.clone())
+    }
+}
+
 /// Repeat steps on a period: `every` is the time from one start to the next; a round that
 /// overruns its period starts the next one at once. Exactly one of `for` and `times`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -290,6 +290,22 @@ mod tests {
         assert_eq!(Dur::secs(90).to_string(), "1m30s");
     }
 
+    proptest::proptest! {
+        /// Whatever `Display` prints, `FromStr` reads back to the same duration.
+        #[test]
+        fn duration_display_parses_back(ms in 0u64..=1_000_000_000_000) {
+            let d = Dur::millis(ms);
+            proptest::prop_assert_eq!(d.to_string().parse::<Dur>(), Ok(d));
+        }
+
+        /// The same for rates, whose period is itself a duration.
+        #[test]
+        fn rate_display_parses_back(count in 1u32..=100_000, ms in 1u64..=100_000_000) {
+            let r = Rate { count, per: Dur::millis(ms) };
+            proptest::prop_assert_eq!(r.to_string().parse::<Rate>(), Ok(r));
+        }
+    }
+
     #[test]
     fn rates_parse() {
         let r: Rate = "50/s".parse().unwrap();

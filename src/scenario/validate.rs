@@ -524,10 +524,7 @@ impl Validator<'_> {
                 "move the replay after the `repeat` block",
             );
         }
-        let name = replay.name.as_ref().map_or_else(
-            || format!("replay-{}", self.replay_count),
-            |n| n.value.clone(),
-        );
+        let name = replay.name_or_default(self.replay_count);
         let name_pos = replay.name.as_ref().map_or(pos, |n| n.pos);
         for bound in [&replay.from, &replay.to].into_iter().flatten() {
             if !set.contains(&bound.value) {

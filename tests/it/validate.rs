@@ -85,6 +85,7 @@ broken! {
     fault_the_backend_cannot_do: "backend-cannot.yaml" => 3,
     external_redis_takes_no_fault: "external-no-faults.yaml" => 2,
     missing_target: "missing-target.yaml" => 1,
+    missing_nested_key: "missing-nested-key.yaml" => 1,
     mark_used_but_never_set: "mark-never-set.yaml" => 2,
     mark_in_a_parallel_branch_is_not_set_for_its_siblings: "mark-in-parallel-branch.yaml" => 1,
     check_references_nothing: "check-references-nothing.yaml" => 3,
