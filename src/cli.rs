@@ -192,10 +192,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Loads every scenario under `paths`; prints each problem to stderr.
 fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Vec<(PathBuf, Scenario)>, usize)> {
-    let files = scenario::collect_files(paths).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let (files, unreadable) = scenario::collect_files(paths);
     let mut stderr = std::io::stderr().lock();
+    print_diagnostics(&mut stderr, &unreadable)?;
     let mut good = Vec::new();
-    let mut problems = 0;
+    let mut problems = unreadable.len();
     for file in files {
         match scenario::load_and_validate(&file) {
             Ok(s) => good.push((file, s)),

@@ -75,13 +75,13 @@ pub fn load_and_validate(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
 }
 
 /// The scenario files named by `paths`: files as given, directories expanded to their `*.yaml`
-/// and `*.yml` files (not recursively), sorted by name.
-///
-/// Errors: a path that does not exist or a directory that cannot be read, as a diagnostic.
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
-    let mut out = Vec::new();
+/// and `*.yml` files (not recursively), sorted by name; plus a diagnostic for every path that
+/// does not exist or directory that cannot be read.
+pub fn collect_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut unreadable = Vec::new();
     for path in paths {
-        let unreadable = |e: std::io::Error, hint: &str| Diagnostic {
+        let problem = |e: std::io::Error, hint: &str| Diagnostic {
             file: path.clone(),
             problem: Problem {
                 pos: Pos::default(),
@@ -89,25 +89,36 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
                 hint: hint.to_owned(),
             },
         };
-        let meta = std::fs::metadata(path)
-            .map_err(|e| unreadable(e, "give a scenario file or a directory of them"))?;
-        if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| unreadable(e, "check the directory's permissions"))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
-                })
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(path.clone());
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                unreadable.push(problem(e, "give a scenario file or a directory of them"));
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
         }
+        let entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                unreadable.push(problem(e, "check the directory's permissions"));
+                continue;
+            }
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
     }
-    Ok(out)
+    (files, unreadable)
 }
 
 impl Scenario {

@@ -160,12 +160,19 @@ fn validate_on_the_broken_directory_reports_every_file() {
 fn a_missing_path_is_an_error() {
     let out = chaos(&["validate", "no/such/file.yaml"]);
     assert_eq!(out.code, 2);
+    let mut lines = out.stderr.lines();
+    let first = lines.next().unwrap_or_default();
     assert!(
-        out.stderr
-            .starts_with("error: no/such/file.yaml: error: cannot read: "),
+        first.starts_with("no/such/file.yaml: error: cannot read: "),
         "{}",
         out.stderr
     );
+    assert_eq!(
+        lines.next(),
+        Some("  hint: give a scenario file or a directory of them")
+    );
+    assert_eq!(lines.next(), Some("error: 1 problem found"));
+    assert_eq!(lines.next(), None);
 }
 
 #[test]
