@@ -73,6 +73,7 @@ broken! {
     yaml_syntax: "yaml-syntax.yaml" => 1,
     tab_indentation: "tab-indent.yaml" => 1,
     empty_file: "empty.yaml" => 1,
+    no_steps_no_checks: "nothing-to-do.yaml" => 3,
     duplicate_key: "duplicate-key.yaml" => 1,
     unknown_key: "unknown-key.yaml" => 1,
     unknown_step: "unknown-step.yaml" => 1,
