@@ -1,6 +1,9 @@
 //! gitspy-chaos: a chaos-testing harness for webhook pipelines. It starts (or attaches to) GitSpy,
 //! breaks it on purpose, floods it with signed deliveries, observes it, and judges every delivery id.
 
+pub mod cli;
+pub mod load;
 pub mod observe;
+pub mod scenario;
 pub mod target;
 pub mod verdict;

@@ -1,0 +1,266 @@
+//! The command line: every command and flag of SPEC §2.1 as clap types, and [`dispatch`], which
+//! runs a parsed command and says which exit code it earned.
+//!
+//! Exit codes: 0 all good, 1 a check failed (`run`), 2 could not do the job (bad scenario file,
+//! missing environment, a command this build does not have).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use comfy_table::{presets, ContentArrangement, Table};
+
+use crate::scenario::{self, Diagnostic, Dur, Rate, Scenario};
+
+/// Breaks GitSpy on purpose and proves nothing was lost or duplicated.
+#[derive(Debug, Parser)]
+#[command(name = "gitspy-chaos", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run.
+    Run(RunArgs),
+    /// Parse and check scenario files (no side effects); every error with file:line:column.
+    Validate(ValidateArgs),
+    /// Show the scenarios of a directory: name, description, faults, expected duration.
+    List(ListArgs),
+    /// Re-render a finished run's reports from its run.json.
+    Report(ReportArgs),
+    /// Send signed webhooks to a server, on their own, outside any scenario.
+    Send(SendArgs),
+    /// Undo what an interrupted run left behind: containers, networks, processes.
+    Cleanup(CleanupArgs),
+    /// Check the environment: Docker and its API version, redis-server, the gitspy binary, ports.
+    Doctor(DoctorArgs),
+}
+
+/// `gitspy-chaos run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Scenario files to run, in order.
+    #[arg(required = true, value_name = "SCENARIO")]
+    pub scenarios: Vec<PathBuf>,
+    /// How to run Redis; overrides the scenario's `target.redis.backend` (not `external`).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendArg>,
+    /// The gitspy binary. Default: `GITSPY_BIN`, else next to gitspy-chaos, else on `PATH`.
+    #[arg(long, env = "GITSPY_BIN", value_name = "PATH")]
+    pub gitspy_bin: Option<PathBuf>,
+    /// Seed of every random choice; overrides the scenario's `seed`.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Time between two metric scrapes, e.g. `5s`; overrides the scenario's `observe`.
+    #[arg(long, value_name = "D")]
+    pub poll_interval: Option<Dur>,
+    /// Scale every pace of the scenario by F (fixed waits, sleeps, repeat periods and lengths,
+    /// the period of each rate), e.g. `0.1` for a ten times quicker CI variant; deadlines and
+    /// thresholds are kept. Recorded in the report.
+    #[arg(long, value_name = "F", default_value = "1", value_parser = parse_time_scale)]
+    pub time_scale: f64,
+    /// Where run directories are written.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+}
+
+/// Redis backends selectable on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// A container through the Docker API.
+    Docker,
+    /// A `redis-server` child process.
+    Process,
+    /// Docker when available, else a process.
+    Auto,
+}
+
+fn parse_time_scale(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err(format!(
+            "`{text}` is not a positive number (e.g. 0.1 for ten times faster)"
+        )),
+    }
+}
+
+/// `gitspy-chaos validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Scenario files, or directories of `*.yaml` files.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `gitspy-chaos list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Directory of scenarios.
+    #[arg(default_value = "scenarios", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `gitspy-chaos report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run.json of a finished run.
+    #[arg(value_name = "RUN_JSON")]
+    pub run_json: PathBuf,
+    /// Formats to write next to run.json, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "md,html,junit"
+    )]
+    pub format: Vec<ReportFormat>,
+}
+
+/// Report formats rendered from run.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// report.md, for a PR comment or `$GITHUB_STEP_SUMMARY`.
+    Md,
+    /// report.html, one self-contained file.
+    Html,
+    /// junit.xml, one testcase per check.
+    Junit,
+}
+
+/// `gitspy-chaos send`.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Webhook endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:3000/webhooks")]
+    pub url: String,
+    /// Secret for `X-Hub-Signature-256`.
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Number of requests.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Send every request with one delivery id.
+    #[arg(long)]
+    pub same: bool,
+    /// Pace, e.g. `50/s`. Default: as fast as `--concurrency` allows.
+    #[arg(long)]
+    pub rate: Option<Rate>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: u32,
+    /// A payload file, or a directory of them. Default: the built-in GitHub payloads.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub payload: Option<PathBuf>,
+    /// `X-GitHub-Event` to send. Default: taken from the payload's directory name.
+    #[arg(long)]
+    pub event: Option<String>,
+}
+
+/// `gitspy-chaos cleanup`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {}
+
+/// `gitspy-chaos doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {}
+
+/// A command that is declared but has no implementation in this build.
+#[derive(Debug, thiserror::Error)]
+#[error("`gitspy-chaos {0}` is not wired in this build yet")]
+pub struct NotWired(pub &'static str);
+
+/// Run a parsed command. `Ok` carries the exit code of a command that did its job (including
+/// "2: the files are invalid", already explained on stderr); `Err` is a failure to print as
+/// `error: …` with exit code 2.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::List(args) => list(&args),
+        Command::Run(_) => Err(NotWired("run").into()),
+        Command::Report(_) => Err(NotWired("report").into()),
+        Command::Send(_) => Err(NotWired("send").into()),
+        Command::Cleanup(_) => Err(NotWired("cleanup").into()),
+        Command::Doctor(_) => Err(NotWired("doctor").into()),
+    }
+}
+
+/// Loads every scenario under `paths`; prints each problem to stderr.
+fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Vec<(PathBuf, Scenario)>, usize)> {
+    let (files, unreadable) = scenario::collect_files(paths);
+    let mut stderr = std::io::stderr().lock();
+    print_diagnostics(&mut stderr, &unreadable)?;
+    let mut good = Vec::new();
+    let mut problems = unreadable.len();
+    for file in files {
+        match scenario::load_and_validate(&file) {
+            Ok(s) => good.push((file, s)),
+            Err(diags) => {
+                problems += diags.len();
+                print_diagnostics(&mut stderr, &diags)?;
+            }
+        }
+    }
+    Ok((good, problems))
+}
+
+fn print_diagnostics(out: &mut impl Write, diags: &[Diagnostic]) -> anyhow::Result<()> {
+    for d in diags {
+        writeln!(out, "{d}").context("writing to stderr")?;
+    }
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let (good, problems) = load_all(&args.paths)?;
+    let mut stdout = std::io::stdout().lock();
+    for (file, s) in &good {
+        writeln!(stdout, "{}: ok ({})", file.display(), s.name.value)
+            .context("writing to stdout")?;
+    }
+    if problems > 0 {
+        let plural = if problems == 1 { "" } else { "s" };
+        eprintln!("error: {problems} problem{plural} found");
+        return Ok(ExitCode::from(2));
+    }
+    if good.is_empty() {
+        anyhow::bail!("no scenario files found (looked for *.yaml and *.yml)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let (good, problems) = load_all(std::slice::from_ref(&args.dir))?;
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["name", "description", "faults", "expected duration"]);
+    for (_, s) in &good {
+        let faults: Vec<String> = s.faults().iter().map(ToString::to_string).collect();
+        let faults = if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults.join(", ")
+        };
+        // Whole seconds are precise enough for "how long will this take".
+        let secs = s.expected_duration().as_secs_f64().round() as u64;
+        table.add_row([
+            s.name.value.clone(),
+            s.description.clone(),
+            faults,
+            Dur::secs(secs).to_string(),
+        ]);
+    }
+    writeln!(std::io::stdout().lock(), "{table}").context("writing to stdout")?;
+    if problems > 0 {
+        eprintln!("error: some scenarios are invalid; run `gitspy-chaos validate` on them");
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,758 @@
+//! The scenario file as typed data: what `gitspy-chaos run` executes and `validate` checks.
+//!
+//! Every struct rejects unknown keys, so a typo is an error rather than a silently ignored
+//! setting, and every field says what it means (these comments are the format's reference).
+//! Values the validator points at are wrapped in [`At`], which remembers where they were
+//! written. The YAML crate is not named here: `load.rs` is the only file that knows it.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{Dur, Rate};
+
+/// A position in a scenario file, 1-based. `0:0` means "unknown" (a value built in code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column in characters, from 1.
+    pub column: u32,
+}
+
+/// A value together with the place in the file it came from, so that errors found after
+/// parsing can still say `file:line:column`. Derefs to the value; serializes as the bare value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct At<T> {
+    /// The value as written.
+    pub value: T,
+    /// Where it was written.
+    pub pos: Pos,
+}
+
+impl<T> At<T> {
+    /// A value with no file position (defaults, values built in code or in tests).
+    pub fn new(value: T) -> Self {
+        At {
+            value,
+            pos: Pos::default(),
+        }
+    }
+
+    /// The same position around a different value.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> At<U> {
+        At {
+            value: f(self.value),
+            pos: self.pos,
+        }
+    }
+}
+
+impl<T: Default> Default for At<T> {
+    fn default() -> Self {
+        At::new(T::default())
+    }
+}
+
+impl<T> Deref for At<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Serialize> Serialize for At<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+/// One chaos scenario: what to start (or attach to), what to do to it, what must hold after.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short identifier, used in report directory names: lowercase letters, digits and `-`.
+    pub name: At<String>,
+    /// One sentence for `list` and the report: what breaks and what must survive.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random choice (which worker to kill, jitter, payload order, duplicate
+    /// pattern). The same seed gives the same fault plan and payload sequence. `run --seed`
+    /// overrides it; when neither is given the run picks one and records it.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The system under test and how the harness reaches it.
+    pub target: At<Target>,
+    /// How the run watches the system.
+    #[serde(default)]
+    pub observe: Observe,
+    /// What the run does, in order. At least one step.
+    pub steps: At<Vec<At<Step>>>,
+    /// What must hold at the end for the scenario to pass. At least one check.
+    pub checks: At<Vec<At<Check>>>,
+}
+
+/// The system under test.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The Redis the pipeline uses and how the harness controls it.
+    #[serde(default)]
+    pub redis: RedisTarget,
+    /// Number of `gitspy worker` processes the harness starts (managed mode). In attach mode,
+    /// the number of workers expected to be running. Zero is allowed (nothing is processed).
+    #[serde(default = "default_workers")]
+    pub workers: At<u32>,
+    /// What the server does with a webhook while Redis is unreachable: `reject` answers 503,
+    /// `spool` writes it to a local file and answers 202. Passed to a managed server as
+    /// `GITSPY_ON_REDIS_DOWN`; in attach mode, what the running server is configured to do.
+    #[serde(default)]
+    pub on_redis_down: OnRedisDown,
+    /// Attach to a system that is already running instead of starting one. Absent: the harness
+    /// starts and stops the server and the workers itself (managed mode).
+    #[serde(default)]
+    pub attach: Option<Attach>,
+}
+
+fn default_workers() -> At<u32> {
+    At::new(1)
+}
+
+/// The Redis of the system under test.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTarget {
+    /// How Redis is run and broken. `run --backend` overrides it (except `external`).
+    #[serde(default)]
+    pub backend: At<RedisBackend>,
+    /// Docker backend: the container name (default `gitspy-redis`). In attach mode, the name of
+    /// the running container the faults act on.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Docker backend: the image (default `redis:7-alpine`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The Redis URL. Required for the `external` backend and in attach mode; the harness
+    /// probes it (states, locks, stream) and, for `external`, never stops it.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// How the harness runs and breaks Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisBackend {
+    /// A container driven through the Docker API: stop, start, restart, kill, pause, unpause.
+    Docker,
+    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart.
+    Process,
+    /// A Redis the harness must not touch: observation only, no Redis faults.
+    External,
+    /// `docker` when an engine answers and the image is available, else `process`. Only the
+    /// faults both can do are allowed (no pause/unpause).
+    #[default]
+    Auto,
+}
+
+impl RedisBackend {
+    /// The Redis faults this backend can inject.
+    pub fn supports(self, action: RedisAction) -> bool {
+        use RedisAction::*;
+        match self {
+            RedisBackend::Docker => true,
+            RedisBackend::Process | RedisBackend::Auto => {
+                matches!(action, Stop | Start | Restart | Kill)
+            }
+            RedisBackend::External => false,
+        }
+    }
+
+    /// The spelling used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisBackend::Docker => "docker",
+            RedisBackend::Process => "process",
+            RedisBackend::External => "external",
+            RedisBackend::Auto => "auto",
+        }
+    }
+}
+
+/// What the server does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisDown {
+    /// Answer 503 with `Retry-After`; the sender must redeliver.
+    #[default]
+    Reject,
+    /// Append to the local spool and answer 202; the spool drains into Redis when it is back.
+    Spool,
+}
+
+/// Attach mode: a running system given by URLs and process matchers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attach {
+    /// Base URL of the running `gitspy serve` (webhooks, lookups, `/metrics/prom`).
+    pub server_url: String,
+    /// `/metrics/prom` URL of every worker to poll.
+    #[serde(default)]
+    pub worker_metrics_urls: Vec<String>,
+    /// How to find the worker processes for worker faults. Without it, worker faults are refused.
+    #[serde(default)]
+    pub worker_process: Option<ProcessMatcher>,
+    /// How to find the server process for server faults. Without it, server faults are refused.
+    #[serde(default)]
+    pub server_process: Option<ProcessMatcher>,
+}
+
+/// Identifies processes the harness may signal in attach mode: both must match exactly, and
+/// `(pid, start time)` is re-checked right before every signal.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessMatcher {
+    /// File name of the executable, e.g. `gitspy`.
+    pub executable: String,
+    /// An environment variable the process was started with, `NAME=value`, e.g.
+    /// `GITSPY_CHAOS_TARGET=staging-1`.
+    pub env_marker: String,
+}
+
+/// How the run observes the system.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Observe {
+    /// Time between two scrapes of every `/metrics/prom` and Redis probe (default `10s`, the test
+    /// plan's). One scrape is also taken before the first step and one after the final drain.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: At<Dur>,
+}
+
+impl Default for Observe {
+    fn default() -> Self {
+        Observe {
+            poll_interval: default_poll_interval(),
+        }
+    }
+}
+
+fn default_poll_interval() -> At<Dur> {
+    At::new(Dur::secs(10))
+}
+
+/// One thing the run does. Written as a one-key map: `- send: {count: 20}`, `- mark: outage`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Send signed webhooks to the server and record each in the ledger.
+    Send(Send),
+    /// Wait until the system drained, or for a fixed time.
+    Wait(Wait),
+    /// Do nothing for this long (the same as `wait: {for: …}`).
+    Sleep(At<Dur>),
+    /// Name the current instant; usable as a replay window bound. Names are unique.
+    Mark(At<String>),
+    /// Break (or repair) Redis, a worker or the server.
+    Fault(Fault),
+    /// Resend, with the same delivery ids, what GitHub's "redeliver" would resend.
+    Redeliver(Redeliver),
+    /// Run `gitspy replay` over a window between marks and keep its output.
+    Replay(Replay),
+    /// Run these steps at the same time; the block ends when all of them ended.
+    Parallel(At<Vec<At<Step>>>),
+    /// Run these steps again and again on a fixed period.
+    Repeat(Repeat),
+}
+
+/// Send webhooks. `count` distinct deliveries (each a fresh id, carrying the run's nonce),
+/// plus the copies `duplicates` asks for.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Send {
+    /// Number of deliveries to send; at least 1. With `same: true`, the number of requests,
+    /// all with one delivery id.
+    pub count: At<i64>,
+    /// Pace of the requests, e.g. `20/s`. Absent: as fast as `concurrency` allows.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Requests in flight at once; at least 1 (default 4).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: At<u32>,
+    /// What the server should answer. It does not fail the run by itself: the answers are
+    /// recorded, and the verdict judges every delivery by what finally happened to it.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Send some deliveries more than once, as GitHub does on retries.
+    #[serde(default)]
+    pub duplicates: Option<Duplicates>,
+    /// Every request carries the same delivery id (the first is the original, the rest are
+    /// duplicates). `duplicates` cannot be combined with it.
+    #[serde(default)]
+    pub same: bool,
+    /// Weights of the event types to send, e.g. `{issues: 3, pull_request: 2}`. Absent: an even
+    /// mix of issues, pull_request and issue_comment. Names as in `X-GitHub-Event`.
+    #[serde(default)]
+    pub events: Option<At<BTreeMap<String, u32>>>,
+    /// How long one request may take before it counts as indeterminate (default `5s`).
+    #[serde(default = "default_request_timeout")]
+    pub timeout: At<Dur>,
+}
+
+impl Send {
+    /// The number of deliveries (or requests, with `same`). Zero only for a scenario that did
+    /// not pass validation.
+    pub fn count(&self) -> u64 {
+        u64::try_from(self.count.value).unwrap_or(0)
+    }
+
+    /// How many HTTP requests this step makes, copies included.
+    pub fn requests(&self) -> u64 {
+        let n = self.count();
+        match &self.duplicates {
+            Some(d) if !self.same => {
+                // Rounded to the nearest delivery, like the sender picks them.
+                let with_copies = (n as f64 * d.fraction.value).round() as u64;
+                n + with_copies * u64::from(d.copies.value.saturating_sub(1))
+            }
+            _ => n,
+        }
+    }
+}
+
+fn default_concurrency() -> At<u32> {
+    At::new(4)
+}
+
+fn default_request_timeout() -> At<Dur> {
+    At::new(Dur::secs(5))
+}
+
+/// The answer a send step expects from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// 2xx: queued, spooled or recognised as a duplicate.
+    #[default]
+    Accepted,
+    /// Non-2xx or no answer (Redis down in `reject` mode): these ids are for `redeliver`.
+    Rejected,
+    /// Either; nothing is implied.
+    Any,
+}
+
+/// Copies of deliveries within one send step.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicates {
+    /// Times each chosen delivery is sent in total, original included; at least 2.
+    pub copies: At<u32>,
+    /// Share of the deliveries that get copies, from 0 to 1 (default 1: all of them). Which
+    /// ones is chosen by the seed.
+    #[serde(default = "default_fraction")]
+    pub fraction: At<f64>,
+    /// Send the copies of a delivery at the same instant (a race at the server) instead of
+    /// one after another.
+    #[serde(default)]
+    pub concurrent: bool,
+}
+
+fn default_fraction() -> At<f64> {
+    At::new(1.0)
+}
+
+/// Wait for the system to drain, or for a fixed time. Exactly one of `drained` and `for`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// Wait until nothing is waiting or in flight (queue, pending entries, spool all empty) and
+    /// every accepted delivery reached a final state.
+    #[serde(default)]
+    pub drained: bool,
+    /// With `drained`: give up after this long (default `2m`); the run goes on to the checks,
+    /// which then report what was not drained.
+    #[serde(default)]
+    pub timeout: Option<At<Dur>>,
+    /// Wait exactly this long.
+    #[serde(default, rename = "for")]
+    pub duration: Option<At<Dur>>,
+}
+
+impl Wait {
+    /// Default limit of a `drained` wait.
+    pub const DEFAULT_TIMEOUT: Dur = Dur::secs(120);
+
+    /// The limit of a `drained` wait, default applied.
+    pub fn timeout(&self) -> Dur {
+        self.timeout
+            .as_ref()
+            .map_or(Self::DEFAULT_TIMEOUT, |t| t.value)
+    }
+}
+
+/// A fault: exactly one of `redis`, `worker`, `server`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Act on Redis.
+    #[serde(default)]
+    pub redis: Option<RedisAction>,
+    /// Act on worker processes (see `which`).
+    #[serde(default)]
+    pub worker: Option<ProcessAction>,
+    /// Act on the `gitspy serve` process.
+    #[serde(default)]
+    pub server: Option<ProcessAction>,
+    /// Worker faults only: which worker, a 0-based index, `random` (chosen by the seed) or
+    /// `all` (default `random`).
+    #[serde(default)]
+    pub which: Option<Which>,
+}
+
+/// What the fault acts on, once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A Redis action.
+    Redis(RedisAction),
+    /// A worker action on the chosen workers.
+    Worker(ProcessAction, Which),
+    /// A server action.
+    Server(ProcessAction),
+}
+
+impl Fault {
+    /// The single action this fault names, or `None` when it names none or several (which
+    /// validation refuses).
+    pub fn kind(&self) -> Option<FaultKind> {
+        match (self.redis, self.worker, self.server) {
+            (Some(r), None, None) => Some(FaultKind::Redis(r)),
+            (None, Some(w), None) => Some(FaultKind::Worker(w, self.which.unwrap_or_default())),
+            (None, None, Some(s)) => Some(FaultKind::Server(s)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    /// `redis stop`, `worker kill (random)`, `server restart`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultKind::Redis(a) => write!(f, "redis {}", a.as_str()),
+            FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
+            FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
+        }
+    }
+}
+
+/// Something done to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisAction {
+    /// Graceful stop (SIGTERM / `docker stop`): AOF flushed.
+    Stop,
+    /// Start it again after a stop or kill.
+    Start,
+    /// Stop, then start.
+    Restart,
+    /// SIGKILL: a crash.
+    Kill,
+    /// Freeze it (`docker pause`): connections hang instead of failing.
+    Pause,
+    /// Thaw it after a pause.
+    Unpause,
+}
+
+impl RedisAction {
+    /// The spelling used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisAction::Stop => "stop",
+            RedisAction::Start => "start",
+            RedisAction::Restart => "restart",
+            RedisAction::Kill => "kill",
+            RedisAction::Pause => "pause",
+            RedisAction::Unpause => "unpause",
+        }
+    }
+}
+
+/// Something done to a gitspy process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessAction {
+    /// SIGKILL: a crash; in-flight work is left pending.
+    Kill,
+    /// SIGTERM: a graceful shutdown.
+    Stop,
+    /// Stop if running, then start with the same command line.
+    Restart,
+    /// Start a stopped or killed process with the same command line.
+    Start,
+}
+
+impl ProcessAction {
+    /// The spelling used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessAction::Kill => "kill",
+            ProcessAction::Stop => "stop",
+            ProcessAction::Restart => "restart",
+            ProcessAction::Start => "start",
+        }
+    }
+}
+
+/// Which workers a worker fault hits: `0` (an index), `random` or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Which {
+    /// The worker with this 0-based index.
+    Index(u32),
+    /// One worker chosen by the seed.
+    #[default]
+    Random,
+    /// Every worker.
+    All,
+}
+
+impl std::fmt::Display for Which {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Which::Index(i) => write!(f, "#{i}"),
+            Which::Random => f.write_str("random"),
+            Which::All => f.write_str("all"),
+        }
+    }
+}
+
+impl Serialize for Which {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Which::Index(i) => s.serialize_u32(*i),
+            Which::Random => s.serialize_str("random"),
+            Which::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Which {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Which;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a worker index, `random` or `all`")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Which, E> {
+                u32::try_from(v)
+                    .map(Which::Index)
+                    .map_err(|_| E::custom(format!("worker index {v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Which, E> {
+                u64::try_from(v)
+                    .map_err(|_| {
+                        E::custom(super::load::with_hint(
+                            &format!("invalid worker index {v}"),
+                            "worker indexes count from 0",
+                        ))
+                    })
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Which, E> {
+                match v {
+                    "random" => Ok(Which::Random),
+                    "all" => Ok(Which::All),
+                    _ => Err(E::custom(super::load::with_hint(
+                        &format!("unknown worker choice `{v}`"),
+                        "write a 0-based worker index, `random` or `all`",
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The deliveries a `redeliver` step resends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redeliver {
+    /// Every delivery whose last attempt got no 2xx (rejected, or no answer in time), with its
+    /// original delivery id and body.
+    Failed,
+}
+
+/// One `gitspy replay` of the event log over `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// Name of this replay, for `state_from` and for checks. Unique. Absent: `replay-<n>` in
+    /// step order (1-based).
+    #[serde(default)]
+    pub name: Option<At<String>>,
+    /// Mark that opens the window. Absent: the beginning of the event log.
+    #[serde(default)]
+    pub from: Option<At<String>>,
+    /// Mark that closes the window (exclusive). Absent: the moment the step runs.
+    #[serde(default)]
+    pub to: Option<At<String>>,
+    /// Only print counts per column and digests; writes nothing (so it cannot feed `state_from`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Start from the state file of this earlier, non-dry-run replay instead of empty: folding
+    /// overlapping windows one after another must converge to one replay over their union.
+    #[serde(default)]
+    pub state_from: Option<At<String>>,
+    /// Compare the replayed boards with the live store (`--verify`); needs a window starting at
+    /// the beginning of the log (no `from`). The result feeds the `replay_verify` check.
+    #[serde(default)]
+    pub verify: bool,
+    /// Only this repository (`owner/name`). Absent: all.
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+impl Replay {
+    /// This replay's name: `name`, else `replay-<n>` where `n` is its 1-based position among
+    /// the scenario's replay steps in document order (see [`Scenario::replays`]).
+    pub fn name_or_default(&self, n: usize) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(|| format!("replay-{n}"), |name| name.value.clone())
+    }
+}
+
+/// Repeat steps on a period: `every` is the time from one start to the next; a round that
+/// overruns its period starts the next one at once. Exactly one of `for` and `times`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    /// Period between the starts of two rounds; more than zero.
+    pub every: At<Dur>,
+    /// Start rounds until this much time has passed since the first.
+    #[serde(default, rename = "for")]
+    pub duration: Option<At<Dur>>,
+    /// Run exactly this many rounds; at least 1.
+    #[serde(default)]
+    pub times: Option<At<u32>>,
+    /// The steps of one round; at least one. Marks are not allowed inside (they would be set
+    /// more than once).
+    pub steps: At<Vec<At<Step>>>,
+}
+
+impl Repeat {
+    /// Number of rounds: `times`, or how many periods fit in `for` (the first at 0).
+    pub fn rounds(&self) -> u64 {
+        match (&self.times, &self.duration) {
+            (Some(t), _) => u64::from(t.value),
+            (None, Some(d)) if !self.every.is_zero() => {
+                let n = d.get().as_nanos() / self.every.get().as_nanos();
+                u64::try_from(n).unwrap_or(u64::MAX).max(1)
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// A pass/fail condition judged at the end of the run. Each reports its measured value next to
+/// its threshold.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Per-delivery verdict from the ledger and the system's own records: the most deliveries
+    /// allowed in each class.
+    Deliveries(DeliveryLimits),
+    /// No `events:*:lock` without a TTL, with a TTL above the lock TTL, or still present once
+    /// the system has been drained for longer than the lock TTL.
+    NoStuckLocks,
+    /// The backlog (waiting + in flight + spooled) is at most `max` within `within` of the end of
+    /// the last step.
+    Backlog(BacklogLimit),
+    /// Increase of `gitspy_jobs_failed_total` (dead-lettered jobs) over the run.
+    Failed(MaxCount),
+    /// p95 of `gitspy_job_duration_ms` over the run, from the histogram's increase.
+    JobDurationP95(MaxDuration),
+    /// Increase of `gitspy_jobs_processed_total` equals the number of distinct accepted
+    /// deliveries, give or take `tolerance` (increments made just before a SIGKILL are lost).
+    ProcessedMatchesAccepted(Tolerance),
+    /// Increase of `gitspy_jobs_retried_total` over the run.
+    Retries(MaxCount),
+    /// The named replays (at least two, none a dry run) wrote byte-identical boards, e.g. two
+    /// overlapping replays folded with `state_from` against one replay over their union.
+    ReplayIdentical(Vec<At<String>>),
+    /// Every replay with `verify: true` matched the live store.
+    ReplayVerify,
+}
+
+impl Check {
+    /// The key that introduces this check in a scenario file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Check::Deliveries(_) => "deliveries",
+            Check::NoStuckLocks => "no_stuck_locks",
+            Check::Backlog(_) => "backlog",
+            Check::Failed(_) => "failed",
+            Check::JobDurationP95(_) => "job_duration_p95",
+            Check::ProcessedMatchesAccepted(_) => "processed_matches_accepted",
+            Check::Retries(_) => "retries",
+            Check::ReplayIdentical(_) => "replay_identical",
+            Check::ReplayVerify => "replay_verify",
+        }
+    }
+}
+
+/// Most deliveries allowed per verdict class (SPEC §2.5). Every limit defaults to 0.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryLimits {
+    /// Got a 2xx but never processed.
+    #[serde(default)]
+    pub lost: u64,
+    /// Logged or applied more than once.
+    #[serde(default)]
+    pub duplicated: u64,
+    /// Processed but never sent by this run.
+    #[serde(default)]
+    pub unexpected: u64,
+    /// Dead-lettered.
+    #[serde(default)]
+    pub failed: u64,
+    /// Never got a 2xx and never processed (the sender gave up).
+    #[serde(default)]
+    pub unacknowledged: u64,
+}
+
+/// The `backlog` check's limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacklogLimit {
+    /// Most entries left waiting, in flight or spooled.
+    #[serde(default)]
+    pub max: u64,
+    /// How long after the last step the backlog may take to get there.
+    pub within: At<Dur>,
+}
+
+/// An upper bound on a count.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxCount {
+    /// The most allowed.
+    pub max: u64,
+}
+
+/// An upper bound on a duration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxDuration {
+    /// The longest allowed.
+    pub max: At<Dur>,
+}
+
+/// An allowed difference between two counts.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerance {
+    /// The largest difference that still passes (default 0).
+    #[serde(default)]
+    pub tolerance: u64,
+}

@@ -1,0 +1,720 @@
+//! Checks on a parsed scenario that the types alone cannot express, collecting every problem
+//! (not just the first) so one `validate` run shows the author all there is to fix.
+//!
+//! Nothing here touches the system under test: the same checks run before `run` starts anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::model::{
+    At, Check, FaultKind, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send, Step, Wait,
+    Which,
+};
+use super::Problem;
+
+/// The event types the sender has payloads for (`X-GitHub-Event` names).
+pub const KNOWN_EVENTS: &[&str] = &[
+    "issue_comment",
+    "issues",
+    "label",
+    "milestone",
+    "ping",
+    "projects_v2_item",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "repository",
+];
+
+/// Every problem with `scenario`, in file order. Empty means valid.
+pub fn validate(scenario: &Scenario) -> Vec<Problem> {
+    let mut v = Validator {
+        scenario,
+        problems: Vec::new(),
+        marks: BTreeMap::new(),
+        all_marks: all_marks(&scenario.steps),
+        replays: BTreeMap::new(),
+        replay_count: 0,
+        sends: 0,
+        worker_kills: false,
+    };
+    v.scenario_level();
+    let mut set = BTreeSet::new();
+    v.steps(&scenario.steps, Ctx::default(), &mut set);
+    v.checks();
+    v.problems.sort_by_key(|p| p.pos);
+    v.problems
+}
+
+fn all_marks(steps: &[At<Step>]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for step in steps {
+        match &step.value {
+            Step::Mark(name) => {
+                out.insert(name.value.clone());
+            }
+            Step::Parallel(children) => out.extend(all_marks(children)),
+            Step::Repeat(rep) => out.extend(all_marks(&rep.steps)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Where in the step tree a step sits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ctx {
+    in_repeat: bool,
+}
+
+/// What validation knows about a replay when later steps and checks refer to it.
+struct ReplayInfo {
+    pos: Pos,
+    dry_run: bool,
+}
+
+struct Validator<'a> {
+    scenario: &'a Scenario,
+    problems: Vec<Problem>,
+    /// Every mark and where it was first set.
+    marks: BTreeMap<String, Pos>,
+    /// Every mark set anywhere in the scenario, to tell "never set" from "set too late".
+    all_marks: BTreeSet<String>,
+    /// Every replay by name.
+    replays: BTreeMap<String, ReplayInfo>,
+    replay_count: usize,
+    sends: usize,
+    worker_kills: bool,
+}
+
+impl Validator<'_> {
+    fn push(&mut self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) {
+        self.problems.push(Problem {
+            pos,
+            message: message.into(),
+            hint: hint.into(),
+        });
+    }
+
+    fn scenario_level(&mut self) {
+        let s = self.scenario;
+        let name = &s.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            self.push(
+                name.pos,
+                format!("invalid scenario name `{}`", name.value),
+                "use lowercase letters, digits and `-` (it names the report directory)",
+            );
+        }
+        if s.steps.is_empty() {
+            self.push(
+                s.steps.pos,
+                "the scenario has no steps",
+                "add at least one step, e.g. `- send: {count: 20}`",
+            );
+        }
+        if s.checks.is_empty() {
+            self.push(
+                s.checks.pos,
+                "the scenario has no checks, so it could never fail",
+                "add at least one check, e.g. `- deliveries: {lost: 0, duplicated: 0}`",
+            );
+        }
+        if s.observe.poll_interval.is_zero() {
+            self.push(
+                s.observe.poll_interval.pos,
+                "`poll_interval` is zero",
+                "poll every few seconds, e.g. `poll_interval: 10s`",
+            );
+        }
+        self.target();
+    }
+
+    fn target(&mut self) {
+        let t = &self.scenario.target;
+        let backend = t.redis.backend.value;
+        let pos = t.redis.backend.pos_or(t.pos);
+        if backend == RedisBackend::External && t.redis.url.is_none() {
+            self.push(
+                pos,
+                "the `external` Redis backend needs a `url`",
+                "add `url: redis://host:port` under `target.redis`",
+            );
+        }
+        let docker_only = t.redis.container.is_some() || t.redis.image.is_some();
+        if docker_only && matches!(backend, RedisBackend::Process | RedisBackend::External) {
+            self.push(
+                pos,
+                format!(
+                    "`container` and `image` only apply to docker, but the backend is `{}`",
+                    backend.as_str()
+                ),
+                "remove them, or use `backend: docker`",
+            );
+        }
+        if t.attach.is_some() {
+            if matches!(backend, RedisBackend::Process | RedisBackend::Auto) {
+                self.push(
+                    pos,
+                    format!(
+                        "in attach mode the Redis backend cannot be `{}`: the harness would start its own Redis",
+                        backend.as_str()
+                    ),
+                    "use `backend: docker` with the running container's name, or `backend: external`",
+                );
+            }
+            if t.redis.url.is_none() {
+                self.push(
+                    t.pos,
+                    "attach mode needs the Redis URL to probe",
+                    "add `url: redis://host:port` under `target.redis`",
+                );
+            }
+        }
+    }
+
+    /// Checks a list of steps run in sequence; `set` holds the marks set before them and
+    /// receives those they set.
+    fn steps(&mut self, steps: &[At<Step>], ctx: Ctx, set: &mut BTreeSet<String>) {
+        for step in steps {
+            self.step(step, ctx, set);
+        }
+    }
+
+    fn step(&mut self, step: &At<Step>, ctx: Ctx, set: &mut BTreeSet<String>) {
+        let pos = step.pos;
+        match &step.value {
+            Step::Send(send) => self.send(send, pos),
+            Step::Wait(wait) => self.wait(wait, pos),
+            Step::Sleep(d) => {
+                if d.is_zero() {
+                    self.push(
+                        d.pos_or(pos),
+                        "`sleep` of zero",
+                        "remove the step or give a duration like `5s`",
+                    );
+                }
+            }
+            Step::Mark(name) => self.mark(name, ctx, set),
+            Step::Fault(fault) => self.fault(fault, pos),
+            Step::Redeliver(_) => {}
+            Step::Replay(replay) => self.replay(replay, pos, ctx, set),
+            Step::Parallel(children) => {
+                if children.is_empty() {
+                    self.push(
+                        children.pos_or(pos),
+                        "`parallel` has no steps",
+                        "list the steps to run at the same time, or remove the block",
+                    );
+                }
+                // Branches run at the same time: a mark set in one branch is not known to be
+                // set when a sibling starts, only once the whole block is over.
+                let before = set.clone();
+                for child in children.iter() {
+                    let mut branch = before.clone();
+                    self.step(child, ctx, &mut branch);
+                    set.extend(branch);
+                }
+            }
+            Step::Repeat(rep) => {
+                if rep.every.is_zero() {
+                    self.push(
+                        rep.every.pos_or(pos),
+                        "`every` is zero",
+                        "give the period between rounds, e.g. `every: 30s`",
+                    );
+                }
+                match (&rep.duration, &rep.times) {
+                    (None, None) => self.push(
+                        pos,
+                        "`repeat` needs `for` or `times`",
+                        "add `for: 5m` (keep going that long) or `times: 3`",
+                    ),
+                    (Some(_), Some(t)) => self.push(
+                        t.pos_or(pos),
+                        "`repeat` has both `for` and `times`",
+                        "keep one of them",
+                    ),
+                    (Some(d), None) if d.value < rep.every.value => self.push(
+                        d.pos_or(pos),
+                        format!(
+                            "`for: {}` is shorter than `every: {}`, so the steps run once",
+                            d.value, rep.every.value
+                        ),
+                        "make `for` a multiple of `every`, or drop the `repeat`",
+                    ),
+                    (None, Some(t)) if t.value == 0 => self.push(
+                        t.pos_or(pos),
+                        "`times` is zero",
+                        "give the number of rounds, at least 1",
+                    ),
+                    _ => {}
+                }
+                if rep.steps.is_empty() {
+                    self.push(
+                        rep.steps.pos_or(pos),
+                        "`repeat` has no steps",
+                        "list the steps of one round under `steps:`",
+                    );
+                }
+                self.steps(&rep.steps, Ctx { in_repeat: true }, set);
+            }
+        }
+    }
+
+    fn send(&mut self, send: &Send, pos: Pos) {
+        self.sends += 1;
+        let count = &send.count;
+        if count.value < 0 {
+            self.push(
+                count.pos_or(pos),
+                format!("`count` is negative ({})", count.value),
+                "give the number of deliveries to send, at least 1",
+            );
+        } else if count.value == 0 {
+            self.push(
+                count.pos_or(pos),
+                "`count` is 0, so the step sends nothing",
+                "give the number of deliveries to send, at least 1, or remove the step",
+            );
+        }
+        if send.concurrency.value == 0 {
+            self.push(
+                send.concurrency.pos_or(pos),
+                "`concurrency` is 0, so nothing could be sent",
+                "allow at least 1 request in flight",
+            );
+        }
+        if send.timeout.is_zero() {
+            self.push(
+                send.timeout.pos_or(pos),
+                "request `timeout` is zero",
+                "give each request time to answer, e.g. `timeout: 5s`",
+            );
+        }
+        if let Some(dup) = &send.duplicates {
+            if send.same {
+                self.push(
+                    pos,
+                    "`same: true` and `duplicates` cannot be combined",
+                    "`same` already sends every request with one id; drop one of them",
+                );
+            }
+            if dup.copies.value < 2 {
+                self.push(
+                    dup.copies.pos_or(pos),
+                    format!("`copies: {}` sends no duplicate", dup.copies.value),
+                    "`copies` counts the original too: use 2 or more",
+                );
+            }
+            let f = dup.fraction.value;
+            if !(0.0..=1.0).contains(&f) {
+                self.push(
+                    dup.fraction.pos_or(pos),
+                    format!("`fraction: {f}` is not between 0 and 1"),
+                    "give the share of deliveries that get copies, e.g. `fraction: 0.5`",
+                );
+            }
+        }
+        if let Some(events) = &send.events {
+            for name in events.keys() {
+                if !KNOWN_EVENTS.contains(&name.as_str()) {
+                    self.push(
+                        events.pos_or(pos),
+                        format!("unknown event type `{name}`"),
+                        format!("use one of: {}", KNOWN_EVENTS.join(", ")),
+                    );
+                }
+            }
+            if events.values().all(|w| *w == 0) {
+                self.push(
+                    events.pos_or(pos),
+                    "the event mix has no weight above 0",
+                    "give at least one event type a weight, e.g. `{issues: 1}`",
+                );
+            }
+        }
+    }
+
+    fn wait(&mut self, wait: &Wait, pos: Pos) {
+        match (wait.drained, &wait.duration) {
+            (false, None) => self.push(
+                pos,
+                "`wait` says neither what nor how long to wait for",
+                "write `wait: {drained: true, timeout: 2m}` or `wait: {for: 30s}`",
+            ),
+            (true, Some(d)) => self.push(
+                d.pos_or(pos),
+                "`wait` has both `drained` and `for`",
+                "keep one: `drained: true` waits for the queue, `for` waits a fixed time",
+            ),
+            (false, Some(d)) if d.is_zero() => self.push(
+                d.pos_or(pos),
+                "`wait` for zero time",
+                "remove the step or give a duration like `for: 5s`",
+            ),
+            _ => {}
+        }
+        if let Some(t) = &wait.timeout {
+            if !wait.drained {
+                self.push(
+                    t.pos_or(pos),
+                    "`timeout` only applies to `drained: true`",
+                    "remove `timeout`, or wait with `drained: true`",
+                );
+            } else if t.is_zero() {
+                self.push(
+                    t.pos_or(pos),
+                    "`timeout` is zero",
+                    "give the drain time to happen, e.g. `timeout: 2m`",
+                );
+            }
+        }
+    }
+
+    fn mark(&mut self, name: &At<String>, ctx: Ctx, set: &mut BTreeSet<String>) {
+        if name.trim().is_empty() {
+            self.push(
+                name.pos,
+                "empty mark name",
+                "name the instant, e.g. `mark: outage`",
+            );
+            return;
+        }
+        if ctx.in_repeat {
+            self.push(
+                name.pos,
+                format!(
+                    "mark `{}` inside `repeat` would be set once per round",
+                    name.value
+                ),
+                "move the mark before or after the `repeat` block",
+            );
+        }
+        if let Some(first) = self.marks.get(&name.value) {
+            let first = *first;
+            self.push(
+                name.pos,
+                format!("mark `{}` is set twice", name.value),
+                format!(
+                    "it was first set at line {}; give each mark its own name",
+                    first.line
+                ),
+            );
+        } else {
+            self.marks.insert(name.value.clone(), name.pos);
+        }
+        set.insert(name.value.clone());
+    }
+
+    fn fault(&mut self, fault: &super::model::Fault, pos: Pos) {
+        let t = &self.scenario.target;
+        let Some(kind) = fault.kind() else {
+            let named = [
+                fault.redis.is_some(),
+                fault.worker.is_some(),
+                fault.server.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            self.push(
+                pos,
+                if named == 0 {
+                    "the fault names nothing to break"
+                } else {
+                    "the fault names more than one thing to break"
+                },
+                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}` or `fault: {server: restart}`",
+            );
+            return;
+        };
+        if fault.which.is_some() && !matches!(kind, FaultKind::Worker(..)) {
+            self.push(
+                pos,
+                "`which` only applies to worker faults",
+                "remove `which`",
+            );
+        }
+        match kind {
+            FaultKind::Redis(action) => {
+                let backend = t.redis.backend.value;
+                if !backend.supports(action) {
+                    let hint = match backend {
+                        RedisBackend::External => {
+                            "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned()
+                        }
+                        _ => format!(
+                            "the `{}` backend can stop, start, restart and kill; use `backend: docker` to {}",
+                            backend.as_str(),
+                            action.as_str()
+                        ),
+                    };
+                    self.push(
+                        pos,
+                        format!(
+                            "the `{}` Redis backend cannot `{}`",
+                            backend.as_str(),
+                            action.as_str()
+                        ),
+                        hint,
+                    );
+                }
+            }
+            FaultKind::Worker(action, which) => {
+                let workers = t.workers.value;
+                if workers == 0 {
+                    self.push(
+                        pos,
+                        format!(
+                            "worker `{}`, but the target has no workers",
+                            action.as_str()
+                        ),
+                        "set `workers:` under `target` to 1 or more",
+                    );
+                } else if let Which::Index(i) = which {
+                    if i >= workers {
+                        self.push(
+                            pos,
+                            format!(
+                                "worker index {i} is out of range: the target has {workers} worker(s)"
+                            ),
+                            format!("indexes count from 0: use 0 to {}", workers - 1),
+                        );
+                    }
+                }
+                if let Some(attach) = &t.attach {
+                    if attach.worker_process.is_none() {
+                        self.push(
+                            pos,
+                            "a worker fault in attach mode needs `worker_process`",
+                            "add `worker_process: {executable: gitspy, env_marker: NAME=value}` under `target.attach`",
+                        );
+                    }
+                }
+                if action == ProcessAction::Kill {
+                    self.worker_kills = true;
+                }
+            }
+            FaultKind::Server(_) => {
+                if let Some(attach) = &t.attach {
+                    if attach.server_process.is_none() {
+                        self.push(
+                            pos,
+                            "a server fault in attach mode needs `server_process`",
+                            "add `server_process: {executable: gitspy, env_marker: NAME=value}` under `target.attach`",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn replay(&mut self, replay: &Replay, pos: Pos, ctx: Ctx, set: &BTreeSet<String>) {
+        self.replay_count += 1;
+        if ctx.in_repeat {
+            self.push(
+                pos,
+                "`replay` inside `repeat` would run once per round under one name",
+                "move the replay after the `repeat` block",
+            );
+        }
+        let name = replay.name_or_default(self.replay_count);
+        let name_pos = replay.name.as_ref().map_or(pos, |n| n.pos);
+        for bound in [&replay.from, &replay.to].into_iter().flatten() {
+            if !set.contains(&bound.value) {
+                let (message, hint) = if self.all_marks.contains(&bound.value) {
+                    (
+                        format!("mark `{}` is not set yet when this replay runs", bound.value),
+                        "move the `mark` step before the replay (a mark in a parallel branch counts only after the block)",
+                    )
+                } else {
+                    (
+                        format!("mark `{}` is used but never set", bound.value),
+                        "add a `- mark: NAME` step before this replay, or fix the spelling",
+                    )
+                };
+                self.push(bound.pos_or(pos), message, hint);
+            }
+        }
+        if let (Some(from), Some(to)) = (&replay.from, &replay.to) {
+            if from.value == to.value {
+                self.push(
+                    to.pos_or(pos),
+                    format!("the replay window from `{}` to itself is empty", from.value),
+                    "use two different marks",
+                );
+            }
+        }
+        if replay.verify {
+            if let Some(from) = &replay.from {
+                self.push(
+                    from.pos_or(pos),
+                    "`verify` needs a window that starts at the beginning of the log",
+                    "remove `from` (a partial window cannot be compared with the whole store) or `verify`",
+                );
+            }
+        }
+        if let Some(prev) = &replay.state_from {
+            match self.replays.get(&prev.value) {
+                None => self.push(
+                    prev.pos_or(pos),
+                    format!("`state_from: {}` names no earlier replay", prev.value),
+                    "name a replay step that runs before this one (`name:` on that step)",
+                ),
+                Some(info) if info.dry_run => self.push(
+                    prev.pos_or(pos),
+                    format!(
+                        "`state_from: {}` names a dry run, which writes no state",
+                        prev.value
+                    ),
+                    "remove `dry_run` from that replay, or start from another one",
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(first) = self.replays.get(&name) {
+            let line = first.pos.line;
+            self.push(
+                name_pos,
+                format!("replay name `{name}` is used twice"),
+                format!("it was first used at line {line}; give each replay its own name"),
+            );
+        } else {
+            self.replays.insert(
+                name,
+                ReplayInfo {
+                    pos: name_pos,
+                    dry_run: replay.dry_run,
+                },
+            );
+        }
+    }
+
+    fn checks(&mut self) {
+        let mut seen: BTreeMap<&'static str, Pos> = BTreeMap::new();
+        let scenario = self.scenario;
+        for check in scenario.checks.iter() {
+            let pos = check.pos;
+            let key = check.key();
+            // Several `replay_identical` checks compare different groups of replays.
+            let repeatable = matches!(check.value, Check::ReplayIdentical(_));
+            if let (Some(first), false) = (seen.get(key), repeatable) {
+                let line = first.line;
+                self.push(
+                    pos,
+                    format!("check `{key}` is listed twice"),
+                    format!("it is first listed at line {line}; merge the two"),
+                );
+            } else {
+                seen.insert(key, pos);
+            }
+            let judges_deliveries = matches!(
+                check.value,
+                Check::Deliveries(_)
+                    | Check::ProcessedMatchesAccepted(_)
+                    | Check::Failed(_)
+                    | Check::Retries(_)
+                    | Check::JobDurationP95(_)
+            );
+            if judges_deliveries && self.sends == 0 {
+                self.push(
+                    pos,
+                    format!("check `{key}` references nothing: the scenario sends no webhook"),
+                    "add a `send` step, or remove the check",
+                );
+            }
+            match &check.value {
+                Check::JobDurationP95(m) if m.max.is_zero() => self.push(
+                    m.max.pos_or(pos),
+                    "`job_duration_p95` with `max: 0s` can never pass",
+                    "give a threshold such as `max: 500ms`",
+                ),
+                Check::ProcessedMatchesAccepted(t) if t.tolerance == 0 && self.worker_kills => {
+                    self.push(
+                        pos,
+                        "`processed_matches_accepted` with tolerance 0 in a scenario that kills workers",
+                        "a SIGKILLed worker loses the increments made since its last scrape: set `tolerance:` to the number of kills times the worker concurrency",
+                    );
+                }
+                Check::ReplayIdentical(names) => self.replay_identical(names, pos),
+                Check::ReplayVerify if !self.scenario_has_verify() => self.push(
+                    pos,
+                    "check `replay_verify` references nothing: no replay step has `verify: true`",
+                    "add `verify: true` to a replay over the whole log, or remove the check",
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    fn replay_identical(&mut self, names: &[At<String>], pos: Pos) {
+        if self.replays.is_empty() {
+            self.push(
+                pos,
+                "check `replay_identical` references nothing: the scenario has no replay step",
+                "add the replay steps to compare, or remove the check",
+            );
+            return;
+        }
+        if names.len() < 2 {
+            self.push(
+                pos,
+                "`replay_identical` needs at least two replays to compare",
+                "list two or more replay names, e.g. `replay_identical: [folded, union]`",
+            );
+        }
+        for name in names {
+            match self.replays.get(&name.value) {
+                None => {
+                    let known: Vec<&str> = self.replays.keys().map(String::as_str).collect();
+                    self.push(
+                        name.pos_or(pos),
+                        format!(
+                            "`replay_identical` names `{}`, which is no replay",
+                            name.value
+                        ),
+                        format!("the replays are: {}", known.join(", ")),
+                    );
+                }
+                Some(info) if info.dry_run => self.push(
+                    name.pos_or(pos),
+                    format!(
+                        "replay `{}` is a dry run and writes no board to compare",
+                        name.value
+                    ),
+                    "remove `dry_run` from that replay, or compare other replays",
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn scenario_has_verify(&self) -> bool {
+        fn any(steps: &[At<Step>]) -> bool {
+            steps.iter().any(|s| match &s.value {
+                Step::Replay(r) => r.verify,
+                Step::Parallel(c) => any(c),
+                Step::Repeat(r) => any(&r.steps),
+                _ => false,
+            })
+        }
+        any(&self.scenario.steps)
+    }
+}
+
+impl<T> At<T> {
+    /// This value's position, or `fallback` when it has none (a default filled in by serde).
+    fn pos_or(&self, fallback: Pos) -> Pos {
+        if self.pos == Pos::default() {
+            fallback
+        } else {
+            self.pos
+        }
+    }
+}
