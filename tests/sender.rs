@@ -16,7 +16,9 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use gitspy_chaos::load::{Duplicates, Ledger, Outcome, PayloadGen, RunNonce, Sender, SenderConfig};
+use gitspy_chaos::load::{
+    send_cmd, Duplicates, Ledger, Outcome, PayloadGen, RunNonce, SendArgs, Sender, SenderConfig,
+};
 
 const SECRET: &str = "chaos secret";
 
@@ -474,4 +476,81 @@ async fn redeliver_failed_resends_rejected_and_indeterminate_ids() {
         Ledger::from_json(&ledger.to_json().unwrap()).unwrap(),
         ledger
     );
+}
+
+fn send_args(url: &str) -> SendArgs {
+    SendArgs {
+        url: url.to_string(),
+        secret: Some(SECRET.to_string()),
+        count: 5,
+        same: false,
+        copies: 0,
+        duplicate_fraction: 0.0,
+        rate: 0.0,
+        concurrency: 4,
+        payload: None,
+        event: Vec::new(),
+        seed: Some(1),
+        timeout: Duration::from_secs(10),
+        repo: "chaos/board".to_string(),
+        repo_id: 77,
+        redeliver_failed: false,
+        ledger: None,
+    }
+}
+
+/// `gitspy-chaos send --redeliver-failed --ledger FILE`: the rejected delivery is resent and
+/// accepted, and the ledger file holds every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_cmd_redelivers_and_writes_the_ledger() {
+    let server = TestServer::start(|id, attempt| {
+        if attempt == 1 && id.ends_with("-000003") {
+            Reply::Fail(503)
+        } else {
+            Reply::Accept
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.json");
+    let ledger = send_cmd(SendArgs {
+        redeliver_failed: true,
+        ledger: Some(path.clone()),
+        ..send_args(&server.url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ledger.entries.len(), 6);
+    let last = &ledger.entries[5];
+    assert!(
+        last.delivery.ends_with("-000003") && last.attempt == 2,
+        "{last:?}"
+    );
+    assert_eq!(last.outcome, Outcome::Status(202));
+    assert!(ledger.to_redeliver().is_empty());
+    assert_eq!(Ledger::read(&path).unwrap(), ledger);
+    assert_eq!(server.seen().len(), 6);
+}
+
+/// `--payload DIR` sends the user's files verbatim, signed, with the event from the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_cmd_sends_user_payloads_verbatim() {
+    let server = TestServer::start(|_, _| Reply::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ping")).unwrap();
+    let body = b"{\"zen\": \"Keep it logically awesome.\", \"hook_id\": 1}\n";
+    std::fs::write(dir.path().join("ping/p.json"), body).unwrap();
+    let ledger = send_cmd(SendArgs {
+        payload: Some(dir.path().to_path_buf()),
+        count: 3,
+        ..send_args(&server.url)
+    })
+    .await
+    .unwrap();
+    assert_eq!(ledger.summary().accepted, 3);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen
+        .iter()
+        .all(|s| s.body == body && s.event == "ping" && s.signature_ok));
 }

@@ -2,12 +2,12 @@
 //! system under test with GitHub deliveries and remembers every attempt (SPEC §2.1 `send`,
 //! §2.3 seed, §2.4 ledger).
 //!
-//! - [`payload`]: deliveries from GitHub fixture shapes (or the user's files), fixed by the seed;
+//! - [`payload`] — deliveries from GitHub fixture shapes (or the user's files), fixed by the seed;
 //!   ids carry a per-run nonce; duplicate patterns.
-//! - [`sign`]: `X-Hub-Signature-256`.
-//! - [`sender`]: open-model constant arrival rate, bounded concurrency, per-request timeout,
+//! - [`sign`] — `X-Hub-Signature-256`.
+//! - [`sender`] — open-model constant arrival rate, bounded concurrency, per-request timeout,
 //!   redelivery of what was not accepted.
-//! - [`ledger`]: one entry per attempt; summary counts; the ids to redeliver.
+//! - [`ledger`] — one entry per attempt; summary counts; the ids to redeliver.
 //!
 //! [`send_cmd`] is `gitspy-chaos send`; the scenario runner drives [`Sender`] and [`PayloadGen`]
 //! directly, with one of each per run.
@@ -97,10 +97,11 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
         None => PayloadGen::new(seed, nonce.clone(), &args.repo, args.repo_id)?
             .with_events(&args.event)?,
     };
+    let rate = (args.rate > 0.0).then_some(args.rate);
     let sender = Sender::new(SenderConfig {
         url: args.url.clone(),
         secret: args.secret.clone(),
-        rate: (args.rate > 0.0).then_some(args.rate),
+        rate,
         concurrency: args.concurrency,
         timeout: args.timeout,
     })?;
@@ -128,7 +129,8 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
         ledger.write(path)?;
     }
     let mut out = std::io::stdout().lock();
-    write_summary(&mut out, &ledger, &batches, seed, &nonce).context("writing the summary")?;
+    write_summary(&mut out, &ledger, &batches, rate, seed, &nonce)
+        .context("writing the summary")?;
     Ok(ledger)
 }
 
@@ -136,6 +138,7 @@ fn write_summary(
     out: &mut impl std::io::Write,
     ledger: &Ledger,
     batches: &[BatchReport],
+    rate: Option<f64>,
     seed: u64,
     nonce: &RunNonce,
 ) -> std::io::Result<()> {
@@ -159,10 +162,13 @@ fn write_summary(
         .map(BatchReport::max_lateness_ms)
         .max()
         .unwrap_or(0);
-    writeln!(
-        out,
-        "schedule  late starts {slipped} (concurrency saturated)  max {late} ms behind"
-    )?;
+    match rate {
+        Some(rate) => writeln!(
+            out,
+            "schedule  {rate}/s  late starts {slipped} (concurrency saturated)  max {late} ms behind"
+        )?,
+        None => writeln!(out, "schedule  unpaced (as fast as the concurrency allows)")?,
+    }
     let redeliver = ledger.to_redeliver();
     if !redeliver.is_empty() {
         writeln!(out, "not accepted: {}", redeliver.join(" "))?;
@@ -318,13 +324,21 @@ mod tests {
             slipped: 0,
         };
         let mut out = Vec::new();
-        write_summary(&mut out, &ledger, &[batch], 7, &RunNonce::new("n")).unwrap();
+        write_summary(
+            &mut out,
+            &ledger,
+            &[batch],
+            Some(20.0),
+            7,
+            &RunNonce::new("n"),
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "sent 1 (1 ids)  accepted 0  duplicates 0  rejected 1  indeterminate 0\n\
              latency ms  p50 1.2  p95 1.2  max 1.2\n\
-             schedule  late starts 0 (concurrency saturated)  max 2 ms behind\n\
+             schedule  20/s  late starts 0 (concurrency saturated)  max 2 ms behind\n\
              not accepted: n-000001\n\
              seed 7  run nonce n\n"
         );
