@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome};
-pub use payload::{Delivery, Duplicates, PayloadGen, PlannedSend, RunNonce};
+pub use payload::{Delivery, Duplicates, PayloadGen, Plan, PlannedSend, RunNonce};
 pub use sender::{BatchReport, Sender, SenderConfig};
 
 /// Flags of `gitspy-chaos send`.
@@ -105,7 +105,7 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
         concurrency: args.concurrency,
         timeout: args.timeout,
     })?;
-    let plan = gen.plan(
+    let plan = gen.plan_iter(
         args.count,
         &Duplicates {
             same: args.same,
@@ -115,8 +115,7 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
     );
     eprintln!(
         "sending {} requests to {} (seed {seed}, run nonce {nonce})",
-        plan.len(),
-        args.url
+        args.count, args.url
     );
     let mut batches = vec![sender.send(plan).await?];
     if args.redeliver_failed {

@@ -233,56 +233,93 @@ impl PayloadGen {
 
     /// A batch of `count` requests with the duplicate pattern `dups` (see [`Duplicates`]).
     pub fn plan(&mut self, count: usize, dups: &Duplicates) -> Vec<PlannedSend> {
-        let mut plan: Vec<PlannedSend> = Vec::with_capacity(count);
-        if count == 0 {
-            return plan;
-        }
-        if dups.same {
-            let d = Arc::new(self.next_delivery());
-            plan.push(PlannedSend {
-                delivery: d.clone(),
-                duplicate_of: None,
-            });
-            while plan.len() < count {
-                plan.push(PlannedSend {
-                    delivery: d.clone(),
-                    duplicate_of: Some(d.id.clone()),
-                });
-            }
-            return plan;
-        }
+        self.plan_iter(count, dups).collect()
+    }
+
+    /// The same batch as [`PayloadGen::plan`], generated lazily as the sender consumes it, so a
+    /// long flood holds only the deliveries in flight (and the recent ones duplicates may copy).
+    pub fn plan_iter(&mut self, count: usize, dups: &Duplicates) -> Plan<'_> {
         let fraction = if dups.fraction.is_finite() {
             dups.fraction.clamp(0.0, 1.0)
         } else {
             0.0
         };
-        let mut originals: Vec<Arc<Delivery>> = Vec::new();
-        while plan.len() < count {
-            if !originals.is_empty() && self.dup_rng.random_bool(fraction) {
-                let d = originals[self.dup_rng.random_range(0..originals.len())].clone();
-                plan.push(PlannedSend {
-                    duplicate_of: Some(d.id.clone()),
-                    delivery: d,
-                });
-                continue;
+        Plan {
+            gen: self,
+            remaining: count,
+            same: dups.same,
+            copies: dups.copies,
+            fraction,
+            current: None,
+            copies_left: 0,
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+/// Late duplicates copy one of this many most recent originals of the batch.
+const DUPLICATE_WINDOW: usize = 100;
+
+/// A batch being generated; see [`PayloadGen::plan_iter`].
+pub struct Plan<'a> {
+    gen: &'a mut PayloadGen,
+    remaining: usize,
+    same: bool,
+    copies: u32,
+    fraction: f64,
+    /// The latest original (the one `same` repeats, or whose copies are due).
+    current: Option<Arc<Delivery>>,
+    copies_left: u32,
+    recent: VecDeque<Arc<Delivery>>,
+}
+
+impl Plan<'_> {
+    fn duplicate(d: &Arc<Delivery>) -> PlannedSend {
+        PlannedSend {
+            delivery: d.clone(),
+            duplicate_of: Some(d.id.clone()),
+        }
+    }
+}
+
+impl Iterator for Plan<'_> {
+    type Item = PlannedSend;
+
+    fn next(&mut self) -> Option<PlannedSend> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        if let Some(d) = &self.current {
+            if self.same {
+                return Some(Self::duplicate(d));
             }
-            let d = Arc::new(self.next_delivery());
-            originals.push(d.clone());
-            plan.push(PlannedSend {
-                delivery: d.clone(),
-                duplicate_of: None,
-            });
-            for _ in 0..dups.copies {
-                if plan.len() == count {
-                    break;
-                }
-                plan.push(PlannedSend {
-                    delivery: d.clone(),
-                    duplicate_of: Some(d.id.clone()),
-                });
+            if self.copies_left > 0 {
+                self.copies_left -= 1;
+                return Some(Self::duplicate(d));
             }
         }
-        plan
+        if !self.recent.is_empty() && self.gen.dup_rng.random_bool(self.fraction) {
+            let i = self.gen.dup_rng.random_range(0..self.recent.len());
+            return Some(Self::duplicate(&self.recent[i]));
+        }
+        let d = Arc::new(self.gen.next_delivery());
+        self.current = Some(d.clone());
+        self.copies_left = self.copies;
+        if self.fraction > 0.0 {
+            self.recent.push_back(d.clone());
+            if self.recent.len() > DUPLICATE_WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        Some(PlannedSend {
+            delivery: d,
+            duplicate_of: None,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
     }
 }
 

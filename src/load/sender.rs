@@ -72,6 +72,8 @@ impl BatchReport {
 struct State {
     ledger: Ledger,
     /// Bodies of the ids not yet answered with a 2xx: the only ones that may be redelivered.
+    /// An id leaves as soon as one of its requests is accepted, so a long flood holds only what
+    /// is in flight or was refused.
     unaccepted: HashMap<String, Arc<Delivery>>,
     /// Requests made so far per id (the next attempt number is this plus one).
     attempts: HashMap<String, u32>,
@@ -86,7 +88,7 @@ pub struct Sender {
     rate: Option<f64>,
     timeout: Duration,
     slots: Arc<Semaphore>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Sender {
@@ -128,7 +130,7 @@ impl Sender {
             rate: config.rate,
             timeout: config.timeout,
             slots: Arc::new(Semaphore::new(config.concurrency)),
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
         })
     }
 
@@ -138,8 +140,12 @@ impl Sender {
     }
 
     /// Sends the plan on the open-model schedule and waits for every answer (each bounded by
-    /// the timeout).
-    pub async fn send(&self, plan: Vec<PlannedSend>) -> anyhow::Result<BatchReport> {
+    /// the timeout). The plan may be lazy ([`super::PayloadGen::plan_iter`]): it is pulled one
+    /// request at a time, when that request is due.
+    pub async fn send<I>(&self, plan: I) -> anyhow::Result<BatchReport>
+    where
+        I: IntoIterator<Item = PlannedSend>,
+    {
         let (writer, collector) = ledger::collector();
         let mut tasks = JoinSet::new();
         let start = Instant::now();
@@ -170,10 +176,14 @@ impl Sender {
                 timeout: self.timeout,
             };
             let writer = writer.clone();
+            let state = self.state.clone();
             let scheduled_at_ms = start_ms + offset.as_millis() as u64;
             tasks.spawn(async move {
                 let result = request.send(&planned.delivery).await;
                 drop(permit);
+                if result.outcome.is_success() {
+                    lock(&state).unaccepted.remove(&planned.delivery.id);
+                }
                 writer.record(
                     slot,
                     LedgerEntry {
@@ -195,22 +205,14 @@ impl Sender {
             joined.context("a request task failed")?;
         }
         let entries = collector.finish().await?;
-        {
-            let mut state = self.state();
-            for e in &entries {
-                if e.outcome.is_success() {
-                    state.unaccepted.remove(&e.delivery);
-                }
-            }
-            state.ledger.extend(entries.iter().cloned());
-        }
+        self.state().ledger.extend(entries.iter().cloned());
         Ok(BatchReport { entries, slipped })
     }
 
     /// Resends, once each and on the same schedule, every id none of whose attempts got a 2xx —
     /// same id, same body, as GitHub's "redeliver" does.
     pub async fn redeliver_failed(&self) -> anyhow::Result<BatchReport> {
-        let plan = {
+        let plan: Vec<PlannedSend> = {
             let state = self.state();
             state
                 .ledger
@@ -242,10 +244,14 @@ impl Sender {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // The lock is never held across an await or a panic-prone call; if a holder did panic,
-        // the data is still consistent entry by entry.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The lock is never held across an await or a panic-prone call; if a holder did panic, the
+    // data is still consistent entry by entry.
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Everything one request task needs.
@@ -377,6 +383,18 @@ mod tests {
         );
         assert_eq!(answer_of(b"not json"), None);
         assert_eq!(answer_of(br#"{"status":3}"#), None);
+    }
+
+    /// The scenario runner spawns batches (`parallel:` steps), so a batch fed by a lazy plan
+    /// must be a `Send` future.
+    #[test]
+    fn a_lazy_batch_is_a_send_future() {
+        fn assert_send<T: Send>(_: &T) {}
+        let sender = Sender::new(config("http://127.0.0.1:1/webhooks")).unwrap();
+        let mut gen =
+            super::super::PayloadGen::new(1, super::super::RunNonce::new("n"), "a/b", 1).unwrap();
+        let batch = sender.send(gen.plan_iter(3, &Default::default()));
+        assert_send(&batch);
     }
 
     #[test]
