@@ -1,0 +1,345 @@
+//! Load: the signed webhook sender and its ledger, the half of the harness that floods the
+//! system under test with GitHub deliveries and remembers every attempt (SPEC §2.1 `send`,
+//! §2.3 seed, §2.4 ledger).
+//!
+//! - [`payload`] — deliveries from GitHub fixture shapes (or the user's files), fixed by the seed;
+//!   ids carry a per-run nonce; duplicate patterns.
+//! - [`sign`] — `X-Hub-Signature-256`.
+//! - [`sender`] — open-model constant arrival rate, bounded concurrency, per-request timeout,
+//!   redelivery of what was not accepted.
+//! - [`ledger`] — one entry per attempt; summary counts; the ids to redeliver.
+//!
+//! [`send_cmd`] is `gitspy-chaos send`; the scenario runner drives [`Sender`] and [`PayloadGen`]
+//! directly, with one of each per run.
+
+pub mod ledger;
+pub mod payload;
+pub mod sender;
+pub mod sign;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome};
+pub use payload::{Delivery, Duplicates, PayloadGen, Plan, PlannedSend, RunNonce};
+pub use sender::{BatchReport, Sender, SenderConfig};
+
+/// Flags of `gitspy-chaos send`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SendArgs {
+    /// Webhook endpoint of the system under test.
+    #[arg(
+        long,
+        env = "GITSPY_WEBHOOK_URL",
+        default_value = "http://127.0.0.1:3000/webhooks"
+    )]
+    pub url: String,
+    /// Webhook secret used to sign every body (X-Hub-Signature-256); without it requests go
+    /// unsigned.
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Number of requests to send (duplicates included).
+    #[arg(long, default_value_t = 20)]
+    pub count: usize,
+    /// Send the same delivery (one delivery id, same body) every time.
+    #[arg(long)]
+    pub same: bool,
+    /// Exact copies sent right after each new delivery (concurrent duplicates).
+    #[arg(long, default_value_t = 0)]
+    pub copies: u32,
+    /// Share of requests, 0 to 1, that repeat an earlier delivery of the batch (seeded).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub duplicate_fraction: f64,
+    /// Arrival rate: `20/s`, `600/m`, `20` (per second); `0` sends as fast as the concurrency
+    /// allows. The schedule never waits for responses (open model).
+    #[arg(long, default_value = "50/s", value_parser = parse_rate)]
+    pub rate: f64,
+    /// Requests in flight at most; a request due while all are busy starts late and is counted.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Send these payload files (a file, or every *.json under a directory) verbatim instead of
+    /// generated ones; the event is the file's directory name or is guessed from the payload.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub payload: Option<PathBuf>,
+    /// Only these events (comma-separated): issues, pull_request, issue_comment, ping.
+    #[arg(long, value_delimiter = ',')]
+    pub event: Vec<String>,
+    /// Seed of the payload sequence and duplicate pattern (random if absent; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Per-request timeout (`10s`, `500ms`); a request that times out is indeterminate. GitHub
+    /// itself gives up after 10 s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Repository (`owner/name`) the generated payloads belong to.
+    #[arg(long, default_value = "gitspy-chaos/demo")]
+    pub repo: String,
+    /// Repository id of the generated payloads (the board's card key).
+    #[arg(long, default_value_t = 424_242)]
+    pub repo_id: u64,
+    /// After the batch, resend once every delivery that got no 2xx (same id, same body).
+    #[arg(long)]
+    pub redeliver_failed: bool,
+    /// Write every attempt as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+}
+
+/// `gitspy-chaos send`: sends the batch, prints the summary to stdout, returns the ledger.
+/// Progress and the seed/nonce go to stderr.
+pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let nonce = RunNonce::random();
+    let mut gen = match &args.payload {
+        Some(path) => PayloadGen::from_path(seed, nonce.clone(), path, &args.event)?,
+        None => PayloadGen::new(seed, nonce.clone(), &args.repo, args.repo_id)?
+            .with_events(&args.event)?,
+    };
+    let rate = (args.rate > 0.0).then_some(args.rate);
+    let sender = Sender::new(SenderConfig {
+        url: args.url.clone(),
+        secret: args.secret.clone(),
+        rate,
+        concurrency: args.concurrency,
+        timeout: args.timeout,
+    })?;
+    let plan = gen.plan_iter(
+        args.count,
+        &Duplicates {
+            same: args.same,
+            copies: args.copies,
+            fraction: args.duplicate_fraction,
+        },
+    );
+    eprintln!(
+        "sending {} requests to {} (seed {seed}, run nonce {nonce})",
+        args.count, args.url
+    );
+    let mut batches = vec![sender.send(plan).await?];
+    if args.redeliver_failed {
+        let redelivery = sender.redeliver_failed().await?;
+        eprintln!("redelivered {} deliveries", redelivery.entries.len());
+        batches.push(redelivery);
+    }
+    let ledger = sender.ledger();
+    if let Some(path) = &args.ledger {
+        ledger.write(path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    write_summary(&mut out, &ledger, &batches, rate, seed, &nonce)
+        .context("writing the summary")?;
+    Ok(ledger)
+}
+
+fn write_summary(
+    out: &mut impl std::io::Write,
+    ledger: &Ledger,
+    batches: &[BatchReport],
+    rate: Option<f64>,
+    seed: u64,
+    nonce: &RunNonce,
+) -> std::io::Result<()> {
+    let s = ledger.summary();
+    writeln!(
+        out,
+        "sent {} ({} ids)  accepted {}  duplicates {}  rejected {}  indeterminate {}",
+        s.sent, s.distinct, s.accepted, s.duplicates, s.rejected, s.indeterminate
+    )?;
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    writeln!(
+        out,
+        "latency ms  p50 {}  p95 {}  max {}",
+        ms(s.latency_p50_ms),
+        ms(s.latency_p95_ms),
+        ms(s.latency_max_ms)
+    )?;
+    let slipped: u64 = batches.iter().map(|b| b.slipped).sum();
+    let late = batches
+        .iter()
+        .map(BatchReport::max_lateness_ms)
+        .max()
+        .unwrap_or(0);
+    match rate {
+        Some(rate) => writeln!(
+            out,
+            "schedule  {rate}/s  late starts {slipped} (concurrency saturated)  max {late} ms behind"
+        )?,
+        None => writeln!(out, "schedule  unpaced (as fast as the concurrency allows)")?,
+    }
+    let redeliver = ledger.to_redeliver();
+    if !redeliver.is_empty() {
+        writeln!(out, "not accepted: {}", redeliver.join(" "))?;
+    }
+    writeln!(out, "seed {seed}  run nonce {nonce}")?;
+    out.flush()
+}
+
+/// Parses an arrival rate: `20/s`, `1200/m`, `3/h`, or a bare number per second. `0` = unpaced.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let (number, per) = match text.trim().split_once('/') {
+        Some((n, unit)) => {
+            let per = match unit.trim() {
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                other => {
+                    return Err(format!(
+                        "unknown rate unit {other:?} in {text:?}; use /s, /m or /h"
+                    ))
+                }
+            };
+            (n.trim(), per)
+        }
+        None => (text.trim(), 1.0),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid rate {text:?}; expected e.g. 20/s"))?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("invalid rate {text:?}; it must be 0 or positive"));
+    }
+    Ok(n / per)
+}
+
+/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}; expected e.g. 10s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!(
+            "invalid fraction {text:?}; expected a number from 0 to 1"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        send: SendArgs,
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20/s"), Ok(20.0));
+        assert_eq!(parse_rate("20"), Ok(20.0));
+        assert_eq!(parse_rate("120/m"), Ok(2.0));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5/d").is_err());
+        assert!(parse_rate("-1/s").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn send_args_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "send",
+            "--url",
+            "http://127.0.0.1:9/webhooks",
+            "--secret",
+            "s",
+            "--count",
+            "5",
+            "--same",
+            "--rate",
+            "20/s",
+            "--concurrency",
+            "8",
+            "--event",
+            "issues,ping",
+            "--seed",
+            "7",
+            "--timeout",
+            "500ms",
+        ])
+        .unwrap();
+        let a = cli.send;
+        assert_eq!(a.count, 5);
+        assert!(a.same);
+        assert_eq!(a.rate, 20.0);
+        assert_eq!(a.event, ["issues", "ping"]);
+        assert_eq!(a.seed, Some(7));
+        assert_eq!(a.timeout, Duration::from_millis(500));
+        assert!(Cli::try_parse_from(["send", "--duplicate-fraction", "1.5"]).is_err());
+    }
+
+    #[test]
+    fn summary_lines() {
+        let ledger = Ledger {
+            entries: vec![LedgerEntry {
+                delivery: "n-000001".into(),
+                attempt: 1,
+                duplicate_of: None,
+                event: "issues".into(),
+                scheduled_at_ms: 10,
+                sent_at_ms: 12,
+                outcome: Outcome::Status(503),
+                latency_ms: 1.25,
+                answer: Some("queue unavailable".into()),
+            }],
+        };
+        let batch = BatchReport {
+            entries: ledger.entries.clone(),
+            slipped: 0,
+        };
+        let mut out = Vec::new();
+        write_summary(
+            &mut out,
+            &ledger,
+            &[batch],
+            Some(20.0),
+            7,
+            &RunNonce::new("n"),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "sent 1 (1 ids)  accepted 0  duplicates 0  rejected 1  indeterminate 0\n\
+             latency ms  p50 1.2  p95 1.2  max 1.2\n\
+             schedule  20/s  late starts 0 (concurrency saturated)  max 2 ms behind\n\
+             not accepted: n-000001\n\
+             seed 7  run nonce n\n"
+        );
+    }
+}

@@ -1,0 +1,1275 @@
+//! Webhook deliveries to send: generated from real GitHub payload shapes, or read from the user's
+//! files, in a sequence fixed by the seed.
+//!
+//! The generator simulates a small repository: a pool of [`POOL`] issue/PR numbers whose state
+//! (title, labels, assignees, milestone, open/closed, draft, merged) evolves event by event, so
+//! every card receives several snapshots and the board ends up non-trivial. Each payload is the
+//! matching fixture from `payloads/` (copied from octokit/webhooks, see `payloads/SOURCES.json`)
+//! with the item's current state written in, the run's repository, and an `updated_at` from a
+//! seeded clock that only moves forward. A seeded fraction of neighbouring deliveries is swapped,
+//! as GitHub does not promise delivery order.
+//!
+//! Determinism: the same seed gives byte-identical bodies in the same order; only the delivery
+//! ids differ between runs, because they carry the run's [`RunNonce`] (SPEC §2.3).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Issue/PR numbers the generator draws from: small, so cards see several events each.
+pub const POOL: u64 = 12;
+
+/// The events the generator can produce (and that `--event` may name).
+pub const EVENTS: &[&str] = &["issues", "pull_request", "issue_comment", "ping"];
+
+/// Probability that two neighbouring deliveries go out in swapped order.
+const REORDER_P: f64 = 0.1;
+
+/// Salt for the duplicate-pattern generator, so choosing duplicates never shifts the payload
+/// sequence.
+const DUPLICATE_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// One webhook delivery: the `X-GitHub-Delivery` id, the `X-GitHub-Event` name and the exact
+/// body bytes (what gets signed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub event: String,
+    pub body: Vec<u8>,
+}
+
+/// Per-run component of every delivery id: random for each run, even with the same seed, so a
+/// second run against the same Redis never collides with the first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunNonce(String);
+
+impl RunNonce {
+    /// 12 hex digits from the OS-seeded thread RNG.
+    pub fn random() -> Self {
+        Self(format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff))
+    }
+
+    /// A fixed nonce, for tests and for re-sending a recorded run.
+    pub fn new(nonce: impl Into<String>) -> Self {
+        Self(nonce.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RunNonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How many exact duplicates (same id, same body) a batch contains. `count` always means HTTP
+/// requests: duplicates take slots, they are not added on top.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Duplicates {
+    /// Every request carries the first delivery (one id for the whole batch).
+    pub same: bool,
+    /// Each new delivery is followed right away by this many copies (concurrent duplicates,
+    /// which race in the server's atomic enqueue).
+    pub copies: u32,
+    /// Chance (0..=1) that a slot is a copy of an earlier delivery of this batch, chosen by the
+    /// seed (late duplicates, which hit the server's state check).
+    pub fraction: f64,
+}
+
+/// One request of a batch, in schedule order.
+#[derive(Clone, Debug)]
+pub struct PlannedSend {
+    pub delivery: Arc<Delivery>,
+    /// The id this request deliberately duplicates (always `delivery.id` itself: duplicates are
+    /// exact); `None` for an original.
+    pub duplicate_of: Option<String>,
+}
+
+/// A deterministic source of deliveries for one run.
+pub struct PayloadGen {
+    rng: StdRng,
+    dup_rng: StdRng,
+    nonce: RunNonce,
+    seq: u64,
+    source: Source,
+    /// Generated but not yet emitted, so neighbours can be swapped.
+    pending: VecDeque<(String, Vec<u8>)>,
+}
+
+enum Source {
+    Generated(Box<Sim>),
+    User(Vec<UserPayload>),
+}
+
+/// A payload read from the user's `--payload FILE|DIR`, sent verbatim.
+#[derive(Clone, Debug)]
+pub struct UserPayload {
+    pub path: PathBuf,
+    pub event: String,
+    pub body: Vec<u8>,
+}
+
+impl PayloadGen {
+    /// Generated payloads for `repo` (`owner/name`) with repository id `repo_id`, all events.
+    pub fn new(seed: u64, nonce: RunNonce, repo: &str, repo_id: u64) -> anyhow::Result<Self> {
+        let sim = Sim::new(repo, repo_id, EVENTS.to_vec())?;
+        Ok(Self::with_source(
+            seed,
+            nonce,
+            Source::Generated(Box::new(sim)),
+        ))
+    }
+
+    /// Restricts generated payloads to these events (empty = all of [`EVENTS`]).
+    pub fn with_events(mut self, events: &[String]) -> anyhow::Result<Self> {
+        if events.is_empty() {
+            return Ok(self);
+        }
+        if let Source::User(payloads) = &mut self.source {
+            payloads.retain(|p| events.contains(&p.event));
+            if payloads.is_empty() {
+                bail!("no payload file has event {}", events.join(" or "));
+            }
+            return Ok(self);
+        }
+        let mut chosen = Vec::new();
+        for e in events {
+            match EVENTS.iter().find(|known| **known == e.as_str()) {
+                Some(known) => chosen.push(*known),
+                None => bail!(
+                    "unknown event {e:?}: the generator knows {}\n\
+                     hint: send other events with --payload FILE|DIR",
+                    EVENTS.join(", ")
+                ),
+            }
+        }
+        if let Source::Generated(sim) = &mut self.source {
+            sim.events = chosen;
+        }
+        Ok(self)
+    }
+
+    /// The user's payload files (a file, or every `*.json` under a directory), sent verbatim in
+    /// an order chosen by the seed. `events` filters them (and names the event of a single file
+    /// whose event cannot be told otherwise).
+    pub fn from_path(
+        seed: u64,
+        nonce: RunNonce,
+        path: &Path,
+        events: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut payloads = load_user_payloads(path, events)?;
+        if !events.is_empty() {
+            payloads.retain(|p| events.contains(&p.event));
+        }
+        if payloads.is_empty() {
+            bail!(
+                "no payload to send under {} (event filter: {})",
+                path.display(),
+                if events.is_empty() {
+                    "none".to_string()
+                } else {
+                    events.join(",")
+                }
+            );
+        }
+        Ok(Self::with_source(seed, nonce, Source::User(payloads)))
+    }
+
+    fn with_source(seed: u64, nonce: RunNonce, source: Source) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            dup_rng: StdRng::seed_from_u64(seed ^ DUPLICATE_SALT),
+            nonce,
+            seq: 0,
+            source,
+            pending: VecDeque::new(),
+        }
+    }
+
+    pub fn nonce(&self) -> &RunNonce {
+        &self.nonce
+    }
+
+    /// The next delivery; its id is `<nonce>-<seq>` with `seq` counting from 1 over the run.
+    pub fn next_delivery(&mut self) -> Delivery {
+        let (event, body) = match &mut self.source {
+            Source::User(payloads) => {
+                let i = self.rng.random_range(0..payloads.len());
+                (payloads[i].event.clone(), payloads[i].body.clone())
+            }
+            Source::Generated(sim) => {
+                while self.pending.len() < 2 {
+                    let (event, value) = sim.generate(&mut self.rng);
+                    // Display of a Value cannot fail (its keys are strings).
+                    self.pending
+                        .push_back((event.to_string(), value.to_string().into_bytes()));
+                }
+                let swapped = self.rng.random_bool(REORDER_P);
+                let next = if swapped {
+                    self.pending.pop_back()
+                } else {
+                    self.pending.pop_front()
+                };
+                next.unwrap_or_default()
+            }
+        };
+        self.seq += 1;
+        Delivery {
+            id: format!("{}-{:06}", self.nonce, self.seq),
+            event,
+            body,
+        }
+    }
+
+    /// A batch of `count` requests with the duplicate pattern `dups` (see [`Duplicates`]).
+    pub fn plan(&mut self, count: usize, dups: &Duplicates) -> Vec<PlannedSend> {
+        self.plan_iter(count, dups).collect()
+    }
+
+    /// The same batch as [`PayloadGen::plan`], generated lazily as the sender consumes it, so a
+    /// long flood holds only the deliveries in flight (and the recent ones duplicates may copy).
+    pub fn plan_iter(&mut self, count: usize, dups: &Duplicates) -> Plan<'_> {
+        let fraction = if dups.fraction.is_finite() {
+            dups.fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        Plan {
+            gen: self,
+            remaining: count,
+            same: dups.same,
+            copies: dups.copies,
+            fraction,
+            current: None,
+            copies_left: 0,
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+/// Late duplicates copy one of this many most recent originals of the batch.
+const DUPLICATE_WINDOW: usize = 100;
+
+/// A batch being generated; see [`PayloadGen::plan_iter`].
+pub struct Plan<'a> {
+    gen: &'a mut PayloadGen,
+    remaining: usize,
+    same: bool,
+    copies: u32,
+    fraction: f64,
+    /// The latest original (the one `same` repeats, or whose copies are due).
+    current: Option<Arc<Delivery>>,
+    copies_left: u32,
+    recent: VecDeque<Arc<Delivery>>,
+}
+
+impl Plan<'_> {
+    fn duplicate(d: &Arc<Delivery>) -> PlannedSend {
+        PlannedSend {
+            delivery: d.clone(),
+            duplicate_of: Some(d.id.clone()),
+        }
+    }
+}
+
+impl Iterator for Plan<'_> {
+    type Item = PlannedSend;
+
+    fn next(&mut self) -> Option<PlannedSend> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        if let Some(d) = &self.current {
+            if self.same {
+                return Some(Self::duplicate(d));
+            }
+            if self.copies_left > 0 {
+                self.copies_left -= 1;
+                return Some(Self::duplicate(d));
+            }
+        }
+        if !self.recent.is_empty() && self.gen.dup_rng.random_bool(self.fraction) {
+            let i = self.gen.dup_rng.random_range(0..self.recent.len());
+            return Some(Self::duplicate(&self.recent[i]));
+        }
+        let d = Arc::new(self.gen.next_delivery());
+        self.current = Some(d.clone());
+        self.copies_left = self.copies;
+        if self.fraction > 0.0 {
+            self.recent.push_back(d.clone());
+            if self.recent.len() > DUPLICATE_WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        Some(PlannedSend {
+            delivery: d,
+            duplicate_of: None,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User payloads
+
+fn load_user_payloads(path: &Path, events: &[String]) -> anyhow::Result<Vec<UserPayload>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading payloads {}", path.display()))?;
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        collect_json_files(path, &mut files)?;
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let fallback = match events {
+        [only] => Some(only.as_str()),
+        _ => None,
+    };
+    files
+        .into_iter()
+        .map(|file| {
+            let body =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let value: Value = serde_json::from_slice(&body)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let event = event_of(&file, &value)
+                .or(fallback)
+                .map(str::to_string)
+                .with_context(|| {
+                    format!(
+                        "cannot tell the event of {}\n\
+                         hint: put it in a directory named after the event (issues/, ping/, …) \
+                         or pass --event",
+                        file.display()
+                    )
+                })?;
+            Ok(UserPayload {
+                path: file,
+                event,
+                body,
+            })
+        })
+        .collect()
+}
+
+fn collect_json_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("inspecting {}", path.display()))?;
+        if kind.is_dir() {
+            collect_json_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The event of a payload file: its directory's name when that is a known event, else the shape
+/// of the payload.
+fn event_of<'a>(file: &'a Path, value: &Value) -> Option<&'a str> {
+    const KNOWN: &[&str] = &[
+        "issues",
+        "pull_request",
+        "issue_comment",
+        "ping",
+        "label",
+        "milestone",
+        "push",
+        "repository",
+        "pull_request_review",
+        "pull_request_review_comment",
+        "pull_request_review_thread",
+        "projects_v2_item",
+    ];
+    let dir = file
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    if let Some(dir) = dir.filter(|d| KNOWN.contains(d)) {
+        return Some(dir);
+    }
+    let has = |k: &str| value.get(k).is_some();
+    if has("zen") && has("hook_id") {
+        Some("ping")
+    } else if has("comment") && has("issue") {
+        Some("issue_comment")
+    } else if has("pull_request") && !has("review") && !has("comment") {
+        Some("pull_request")
+    } else if has("issue") {
+        Some("issues")
+    } else {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated payloads
+
+struct Fixture {
+    event: &'static str,
+    action: &'static str,
+    text: &'static str,
+}
+
+macro_rules! fixture {
+    ($event:literal, $action:literal, $file:literal) => {
+        Fixture {
+            event: $event,
+            action: $action,
+            text: include_str!(concat!("../../payloads/", $event, "/", $file)),
+        }
+    };
+}
+
+/// The shapes the generator fills in, keyed by (event, action). Actions GitHub sends but no
+/// fixture shows (`issues.closed`, `pull_request.unlabeled`, `pull_request.unassigned`) reuse the
+/// nearest shape with the action renamed.
+const FIXTURES: &[Fixture] = &[
+    fixture!("issues", "opened", "opened.json"),
+    fixture!("issues", "edited", "edited.json"),
+    fixture!("issues", "labeled", "labeled.json"),
+    fixture!("issues", "unlabeled", "unlabeled.json"),
+    fixture!("issues", "assigned", "assigned.json"),
+    fixture!("issues", "unassigned", "unassigned.json"),
+    fixture!("issues", "milestoned", "milestoned.json"),
+    fixture!("issues", "demilestoned", "demilestoned.json"),
+    fixture!("issues", "reopened", "reopened.json"),
+    fixture!("issues", "closed", "reopened.json"),
+    fixture!("pull_request", "opened", "opened.json"),
+    fixture!("pull_request", "labeled", "labeled.json"),
+    fixture!("pull_request", "unlabeled", "labeled.json"),
+    fixture!("pull_request", "assigned", "assigned.json"),
+    fixture!("pull_request", "unassigned", "assigned.json"),
+    fixture!(
+        "pull_request",
+        "converted_to_draft",
+        "converted_to_draft.json"
+    ),
+    fixture!("pull_request", "ready_for_review", "ready_for_review.json"),
+    fixture!("pull_request", "synchronize", "synchronize.json"),
+    fixture!("pull_request", "closed", "closed.unmerged.json"),
+    fixture!("pull_request", "reopened", "reopened.json"),
+    fixture!("pull_request", "review_requested", "review_requested.json"),
+    fixture!("issue_comment", "created", "created.json"),
+    fixture!("issue_comment", "edited", "edited.json"),
+    fixture!("ping", "ping", "ping.json"),
+];
+
+/// The repositories the fixtures were recorded in; replaced by the run's repository.
+const FIXTURE_REPOS: &[&str] = &["Codertocat/Hello-World", "Octocoders/Hello-World"];
+
+const LABELS: &[(&str, &str)] = &[
+    ("bug", "d73a4a"),
+    ("enhancement", "a2eeef"),
+    ("documentation", "0075ca"),
+    ("ready", "0e8a16"),
+    ("help-wanted", "008672"),
+    ("priority-high", "b60205"),
+];
+const USERS: &[&str] = &["octocat", "hubot", "monalisa", "mona-bot"];
+const VERBS: &[&str] = &[
+    "Fix",
+    "Improve",
+    "Refactor",
+    "Document",
+    "Speed up",
+    "Handle errors in",
+    "Add tests for",
+    "Simplify",
+];
+const THINGS: &[&str] = &[
+    "the webhook parser",
+    "board rendering",
+    "the retry loop",
+    "label sync",
+    "the README",
+    "the CLI flags",
+    "card ordering",
+    "the metrics endpoint",
+];
+
+/// 2025-01-01T00:00:00Z: the generator's clock starts within a month after this.
+const CLOCK_START: i64 = 1_735_689_600;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Issue,
+    PullRequest,
+}
+
+#[derive(Default)]
+struct Item {
+    kind: Option<Kind>,
+    opened: bool,
+    title: String,
+    labels: Vec<usize>,
+    assignees: Vec<usize>,
+    milestone: bool,
+    closed: bool,
+    closed_at: Option<i64>,
+    draft: bool,
+    merged: bool,
+    merged_at: Option<i64>,
+    created_at: i64,
+    comments: u64,
+}
+
+struct Sim {
+    templates: HashMap<(&'static str, &'static str), Value>,
+    repo: String,
+    repo_id: u64,
+    events: Vec<&'static str>,
+    items: Vec<Item>,
+    /// Unix seconds; moves forward by a seeded step per generated event.
+    clock: i64,
+    started: bool,
+    comment_ids: u64,
+}
+
+impl Sim {
+    fn new(repo: &str, repo_id: u64, events: Vec<&'static str>) -> anyhow::Result<Self> {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        match repo.split_once('/') {
+            Some((owner, name)) if valid(owner) && valid(name) => {}
+            _ => bail!("repository {repo:?} is not of the form owner/name"),
+        }
+        let mut templates = HashMap::new();
+        for f in FIXTURES {
+            let mut text = f.text.to_string();
+            for old in FIXTURE_REPOS {
+                text = text.replace(old, repo);
+            }
+            let value: Value = serde_json::from_str(&text).with_context(|| {
+                format!("embedded fixture {}/{} is not JSON", f.event, f.action)
+            })?;
+            templates.insert((f.event, f.action), value);
+        }
+        Ok(Self {
+            templates,
+            repo: repo.to_string(),
+            repo_id,
+            events,
+            items: (0..POOL).map(|_| Item::default()).collect(),
+            clock: CLOCK_START,
+            started: false,
+            comment_ids: 0,
+        })
+    }
+
+    fn allows(&self, event: &str) -> bool {
+        self.events.contains(&event)
+    }
+
+    fn tick(&mut self, rng: &mut StdRng) -> i64 {
+        if !self.started {
+            self.started = true;
+            self.clock += rng.random_range(0..30 * 86_400);
+        }
+        self.clock += rng.random_range(1..=300);
+        self.clock
+    }
+
+    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value) {
+        let only_ping = self.events.iter().all(|e| *e == "ping");
+        if only_ping || (self.allows("ping") && rng.random_bool(0.03)) {
+            return ("ping", self.ping(rng));
+        }
+        let now = self.tick(rng);
+        let number = rng.random_range(1..=POOL);
+        let index = (number - 1) as usize;
+        let can_issue = self.allows("issues") || self.allows("issue_comment");
+        // Pull requests only where their own events are wanted (or where comments are all that
+        // is wanted, which GitHub sends for both kinds).
+        let can_pr = self.allows("pull_request") || !self.allows("issues");
+        if self.items[index].kind.is_none() {
+            let kind = if can_issue && can_pr {
+                if rng.random_bool(0.4) {
+                    Kind::PullRequest
+                } else {
+                    Kind::Issue
+                }
+            } else if can_pr {
+                Kind::PullRequest
+            } else {
+                Kind::Issue
+            };
+            self.items[index].kind = Some(kind);
+        }
+        let kind = self.items[index].kind.unwrap_or(Kind::Issue);
+        let opener = match kind {
+            Kind::Issue => "issues",
+            Kind::PullRequest => "pull_request",
+        };
+
+        let (event, action) = if !self.items[index].opened && self.allows(opener) {
+            (opener, "opened")
+        } else {
+            let candidates: Vec<(&'static str, u32)> = match kind {
+                Kind::Issue => vec![("issues", 6), ("issue_comment", 2)],
+                Kind::PullRequest => {
+                    vec![("pull_request", 6), ("issue_comment", 2), ("issues", 1)]
+                }
+            }
+            .into_iter()
+            .filter(|(e, _)| self.allows(e))
+            .collect();
+            let Some(event) = weighted(rng, &candidates) else {
+                return ("ping", self.ping(rng));
+            };
+            let action = self.pick_action(rng, index, kind, event);
+            (event, action)
+        };
+
+        let mut payload = self.template(event, action);
+        let extras = self.apply(rng, index, kind, event, action, now);
+        let item = &self.items[index];
+        let item_json = match (event, kind) {
+            ("pull_request", _) => self.render_pr(&payload["pull_request"], number, item, now),
+            (_, kind) => self.render_issue(&payload["issue"], number, item, kind, now),
+        };
+        match event {
+            "pull_request" => {
+                payload["pull_request"] = item_json;
+                payload["number"] = json!(number);
+            }
+            _ => payload["issue"] = item_json,
+        }
+        payload["action"] = json!(action);
+        for (k, v) in extras {
+            payload[k] = v;
+        }
+        if event == "issue_comment" {
+            let comment = self.render_comment(&payload["comment"], number, action, now);
+            payload["comment"] = comment;
+        }
+        self.set_repository(&mut payload);
+        (event, payload)
+    }
+
+    fn pick_action(
+        &self,
+        rng: &mut StdRng,
+        index: usize,
+        kind: Kind,
+        event: &'static str,
+    ) -> &'static str {
+        let it = &self.items[index];
+        let has_labels = !it.labels.is_empty();
+        let has_assignees = !it.assignees.is_empty();
+        let options: Vec<(&'static str, u32)> = match (event, kind) {
+            ("issue_comment", _) => vec![("created", 4), ("edited", u32::from(it.comments > 0))],
+            ("issues", Kind::PullRequest) => vec![
+                ("milestoned", u32::from(!it.milestone)),
+                ("demilestoned", u32::from(it.milestone)),
+            ],
+            ("issues", Kind::Issue) if it.closed => {
+                vec![("reopened", 3), ("labeled", 1), ("edited", 1)]
+            }
+            ("issues", Kind::Issue) => vec![
+                ("edited", 2),
+                ("labeled", 3),
+                ("unlabeled", 2 * u32::from(has_labels)),
+                ("assigned", 3),
+                ("unassigned", u32::from(has_assignees)),
+                ("milestoned", 2 * u32::from(!it.milestone)),
+                ("demilestoned", u32::from(it.milestone)),
+                ("closed", 2),
+            ],
+            (_, _) if it.merged => vec![
+                ("labeled", 1),
+                ("unlabeled", u32::from(has_labels)),
+                ("assigned", 1),
+            ],
+            (_, _) if it.closed => vec![("reopened", 3), ("labeled", 1)],
+            (_, _) => vec![
+                ("labeled", 3),
+                ("unlabeled", u32::from(has_labels)),
+                ("assigned", 2),
+                ("unassigned", u32::from(has_assignees)),
+                ("converted_to_draft", u32::from(!it.draft)),
+                ("ready_for_review", 2 * u32::from(it.draft)),
+                ("synchronize", 3),
+                ("review_requested", 2),
+                ("closed", 2),
+            ],
+        };
+        weighted(rng, &options).unwrap_or("created")
+    }
+
+    /// Moves the item's state by the action; returns the top-level extras the payload carries
+    /// (`label`, `assignee`, `milestone`, `changes`).
+    fn apply(
+        &mut self,
+        rng: &mut StdRng,
+        index: usize,
+        kind: Kind,
+        event: &str,
+        action: &str,
+        now: i64,
+    ) -> Vec<(&'static str, Value)> {
+        let mut extras = Vec::new();
+        let new_title = title(rng);
+        let milestone = self.milestone_json();
+        let it = &mut self.items[index];
+        if !it.opened {
+            it.opened = true;
+            it.created_at = now;
+            it.title = title(rng);
+            if kind == Kind::PullRequest {
+                it.draft = rng.random_bool(0.25);
+            }
+            if rng.random_bool(0.3) {
+                it.labels.push(rng.random_range(0..LABELS.len()));
+            }
+        }
+        match (event, action) {
+            ("issue_comment", "created") => it.comments += 1,
+            (_, "edited") if event != "issue_comment" => {
+                extras.push(("changes", json!({ "title": { "from": it.title } })));
+                it.title = new_title;
+            }
+            (_, "labeled") => {
+                let l = rng.random_range(0..LABELS.len());
+                if !it.labels.contains(&l) {
+                    it.labels.push(l);
+                    it.labels.sort_unstable();
+                }
+                extras.push(("label", label_json(&self.repo, l)));
+            }
+            (_, "unlabeled") if !it.labels.is_empty() => {
+                let l = it.labels.remove(rng.random_range(0..it.labels.len()));
+                extras.push(("label", label_json(&self.repo, l)));
+            }
+            (_, "assigned") => {
+                let u = rng.random_range(0..USERS.len());
+                if !it.assignees.contains(&u) {
+                    it.assignees.push(u);
+                }
+                extras.push(("assignee", user_json(u)));
+            }
+            (_, "unassigned") if !it.assignees.is_empty() => {
+                let u = it.assignees.remove(rng.random_range(0..it.assignees.len()));
+                extras.push(("assignee", user_json(u)));
+            }
+            (_, "milestoned") => {
+                it.milestone = true;
+                extras.push(("milestone", milestone));
+            }
+            (_, "demilestoned") => {
+                it.milestone = false;
+                extras.push(("milestone", milestone));
+            }
+            (_, "closed") => {
+                it.closed = true;
+                it.closed_at = Some(now);
+                if kind == Kind::PullRequest && rng.random_bool(0.7) {
+                    it.merged = true;
+                    it.merged_at = Some(now);
+                }
+            }
+            (_, "reopened") => {
+                it.closed = false;
+                it.closed_at = None;
+            }
+            (_, "converted_to_draft") => it.draft = true,
+            (_, "ready_for_review") => it.draft = false,
+            _ => {}
+        }
+        extras
+    }
+
+    fn template(&self, event: &'static str, action: &'static str) -> Value {
+        self.templates
+            .get(&(event, action))
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    }
+
+    fn ping(&mut self, rng: &mut StdRng) -> Value {
+        let mut payload = self.template("ping", "ping");
+        payload["hook_id"] = json!(rng.random_range(100_000_000u64..999_999_999));
+        self.set_repository(&mut payload);
+        payload
+    }
+
+    fn set_repository(&self, payload: &mut Value) {
+        let (owner, name) = self.repo.split_once('/').unwrap_or((&self.repo, ""));
+        let repo = &mut payload["repository"];
+        if repo.is_object() {
+            repo["id"] = json!(self.repo_id);
+            repo["name"] = json!(name);
+            repo["full_name"] = json!(self.repo);
+            if repo["owner"].is_object() {
+                repo["owner"]["login"] = json!(owner);
+            }
+        }
+    }
+
+    fn milestone_json(&self) -> Value {
+        let mut m = self
+            .templates
+            .get(&("issues", "milestoned"))
+            .map(|t| t["milestone"].clone())
+            .unwrap_or_else(|| json!({}));
+        m["number"] = json!(1);
+        m["title"] = json!("v1.0");
+        m
+    }
+
+    /// Common fields of issue- and PR-shaped items.
+    fn render_common(&self, template: &Value, number: u64, it: &Item, now: i64) -> Value {
+        let mut v = template.clone();
+        if let Some(old) = template["number"].as_u64() {
+            rewrite_urls(&mut v, old, number);
+        }
+        v["number"] = json!(number);
+        v["title"] = json!(it.title);
+        v["state"] = json!(if it.closed { "closed" } else { "open" });
+        v["closed_at"] = it.closed_at.map_or(Value::Null, |t| json!(timestamp(t)));
+        v["created_at"] = json!(timestamp(it.created_at));
+        v["updated_at"] = json!(timestamp(now));
+        v["labels"] = it
+            .labels
+            .iter()
+            .map(|l| label_json(&self.repo, *l))
+            .collect();
+        v["assignees"] = it.assignees.iter().map(|u| user_json(*u)).collect();
+        v["assignee"] = it.assignees.first().map_or(Value::Null, |u| user_json(*u));
+        v["milestone"] = if it.milestone {
+            self.milestone_json()
+        } else {
+            Value::Null
+        };
+        v["draft"] = json!(it.draft);
+        v
+    }
+
+    fn render_issue(
+        &self,
+        template: &Value,
+        number: u64,
+        it: &Item,
+        kind: Kind,
+        now: i64,
+    ) -> Value {
+        let mut v = self.render_common(template, number, it, now);
+        v["id"] = json!(self.repo_id.wrapping_mul(1_000).wrapping_add(number));
+        v["comments"] = json!(it.comments);
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("pull_request");
+        }
+        if kind == Kind::PullRequest {
+            let html = format!("https://github.com/{}/pull/{number}", self.repo);
+            v["pull_request"] = json!({
+                "url": format!("https://api.github.com/repos/{}/pulls/{number}", self.repo),
+                "html_url": html,
+                "diff_url": format!("{html}.diff"),
+                "patch_url": format!("{html}.patch"),
+                "merged_at": it.merged_at.map(timestamp),
+            });
+        }
+        v
+    }
+
+    fn render_pr(&self, template: &Value, number: u64, it: &Item, now: i64) -> Value {
+        let mut v = self.render_common(template, number, it, now);
+        v["id"] = json!(self.repo_id.wrapping_mul(1_000).wrapping_add(500 + number));
+        v["merged"] = json!(it.merged);
+        v["merged_at"] = it.merged_at.map_or(Value::Null, |t| json!(timestamp(t)));
+        v["merged_by"] = if it.merged { user_json(0) } else { Value::Null };
+        v
+    }
+
+    fn render_comment(&mut self, template: &Value, number: u64, action: &str, now: i64) -> Value {
+        let mut v = template.clone();
+        if action == "created" {
+            self.comment_ids += 1;
+        }
+        let id = self
+            .repo_id
+            .wrapping_mul(100_000)
+            .wrapping_add(self.comment_ids);
+        v["id"] = json!(id);
+        v["body"] = json!(format!("Comment {} on #{number}", self.comment_ids));
+        v["created_at"] = json!(timestamp(now));
+        v["updated_at"] = json!(timestamp(now));
+        v["issue_url"] = json!(format!(
+            "https://api.github.com/repos/{}/issues/{number}",
+            self.repo
+        ));
+        v
+    }
+}
+
+/// Rewrites the fixture's own item number in the item's URL fields.
+fn rewrite_urls(v: &mut Value, old: u64, new: u64) {
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    for field in obj.values_mut() {
+        if let Value::String(s) = field {
+            for kind in ["issues", "pulls", "pull"] {
+                let from = format!("/{kind}/{old}");
+                if s.ends_with(&from)
+                    || s.contains(&format!("{from}/"))
+                    || s.contains(&format!("{from}."))
+                {
+                    *s = s.replacen(&from, &format!("/{kind}/{new}"), 1);
+                }
+            }
+        }
+    }
+}
+
+fn weighted<T: Copy>(rng: &mut StdRng, options: &[(T, u32)]) -> Option<T> {
+    let total: u32 = options.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = rng.random_range(0..total);
+    for (value, weight) in options {
+        if pick < *weight {
+            return Some(*value);
+        }
+        pick -= weight;
+    }
+    None
+}
+
+fn title(rng: &mut StdRng) -> String {
+    let verb = VERBS[rng.random_range(0..VERBS.len())];
+    let thing = THINGS[rng.random_range(0..THINGS.len())];
+    format!("{verb} {thing}")
+}
+
+fn label_json(repo: &str, index: usize) -> Value {
+    let (name, color) = LABELS[index % LABELS.len()];
+    json!({
+        "id": 1_000_000 + index,
+        "node_id": format!("LA_chaos{index}"),
+        "url": format!("https://api.github.com/repos/{repo}/labels/{name}"),
+        "name": name,
+        "color": color,
+        "default": false,
+        "description": null,
+    })
+}
+
+fn user_json(index: usize) -> Value {
+    let login = USERS[index % USERS.len()];
+    json!({
+        "login": login,
+        "id": 2_000_000 + index,
+        "node_id": format!("U_chaos{index}"),
+        "url": format!("https://api.github.com/users/{login}"),
+        "html_url": format!("https://github.com/{login}"),
+        "type": "User",
+        "site_admin": false,
+    })
+}
+
+/// RFC 3339 in UTC with a `Z`, as GitHub writes timestamps.
+fn timestamp(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bodies(gen: &mut PayloadGen, n: usize) -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|_| {
+                let d = gen.next_delivery();
+                (d.event, d.body)
+            })
+            .collect()
+    }
+
+    fn gen(seed: u64) -> PayloadGen {
+        PayloadGen::new(seed, RunNonce::random(), "chaos/board", 4242).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_sequence_different_ids() {
+        let mut a = gen(7);
+        let mut b = gen(7);
+        assert_ne!(a.nonce(), b.nonce(), "each run draws its own nonce");
+        let da: Vec<Delivery> = (0..200).map(|_| a.next_delivery()).collect();
+        let db: Vec<Delivery> = (0..200).map(|_| b.next_delivery()).collect();
+        for (x, y) in da.iter().zip(&db) {
+            assert_eq!(x.event, y.event);
+            assert_eq!(x.body, y.body);
+            assert_ne!(x.id, y.id);
+        }
+        assert_eq!(da[0].id, format!("{}-000001", a.nonce()));
+        assert_eq!(da[199].id, format!("{}-000200", a.nonce()));
+    }
+
+    #[test]
+    fn different_seed_different_sequence() {
+        assert_ne!(bodies(&mut gen(1), 20), bodies(&mut gen(2), 20));
+    }
+
+    #[test]
+    fn nonces_differ() {
+        let nonces: std::collections::HashSet<_> =
+            (0..100).map(|_| RunNonce::random().to_string()).collect();
+        assert_eq!(nonces.len(), 100);
+    }
+
+    #[test]
+    fn payloads_carry_the_run_repository_and_vary() {
+        let mut g = gen(3);
+        let mut numbers = std::collections::HashMap::<u64, usize>::new();
+        let mut events = std::collections::HashSet::new();
+        let mut titles = std::collections::HashSet::new();
+        let mut updated = Vec::new();
+        for _ in 0..300 {
+            let d = g.next_delivery();
+            let v: Value = serde_json::from_slice(&d.body).unwrap();
+            assert_eq!(v["repository"]["id"], json!(4242));
+            assert_eq!(v["repository"]["full_name"], json!("chaos/board"));
+            let text = String::from_utf8(d.body.clone()).unwrap();
+            assert!(!text.contains("Codertocat/Hello-World"), "{text}");
+            events.insert(d.event.clone());
+            if d.event == "ping" {
+                continue;
+            }
+            let item = if d.event == "pull_request" {
+                assert_eq!(v["number"], v["pull_request"]["number"]);
+                &v["pull_request"]
+            } else {
+                &v["issue"]
+            };
+            let n = item["number"].as_u64().unwrap();
+            assert!((1..=POOL).contains(&n));
+            *numbers.entry(n).or_default() += 1;
+            titles.insert(item["title"].as_str().unwrap().to_string());
+            updated.push(item["updated_at"].as_str().unwrap().to_string());
+        }
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert_eq!(numbers.len() as u64, POOL);
+        assert!(numbers.values().all(|c| *c >= 5), "{numbers:?}");
+        assert!(titles.len() > 5, "{titles:?}");
+        // Timestamps come from a clock that only moves forward; only the seeded swaps of
+        // neighbours put one out of order, and never by more than one step.
+        let mut sorted = updated.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), updated.len(), "timestamps are distinct");
+        let inversions = updated.windows(2).filter(|w| w[0] > w[1]).count();
+        assert!(
+            inversions > 0 && inversions < updated.len() / 4,
+            "{inversions}"
+        );
+    }
+
+    #[test]
+    fn pull_requests_in_issue_events_carry_pull_request() {
+        let mut g = gen(11);
+        let mut kinds = std::collections::HashMap::<u64, bool>::new();
+        for _ in 0..400 {
+            let d = g.next_delivery();
+            let v: Value = serde_json::from_slice(&d.body).unwrap();
+            let (n, is_pr) = match d.event.as_str() {
+                "pull_request" => (v["number"].as_u64().unwrap(), true),
+                "issues" | "issue_comment" => (
+                    v["issue"]["number"].as_u64().unwrap(),
+                    v["issue"].get("pull_request").is_some(),
+                ),
+                _ => continue,
+            };
+            // A number is either always a PR or never one.
+            assert_eq!(*kinds.entry(n).or_insert(is_pr), is_pr, "#{n}");
+        }
+        assert!(kinds.values().any(|pr| *pr) && kinds.values().any(|pr| !*pr));
+    }
+
+    #[test]
+    fn event_filter() {
+        let mut g = gen(5).with_events(&["pull_request".to_string()]).unwrap();
+        for _ in 0..50 {
+            assert_eq!(g.next_delivery().event, "pull_request");
+        }
+        let mut g = gen(5).with_events(&["ping".to_string()]).unwrap();
+        assert_eq!(g.next_delivery().event, "ping");
+        let mut g = gen(5)
+            .with_events(&["issues".to_string(), "issue_comment".to_string()])
+            .unwrap();
+        for _ in 0..50 {
+            let d = g.next_delivery();
+            assert!(
+                d.event == "issues" || d.event == "issue_comment",
+                "{}",
+                d.event
+            );
+            let v: Value = serde_json::from_slice(&d.body).unwrap();
+            assert!(v["issue"].get("pull_request").is_none());
+        }
+        assert!(gen(5).with_events(&["push".to_string()]).is_err());
+    }
+
+    #[test]
+    fn bad_repository_is_refused() {
+        assert!(PayloadGen::new(1, RunNonce::random(), "noslash", 1).is_err());
+        assert!(PayloadGen::new(1, RunNonce::random(), "a/b\"c", 1).is_err());
+    }
+
+    #[test]
+    fn plan_same_uses_one_id() {
+        let plan = gen(1).plan(
+            5,
+            &Duplicates {
+                same: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(plan.len(), 5);
+        let id = &plan[0].delivery.id;
+        assert!(plan.iter().all(|p| &p.delivery.id == id));
+        assert_eq!(plan[0].duplicate_of, None);
+        assert!(plan[1..]
+            .iter()
+            .all(|p| p.duplicate_of.as_ref() == Some(id)));
+    }
+
+    #[test]
+    fn plan_copies_follow_their_original() {
+        let plan = gen(1).plan(
+            7,
+            &Duplicates {
+                copies: 2,
+                ..Default::default()
+            },
+        );
+        let shape: Vec<bool> = plan.iter().map(|p| p.duplicate_of.is_some()).collect();
+        assert_eq!(shape, [false, true, true, false, true, true, false]);
+        assert_eq!(plan[1].delivery, plan[0].delivery);
+        assert_eq!(plan[5].delivery, plan[3].delivery);
+    }
+
+    #[test]
+    fn plan_fraction_is_seeded_and_keeps_the_payload_sequence() {
+        let dups = Duplicates {
+            fraction: 0.3,
+            ..Default::default()
+        };
+        let a = gen(9).plan(100, &dups);
+        let b = gen(9).plan(100, &dups);
+        let pattern = |p: &[PlannedSend]| -> Vec<Option<usize>> {
+            p.iter()
+                .map(|s| {
+                    s.duplicate_of.as_ref().map(|_| {
+                        p.iter()
+                            .position(|o| o.delivery.id == s.delivery.id)
+                            .unwrap()
+                    })
+                })
+                .collect()
+        };
+        assert_eq!(pattern(&a), pattern(&b));
+        let dup_count = a.iter().filter(|p| p.duplicate_of.is_some()).count();
+        assert!((10..=50).contains(&dup_count), "{dup_count}");
+        // Duplicates are exact and point back at an earlier original.
+        for (i, p) in a.iter().enumerate() {
+            if let Some(of) = &p.duplicate_of {
+                assert_eq!(of, &p.delivery.id);
+                let first = a.iter().position(|o| &o.delivery.id == of).unwrap();
+                assert!(first < i && a[first].duplicate_of.is_none());
+            }
+        }
+        // The originals are the seed's payload sequence, whatever the duplicate pattern.
+        let originals: Vec<Vec<u8>> = a
+            .iter()
+            .filter(|p| p.duplicate_of.is_none())
+            .map(|p| p.delivery.body.clone())
+            .collect();
+        let plain: Vec<Vec<u8>> = bodies(&mut gen(9), originals.len())
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(originals, plain);
+    }
+
+    #[test]
+    fn user_payloads_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("issues")).unwrap();
+        std::fs::write(
+            dir.path().join("issues/a.json"),
+            br#"{"issue":{"number":1}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("p.json"), br#"{"zen":"z","hook_id":1}"#).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"not a payload").unwrap();
+        let mut g = PayloadGen::from_path(1, RunNonce::new("n"), dir.path(), &[]).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..40 {
+            let d = g.next_delivery();
+            seen.insert(d.event.clone(), d.body.clone());
+        }
+        assert_eq!(seen["issues"], br#"{"issue":{"number":1}}"#);
+        assert_eq!(seen["ping"], br#"{"zen":"z","hook_id":1}"#);
+        assert_eq!(seen.len(), 2);
+
+        let mut only =
+            PayloadGen::from_path(1, RunNonce::new("n"), dir.path(), &["ping".into()]).unwrap();
+        assert!((0..10).all(|_| only.next_delivery().event == "ping"));
+    }
+
+    #[test]
+    fn user_payload_with_unknown_event_needs_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.json");
+        std::fs::write(&file, br#"{"something":1}"#).unwrap();
+        let err = PayloadGen::from_path(1, RunNonce::new("n"), &file, &[])
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").contains("cannot tell the event"),
+            "{err:#}"
+        );
+        let mut g = PayloadGen::from_path(1, RunNonce::new("n"), &file, &["push".into()]).unwrap();
+        assert_eq!(g.next_delivery().event, "push");
+        assert!(
+            PayloadGen::from_path(1, RunNonce::new("n"), &dir.path().join("nope"), &[]).is_err()
+        );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(timestamp(CLOCK_START), "2025-01-01T00:00:00Z");
+    }
+}
