@@ -19,8 +19,8 @@ const BATCH: usize = 100;
 const MAX_DEPTH: usize = 2_000;
 
 fn record(n: usize) -> SpoolRecord {
-    let mut payload = format!("{{\"action\":\"opened\",\"issue\":{{\"number\":{n},\"body\":\"")
-        .into_bytes();
+    let mut payload =
+        format!("{{\"action\":\"opened\",\"issue\":{{\"number\":{n},\"body\":\"").into_bytes();
     payload.resize(PAYLOAD_LEN - 3, b'x');
     payload.extend_from_slice(b"\"}}");
     SpoolRecord {

@@ -18,12 +18,23 @@
 //!   A crash *after* the write reached the disk but before `append` returned may leave a whole,
 //!   valid, unacknowledged record: it is kept and drained (GitHub's retry of it is then a
 //!   duplicate that Redis's atomic enqueue recognises).
-//! - A record that is damaged **and followed by a valid record** cannot be a torn tail (a torn
-//!   write is always the last thing in the file: appends are serialised and a failed append is
-//!   rolled back or poisons the spool). `open` then fails with [`SpoolError::CorruptMiddle`] and
-//!   leaves every file untouched for an operator, rather than silently dropping the acknowledged
-//!   records after the damage. The same applies to a damaged file header or checkpoint
-//!   ([`SpoolError::CorruptFile`]).
+//! - A damaged record **followed by the start of a later append** cannot be a torn tail: appends
+//!   are serialised, each one is fsynced before the next begins, and a failed one is rolled back
+//!   or poisons the spool, so only the last append can be torn. `open` then fails with
+//!   [`SpoolError::CorruptMiddle`] and leaves every file untouched for an operator, rather than
+//!   silently dropping the acknowledged records after the damage. The same applies to a
+//!   damaged file header or checkpoint ([`SpoolError::CorruptFile`]).
+//! - Recovery rule, precisely: at the first record that fails to decode (at offset `o`),
+//!   `open` searches the rest of the file byte by byte for valid records. If one of them has
+//!   the batch-start flag, the damage is in an acknowledged append → `CorruptMiddle`. Otherwise
+//!   everything from `o` to the end belongs to the last append (a single record, or the rest
+//!   of an [`Spool::append_batch`] whose pages reached the disk out of order) and is truncated.
+//!   Records of that last batch before `o` are kept: they may not have been acknowledged, in
+//!   which case GitHub's retry is a duplicate that Redis dedupes.
+//! - What cannot be told apart: damage to the *last* append after it was acknowledged (a bad
+//!   disk sector) looks exactly like a torn write and is dropped too. A payload that itself
+//!   contains a well-formed spool record could, after damage before it, be mistaken for a later
+//!   append; the result is an error for the operator, never a silent drop.
 //! - `pop_front` moves a checkpoint that is replaced atomically (write a temporary file,
 //!   fsync, rename, fsync the directory). A crash before the rename keeps the old checkpoint:
 //!   the records are drained again and Redis dedupes them; a crash after it forgets exactly
@@ -46,7 +57,8 @@
 //! then records, back to back:
 //!   0..4    magic   b"GSR" 0x01 (the last byte is the record version)
 //!   4..6    u16     delivery id length in bytes, 1..=1024
-//!   6..8    u16     flags, must be 0 (reserved)
+//!   6..8    u16     flags: bit 0 = first record written by one append call (every
+//!                   `append`, the first of an `append_batch`); other bits reserved, 0
 //!   8..12   u32     payload length in bytes, 0..=268435456 (256 MiB)
 //!   12..16  u32     CRC-32 of record bytes 4..12, then the id, then the payload
 //!   16..    id      the delivery id (UTF-8), then the payload (opaque bytes)
@@ -109,6 +121,8 @@ pub const LOG_HEADER_LEN: u64 = 24;
 const HEAD_LEN: usize = 32;
 
 const RECORD_MAGIC: [u8; 4] = [b'G', b'S', b'R', 1];
+/// Record flag: first record of one append call (the unit that is fsynced and acknowledged).
+const FLAG_BATCH_START: u16 = 1;
 /// Size of a record header (magic, lengths, flags, checksum).
 pub const RECORD_HEADER_LEN: usize = 16;
 /// Longest delivery id a record may carry (GitHub's are 36-byte GUIDs).
@@ -168,7 +182,7 @@ pub enum RecordDefect {
     BadMagic { found: [u8; 4] },
     #[error("delivery id length {len} is outside 1..={MAX_DELIVERY_LEN}")]
     BadIdLength { len: usize },
-    #[error("reserved flags are {flags:#06x}, expected 0")]
+    #[error("flags {flags:#06x} set reserved bits")]
     ReservedFlags { flags: u16 },
     #[error("payload length {len} exceeds {MAX_PAYLOAD_LEN}")]
     PayloadTooLong { len: usize },
@@ -198,15 +212,17 @@ pub enum SpoolError {
     )]
     CorruptFile { path: PathBuf, reason: String },
     #[error(
-        "spool record at byte {offset} of {} is damaged ({defect}) but a valid record follows \
+        "spool record at byte {offset} of {} is damaged ({defect}) but a later append starts \
          at byte {next_valid}, so this is not a torn write; refusing to drop acknowledged \
          deliveries — move the spool directory aside for inspection before restarting",
         path.display()
     )]
     CorruptMiddle {
         path: PathBuf,
+        /// Where the damaged record starts.
         offset: u64,
         defect: RecordDefect,
+        /// Where a valid record of a later append starts.
         next_valid: u64,
     },
     #[error("spool record at byte {offset} of {} no longer reads back: {defect}", path.display())]
@@ -352,7 +368,7 @@ impl Spool {
                     offset += decoded.total_len;
                 }
                 Err(defect) => {
-                    if let Some(next_valid) = find_valid_record_after(&file, offset, file_len)
+                    if let Some(next_valid) = find_later_append(&file, offset, file_len)
                         .map_err(io_err("scan", &log_path))?
                     {
                         return Err(SpoolError::CorruptMiddle {
@@ -420,10 +436,10 @@ impl Spool {
         }
         let mut bytes = Vec::new();
         let mut lens = Vec::with_capacity(recs.len());
-        for rec in recs {
+        for (i, rec) in recs.iter().enumerate() {
             validate(rec)?;
             let before = bytes.len();
-            encode_record(rec, &mut bytes);
+            encode_record(rec, i == 0, &mut bytes);
             lens.push((bytes.len() - before) as u64);
         }
         let start = self.end;
@@ -628,12 +644,14 @@ fn validate(rec: &SpoolRecord) -> Result<(), SpoolError> {
     Ok(())
 }
 
-fn encode_record(rec: &SpoolRecord, out: &mut Vec<u8>) {
+fn encode_record(rec: &SpoolRecord, batch_start: bool, out: &mut Vec<u8>) {
     let id = rec.delivery.as_bytes();
     let mut header = [0u8; RECORD_HEADER_LEN];
     header[0..4].copy_from_slice(&RECORD_MAGIC);
     // Lengths were validated against MAX_DELIVERY_LEN / MAX_PAYLOAD_LEN, which fit.
     header[4..6].copy_from_slice(&(id.len() as u16).to_le_bytes());
+    let flags = if batch_start { FLAG_BATCH_START } else { 0 };
+    header[6..8].copy_from_slice(&flags.to_le_bytes());
     header[8..12].copy_from_slice(&(rec.payload.len() as u32).to_le_bytes());
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header[4..12]);
@@ -651,6 +669,7 @@ struct RecordShape {
     id_len: usize,
     payload_len: usize,
     stored_crc: u32,
+    batch_start: bool,
 }
 
 impl RecordShape {
@@ -684,7 +703,7 @@ fn decode_header(header: &[u8; RECORD_HEADER_LEN]) -> Result<RecordShape, Record
         return Err(RecordDefect::BadIdLength { len: id_len });
     }
     let flags = le_u16(&header[6..8]);
-    if flags != 0 {
+    if flags & !FLAG_BATCH_START != 0 {
         return Err(RecordDefect::ReservedFlags { flags });
     }
     let payload_len = le_u32(&header[8..12]) as usize;
@@ -695,6 +714,7 @@ fn decode_header(header: &[u8; RECORD_HEADER_LEN]) -> Result<RecordShape, Record
         id_len,
         payload_len,
         stored_crc: le_u32(&header[12..16]),
+        batch_start: flags & FLAG_BATCH_START != 0,
     })
 }
 
@@ -741,6 +761,7 @@ fn decode_record(bytes: &[u8]) -> Result<SpoolRecord, RecordDefect> {
 struct Decoded {
     delivery: String,
     total_len: u64,
+    batch_start: bool,
 }
 
 /// Reads and verifies the record at `offset`. The outer error is I/O, the inner one says why
@@ -771,15 +792,30 @@ fn read_record_at(
     Ok(decode_body(&header, &shape, &body).map(|rec| Decoded {
         delivery: rec.delivery,
         total_len: shape.total_len(),
+        batch_start: shape.batch_start,
     }))
 }
 
-/// Looks for any valid record starting after `offset` (the one at `offset` is damaged). Only
-/// used on the recovery path, so a byte-by-byte search is fine.
-fn find_valid_record_after(file: &File, offset: u64, file_len: u64) -> io::Result<Option<u64>> {
+/// The record at `offset` is damaged: returns the offset of a valid record after it that
+/// starts a later append (proof that the damage is in acknowledged data), or `None` if every
+/// valid record after it continues the same append (so the damage is in the last, possibly
+/// torn, append). Only used on the recovery path, so a byte-by-byte search is fine.
+fn find_later_append(file: &File, offset: u64, file_len: u64) -> io::Result<Option<u64>> {
+    let mut from = offset + 1;
+    while let Some((at, decoded)) = find_valid_record(file, from, file_len)? {
+        if decoded.batch_start {
+            return Ok(Some(at));
+        }
+        from = at + decoded.total_len;
+    }
+    Ok(None)
+}
+
+/// The first valid record starting at or after `from`.
+fn find_valid_record(file: &File, from: u64, file_len: u64) -> io::Result<Option<(u64, Decoded)>> {
     let magic_len = RECORD_MAGIC.len();
     let mut buf = vec![0u8; IO_CHUNK + magic_len - 1];
-    let mut pos = offset + 1;
+    let mut pos = from;
     while pos + magic_len as u64 <= file_len {
         let want = (buf.len() as u64).min(file_len - pos) as usize;
         file.read_exact_at(&mut buf[..want], pos)?;
@@ -787,8 +823,8 @@ fn find_valid_record_after(file: &File, offset: u64, file_len: u64) -> io::Resul
         for i in 0..candidates {
             if buf[i..i + magic_len] == RECORD_MAGIC {
                 let at = pos + i as u64;
-                if read_record_at(file, at, file_len)?.is_ok() {
-                    return Ok(Some(at));
+                if let Ok(decoded) = read_record_at(file, at, file_len)? {
+                    return Ok(Some((at, decoded)));
                 }
             }
         }
@@ -988,7 +1024,7 @@ mod tests {
     /// Encoded size of a record.
     fn encoded_len(r: &SpoolRecord) -> u64 {
         let mut out = Vec::new();
-        encode_record(r, &mut out);
+        encode_record(r, true, &mut out);
         out.len() as u64
     }
 
@@ -1176,6 +1212,101 @@ mod tests {
                     offset, next_valid, ..
                 }) => {
                     assert_eq!((offset, next_valid), (middle, after), "flip at {at}");
+                }
+                other => panic!("flip at {at}: expected CorruptMiddle, got {other:?}"),
+            }
+            assert_eq!(snapshot(dir.path()), before, "flip at {at}: files changed");
+        }
+    }
+
+    /// r0 by `append`, then r1..r4 by one `append_batch`; returns where each record starts.
+    fn spool_ending_in_a_batch(dir: &Path) -> Vec<u64> {
+        let (mut spool, _) = open(dir);
+        spool.append(&rec(0)).unwrap();
+        spool.append_batch(&recs(1..4)).unwrap();
+        spool.entries.iter().map(|e| e.offset).collect()
+    }
+
+    #[test]
+    fn damage_inside_the_last_batch_drops_the_batch_from_the_damage_on() {
+        let base = tempfile::tempdir().unwrap();
+        let starts = spool_ending_in_a_batch(base.path());
+        let full_len = log_len(base.path());
+        let record_at = |at: u64| starts.iter().rposition(|&s| s <= at).unwrap();
+
+        for at in starts[1]..full_len {
+            let dir = copy_spool(base.path());
+            flip_byte(&dir.path().join(LOG_FILE), at);
+            let (spool, report) = open(dir.path());
+            let k = record_at(at);
+            assert_eq!(all(&spool), recs(0..k), "flip at {at}");
+            assert_eq!(report.torn_records_dropped, 1, "flip at {at}");
+            assert_eq!(
+                report.torn_bytes_dropped,
+                full_len - starts[k],
+                "flip at {at}"
+            );
+        }
+        for cut in starts[1] + 1..full_len {
+            let dir = copy_spool(base.path());
+            File::options()
+                .write(true)
+                .open(dir.path().join(LOG_FILE))
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
+            let (spool, report) = open(dir.path());
+            let k = record_at(cut);
+            let torn = cut - starts[k];
+            assert_eq!(all(&spool), recs(0..k), "cut at {cut}");
+            assert_eq!(
+                report.torn_records_dropped,
+                u64::from(torn > 0),
+                "cut at {cut}"
+            );
+            assert_eq!(report.torn_bytes_dropped, torn, "cut at {cut}");
+        }
+
+        // Pages of the unsynced batch reached the disk out of order: a hole where its first
+        // record should be, its later records intact. Still the last append: dropped whole.
+        let dir = copy_spool(base.path());
+        let path = dir.path().join(LOG_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[starts[1] as usize..starts[2] as usize].fill(0);
+        fs::write(&path, bytes).unwrap();
+        let (mut spool, report) = open(dir.path());
+        assert_eq!(all(&spool), vec![rec(0)]);
+        assert_eq!(report.torn_bytes_dropped, full_len - starts[1]);
+        spool.append(&rec(9)).unwrap();
+        drop(spool);
+        let (spool, _) = open(dir.path());
+        assert_eq!(all(&spool), vec![rec(0), rec(9)]);
+    }
+
+    #[test]
+    fn damage_before_a_later_append_is_an_error() {
+        let base = tempfile::tempdir().unwrap();
+        let mut starts = spool_ending_in_a_batch(base.path());
+        // A single append after the batch: damage inside the batch is now acknowledged data.
+        let (mut spool, _) = open(base.path());
+        spool.append(&rec(4)).unwrap();
+        starts.push(spool.entries[4].offset);
+        drop(spool);
+
+        // (byte to damage, the later append that proves it is not a torn write)
+        let cases = [
+            (starts[0] + 3, starts[1]),
+            (starts[1] + 20, starts[4]),
+            (starts[2] + 6, starts[4]),
+            (starts[3] + 17, starts[4]),
+        ];
+        for (at, next) in cases {
+            let dir = copy_spool(base.path());
+            flip_byte(&dir.path().join(LOG_FILE), at);
+            let before = snapshot(dir.path());
+            match Spool::open(dir.path()) {
+                Err(SpoolError::CorruptMiddle { next_valid, .. }) => {
+                    assert_eq!(next_valid, next, "flip at {at}")
                 }
                 other => panic!("flip at {at}: expected CorruptMiddle, got {other:?}"),
             }
@@ -1420,6 +1551,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Append { id: u8, payload_len: usize },
+        AppendBatch(Vec<(u8, usize)>),
         Pop(usize),
         Peek(usize),
         Reopen,
@@ -1428,6 +1560,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => (0u8..6, 0usize..200).prop_map(|(id, payload_len)| Op::Append { id, payload_len }),
+            1 => proptest::collection::vec((0u8..6, 0usize..200), 0..4).prop_map(Op::AppendBatch),
             2 => (0usize..4).prop_map(Op::Pop),
             1 => (0usize..5).prop_map(Op::Peek),
             1 => Just(Op::Reopen),
@@ -1437,7 +1570,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-        /// Any sequence of appends, pops, peeks and reopens behaves like a FIFO queue, with a
+        /// Any sequence of appends, batches, pops, peeks and reopens behaves like a FIFO queue, with a
         /// tiny compaction threshold so rewrites happen often.
         #[test]
         fn behaves_like_a_fifo_queue(ops in proptest::collection::vec(op(), 1..30)) {
@@ -1454,6 +1587,17 @@ mod tests {
                         };
                         spool.append(&r).unwrap();
                         model.push_back(r);
+                    }
+                    Op::AppendBatch(shapes) => {
+                        let batch: Vec<_> = shapes
+                            .into_iter()
+                            .map(|(id, payload_len)| SpoolRecord {
+                                delivery: format!("d{id}"),
+                                payload: vec![serial as u8; payload_len],
+                            })
+                            .collect();
+                        spool.append_batch(&batch).unwrap();
+                        model.extend(batch);
                     }
                     Op::Pop(n) => {
                         let n = n.min(model.len());
