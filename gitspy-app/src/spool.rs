@@ -12,9 +12,10 @@
 //! - `append` returns `Ok` only after the record is written and `fdatasync`ed; the log file's
 //!   directory entry was fsynced when the file was created or renamed, so an acknowledged
 //!   record survives a crash or power loss.
-//! - A crash in the middle of `append` leaves at most one torn record at the end of the log.
-//!   [`Spool::open`] detects it (length beyond end of file, bad magic, bad checksum…), truncates
-//!   it away and reports it in [`OpenReport`]. It was never acknowledged, so nothing is lost.
+//! - A crash in the middle of `append` leaves at most one torn record at the end of the log
+//!   (of `append_batch`: a torn rest of that batch). [`Spool::open`] detects it (length beyond
+//!   end of file, bad magic, bad checksum…), truncates it away and reports it in
+//!   [`OpenReport`]. It was never acknowledged, so nothing is lost.
 //!   A crash *after* the write reached the disk but before `append` returned may leave a whole,
 //!   valid, unacknowledged record: it is kept and drained (GitHub's retry of it is then a
 //!   duplicate that Redis's atomic enqueue recognises).
@@ -88,10 +89,19 @@
 //!
 //! Rewrites: when `pop_front` has drained everything, the log is replaced by an empty one of
 //! the next generation (write `spool.log.tmp`, fsync, rename, fsync the directory, then save
-//! the checkpoint). When the drained prefix exceeds [`SpoolOptions::compact_after_dead_bytes`]
+//! the checkpoint). When the drained prefix reaches [`SpoolOptions::compact_after_dead_bytes`]
 //! and is at least as large as the live part, the live records are copied into the new
 //! generation the same way. A crash between the rename and the checkpoint leaves an older
 //! checkpoint generation, which the rules above resolve to "start after the header".
+//!
+//! # Errors the caller must act on
+//!
+//! - `append` → any `Err`: the delivery is not durable; answer 503, never 202. After a failed
+//!   fsync (or a failed rollback of a failed write) the spool is poisoned: every later append
+//!   returns [`SpoolError::Poisoned`] until the spool is reopened with [`Spool::open`].
+//! - `pop_front` → `Err`: nothing was forgotten in memory; peek and send again later (Redis
+//!   dedupes). A failed log rewrite after a successful pop is only logged and retried.
+//! - `open` → `CorruptFile`/`CorruptMiddle`: stop and tell the operator; do not delete files.
 //!
 //! # Concurrency
 //!
