@@ -47,7 +47,11 @@ fn schema_errors(v: &jsonschema::Validator, instance: &serde_json::Value) -> Vec
 fn assert_valid(v: &jsonschema::Validator, bytes: &[u8], what: &str) {
     let instance: serde_json::Value = serde_json::from_slice(bytes).expect("run.json is JSON");
     let errors = schema_errors(v, &instance);
-    assert!(errors.is_empty(), "{what} does not match the schema:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "{what} does not match the schema:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// Variants of the sample covering every optional shape: an aborted run, a run with
@@ -57,7 +61,8 @@ fn variants() -> Vec<(&'static str, RunReport)> {
 
     let mut aborted = base.clone();
     aborted.verdict = Verdict::Error;
-    aborted.error = Some("redis-server not found on PATH\nhint: apt-get install redis-server".into());
+    aborted.error =
+        Some("redis-server not found on PATH\nhint: apt-get install redis-server".into());
     aborted.checks.clear();
     aborted.series.clear();
     aborted.probe = None;
@@ -130,8 +135,10 @@ fn hostile() -> RunReport {
     run.steps[0].note = HOSTILE.into();
     run.checks[7].note = format!("payload title {HOSTILE} | *x* & y");
     run.checks[0].name = format!("lost {HOSTILE}");
-    run.processes[2].log_tail =
-        format!("INFO applied delivery x issues #1 title=\"{HOSTILE}\" <img src=x onerror=alert(1)>\n");
+    run.checks[7].unit = format!("ms {HOSTILE}");
+    run.processes[2].log_tail = format!(
+        "INFO applied delivery x issues #1 title=\"{HOSTILE}\" <img src=x onerror=alert(1)>\n"
+    );
     if let Some(c) = run.ledger.classes.get_mut("ok") {
         c.examples.push(HOSTILE.into());
     }
@@ -261,7 +268,10 @@ fn read_run_refuses_another_schema_version() {
     json["schema_version"] = 2.into();
     let path = dir.path().join("run.json");
     std::fs::write(&path, serde_json::to_vec(&json).expect("json")).expect("write");
-    let err = format!("{:#}", report::read_run(&path).expect_err("version 2 refused"));
+    let err = format!(
+        "{:#}",
+        report::read_run(&path).expect_err("version 2 refused")
+    );
     assert!(err.contains("schema_version 2"), "{err}");
     assert!(err.contains("reads 1"), "{err}");
 }
@@ -329,8 +339,19 @@ fn hostile_text_is_escaped_in_every_format() {
         .find(|n| n.has_tag_name("error"))
         .expect("an error element for the aborted run");
     assert_eq!(error.attribute("message"), Some(HOSTILE));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .expect("the failed check");
+    assert_eq!(
+        failure.attribute("message"),
+        Some(format!("measured 640 ms {HOSTILE}, threshold ≤ 500 ms {HOSTILE}").as_str())
+    );
     let terminal = report::render_terminal(&run);
-    assert!(terminal.contains("lost <script>"), "terminal shows text as is");
+    assert!(
+        terminal.contains("lost <script>"),
+        "terminal shows text as is"
+    );
 }
 
 #[test]
@@ -341,7 +362,10 @@ fn control_characters_cannot_break_junit_or_the_terminal() {
     let xml = render(&run, Format::Junit);
     roxmltree::Document::parse(&xml).expect("junit.xml with control characters parses");
     let term = report::render_terminal(&run);
-    assert!(!term.contains('\u{1b}'), "escape sequence reached the terminal");
+    assert!(
+        !term.contains('\u{1b}'),
+        "escape sequence reached the terminal"
+    );
 }
 
 #[test]
@@ -400,7 +424,10 @@ fn markdown_starts_with_a_one_line_verdict_and_has_both_tables() {
     assert!(md.contains(
         "| ❌ | job\\_duration\\_p95 | 640 ms | ≤ 500 ms | worst poll window 40s–42s, right after Redis came back |"
     ), "{md}");
-    assert!(md.contains("| recovered | 10 | chaos-3f9c2a-0021, "), "{md}");
+    assert!(
+        md.contains("| recovered | 10 | chaos-3f9c2a-0021, "),
+        "{md}"
+    );
     let checks_at = md.find("### Checks").expect("check table");
     let ledger_at = md.find("### Ledger").expect("ledger table");
     assert!(checks_at < ledger_at, "checks come before the ledger");
@@ -409,7 +436,10 @@ fn markdown_starts_with_a_one_line_verdict_and_has_both_tables() {
     passed.verdict = Verdict::Passed;
     passed.checks.retain(|c| c.passed);
     let first = render(&passed, Format::Md);
-    assert!(first.starts_with("✅ **PASSED** redis-down: 7/7 checks passed · "), "{first}");
+    assert!(
+        first.starts_with("✅ **PASSED** redis-down: 7/7 checks passed · "),
+        "{first}"
+    );
 }
 
 #[test]
@@ -424,7 +454,10 @@ fn terminal_summary_lists_checks_and_classes() {
         .lines()
         .find(|l| l.contains("job_duration_p95"))
         .expect("the failed check is listed");
-    assert!(fail_row.contains("FAIL") && fail_row.contains("640 ms") && fail_row.contains("≤ 500 ms"), "{fail_row}");
+    assert!(
+        fail_row.contains("FAIL") && fail_row.contains("640 ms") && fail_row.contains("≤ 500 ms"),
+        "{fail_row}"
+    );
     for class in report::CLASS_ORDER {
         assert!(out.contains(class), "class {class} missing:\n{out}");
     }
@@ -491,8 +524,14 @@ fn chromium_renders_the_charts_and_the_check_table() {
     report::write_all(&sample(), dir.path(), &[Format::Html]).expect("write html");
     let url = format!("file://{}", dir.path().join("report.html").display());
     let dom = chromium(&["--dump-dom".to_string(), url]);
-    assert!(dom.contains("<table id=\"checks\">"), "no check table in the DOM");
-    assert!(dom.contains("job_duration_p95"), "the failed check is missing");
+    assert!(
+        dom.contains("<table id=\"checks\">"),
+        "no check table in the DOM"
+    );
+    assert!(
+        dom.contains("job_duration_p95"),
+        "the failed check is missing"
+    );
     for id in ["chart-rates", "chart-backlog", "chart-duration"] {
         assert!(
             dom.contains(&format!("<svg class=\"chart\" id=\"{id}\"")),
@@ -500,19 +539,32 @@ fn chromium_renders_the_charts_and_the_check_table() {
         );
     }
     // Two fault windows, shaded and labelled in each of the three charts.
-    assert_eq!(dom.matches("<rect class=\"fault\"").count(), 6, "fault rects");
+    assert_eq!(
+        dom.matches("<rect class=\"fault\"").count(),
+        6,
+        "fault rects"
+    );
     assert_eq!(
         dom.matches("<text class=\"fault-label\"").count(),
         6,
         "fault labels"
     );
     assert!(dom.contains(">redis stop</text>") && dom.contains(">worker kill</text>"));
-    for series in ["received_rate", "processed_rate", "waiting", "active", "p95_ms"] {
+    for series in [
+        "received_rate",
+        "processed_rate",
+        "waiting",
+        "active",
+        "p95_ms",
+    ] {
         assert!(
             dom.contains(&format!("data-series=\"{series}\"")),
             "series {series} not drawn"
         );
     }
-    assert!(dom.contains("<table id=\"ledger\">"), "ledger table missing");
+    assert!(
+        dom.contains("<table id=\"ledger\">"),
+        "ledger table missing"
+    );
     assert!(dom.contains("<pre id=\"scenario-yaml\">name: redis-down"));
 }

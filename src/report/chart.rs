@@ -27,12 +27,13 @@ pub struct Line<'a> {
     pub points: &'a [(u64, f64)],
 }
 
-/// One chart: its lines share the y axis and `unit`.
+/// One chart: its lines share the y axis.
 pub struct Chart<'a> {
     /// Element id, also used to make ids inside the SVG unique.
     pub id: &'a str,
     pub title: &'a str,
-    pub unit: &'a str,
+    /// Title of the y axis (the unit of every line).
+    pub axis_title: &'a str,
     pub lines: Vec<Line<'a>>,
     /// Right end of the x axis (the run's duration, or the last sample if later).
     pub x_max_ms: u64,
@@ -236,7 +237,7 @@ pub fn render(c: &Chart<'_>) -> String {
         o,
         "<text class=\"axis-title\" transform=\"translate(14 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         f(TOP + plot_h / 2.0),
-        esc(c.unit)
+        esc(c.axis_title)
     );
 
     // Marks: dashed vertical lines labelled at the bottom of the plot.
@@ -343,7 +344,7 @@ mod tests {
         let svg = render(&Chart {
             id: "c",
             title: "t",
-            unit: "u",
+            axis_title: "u",
             lines: vec![Line {
                 name: "waiting",
                 label: "waiting",

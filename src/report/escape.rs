@@ -5,7 +5,11 @@
 /// Replaces control characters that XML 1.0 forbids even as references (and that HTML treats
 /// as parse errors) by U+FFFD; tab, newline and carriage return are kept.
 fn clean(c: char) -> char {
-    if (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{7f}' || c == '\u{fffe}' || c == '\u{ffff}' {
+    if (c < ' ' && !matches!(c, '\t' | '\n' | '\r'))
+        || c == '\u{7f}'
+        || c == '\u{fffe}'
+        || c == '\u{ffff}'
+    {
         '\u{fffd}'
     } else {
         c

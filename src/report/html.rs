@@ -65,7 +65,8 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 struct Group {
     id: &'static str,
     title: &'static str,
-    default_unit: &'static str,
+    /// Title of the y axis.
+    axis: &'static str,
     members: &'static [(&'static str, &'static str, &'static str)],
 }
 
@@ -73,7 +74,7 @@ const GROUPS: [Group; 3] = [
     Group {
         id: "chart-rates",
         title: "Deliveries per second: received, processed, failed",
-        default_unit: "/s",
+        axis: "deliveries per second",
         members: &[
             ("received_rate", "received", "#1f77b4"),
             ("processed_rate", "processed", "#2ca02c"),
@@ -83,13 +84,16 @@ const GROUPS: [Group; 3] = [
     Group {
         id: "chart-backlog",
         title: "Backlog: waiting and active (pending) deliveries",
-        default_unit: "deliveries",
-        members: &[("waiting", "waiting", "#ff7f0e"), ("active", "active", "#9467bd")],
+        axis: "deliveries",
+        members: &[
+            ("waiting", "waiting", "#ff7f0e"),
+            ("active", "active", "#9467bd"),
+        ],
     },
     Group {
         id: "chart-duration",
         title: "Job duration p50 / p95",
-        default_unit: "ms",
+        axis: "milliseconds",
         members: &[("p50_ms", "p50", "#17becf"), ("p95_ms", "p95", "#8c564b")],
     },
 ];
@@ -111,15 +115,10 @@ fn charts(run: &RunReport, o: &mut String) {
                 points: find(run, name).map_or(&[][..], |s| &s.points[..]),
             })
             .collect();
-        let unit = g
-            .members
-            .iter()
-            .find_map(|(name, _, _)| find(run, name).map(|s| s.unit.as_str()))
-            .unwrap_or(g.default_unit);
         let svg = chart::render(&Chart {
             id: g.id,
             title: g.title,
-            unit,
+            axis_title: g.axis,
             lines,
             x_max_ms: run.duration_ms,
             faults: &run.faults,
@@ -139,7 +138,7 @@ fn charts(run: &RunReport, o: &mut String) {
         let svg = chart::render(&Chart {
             id: &id,
             title: &s.name,
-            unit: &s.unit,
+            axis_title: &s.unit,
             lines: vec![Line {
                 name: &s.name,
                 label: &s.name,

@@ -120,7 +120,9 @@ fn render(run: &RunReport) -> String {
     }
 
     if !run.faults.is_empty() {
-        o.push_str("\n### Faults\n\n| Fault | Target | From | To | Note |\n|---|---|--:|--:|---|\n");
+        o.push_str(
+            "\n### Faults\n\n| Fault | Target | From | To | Note |\n|---|---|--:|--:|---|\n",
+        );
         for f in &run.faults {
             let _ = writeln!(
                 o,

@@ -539,8 +539,7 @@ pub fn write_all(run: &RunReport, dir: &Path, formats: &[Format]) -> anyhow::Res
             .with_context(|| format!("cannot render the {format} report"))?;
         let path = dir.join(exporter.file_name());
         let tmp = dir.join(format!(".{}.tmp", exporter.file_name()));
-        std::fs::write(&tmp, &bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
         written.push(path);
@@ -550,13 +549,16 @@ pub fn write_all(run: &RunReport, dir: &Path, formats: &[Format]) -> anyhow::Res
 
 /// Reads and checks a `run.json`.
 pub fn read_run(run_json: &Path) -> anyhow::Result<RunReport> {
-    let bytes = std::fs::read(run_json)
-        .with_context(|| format!("cannot read {}", run_json.display()))?;
+    let bytes =
+        std::fs::read(run_json).with_context(|| format!("cannot read {}", run_json.display()))?;
     // Look at the version first, so a newer file fails with a useful message rather than
     // with an unknown-field error.
     let probe: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", run_json.display()))?;
-    match probe.get("schema_version").and_then(serde_json::Value::as_u64) {
+    match probe
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+    {
         Some(v) if v == u64::from(SCHEMA_VERSION) => {}
         Some(v) => bail!(
             "{} has schema_version {v}, this gitspy-chaos reads {SCHEMA_VERSION}",
@@ -567,8 +569,12 @@ pub fn read_run(run_json: &Path) -> anyhow::Result<RunReport> {
             run_json.display()
         ),
     }
-    let run: RunReport = serde_json::from_value(probe)
-        .with_context(|| format!("{} does not match the run report schema", run_json.display()))?;
+    let run: RunReport = serde_json::from_value(probe).with_context(|| {
+        format!(
+            "{} does not match the run report schema",
+            run_json.display()
+        )
+    })?;
     run.validate()
         .with_context(|| format!("invalid run report {}", run_json.display()))?;
     Ok(run)
@@ -577,7 +583,11 @@ pub fn read_run(run_json: &Path) -> anyhow::Result<RunReport> {
 /// `gitspy-chaos report <run.json> --format ...`: re-renders a finished run into `out_dir`
 /// (default: the directory holding `run.json`), prints the terminal summary on stdout and the
 /// written paths on stderr.
-pub fn report_cmd(run_json: &Path, formats: &[Format], out_dir: Option<&Path>) -> anyhow::Result<()> {
+pub fn report_cmd(
+    run_json: &Path,
+    formats: &[Format],
+    out_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     let run = read_run(run_json)?;
     let dir = match out_dir {
         Some(d) => d.to_path_buf(),

@@ -29,8 +29,13 @@ pub fn render_terminal(run: &RunReport) -> String {
     }
     if !run.checks.is_empty() {
         let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED)
-            .set_header(vec!["result", "check", "measured", "threshold", "note"]);
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "result",
+            "check",
+            "measured",
+            "threshold",
+            "note",
+        ]);
         for c in &run.checks {
             t.add_row(vec![
                 if c.passed { "pass" } else { "FAIL" }.to_string(),
@@ -56,11 +61,7 @@ pub fn render_terminal(run: &RunReport) -> String {
         if class.examples.len() > 3 {
             examples.push("…".to_string());
         }
-        t.add_row(vec![
-            esc(name),
-            class.count.to_string(),
-            examples.join(" "),
-        ]);
+        t.add_row(vec![esc(name), class.count.to_string(), examples.join(" ")]);
     }
     if let Some(column) = t.column_mut(1) {
         column.set_cell_alignment(CellAlignment::Right);
