@@ -16,6 +16,8 @@ const TOP: f64 = 30.0;
 const BOTTOM: f64 = 44.0;
 /// Height of one row of fault labels inside the plot.
 const LABEL_ROW: f64 = 14.0;
+/// At most this many rows of fault labels; more would squash the data.
+const MAX_LABEL_ROWS: usize = 4;
 /// Rough width of one character of 11px sans-serif, to keep labels from overlapping.
 const CHAR_W: f64 = 6.2;
 
@@ -103,41 +105,11 @@ pub fn render(c: &Chart<'_>) -> String {
     let x_max = x_max_ms as f64;
     let sx = |t: u64| LEFT + (t as f64 / x_max).min(1.0) * plot_w;
 
-    let (mut y_lo, mut y_hi) = (0.0f64, 0.0f64);
-    for l in &c.lines {
-        for &(_, v) in l.points {
-            y_lo = y_lo.min(v);
-            y_hi = y_hi.max(v);
-        }
-    }
-    if y_hi - y_lo <= 0.0 {
-        y_hi = y_lo + 1.0;
-    }
-    let y_step = nice_step(y_hi - y_lo, 5.0);
-    let y_lo = (y_lo / y_step).floor() * y_step;
-    let y_hi = (y_hi / y_step).ceil() * y_step;
-    let sy = |v: f64| TOP + plot_h - (v - y_lo) / (y_hi - y_lo) * plot_h;
-
-    let mut o = String::new();
-    // `write!` into a String cannot fail.
-    let _ = writeln!(
-        o,
-        "<svg class=\"chart\" id=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"{}\">",
-        esc(c.id),
-        esc(c.title)
-    );
-    let _ = writeln!(o, "<title>{}</title>", esc(c.title));
-    let _ = writeln!(
-        o,
-        "<rect class=\"plot\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
-        f(LEFT),
-        f(TOP),
-        f(plot_w),
-        f(plot_h)
-    );
-
-    // Fault windows first, so the lines are drawn over them. Labels take the first row
-    // where they do not overlap the label to their left.
+    // Fault windows: shaded over the whole plot height. Their labels sit in a band at the top
+    // of the plot, above the data, each in the first row where it does not overlap the label
+    // to its left (at most MAX_LABEL_ROWS rows; past that, the least crowded row).
+    let mut rects = String::new();
+    let mut labels = String::new();
     let mut rows_end: Vec<f64> = Vec::new();
     for (i, w) in c.faults.iter().enumerate() {
         let x0 = sx(w.start_ms);
@@ -156,7 +128,7 @@ pub fn render(c: &Chart<'_>) -> String {
         };
         let tooltip = format!("{} {} {} {}", w.kind, w.target, span, w.note);
         let _ = writeln!(
-            o,
+            rects,
             "<rect class=\"fault{}\" data-fault=\"{i}\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"><title>{}</title></rect>",
             if instant { " instant" } else { "" },
             f(x0),
@@ -166,28 +138,74 @@ pub fn render(c: &Chart<'_>) -> String {
             esc(tooltip.trim())
         );
         let text_w = label.chars().count() as f64 * CHAR_W;
-        let row = rows_end
-            .iter()
-            .position(|&end| x0 + 3.0 > end + 6.0)
-            .unwrap_or(rows_end.len());
-        if row == rows_end.len() {
-            rows_end.push(0.0);
-        }
-        rows_end[row] = x0 + 3.0 + text_w;
         // A label that would run off the right edge is anchored at its window's end instead.
-        let (lx, anchor) = if x0 + 3.0 + text_w > WIDTH - RIGHT {
-            (x1 - 3.0, "end")
+        let (lx, anchor, from, to) = if x0 + 3.0 + text_w > WIDTH - RIGHT {
+            (x1 - 3.0, "end", x1 - 3.0 - text_w, x1 - 3.0)
         } else {
-            (x0 + 3.0, "start")
+            (x0 + 3.0, "start", x0 + 3.0, x0 + 3.0 + text_w)
         };
+        let row = match rows_end.iter().position(|&e| from > e + 6.0) {
+            Some(r) => r,
+            None if rows_end.len() < MAX_LABEL_ROWS => {
+                rows_end.push(f64::MIN);
+                rows_end.len() - 1
+            }
+            None => rows_end
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(r, _)| r),
+        };
+        rows_end[row] = to;
         let _ = writeln!(
-            o,
+            labels,
             "<text class=\"fault-label\" x=\"{}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
             f(lx),
             f(TOP + 11.0 + row as f64 * LABEL_ROW),
             esc(&label)
         );
     }
+    let band = if rows_end.is_empty() {
+        0.0
+    } else {
+        rows_end.len() as f64 * LABEL_ROW + 6.0
+    };
+    let data_top = TOP + band;
+    let data_h = plot_h - band;
+
+    let (mut y_lo, mut y_hi) = (0.0f64, 0.0f64);
+    for l in &c.lines {
+        for &(_, v) in l.points {
+            y_lo = y_lo.min(v);
+            y_hi = y_hi.max(v);
+        }
+    }
+    if y_hi - y_lo <= 0.0 {
+        y_hi = y_lo + 1.0;
+    }
+    let y_step = nice_step(y_hi - y_lo, 5.0);
+    let y_lo = (y_lo / y_step).floor() * y_step;
+    let y_hi = (y_hi / y_step).ceil() * y_step;
+    let sy = |v: f64| data_top + data_h - (v - y_lo) / (y_hi - y_lo) * data_h;
+
+    let mut o = String::new();
+    // `write!` into a String cannot fail.
+    let _ = writeln!(
+        o,
+        "<svg class=\"chart\" id=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"{}\">",
+        esc(c.id),
+        esc(c.title)
+    );
+    let _ = writeln!(o, "<title>{}</title>", esc(c.title));
+    let _ = writeln!(
+        o,
+        "<rect class=\"plot\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
+        f(LEFT),
+        f(TOP),
+        f(plot_w),
+        f(plot_h)
+    );
+    o.push_str(&rects);
 
     // Axes: y grid and labels, x ticks in seconds.
     for v in ticks(y_lo, y_hi, y_step) {
@@ -307,6 +325,8 @@ pub fn render(c: &Chart<'_>) -> String {
             f(TOP + plot_h / 2.0)
         );
     }
+
+    o.push_str(&labels);
 
     // Legend above the plot.
     let mut x = LEFT;

@@ -54,6 +54,7 @@ svg.chart .axis-title { fill: #555; }
 svg.chart polyline.series { fill: none; stroke-width: 2; stroke-linejoin: round; }
 svg.chart .fault { fill: #d62728; fill-opacity: 0.10; stroke: #d62728; stroke-opacity: 0.45; }
 svg.chart .fault.instant { fill-opacity: 0.6; }
+svg.chart text.fault-label, svg.chart text.mark-label { paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
 svg.chart text.fault-label { fill: #a31515; font-weight: 600; }
 svg.chart .mark { stroke: #666; stroke-dasharray: 4 3; }
 svg.chart text.mark-label { fill: #555; font-style: italic; }
