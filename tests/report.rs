@@ -568,3 +568,66 @@ fn chromium_renders_the_charts_and_the_check_table() {
     );
     assert!(dom.contains("<pre id=\"scenario-yaml\">name: redis-down"));
 }
+
+/// Cells of one GFM table row, splitting only on pipes that are not backslash-escaped.
+fn md_cells(row: &str) -> usize {
+    let mut pipes: usize = 0;
+    let mut chars = row.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '|' => pipes += 1,
+            _ => {}
+        }
+    }
+    pipes.saturating_sub(1)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever text the system under test produces, JUnit stays well-formed and gives the
+    /// text back, a Markdown row stays one row of five cells, and HTML gets no markup from it.
+    #[test]
+    fn any_text_is_contained_in_every_format(text in "\\PC{0,40}|[<>&\"'|\\\\`*_\\[\\]\n\t#!~]{0,20}") {
+        let mut run = sample();
+        run.checks[7].note = text.clone();
+        run.checks[7].name = format!("p95 {text}");
+        run.ledger.classes.get_mut("ok").map(|c| c.examples.push(text.clone()));
+
+        let xml = render(&run, Format::Junit);
+        let doc = roxmltree::Document::parse(&xml).map_err(|e| {
+            proptest::test_runner::TestCaseError::fail(format!("junit.xml does not parse: {e}"))
+        })?;
+        let case = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .nth(7)
+            .ok_or_else(|| proptest::test_runner::TestCaseError::fail("testcase 8 missing"))?;
+        let want = format!("p95 {text}");
+        proptest::prop_assert_eq!(case.attribute("name"), Some(want.as_str()));
+
+        let md = render(&run, Format::Md);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ❌ |")).collect();
+        proptest::prop_assert_eq!(rows.len(), 1, "{}", md);
+        proptest::prop_assert_eq!(md_cells(rows[0]), 5, "{}", rows[0]);
+        proptest::prop_assert!(!md.contains('<'), "raw < in report.md");
+
+        let html = render(&run, Format::Html);
+        let escaped = gitspy_chaos_html_escape(&text);
+        proptest::prop_assert!(!escaped.contains(['<', '>', '"', '\'']));
+        proptest::prop_assert!(html.contains(&escaped));
+    }
+}
+
+/// The escaping the HTML report must have applied to `s` (as a test oracle, written out
+/// independently of the library's).
+fn gitspy_chaos_html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

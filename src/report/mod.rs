@@ -263,6 +263,18 @@ pub enum CheckOp {
 }
 
 impl CheckOp {
+    /// Whether `measured op threshold` holds (a check with nothing measured never passes).
+    pub fn holds(self, measured: Option<f64>, threshold: f64) -> bool {
+        let Some(m) = measured else { return false };
+        match self {
+            CheckOp::Le => m <= threshold,
+            CheckOp::Lt => m < threshold,
+            CheckOp::Eq => m == threshold,
+            CheckOp::Ge => m >= threshold,
+            CheckOp::Gt => m > threshold,
+        }
+    }
+
     /// The mathematical sign shown next to thresholds.
     pub fn symbol(self) -> &'static str {
         match self {
@@ -656,6 +668,15 @@ mod tests {
         assert_eq!(fmt_num(-0.0001), "0");
         assert_eq!(fmt_num(f64::NAN), "n/a");
         assert_eq!(fmt_ms(12_500), "12.5s");
+    }
+
+    #[test]
+    fn check_ops_compare_measured_to_threshold() {
+        assert!(CheckOp::Le.holds(Some(500.0), 500.0));
+        assert!(!CheckOp::Lt.holds(Some(500.0), 500.0));
+        assert!(CheckOp::Ge.holds(Some(30.0), 28.0));
+        assert!(!CheckOp::Eq.holds(Some(1.0), 0.0));
+        assert!(!CheckOp::Le.holds(None, 0.0));
     }
 
     #[test]
