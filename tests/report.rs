@@ -468,6 +468,13 @@ fn run_dir_is_utc_timestamp_and_scenario() {
     let run = sample();
     let dir = report::run_dir(Path::new("reports"), &run).expect("run dir");
     assert_eq!(dir, Path::new("reports/20261126T200638Z-redis-down"));
+
+    let root = tempfile::tempdir().expect("temp dir");
+    let first = report::create_run_dir(root.path(), &run).expect("first dir");
+    let second = report::create_run_dir(root.path(), &run).expect("second dir");
+    assert_eq!(first, root.path().join("20261126T200638Z-redis-down"));
+    assert_eq!(second, root.path().join("20261126T200638Z-redis-down-2"));
+    assert!(first.is_dir() && second.is_dir());
 }
 
 /// Runs headless Chromium on `args`, returning stdout; fails after a generous deadline.

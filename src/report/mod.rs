@@ -655,6 +655,38 @@ pub fn run_dir(reports_root: &Path, run: &RunReport) -> anyhow::Result<PathBuf> 
     Ok(reports_root.join(run_dir_name(started, &run.scenario.name)))
 }
 
+/// Creates and returns a fresh directory for `run` under `reports_root`: the [`run_dir`] name,
+/// or that name with `-2`, `-3`, ... when a run of the same scenario started in the same
+/// second already has it. Never reuses (and so never overwrites) an existing directory.
+pub fn create_run_dir(reports_root: &Path, run: &RunReport) -> anyhow::Result<PathBuf> {
+    let base = run_dir(reports_root, run)?;
+    std::fs::create_dir_all(reports_root)
+        .with_context(|| format!("cannot create report root {}", reports_root.display()))?;
+    for n in 1u32..1000 {
+        let candidate = if n == 1 {
+            base.clone()
+        } else {
+            let mut name = base.as_os_str().to_os_string();
+            name.push(format!("-{n}"));
+            PathBuf::from(name)
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create report directory {}", candidate.display())
+                })
+            }
+        }
+    }
+    bail!(
+        "{} and 998 numbered variants already exist; clean up {}",
+        base.display(),
+        reports_root.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
