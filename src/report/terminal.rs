@@ -3,7 +3,7 @@
 //! pipes need no special case.
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
-use comfy_table::{CellAlignment, Table};
+use comfy_table::{CellAlignment, ContentArrangement, Table};
 
 use super::escape::terminal as esc;
 use super::{ordered_classes, RunReport};
