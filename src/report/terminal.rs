@@ -29,13 +29,10 @@ pub fn render_terminal(run: &RunReport) -> String {
     }
     if !run.checks.is_empty() {
         let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-            "result",
-            "check",
-            "measured",
-            "threshold",
-            "note",
-        ]);
+        // Dynamic: on a terminal, long notes wrap to its width; elsewhere nothing is cut.
+        t.load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(vec!["result", "check", "measured", "threshold", "note"]);
         for c in &run.checks {
             t.add_row(vec![
                 if c.passed { "pass" } else { "FAIL" }.to_string(),
