@@ -4,6 +4,8 @@
 pub mod cli;
 pub mod load;
 pub mod observe;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod verdict;

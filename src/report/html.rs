@@ -1,0 +1,438 @@
+//! `report.html`: one self-contained page that opens offline — inline CSS, inline SVG charts,
+//! no script, no external style, font or image. Summary, check table, ledger classes with
+//! example ids, charts with fault windows shaded, fault timeline, steps, the final Redis
+//! probe, replays, process log tails and the scenario YAML. Every text is escaped: much of
+//! it comes from the system under test.
+
+use std::fmt::Write as _;
+
+use super::chart::{self, Chart, Line};
+use super::escape::html as esc;
+use super::{fmt_ms, fmt_num, ordered_classes, Exporter, RunReport, Series, TargetKind, Verdict};
+
+/// Writes `report.html`.
+pub struct HtmlExporter;
+
+impl Exporter for HtmlExporter {
+    fn file_name(&self) -> &'static str {
+        "report.html"
+    }
+
+    fn render(&self, run: &RunReport) -> anyhow::Result<Vec<u8>> {
+        Ok(render(run).into_bytes())
+    }
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1d1d1f; margin: 0 auto; padding: 16px 24px 48px; max-width: 1040px; background: #fafafa; }
+h1 { font-size: 24px; margin: 8px 0 4px; }
+h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 16px 0 4px; }
+.verdict { display: inline-block; font-weight: 700; padding: 3px 10px; border-radius: 4px; color: #fff; }
+.verdict.passed { background: #1a7f37; } .verdict.failed { background: #cf222e; } .verdict.error { background: #9a6700; }
+.error-box { border: 1px solid #cf222e; background: #fff0f0; padding: 8px 12px; border-radius: 4px; white-space: pre-wrap; }
+dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
+dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
+table { border-collapse: collapse; margin: 6px 0; background: #fff; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f2f4; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.fail td { background: #fff0f0; } tr.fail td.result { color: #cf222e; font-weight: 700; }
+tr.pass td.result { color: #1a7f37; font-weight: 700; }
+tr.bad td { background: #fff0f0; }
+code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef0f2; padding: 0 3px; border-radius: 3px; }
+pre { font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; background: #fff; border: 1px solid #d0d7de; padding: 8px; overflow-x: auto; white-space: pre-wrap; word-break: break-all; }
+figure { margin: 12px 0 20px; }
+figcaption { font-weight: 600; margin-bottom: 4px; }
+svg.chart { max-width: 100%; height: auto; background: #fff; border: 1px solid #d0d7de; }
+svg.chart text { font: 11px system-ui, "DejaVu Sans", sans-serif; fill: #333; }
+svg.chart .plot { fill: #fff; }
+svg.chart .grid { stroke: #e6e6e6; }
+svg.chart .axis { stroke: #555; }
+svg.chart .axis-title { fill: #555; }
+svg.chart polyline.series { fill: none; stroke-width: 2; stroke-linejoin: round; }
+svg.chart .fault { fill: #d62728; fill-opacity: 0.10; stroke: #d62728; stroke-opacity: 0.45; }
+svg.chart .fault.instant { fill-opacity: 0.6; }
+svg.chart text.fault-label, svg.chart text.mark-label { paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
+svg.chart text.fault-label { fill: #a31515; font-weight: 600; }
+svg.chart .mark { stroke: #666; stroke-dasharray: 4 3; }
+svg.chart text.mark-label { fill: #555; font-style: italic; }
+svg.chart text.empty { fill: #999; font-size: 14px; }
+footer { margin-top: 32px; color: #777; font-size: 12px; }
+"#;
+
+/// A chart of well-known series.
+struct Group {
+    id: &'static str,
+    title: &'static str,
+    /// Title of the y axis.
+    axis: &'static str,
+    members: &'static [(&'static str, &'static str, &'static str)],
+}
+
+const GROUPS: [Group; 3] = [
+    Group {
+        id: "chart-rates",
+        title: "Deliveries per second: received, processed, failed",
+        axis: "deliveries per second",
+        members: &[
+            ("received_rate", "received", "#1f77b4"),
+            ("processed_rate", "processed", "#2ca02c"),
+            ("failed_rate", "failed", "#d62728"),
+        ],
+    },
+    Group {
+        id: "chart-backlog",
+        title: "Backlog: waiting and active (pending) deliveries",
+        axis: "deliveries",
+        members: &[
+            ("waiting", "waiting", "#ff7f0e"),
+            ("active", "active", "#9467bd"),
+        ],
+    },
+    Group {
+        id: "chart-duration",
+        title: "Job duration p50 / p95",
+        axis: "milliseconds",
+        members: &[("p50_ms", "p50", "#17becf"), ("p95_ms", "p95", "#8c564b")],
+    },
+];
+
+fn find<'a>(run: &'a RunReport, name: &str) -> Option<&'a Series> {
+    run.series.iter().find(|s| s.name == name)
+}
+
+fn charts(run: &RunReport, o: &mut String) {
+    let gap_ms = (run.scenario.poll_interval_ms.saturating_mul(5) / 2).max(1);
+    for g in &GROUPS {
+        let lines: Vec<Line<'_>> = g
+            .members
+            .iter()
+            .map(|&(name, label, color)| Line {
+                name,
+                label,
+                color,
+                points: find(run, name).map_or(&[][..], |s| &s.points[..]),
+            })
+            .collect();
+        let svg = chart::render(&Chart {
+            id: g.id,
+            title: g.title,
+            axis_title: g.axis,
+            lines,
+            x_max_ms: run.duration_ms,
+            faults: &run.faults,
+            marks: &run.marks,
+            gap_ms,
+        });
+        let _ = writeln!(
+            o,
+            "<figure><figcaption>{}</figcaption>\n{svg}</figure>",
+            esc(g.title)
+        );
+    }
+    // Any series outside the known groups gets a chart of its own.
+    let known = |n: &str| GROUPS.iter().any(|g| g.members.iter().any(|m| m.0 == n));
+    for (i, s) in run.series.iter().filter(|s| !known(&s.name)).enumerate() {
+        let id = format!("chart-extra-{i}");
+        let svg = chart::render(&Chart {
+            id: &id,
+            title: &s.name,
+            axis_title: &s.unit,
+            lines: vec![Line {
+                name: &s.name,
+                label: &s.name,
+                color: "#444",
+                points: &s.points,
+            }],
+            x_max_ms: run.duration_ms,
+            faults: &run.faults,
+            marks: &run.marks,
+            gap_ms,
+        });
+        let _ = writeln!(
+            o,
+            "<figure><figcaption>{}</figcaption>\n{svg}</figure>",
+            esc(&s.name)
+        );
+    }
+}
+
+fn opt(v: Option<&str>) -> String {
+    esc(v.unwrap_or("unknown"))
+}
+
+fn render(run: &RunReport) -> String {
+    let verdict_class = match run.verdict {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+        Verdict::Error => "error",
+    };
+    let mut o = String::new();
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} {} · gitspy-chaos</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        run.verdict.label(),
+        esc(&run.scenario.name)
+    );
+
+    // Summary.
+    let _ = writeln!(
+        o,
+        "<header>\n<h1>{}</h1>\n<p><span class=\"verdict {verdict_class}\" id=\"verdict\">{}</span> {}/{} checks passed</p>\n<p class=\"description\">{}</p>\n</header>",
+        esc(&run.scenario.name),
+        run.verdict.label(),
+        run.checks_passed(),
+        run.checks.len(),
+        esc(&run.scenario.description)
+    );
+    let t = &run.target;
+    let rows: [(&str, String); 10] = [
+        ("scenario file", format!("<code>{}</code>", esc(&run.scenario.file))),
+        ("seed", run.scenario.seed.to_string()),
+        (
+            "time scale",
+            format!(
+                "{} (poll interval {})",
+                fmt_num(run.scenario.time_scale),
+                fmt_ms(run.scenario.poll_interval_ms)
+            ),
+        ),
+        ("started", esc(&run.started_at)),
+        ("finished", esc(&run.finished_at)),
+        ("duration", fmt_ms(run.duration_ms)),
+        (
+            "harness",
+            format!("{} {}", esc(&run.tool.name), esc(&run.tool.version)),
+        ),
+        (
+            "target",
+            format!(
+                "gitspy {} ({}, {} worker{})",
+                opt(t.gitspy_version.as_deref()),
+                match t.kind {
+                    TargetKind::Managed => "managed",
+                    TargetKind::Attached => "attached",
+                },
+                t.workers,
+                if t.workers == 1 { "" } else { "s" }
+            ),
+        ),
+        (
+            "redis",
+            format!(
+                "{} backend, version {}",
+                esc(&t.redis_backend),
+                opt(t.redis_version.as_deref())
+            ),
+        ),
+        (
+            "ledger",
+            format!(
+                "sent {} · accepted {} · duplicates {} · rejected {} · indeterminate {} · processed {}",
+                run.ledger.sent,
+                run.ledger.accepted,
+                run.ledger.duplicates,
+                run.ledger.rejected,
+                run.ledger.indeterminate,
+                run.ledger.processed
+            ),
+        ),
+    ];
+    o.push_str("<section id=\"summary\">\n<dl class=\"summary\">\n");
+    for (k, v) in rows {
+        let _ = writeln!(o, "<dt>{k}</dt><dd>{v}</dd>");
+    }
+    o.push_str("</dl>\n");
+    if let Some(err) = &run.error {
+        let _ = writeln!(
+            o,
+            "<p class=\"error-box\" id=\"error\"><strong>Could not run:</strong> {}</p>",
+            esc(err)
+        );
+    }
+    o.push_str("</section>\n");
+
+    // Checks.
+    o.push_str("<section>\n<h2>Checks</h2>\n");
+    if run.checks.is_empty() {
+        o.push_str("<p>No check was evaluated.</p>\n");
+    }
+    o.push_str("<table id=\"checks\">\n<thead><tr><th>result</th><th>check</th><th>measured</th><th>threshold</th><th>note</th></tr></thead>\n<tbody>\n");
+    for c in &run.checks {
+        let _ = writeln!(
+            o,
+            "<tr class=\"{}\"><td class=\"result\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            if c.passed { "pass" } else { "fail" },
+            if c.passed { "pass" } else { "FAIL" },
+            esc(&c.name),
+            esc(&c.measured_text()),
+            esc(&c.threshold_text()),
+            esc(&c.note)
+        );
+    }
+    o.push_str("</tbody>\n</table>\n</section>\n");
+
+    // Ledger.
+    o.push_str("<section>\n<h2>Ledger</h2>\n<table id=\"ledger\">\n<thead><tr><th>class</th><th>deliveries</th><th>example ids</th></tr></thead>\n<tbody>\n");
+    for (name, class) in ordered_classes(run) {
+        let bad = matches!(name, "lost" | "duplicated" | "unexpected") && class.count > 0;
+        let examples: Vec<String> = class
+            .examples
+            .iter()
+            .map(|e| format!("<code>{}</code>", esc(e)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "<tr{}><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            if bad { " class=\"bad\"" } else { "" },
+            esc(name),
+            class.count,
+            examples.join(" ")
+        );
+    }
+    o.push_str("</tbody>\n</table>\n</section>\n");
+
+    // Charts.
+    o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. Gaps are missing samples (queue gauges are absent while Redis is down).</p>\n");
+    charts(run, &mut o);
+    o.push_str("</section>\n");
+
+    // Fault timeline.
+    o.push_str("<section>\n<h2>Fault timeline</h2>\n");
+    if run.faults.is_empty() {
+        o.push_str("<p>No fault was injected.</p>\n");
+    } else {
+        o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>from</th><th>to</th><th>lasted</th><th>note</th></tr></thead>\n<tbody>\n");
+        for fw in &run.faults {
+            let (to, lasted) = match fw.end_ms {
+                Some(e) if e == fw.start_ms => ("instant".to_string(), "—".to_string()),
+                Some(e) => (fmt_ms(e), fmt_ms(e.saturating_sub(fw.start_ms))),
+                None => ("not undone".to_string(), "—".to_string()),
+            };
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                esc(&fw.kind),
+                esc(&fw.target),
+                fmt_ms(fw.start_ms),
+                to,
+                lasted,
+                esc(&fw.note)
+            );
+        }
+        o.push_str("</tbody>\n</table>\n");
+    }
+    o.push_str("</section>\n");
+
+    // Steps and marks.
+    o.push_str("<section>\n<h2>Steps</h2>\n<table id=\"steps\">\n<thead><tr><th>#</th><th>step</th><th>description</th><th>from</th><th>to</th><th>ok</th><th>note</th></tr></thead>\n<tbody>\n");
+    for s in &run.steps {
+        let _ = writeln!(
+            o,
+            "<tr{}><td class=\"num\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            if s.ok { "" } else { " class=\"bad\"" },
+            s.index,
+            esc(&s.kind),
+            esc(&s.description),
+            fmt_ms(s.start_ms),
+            s.end_ms.map_or_else(|| "—".to_string(), fmt_ms),
+            if s.ok { "yes" } else { "no" },
+            esc(&s.note)
+        );
+    }
+    o.push_str("</tbody>\n</table>\n");
+    if !run.marks.is_empty() {
+        let marks: Vec<String> = run
+            .marks
+            .iter()
+            .map(|m| format!("<code>{}</code> at {}", esc(&m.name), fmt_ms(m.at_ms)))
+            .collect();
+        let _ = writeln!(o, "<p>Marks: {}</p>", marks.join(", "));
+    }
+    o.push_str("</section>\n");
+
+    // Probe.
+    o.push_str("<section>\n<h2>Redis at the end</h2>\n");
+    match &run.probe {
+        None => o.push_str("<p>Redis could not be probed at the end of the run.</p>\n"),
+        Some(p) => {
+            o.push_str("<table id=\"probe\">\n<tbody>\n");
+            let rows = [
+                ("stream length", p.stream_len),
+                ("pending", p.pending),
+                ("dead-lettered", p.dead),
+                ("locks", p.locks),
+                ("stuck locks", p.stuck_locks),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(o, "<tr><th>{k}</th><td class=\"num\">{v}</td></tr>");
+            }
+            for (k, v) in &p.states {
+                let _ = writeln!(
+                    o,
+                    "<tr><th>state <code>{}</code></th><td class=\"num\">{v}</td></tr>",
+                    esc(k)
+                );
+            }
+            o.push_str("</tbody>\n</table>\n");
+        }
+    }
+    o.push_str("</section>\n");
+
+    // Replays.
+    if !run.replays.is_empty() {
+        o.push_str("<section>\n<h2>Replays</h2>\n<table id=\"replays\">\n<thead><tr><th>replay</th><th>from</th><th>to</th><th>dry run</th><th>board digests</th></tr></thead>\n<tbody>\n");
+        for r in &run.replays {
+            let digests: Vec<String> = r
+                .digests
+                .iter()
+                .map(|(repo, d)| format!("{}: <code>{}</code>", esc(repo), esc(d)))
+                .collect();
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.name),
+                esc(&r.from),
+                esc(&r.to),
+                if r.dry_run { "yes" } else { "no" },
+                digests.join("<br>")
+            );
+        }
+        o.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    // Processes.
+    if !run.processes.is_empty() {
+        o.push_str("<section>\n<h2>Processes</h2>\n");
+        for p in &run.processes {
+            let _ = writeln!(
+                o,
+                "<details class=\"process\"><summary><strong>{}</strong> pid {} · {} restart{}</summary>\n<pre>{}</pre>\n</details>",
+                esc(&p.role),
+                p.pid.map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+                p.restarts,
+                if p.restarts == 1 { "" } else { "s" },
+                esc(&p.log_tail)
+            );
+        }
+        o.push_str("</section>\n");
+    }
+
+    // Scenario.
+    let _ = writeln!(
+        o,
+        "<section>\n<h2>Scenario</h2>\n<pre id=\"scenario-yaml\">{}</pre>\n</section>",
+        esc(&run.scenario.yaml)
+    );
+    let _ = writeln!(
+        o,
+        "<footer>Rendered by {} {} from run.json (schema version {}).</footer>\n</body>\n</html>",
+        esc(&run.tool.name),
+        esc(&run.tool.version),
+        run.schema_version
+    );
+    o
+}
