@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{presets, ContentArrangement, Table};
 
-use crate::scenario::{self, Diagnostic, Dur, Rate, Scenario};
+use crate::scenario::{self, Diagnostic, Dur, Scenario};
 
 /// Breaks GitSpy on purpose and proves nothing was lost or duplicated.
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ pub enum Command {
     /// Re-render a finished run's reports from its run.json.
     Report(ReportArgs),
     /// Send signed webhooks to a server, on their own, outside any scenario.
-    Send(SendArgs),
+    Send(crate::load::SendArgs),
     /// Undo what an interrupted run left behind: containers, networks, processes.
     Cleanup(CleanupArgs),
     /// Check the environment: Docker and its API version, redis-server, the gitspy binary, ports.
@@ -133,35 +133,6 @@ pub enum ReportFormat {
     Junit,
 }
 
-/// `gitspy-chaos send`.
-#[derive(Debug, clap::Args)]
-pub struct SendArgs {
-    /// Webhook endpoint.
-    #[arg(long, default_value = "http://127.0.0.1:3000/webhooks")]
-    pub url: String,
-    /// Secret for `X-Hub-Signature-256`.
-    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: String,
-    /// Number of requests.
-    #[arg(long, default_value_t = 1)]
-    pub count: u64,
-    /// Send every request with one delivery id.
-    #[arg(long)]
-    pub same: bool,
-    /// Pace, e.g. `50/s`. Default: as fast as `--concurrency` allows.
-    #[arg(long)]
-    pub rate: Option<Rate>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 1)]
-    pub concurrency: u32,
-    /// A payload file, or a directory of them. Default: the built-in GitHub payloads.
-    #[arg(long, value_name = "FILE|DIR")]
-    pub payload: Option<PathBuf>,
-    /// `X-GitHub-Event` to send. Default: taken from the payload's directory name.
-    #[arg(long)]
-    pub event: Option<String>,
-}
-
 /// `gitspy-chaos cleanup`.
 #[derive(Debug, clap::Args)]
 pub struct CleanupArgs {}
@@ -182,15 +153,95 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::List(args) => list(&args),
-        Command::Run(_) => Err(NotWired("run").into()),
-        Command::Report(_) => Err(NotWired("report").into()),
-        Command::Send(_) => Err(NotWired("send").into()),
-        Command::Cleanup(_) => Err(NotWired("cleanup").into()),
-        Command::Doctor(_) => Err(NotWired("doctor").into()),
+        Command::Run(args) => runtime()?.block_on(crate::run::run_cmd(args)),
+        Command::Report(args) => {
+            let formats: Vec<crate::report::Format> = args
+                .format
+                .iter()
+                .map(|f| match f {
+                    ReportFormat::Md => crate::report::Format::Md,
+                    ReportFormat::Html => crate::report::Format::Html,
+                    ReportFormat::Junit => crate::report::Format::Junit,
+                })
+                .collect();
+            crate::report::report_cmd(&args.run_json, &formats, None)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(args) => {
+            runtime()?.block_on(crate::load::send_cmd(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup(_) => {
+            let done = runtime()?.block_on(crate::run::system::cleanup())?;
+            if done.is_empty() {
+                println!("nothing to clean up");
+            }
+            for line in done {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor(_) => runtime()?.block_on(doctor()),
     }
 }
 
 /// Loads every scenario under `paths`; prints each problem to stderr.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `gitspy-chaos doctor`: what this machine can run, and how to get what is missing.
+async fn doctor() -> anyhow::Result<ExitCode> {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["check", "ok", "detail", "hint"]);
+    let checks = crate::target::doctor(crate::target::DEFAULT_IMAGE).await;
+    let mut redis_ok = false;
+    let mut docker_ok = false;
+    for c in &checks {
+        if c.name.contains("redis-server") && c.ok {
+            redis_ok = true;
+        }
+        if c.name.contains("image") && c.ok {
+            docker_ok = true;
+        }
+        table.add_row([
+            c.name.clone(),
+            if c.ok { "yes" } else { "no" }.to_string(),
+            c.detail.clone(),
+            c.hint.clone().unwrap_or_default(),
+        ]);
+    }
+    let bin = crate::target::procs::find_gitspy_bin(None);
+    table.add_row([
+        "gitspy binary".to_string(),
+        if bin.is_ok() { "yes" } else { "no" }.to_string(),
+        bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| format!("{e}").lines().next().unwrap_or("").to_string()),
+        if bin.is_ok() { String::new() } else { "cargo build -p gitspy, or --gitspy-bin / GITSPY_BIN".into() },
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()));
+    table.add_row([
+        "free loopback port".to_string(),
+        if port.is_ok() { "yes" } else { "no" }.to_string(),
+        match &port {
+            Ok(Ok(p)) => format!("127.0.0.1:{p}"),
+            _ => "cannot bind 127.0.0.1:0".into(),
+        },
+        String::new(),
+    ]);
+    writeln!(std::io::stdout().lock(), "{table}").context("writing to stdout")?;
+    if bin.is_ok() && (redis_ok || docker_ok) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(2))
+    }
+}
+
 fn load_all(paths: &[PathBuf]) -> anyhow::Result<(Vec<(PathBuf, Scenario)>, usize)> {
     let (files, unreadable) = scenario::collect_files(paths);
     let mut stderr = std::io::stderr().lock();

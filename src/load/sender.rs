@@ -146,13 +146,21 @@ impl Sender {
     where
         I: IntoIterator<Item = PlannedSend>,
     {
+        self.send_at(plan, self.rate).await
+    }
+
+    /// [`Sender::send`] at another rate (a scenario's send steps each have their own).
+    pub async fn send_at<I>(&self, plan: I, rate: Option<f64>) -> anyhow::Result<BatchReport>
+    where
+        I: IntoIterator<Item = PlannedSend>,
+    {
         let (writer, collector) = ledger::collector();
         let mut tasks = JoinSet::new();
         let start = Instant::now();
         let start_ms = unix_ms();
         let mut slipped = 0;
         for (slot, planned) in plan.into_iter().enumerate() {
-            let offset = match self.rate {
+            let offset = match rate {
                 Some(rate) => Duration::from_secs_f64(slot as f64 / rate),
                 None => Duration::ZERO,
             };

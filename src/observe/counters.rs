@@ -75,9 +75,10 @@ fn restarted(prev: &Scrape, cur: &Scrape) -> bool {
     }
 }
 
-/// The steps of a scalar read from each scrape of one target (scrapes in time order). Scrapes
-/// where `read` gives `None` (target down, metric not yet exposed) are skipped; the next present
-/// value is compared with the last present one.
+/// The steps of a scalar read from each scrape of one target (scrapes in time order). A counter
+/// absent from a scrape of a live process (it has `process_start_time_seconds`) is 0: labelled
+/// counters appear only with their first increment. Scrapes of an unknown process are skipped;
+/// the next present value is compared with the last present one.
 ///
 /// `count_first` decides what the first present value means: `false` makes it the baseline (the
 /// window starts there); `true` counts it fully (the process started inside the window, from 0).
@@ -89,7 +90,11 @@ pub(crate) fn steps(
     let mut out = Vec::new();
     let mut prev: Option<(&Scrape, f64)> = None;
     for s in scrapes {
-        let Some(v) = read(s) else { continue };
+        let v = match read(s) {
+            Some(v) => v,
+            None if s.process_start().is_some() => 0.0,
+            None => continue,
+        };
         match prev {
             None if count_first => out.push(Step {
                 at_ms: s.at_ms,
@@ -132,8 +137,12 @@ pub(crate) fn histogram_steps(
     let mut out = Vec::new();
     let mut prev: Option<(&Scrape, Vec<Bucket>)> = None;
     for s in scrapes {
-        let Some(h) = s.histogram(base) else { continue };
-        let cur = h.buckets;
+        let cur = match s.histogram(base) {
+            Some(h) => h.buckets,
+            // Not observed yet by a live process: an empty histogram.
+            None if s.process_start().is_some() => Vec::new(),
+            None => continue,
+        };
         match &prev {
             None if count_first => out.push((s.at_ms, cur.clone())),
             None => {}

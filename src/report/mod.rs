@@ -199,7 +199,7 @@ pub struct Series {
 }
 
 /// Ledger totals and the per-delivery classification (SPEC §2.5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSummary {
     /// Requests sent (every attempt, duplicates included).

@@ -1,0 +1,319 @@
+//! `gitspy-chaos run`: start the system, execute the scenario's steps while polling metrics, undo
+//! faults, drain, then judge every delivery id and every check and write the reports.
+
+pub mod judge;
+pub mod steps;
+pub mod system;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::SeedableRng as _;
+
+use crate::cli::{BackendArg, RunArgs};
+use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
+use crate::observe::{prom, Series};
+use crate::report::{self, Format, RunReport};
+use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
+use crate::target::procs::find_gitspy_bin;
+use crate::target::BackendKind;
+use steps::{Ctx, RUN_REPO, RUN_REPO_ID};
+use system::{System, SystemSpec};
+
+/// How long the end-of-run drain may take before the verdict is taken anyway.
+const FINAL_DRAIN: Duration = Duration::from_secs(120);
+
+/// Options of one run beyond the scenario file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub backend: Option<BackendKind>,
+    pub gitspy_bin: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub poll_interval: Option<Duration>,
+    pub time_scale: f64,
+    pub report_dir: PathBuf,
+    /// Test-only: start GitSpy with its duplicate checks off.
+    pub target_disable_dedupe: bool,
+}
+
+/// The outcome of one scenario run.
+pub struct RunOutcome {
+    pub report: RunReport,
+    pub dir: PathBuf,
+}
+
+pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = RunOptions {
+        backend: args.backend.map(|b| match b {
+            BackendArg::Docker => BackendKind::Docker,
+            BackendArg::Process => BackendKind::Process,
+            BackendArg::Auto => BackendKind::Auto,
+        }),
+        gitspy_bin: args.gitspy_bin.clone(),
+        seed: args.seed,
+        poll_interval: args.poll_interval.map(|d| d.get()),
+        time_scale: args.time_scale,
+        report_dir: args.report_dir.clone(),
+        target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+    };
+    // Parse and validate every file first: a typo in the third file must not cost two runs.
+    let mut loaded = Vec::new();
+    let mut bad = 0;
+    for path in &args.scenarios {
+        match scenario::load_and_validate(path) {
+            Ok(s) => loaded.push((path.clone(), s)),
+            Err(diags) => {
+                bad += diags.len();
+                for d in diags {
+                    eprintln!("{d}");
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("error: {bad} problem(s) in the scenario files; nothing was run");
+        return Ok(ExitCode::from(2));
+    }
+    let mut code = 0u8;
+    for (path, s) in loaded {
+        let interrupted = tokio::signal::ctrl_c();
+        let outcome = tokio::select! {
+            r = run_scenario(&path, &s, &opts) => r,
+            _ = interrupted => {
+                eprintln!("interrupted: tearing down (run `gitspy-chaos cleanup` if anything is left)");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        match outcome {
+            Ok(out) => {
+                println!("{}", report::render_terminal(&out.report));
+                println!("report: {}", out.dir.display());
+                code = code.max(match out.report.verdict {
+                    report::Verdict::Passed => 0,
+                    report::Verdict::Failed => 1,
+                    report::Verdict::Error => 2,
+                });
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", path.display());
+                code = 2;
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn scenario_backend(s: &Scenario) -> BackendKind {
+    match s.target.value.redis.backend.value {
+        ScenarioBackend::Docker => BackendKind::Docker,
+        ScenarioBackend::Process => BackendKind::Process,
+        ScenarioBackend::External => BackendKind::External,
+        ScenarioBackend::Auto => BackendKind::Auto,
+    }
+}
+
+/// Runs one (validated) scenario against a managed GitSpy and writes its reports.
+pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    if s.target.value.attach.is_some() {
+        anyhow::bail!(
+            "attach mode is not supported by this build's run engine yet\n\
+             hint: remove `target.attach` to let the harness manage GitSpy"
+        );
+    }
+    let s = s.scaled(opts.time_scale);
+    let seed = opts.seed.or(s.seed).unwrap_or(0);
+    let poll = opts.poll_interval.unwrap_or(s.observe.poll_interval.value.get());
+    let backend = opts.backend.unwrap_or_else(|| scenario_backend(&s));
+    let gitspy_bin = find_gitspy_bin(opts.gitspy_bin.as_deref())?;
+    let started = time::OffsetDateTime::now_utc();
+    let name = s.name.value.clone();
+    let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
+    let nonce = RunNonce::random();
+    let run_id = format!("{}-{}", run_dir.file_name().and_then(|n| n.to_str()).unwrap_or("run"), nonce.as_str());
+    eprintln!("run {run_id}: scenario {name} (seed {seed}, time scale {}), reports in {}", opts.time_scale, run_dir.display());
+
+    let system = System::start(SystemSpec {
+        run_id: &run_id,
+        gitspy_bin: &gitspy_bin,
+        backend,
+        container: s.target.value.redis.container.clone(),
+        image: s.target.value.redis.image.clone(),
+        workers: s.target.value.workers.value,
+        spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
+        dir: &run_dir.join("system"),
+        disable_dedupe: opts.target_disable_dedupe,
+    })
+    .await;
+    let system = match system {
+        Ok(sys) => sys,
+        Err(e) => return Err(e.context("could not start the system under test")),
+    };
+    let redis_desc = system.redis.describe();
+    let redis_kind = system.redis.kind();
+    let concurrency = max_concurrency(&s.steps.value).max(1);
+    let sender = Sender::new(SenderConfig {
+        url: system.server_url("/webhooks"),
+        secret: Some(system.secret.clone()),
+        rate: None,
+        concurrency: concurrency as usize,
+        timeout: Duration::from_secs(5),
+    })?;
+    let gen = PayloadGen::new(seed, nonce.clone(), RUN_REPO, RUN_REPO_ID)?;
+    let ctx = Arc::new(Ctx::new(
+        system,
+        sender,
+        gen,
+        seed,
+        nonce.clone(),
+        rand::rngs::StdRng::seed_from_u64(seed),
+        gitspy_bin.clone(),
+        run_dir.join("replays"),
+    )?);
+
+    // Poller: one scrape before the first step, then every `poll`, then one after the drain.
+    let series = Arc::new(Mutex::new(Series::new()));
+    scrape_all(&ctx, &series).await;
+    let stop_poll = tokio_util::sync::CancellationToken::new();
+    let poller = {
+        let ctx = ctx.clone();
+        let series = series.clone();
+        let stop = stop_poll.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+                }
+            }
+        })
+    };
+
+    // Steps, then undo what is still broken, then drain.
+    let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
+    let panicked = futures::FutureExt::catch_unwind(steps_result).await.is_err();
+    ctx.undo_faults().await;
+    let drain = ctx.wait_drained(FINAL_DRAIN).await;
+    let drained_at = prom::now_ms();
+    stop_poll.cancel();
+    let _ = poller.await;
+    scrape_all(&ctx, &series).await;
+
+    let judged = judge::judge(&ctx, &s, &series, drain.as_ref().err().map(|e| e.to_string()), drained_at, panicked).await;
+    let finished = time::OffsetDateTime::now_utc();
+    // Teardown before writing: the log tails are complete then.
+    let processes = {
+        let mut sys = ctx.sys.lock().await;
+        sys.teardown().await;
+        let mut v = vec![process_log(&sys.server)];
+        v.extend(sys.workers.iter().map(process_log));
+        v
+    };
+    let yaml = std::fs::read_to_string(path).unwrap_or_default();
+    let (verdict, error) = match &judged {
+        Ok(j) if j.checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
+        Ok(_) => (report::Verdict::Failed, None),
+        Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
+    };
+    let timeline = std::mem::take(&mut *ctx.timeline());
+    let j = judged.unwrap_or_default();
+    let run = RunReport {
+        schema_version: report::SCHEMA_VERSION,
+        tool: report::ToolInfo { name: "gitspy-chaos".into(), version: env!("CARGO_PKG_VERSION").into() },
+        target: report::TargetInfo {
+            kind: report::TargetKind::Managed,
+            gitspy_version: gitspy_version(&gitspy_bin).await,
+            redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
+            redis_version: None,
+            workers: s.target.value.workers.value,
+        },
+        scenario: report::ScenarioInfo {
+            name: name.clone(),
+            description: s.description.clone(),
+            file: path.display().to_string(),
+            yaml,
+            seed,
+            time_scale: opts.time_scale,
+            poll_interval_ms: poll.as_millis() as u64,
+        },
+        started_at: rfc3339(started),
+        finished_at: rfc3339(finished),
+        duration_ms: (finished - started).whole_milliseconds().max(0) as u64,
+        verdict,
+        error,
+        faults: timeline.faults,
+        steps: timeline.steps,
+        marks: timeline.marks,
+        series: j.series,
+        ledger: j.ledger,
+        checks: j.checks,
+        probe: j.probe,
+        processes,
+        replays: timeline.replays,
+    };
+    report::write_all(&run, &run_dir, &Format::ALL)?;
+    let ledger_path = run_dir.join("ledger.json");
+    let _ = ctx.sender.ledger().write(&ledger_path);
+    Ok(RunOutcome { report: run, dir: run_dir })
+}
+
+fn create_run_dir(root: &Path, started: time::OffsetDateTime, name: &str) -> anyhow::Result<PathBuf> {
+    let base = report::run_dir_name(started, name);
+    for n in 1..100 {
+        let candidate = if n == 1 { root.join(&base) } else { root.join(format!("{base}-{n}")) };
+        match std::fs::create_dir_all(root).and_then(|_| std::fs::create_dir(&candidate)) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", candidate.display())),
+        }
+    }
+    anyhow::bail!("cannot find a free run directory under {}", root.display())
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn process_log(p: &crate::target::procs::ManagedProc) -> report::ProcessLog {
+    report::ProcessLog {
+        role: p.role.name(),
+        pid: p.pid,
+        restarts: p.restarts,
+        log_tail: p.log_tail(),
+    }
+}
+
+async fn gitspy_version(bin: &Path) -> Option<String> {
+    let out = tokio::process::Command::new(bin).arg("--version").output().await.ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
+    steps
+        .iter()
+        .map(|s| match &s.value {
+            scenario::Step::Send(x) => x.concurrency.value,
+            scenario::Step::Parallel(p) => max_concurrency(&p.value),
+            scenario::Step::Repeat(r) => max_concurrency(&r.steps.value),
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
+    let targets = ctx.sys.lock().await.metric_targets();
+    let scrapes = futures::future::join_all(
+        targets.iter().map(|(name, url)| prom::scrape(&ctx.http, url, name)),
+    )
+    .await;
+    let mut s = match series.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    for r in scrapes.into_iter().flatten() {
+        s.push(r);
+    }
+}

@@ -1,0 +1,298 @@
+//! The managed system under test: Redis through a backend, one `gitspy serve`, N `gitspy worker`.
+//! Started for a run, faulted by steps, torn down at the end — and recorded in a run file so
+//! `gitspy-chaos cleanup` can undo what an interrupted run left.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::target::procs::{proc_start_ticks, ManagedProc, Role};
+use crate::target::{BackendKind, BackendOptions, RedisBackend, RUN_LABEL};
+
+/// Lock TTL and claim-idle the harness gives managed workers: short enough that a crashed
+/// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat.
+pub const WORKER_LOCK_TTL: &str = "10s";
+/// How long a managed process gets for a clean SIGTERM exit.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// What the run file records: enough for `cleanup` to find and undo everything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunFile {
+    pub run_id: String,
+    pub harness_pid: u32,
+    pub processes: Vec<RecordedProc>,
+    pub container: Option<String>,
+    /// Data dir of a process-backend redis-server (found again through /proc by `cleanup`).
+    pub redis_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedProc {
+    pub role: String,
+    pub pid: u32,
+    pub start_ticks: Option<u64>,
+}
+
+/// Where run files live: one JSON per live run.
+pub fn runs_dir() -> PathBuf {
+    std::env::temp_dir().join("gitspy-chaos").join("runs")
+}
+
+pub struct System {
+    pub run_id: String,
+    pub redis: RedisBackend,
+    pub server: ManagedProc,
+    pub workers: Vec<ManagedProc>,
+    pub secret: String,
+    pub dir: PathBuf,
+    run_file: PathBuf,
+}
+
+/// Settings of a managed system.
+pub struct SystemSpec<'a> {
+    pub run_id: &'a str,
+    pub gitspy_bin: &'a Path,
+    pub backend: BackendKind,
+    pub container: Option<String>,
+    pub image: Option<String>,
+    pub workers: u32,
+    pub spool: bool,
+    /// Where the database, spool and process logs go.
+    pub dir: &'a Path,
+    /// Test-only: start GitSpy with every duplicate check off (proves the harness sees duplicates).
+    pub disable_dedupe: bool,
+}
+
+impl System {
+    pub async fn start(spec: SystemSpec<'_>) -> anyhow::Result<System> {
+        std::fs::create_dir_all(spec.dir)
+            .with_context(|| format!("cannot create {}", spec.dir.display()))?;
+        let mut opts = BackendOptions::new(spec.run_id);
+        if let Some(c) = &spec.container {
+            opts.docker.container = c.clone();
+        }
+        if let Some(i) = &spec.image {
+            opts.docker.image = i.clone();
+        }
+        // A 2xx from GitSpy means "in Redis": only true across a Redis crash with fsync per write.
+        let fsync = vec!["--appendfsync".to_string(), "always".to_string()];
+        opts.docker.extra_args.extend(fsync.clone());
+        opts.process.extra_args.extend(fsync);
+        opts.process.dir = Some(spec.dir.join("redis"));
+        let redis = RedisBackend::connect(spec.backend, opts).await?;
+        let mut sys = System {
+            run_id: spec.run_id.to_string(),
+            redis,
+            server: ManagedProc::new(Role::Server, spec.gitspy_bin, Vec::new(), spec.dir),
+            workers: Vec::new(),
+            secret: format!("chaos-{}", spec.run_id),
+            dir: spec.dir.to_path_buf(),
+            run_file: runs_dir().join(format!("{}.json", spec.run_id)),
+        };
+        sys.record();
+        sys.redis.up().await.context("starting Redis")?;
+        sys.record();
+        let redis_url = sys.redis.url()?;
+        let db = spec.dir.join("gitspy.db").display().to_string();
+        let mut common = vec![
+            ("REDIS_URL".to_string(), redis_url),
+            ("GITSPY_DB".to_string(), db),
+            ("GITSPY_REDIS_TIMEOUT".to_string(), "1s".to_string()),
+        ];
+        if spec.disable_dedupe {
+            common.push(("GITSPY_TEST_DISABLE_DEDUPE".into(), "true".into()));
+        }
+        let mut server_env = common.clone();
+        server_env.push(("GITHUB_WEBHOOK_SECRET".into(), sys.secret.clone()));
+        server_env.push((
+            "GITSPY_ON_REDIS_DOWN".into(),
+            if spec.spool { "spool" } else { "reject" }.into(),
+        ));
+        server_env.push((
+            "GITSPY_SPOOL_DIR".into(),
+            spec.dir.join("spool").display().to_string(),
+        ));
+        sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
+        sys.server.start().await?;
+        sys.record();
+        let mut worker_env = common;
+        worker_env.push(("GITSPY_LOCK_TTL".into(), WORKER_LOCK_TTL.into()));
+        worker_env.push(("GITSPY_CLAIM_IDLE".into(), WORKER_LOCK_TTL.into()));
+        worker_env.push(("GITSPY_BLOCK".into(), "1s".into()));
+        for i in 0..spec.workers as usize {
+            let mut w = ManagedProc::new(Role::Worker(i), spec.gitspy_bin, worker_env.clone(), spec.dir);
+            w.start().await?;
+            sys.workers.push(w);
+            sys.record();
+        }
+        sys.wait_ready(Duration::from_secs(60)).await?;
+        Ok(sys)
+    }
+
+    pub fn server_url(&self, path: &str) -> String {
+        self.server.url(path).unwrap_or_default()
+    }
+
+    /// `(target name, metrics URL)` of every process.
+    pub fn metric_targets(&self) -> Vec<(String, String)> {
+        let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+        for w in &self.workers {
+            if let Some(u) = w.url("/metrics/prom") {
+                v.push((w.role.name(), u));
+            }
+        }
+        v
+    }
+
+    pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let url = self.server_url("/readyz");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("gitspy serve never became ready at {url} within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Writes the run file (best effort: a failure only weakens `cleanup`).
+    pub fn record(&self) {
+        let mut f = RunFile {
+            run_id: self.run_id.clone(),
+            harness_pid: std::process::id(),
+            container: match &self.redis {
+                RedisBackend::Docker(d) => Some(d.container().to_string()),
+                _ => None,
+            },
+            ..RunFile::default()
+        };
+        for p in std::iter::once(&self.server).chain(self.workers.iter()) {
+            if let Some(pid) = p.pid {
+                f.processes.push(RecordedProc {
+                    role: p.role.name(),
+                    pid,
+                    start_ticks: p.start_ticks,
+                });
+            }
+        }
+        if let RedisBackend::Process(p) = &self.redis {
+            f.redis_dir = Some(p.dir().to_path_buf());
+        }
+        let _ = std::fs::create_dir_all(runs_dir());
+        if let Ok(json) = serde_json::to_vec_pretty(&f) {
+            let _ = std::fs::write(&self.run_file, json);
+        }
+    }
+
+    /// Stops everything and removes what this run created; never fails the run.
+    pub async fn teardown(&mut self) {
+        for w in &mut self.workers {
+            if let Err(e) = w.stop(STOP_GRACE).await {
+                tracing::warn!(worker = %w.role.name(), error = %e, "stopping worker");
+            }
+        }
+        if let Err(e) = self.server.stop(STOP_GRACE).await {
+            tracing::warn!(error = %e, "stopping server");
+        }
+        if let Err(e) = self.redis.teardown().await {
+            tracing::warn!(error = %e, "tearing down Redis");
+        }
+        let _ = std::fs::remove_file(&self.run_file);
+    }
+}
+
+/// `gitspy-chaos cleanup`: kills processes recorded by interrupted runs (after re-checking pid and
+/// start time), and unpauses/starts/removes every container and network labelled by the harness.
+pub async fn cleanup() -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(runs_dir()) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(f) = serde_json::from_str::<RunFile>(&text) else { continue };
+            if f.harness_pid != std::process::id() && proc_start_ticks(f.harness_pid).is_some() && is_live_harness(f.harness_pid) {
+                done.push(format!("run {}: its harness (pid {}) is still running; left alone", f.run_id, f.harness_pid));
+                continue;
+            }
+            for p in &f.processes {
+                if p.pid == std::process::id() {
+                    continue;
+                }
+                match (proc_start_ticks(p.pid), p.start_ticks) {
+                    (Some(now), Some(then)) if now == then => {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(p.pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        done.push(format!("killed {} (pid {}) of run {}", p.role, p.pid, f.run_id));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(dir) = &f.redis_dir {
+                for pid in redis_servers_in(dir) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    done.push(format!("killed redis-server (pid {pid}) of run {}", f.run_id));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    match crate::target::docker::connect().await {
+        Ok(docker) => {
+            let report = crate::target::docker::cleanup(
+                &docker,
+                &crate::target::docker::CleanupOptions { run_id: None, remove: true },
+            )
+            .await?;
+            for c in &report.removed {
+                done.push(format!("removed container {c} (label {RUN_LABEL})"));
+            }
+            for n in &report.networks_removed {
+                done.push(format!("removed network {n}"));
+            }
+            for err in &report.errors {
+                done.push(format!("error: {err}"));
+            }
+        }
+        Err(e) => done.push(format!("docker not reachable ({e:#}); no containers to clean")),
+    }
+    Ok(done)
+}
+
+fn is_live_harness(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.contains("gitspy-chaos"))
+        .unwrap_or(false)
+}
+
+/// redis-server processes whose command line names `dir` (the process backend passes `--dir`).
+fn redis_servers_in(dir: &Path) -> Vec<u32> {
+    let want = dir.display().to_string();
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains("redis-server") && cmd.contains(&want) {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
