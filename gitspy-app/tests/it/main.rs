@@ -6,3 +6,6 @@ mod ingress;
 mod metrics;
 mod outage;
 mod worker;
+mod board;
+mod dead;
+mod replay;
