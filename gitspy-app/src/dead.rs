@@ -40,10 +40,9 @@ pub async fn run(args: DeadArgs) -> anyhow::Result<()> {
     .with_context(|| format!("invalid Redis URL `{}`", args.redis.redis_url))?;
     match args.command {
         DeadCommand::List { json } => {
-            let entries = queue
-                .dead_entries()
-                .await
-                .with_context(|| format!("reading the dead letters from {}", args.redis.redis_url))?;
+            let entries = queue.dead_entries().await.with_context(|| {
+                format!("reading the dead letters from {}", args.redis.redis_url)
+            })?;
             let text = if json {
                 let mut s = serde_json::to_string_pretty(&entries)
                     .context("serialising the dead letters")?;

@@ -171,7 +171,10 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 pub fn snapshot_boards(snap: &StoreSnapshot) -> Vec<Board> {
     let mut cards: BTreeMap<i64, Vec<(i64, &CardState)>> = BTreeMap::new();
     for (key, card) in &snap.cards {
-        cards.entry(key.repo_id).or_default().push((key.number, card));
+        cards
+            .entry(key.repo_id)
+            .or_default()
+            .push((key.number, card));
     }
     let addressed = address_boards(
         snap.repos
@@ -206,7 +209,11 @@ pub fn compare(
     };
     let in_scope = |id: i64| only_repo.is_none_or(|want| name_of(id).as_deref() == Some(want));
 
-    let mut repo_ids: Vec<i64> = live_repos.keys().chain(replay_repos.keys()).copied().collect();
+    let mut repo_ids: Vec<i64> = live_repos
+        .keys()
+        .chain(replay_repos.keys())
+        .copied()
+        .collect();
     repo_ids.sort_unstable();
     repo_ids.dedup();
     for id in repo_ids.into_iter().filter(|id| in_scope(*id)) {
@@ -220,9 +227,14 @@ pub fn compare(
         }
     }
 
-    let live_cards: BTreeMap<CardKey, &CardState> = live.cards.iter().map(|(k, c)| (*k, c)).collect();
+    let live_cards: BTreeMap<CardKey, &CardState> =
+        live.cards.iter().map(|(k, c)| (*k, c)).collect();
     let replay_cards: BTreeMap<CardKey, &CardState> = replayed.cards().collect();
-    let mut keys: Vec<CardKey> = live_cards.keys().chain(replay_cards.keys()).copied().collect();
+    let mut keys: Vec<CardKey> = live_cards
+        .keys()
+        .chain(replay_cards.keys())
+        .copied()
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     for key in keys.into_iter().filter(|k| in_scope(k.repo_id)) {
@@ -284,8 +296,8 @@ pub fn state_bytes(state: &FoldState) -> anyhow::Result<Vec<u8>> {
 
 /// Reads a state file written by an earlier replay.
 pub fn read_state(path: &Path) -> anyhow::Result<FoldState> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading replay state {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading replay state {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "{} is not a replay state (expected the {STATE_FILE} of an earlier `gitspy replay`)",
@@ -296,8 +308,8 @@ pub fn read_state(path: &Path) -> anyhow::Result<FoldState> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -381,8 +393,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     }
     if !args.dry_run {
         write_outputs(&args.out, &boards, &replayed.state)?;
-        writeln!(out, "wrote {} board(s) and {STATE_FILE} to {}", boards.len(), args.out.display())
-            .context("writing to stdout")?;
+        writeln!(
+            out,
+            "wrote {} board(s) and {STATE_FILE} to {}",
+            boards.len(),
+            args.out.display()
+        )
+        .context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")?;
 
@@ -412,7 +429,10 @@ mod tests {
     fn instants_in_every_accepted_form() {
         assert_eq!(parse_instant_ms("1714564800"), Ok(1_714_564_800_000));
         assert_eq!(parse_instant_ms("1714564800000"), Ok(1_714_564_800_000));
-        assert_eq!(parse_instant_ms("2024-05-01T12:00:00Z"), Ok(1_714_564_800_000));
+        assert_eq!(
+            parse_instant_ms("2024-05-01T12:00:00Z"),
+            Ok(1_714_564_800_000)
+        );
         assert_eq!(
             parse_instant_ms("2024-05-01T14:00:00.250+02:00"),
             Ok(1_714_564_800_250)
@@ -423,7 +443,9 @@ mod tests {
         // Just below the threshold is seconds, at it milliseconds.
         assert_eq!(parse_instant_ms("99999999999"), Ok(99_999_999_999_000));
         assert_eq!(parse_instant_ms("100000000000"), Ok(100_000_000_000));
-        assert!(parse_instant_ms("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse_instant_ms("yesterday")
+            .unwrap_err()
+            .contains("RFC 3339"));
         assert!(parse_instant_ms("2024-05-01").is_err());
     }
 

@@ -256,10 +256,16 @@ fn read_apis_404_lookup_limits_and_paging() {
     let one = self::delivery(&server, &ids[0]);
     assert_eq!(one["delivery"], ids[0].as_str());
     assert_eq!(one["state"], "processed", "{one}");
-    assert_eq!((one["logged"].as_u64(), one["effects"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (one["logged"].as_u64(), one["effects"].as_u64()),
+        (Some(1), Some(1))
+    );
     let unknown = self::delivery(&server, "never-sent");
     assert_eq!(unknown["state"], "unknown", "{unknown}");
-    assert_eq!((unknown["logged"].as_u64(), unknown["effects"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (unknown["logged"].as_u64(), unknown["effects"].as_u64()),
+        (Some(0), Some(0))
+    );
 
     // 10 000 ids (the limit) work; 10 001 are refused.
     let mut many: Vec<String> = ids.clone();
@@ -333,7 +339,11 @@ fn effects_are_counted_from_card_history_rows() {
         )
         .unwrap();
     let v = self::delivery(&server, &d);
-    assert_eq!((v["logged"].as_u64(), v["effects"].as_u64()), (Some(1), Some(2)), "{v}");
+    assert_eq!(
+        (v["logged"].as_u64(), v["effects"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
 }
 
 /// Snapshots of issue #1 with increasing `updated_at`, each a different state of the card.
@@ -342,10 +352,20 @@ fn timeline() -> Vec<Vec<u8>> {
     let steps: [(&str, &str, &[&str], &[&str]); 6] = [
         ("2030-01-01T00:00:00Z", "open", &[], &[]),
         ("2030-01-02T00:00:00Z", "open", &["ready"], &[]),
-        ("2030-01-03T00:00:00Z", "open", &["ready", "bug"], &["Codertocat"]),
+        (
+            "2030-01-03T00:00:00Z",
+            "open",
+            &["ready", "bug"],
+            &["Codertocat"],
+        ),
         ("2030-01-04T00:00:00Z", "closed", &["bug"], &["Codertocat"]),
         ("2030-01-05T00:00:00Z", "open", &["bug"], &[]),
-        ("2030-01-06T00:00:00Z", "open", &["bug", "ready"], &["octocat"]),
+        (
+            "2030-01-06T00:00:00Z",
+            "open",
+            &["bug", "ready"],
+            &["octocat"],
+        ),
     ];
     steps
         .iter()
@@ -356,10 +376,17 @@ fn timeline() -> Vec<Vec<u8>> {
             issue["updated_at"] = json!(at);
             issue["state"] = json!(state);
             issue["title"] = json!(format!("Spelling error, take {i}"));
-            issue["labels"] = json!(labels.iter().map(|n| json!({"name": n})).collect::<Vec<_>>());
-            issue["assignees"] =
-                json!(assignees.iter().map(|l| json!({"login": l})).collect::<Vec<_>>());
-            issue["assignee"] = assignees.first().map_or(Value::Null, |l| json!({"login": l}));
+            issue["labels"] = json!(labels
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>());
+            issue["assignees"] = json!(assignees
+                .iter()
+                .map(|l| json!({"login": l}))
+                .collect::<Vec<_>>());
+            issue["assignee"] = assignees
+                .first()
+                .map_or(Value::Null, |l| json!({"login": l}));
             issue["milestone"] = Value::Null;
             serde_json::to_vec(&p).unwrap()
         })
@@ -374,7 +401,12 @@ fn board_after(posts: &[(String, Vec<u8>)]) -> Value {
     let _worker = sys.worker(&redis, &[], "worker");
     for (d, body) in posts {
         let r = post(&server, &Post::signed("issues", d, body.clone()));
-        assert!(r.status == 202 || r.status == 200, "{d}: {} {}", r.status, r.body);
+        assert!(
+            r.status == 202 || r.status == 200,
+            "{d}: {} {}",
+            r.status,
+            r.body
+        );
     }
     let mut ids: Vec<String> = posts.iter().map(|(d, _)| d.clone()).collect();
     ids.sort();

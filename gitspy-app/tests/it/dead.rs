@@ -45,11 +45,15 @@ fn dead_letters_are_listed_and_requeued_through_the_normal_path() {
         ],
         "failing",
     );
-    wait_for(Duration::from_secs(30), "both deliveries dead-lettered", || {
-        [&a, &b]
-            .iter()
-            .all(|d| get(&redis, &format!("events:{d}:state")).as_deref() == Some("failed"))
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "both deliveries dead-lettered",
+        || {
+            [&a, &b]
+                .iter()
+                .all(|d| get(&redis, &format!("events:{d}:state")).as_deref() == Some("failed"))
+        },
+    );
     failing.kill9();
     assert_eq!(xlen(&redis, "gitspy:events:dead"), 2);
 
@@ -59,7 +63,10 @@ fn dead_letters_are_listed_and_requeued_through_the_normal_path() {
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
-    assert!(lines[0].starts_with("ID") && lines[0].contains("LAST ERROR"), "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("LAST ERROR"),
+        "{table}"
+    );
     for (line, d, event) in [(lines[1], &a, "issues"), (lines[2], &b, "pull_request")] {
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cells[..3], [d.as_str(), event, "2"], "{table}");
@@ -77,7 +84,11 @@ fn dead_letters_are_listed_and_requeued_through_the_normal_path() {
     // An unknown id is an error that says how to find the right one.
     let out = dead(&redis, &["requeue", "no-such-delivery"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("gitspy dead list"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("gitspy dead list"),
+        "{}",
+        show(&out)
+    );
     // Neither an id nor --all: a usage error.
     let out = dead(&redis, &["requeue"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -86,7 +97,10 @@ fn dead_letters_are_listed_and_requeued_through_the_normal_path() {
     let out = dead(&redis, &["requeue", &a]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("requeued {a} as ")));
-    assert_eq!(get(&redis, &format!("events:{a}:state")).as_deref(), Some("received"));
+    assert_eq!(
+        get(&redis, &format!("events:{a}:state")).as_deref(),
+        Some("received")
+    );
     assert_eq!(get(&redis, &format!("events:{a}:attempts")), None);
     assert_eq!(xlen(&redis, "gitspy:events:dead"), 1);
     assert_eq!(xlen(&redis, "gitspy:events"), 1);
@@ -100,9 +114,16 @@ fn dead_letters_are_listed_and_requeued_through_the_normal_path() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("requeued {b} as ")));
     let ids = vec![a.clone(), b.clone()];
     wait_processed(&server, &ids, Duration::from_secs(30));
-    let (_, v) = post_json(&server.url("/deliveries/lookup"), serde_json::json!({ "ids": ids }));
+    let (_, v) = post_json(
+        &server.url("/deliveries/lookup"),
+        serde_json::json!({ "ids": ids }),
+    );
     for d in v["deliveries"].as_array().unwrap() {
-        assert_eq!((d["logged"].as_u64(), d["effects"].as_u64()), (Some(1), Some(1)), "{d}");
+        assert_eq!(
+            (d["logged"].as_u64(), d["effects"].as_u64()),
+            (Some(1), Some(1)),
+            "{d}"
+        );
         assert_eq!(d["state"], "processed", "{d}");
     }
     assert_eq!(xlen(&redis, "gitspy:events:dead"), 0);

@@ -2,10 +2,10 @@
 
 mod util;
 
+mod board;
+mod dead;
 mod ingress;
 mod metrics;
 mod outage;
-mod worker;
-mod board;
-mod dead;
 mod replay;
+mod worker;

@@ -58,7 +58,9 @@ impl Filled {
 
 /// Waits until the wall clock has moved past `t` (received-at is in milliseconds).
 fn after(t: i64) {
-    wait_for(Duration::from_secs(5), "the clock to move on", || now_ms() > t);
+    wait_for(Duration::from_secs(5), "the clock to move on", || {
+        now_ms() > t
+    });
 }
 
 fn fill() -> Filled {
@@ -108,7 +110,11 @@ fn files_of(db: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
     for suffix in ["", "-wal"] {
         let p = PathBuf::from(format!("{}{suffix}", db.display()));
         if let Ok(meta) = std::fs::metadata(&p) {
-            out.push((p.clone(), std::fs::read(&p).unwrap(), meta.modified().unwrap()));
+            out.push((
+                p.clone(),
+                std::fs::read(&p).unwrap(),
+                meta.modified().unwrap(),
+            ));
         }
     }
     out
@@ -127,25 +133,43 @@ fn replay_dry_run_files_windows_state_and_never_writes_the_store() {
 
     // Dry run: counts and digests on stdout, nothing written, not even the out dir.
     let dry_dir = f.out("dry");
-    let out = gitspy(&["replay", "--db", &db, "--dry-run", "--out", dry_dir.to_str().unwrap()]);
+    let out = gitspy(&[
+        "replay",
+        "--db",
+        &db,
+        "--dry-run",
+        "--out",
+        dry_dir.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "one line per board: {}", text(&out));
     assert!(
-        lines[0].starts_with("Codertocat/Hello-World backlog=0 todo=0 in_progress=1 review=0 done=1 sha256:"),
+        lines[0].starts_with(
+            "Codertocat/Hello-World backlog=0 todo=0 in_progress=1 review=0 done=1 sha256:"
+        ),
         "{}",
         text(&out)
     );
     assert!(
-        lines[1].starts_with("octo-org/octo-repo backlog=0 todo=0 in_progress=0 review=0 done=0 sha256:"),
+        lines[1].starts_with(
+            "octo-org/octo-repo backlog=0 todo=0 in_progress=0 review=0 done=0 sha256:"
+        ),
         "{}",
         text(&out)
     );
     assert!(!dry_dir.exists(), "dry run created {}", dry_dir.display());
 
     // --repo limits the output to that board.
-    let out = gitspy(&["replay", "--db", &db, "--dry-run", "--repo", "octo-org/octo-repo"]);
+    let out = gitspy(&[
+        "replay",
+        "--db",
+        &db,
+        "--dry-run",
+        "--repo",
+        "octo-org/octo-repo",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), lines[1]);
 
@@ -175,7 +199,15 @@ fn replay_dry_run_files_windows_state_and_never_writes_the_store() {
     // Two overlapping windows, the second seeded with the first's state, equal the union.
     let (cut1, cut2) = (f.cuts[0].to_string(), f.cuts[1].to_string());
     let w1 = f.out("w1");
-    let out = gitspy(&["replay", "--db", &db, "--to", &cut2, "--out", w1.to_str().unwrap()]);
+    let out = gitspy(&[
+        "replay",
+        "--db",
+        &db,
+        "--to",
+        &cut2,
+        "--out",
+        w1.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The first window alone is not the whole story (batch 3 closes the PR).
     assert_ne!(read(&w1.join("Codertocat_Hello-World.kanban.json")), board);
@@ -209,7 +241,13 @@ fn replay_dry_run_files_windows_state_and_never_writes_the_store() {
     let out_ms = gitspy(&["replay", "--db", &db, "--dry-run", "--from", &cut2]);
     let out_rfc = gitspy(&["replay", "--db", &db, "--dry-run", "--from", &rfc]);
     assert_eq!(out_ms.status.code(), Some(0), "{}", text(&out_ms));
-    assert_eq!(out_ms.stdout, out_rfc.stdout, "{}\n{}", text(&out_ms), text(&out_rfc));
+    assert_eq!(
+        out_ms.stdout,
+        out_rfc.stdout,
+        "{}\n{}",
+        text(&out_ms),
+        text(&out_rfc)
+    );
 
     // Replay never wrote the store. (A reader of a WAL database may create an EMPTY `-wal`
     // when the writers had checkpointed and removed theirs: SQLite's doing, and no data.)
@@ -235,7 +273,15 @@ fn replay_verify_is_clean_then_names_a_tampered_card() {
 
     // A window that does not start at the beginning of the log cannot be verified.
     let cut = f.cuts[0].to_string();
-    let out = gitspy(&["replay", "--db", &db, "--verify", "--dry-run", "--from", &cut]);
+    let out = gitspy(&[
+        "replay",
+        "--db",
+        &db,
+        "--verify",
+        "--dry-run",
+        "--from",
+        &cut,
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("beginning of the log"),
@@ -268,5 +314,8 @@ fn replay_verify_is_clean_then_names_a_tampered_card() {
     let missing = f.out("missing.db");
     let out = gitspy(&["replay", "--db", missing.to_str().unwrap(), "--dry-run"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(!missing.exists(), "replay created the store it was pointed at");
+    assert!(
+        !missing.exists(),
+        "replay created the store it was pointed at"
+    );
 }
