@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
@@ -413,7 +413,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn write_outputs(dir: &PathBuf, boards: &[Board], state: &FoldState) -> anyhow::Result<()> {
+fn write_outputs(dir: &Path, boards: &[Board], state: &FoldState) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for b in boards {
         write_atomically(&dir.join(board_file_name(&b.repo)), &b.json)?;
