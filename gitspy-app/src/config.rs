@@ -26,6 +26,13 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Exits 0 if the URL answers 200 (for container healthchecks in images without a shell).
     Healthcheck(HealthcheckArgs),
+    /// Rebuilds boards from the event log of a received-at window (never writes the live store).
+    ///
+    /// Exit codes: 0 done (and no difference with --verify), 1 --verify found a difference,
+    /// 2 the replay could not run.
+    Replay(ReplayArgs),
+    /// Shows or requeues dead-lettered deliveries.
+    Dead(DeadArgs),
 }
 
 /// How to reach Redis.
@@ -146,6 +153,77 @@ pub struct HealthcheckArgs {
     /// Give up after this long.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// SQLite board store to read (opened read-only).
+    #[arg(long, env = "GITSPY_DB", default_value = "./data/gitspy.db")]
+    pub db: PathBuf,
+    /// Start of the received-at window (inclusive): RFC 3339, unix seconds, or unix milliseconds
+    /// (an integer of 100000000000 or more is milliseconds; a suffix `s`/`ms` forces the unit).
+    /// Default: the beginning of the log.
+    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    pub from: Option<i64>,
+    /// End of the window (exclusive), same forms as --from. Default: the end of the log.
+    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    pub to: Option<i64>,
+    /// Only this board (`owner/name`, the repository's current name).
+    #[arg(long, value_parser = parse_repo)]
+    pub repo: Option<String>,
+    /// Print card counts per column and the digest per repository; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output directory: `<owner>_<repo>.kanban.json` per board and `replay-state.json`.
+    #[arg(long, env = "GITSPY_REPLAY_OUT", default_value = "./replay-output")]
+    pub out: PathBuf,
+    /// Start from this earlier replay state (a `replay-state.json`) instead of empty.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Compare the replay with the live store (window must start at the beginning of the log);
+    /// exit 1 naming the first differing card.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(subcommand)]
+    pub command: DeadCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadCommand {
+    /// Dead-lettered deliveries: id, event, attempts, time, last error.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts dead-lettered deliveries back through the normal enqueue, attempts reset.
+    Requeue(RequeueArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
+pub struct RequeueArgs {
+    /// The delivery id (`X-GitHub-Delivery`) to requeue.
+    pub id: Option<String>,
+    /// Requeue every dead-lettered delivery.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Checks `owner/name`.
+pub fn parse_repo(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        Some((owner, name)) if !owner.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!("invalid repository `{s}`: expected owner/name")),
+    }
 }
 
 /// Parses `500ms`, `30s`, `2m`, `1h`, `7d` (a bare number is seconds).

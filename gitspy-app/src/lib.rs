@@ -5,12 +5,14 @@
 //! [`server`] wires `gitspy serve` together.
 
 pub mod config;
+pub mod dead;
 pub mod delivery;
 pub mod github;
 pub mod http;
 pub mod ingress_spool;
 pub mod metrics;
 pub mod queue;
+pub mod replay;
 pub mod server;
 pub mod spool;
 pub mod store;

@@ -25,11 +25,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Replay(args) = &cli.command {
+        // Synchronous: SQLite reads and file writes only.
+        return match gitspy::replay::run(args) {
+            Ok(gitspy::replay::Outcome::Ok) => ExitCode::SUCCESS,
+            Ok(gitspy::replay::Outcome::Differs(diff)) => {
+                eprintln!("error: verify: {diff}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => gitspy::server::run(args, gitspy::shutdown_on_signals()).await,
             Command::Worker(args) => gitspy::worker::run(args, gitspy::shutdown_on_signals()).await,
             Command::Healthcheck(args) => healthcheck(args).await,
+            Command::Dead(args) => gitspy::dead::run(args).await,
+            // Run synchronously above, before the runtime.
+            Command::Replay(_) => Ok(()),
         }
     });
     match result {

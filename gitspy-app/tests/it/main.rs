@@ -2,7 +2,10 @@
 
 mod util;
 
+mod board;
+mod dead;
 mod ingress;
 mod metrics;
 mod outage;
+mod replay;
 mod worker;
