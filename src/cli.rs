@@ -141,11 +141,6 @@ pub struct CleanupArgs {}
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {}
 
-/// A command that is declared but has no implementation in this build.
-#[derive(Debug, thiserror::Error)]
-#[error("`gitspy-chaos {0}` is not wired in this build yet")]
-pub struct NotWired(pub &'static str);
-
 /// Run a parsed command. `Ok` carries the exit code of a command that did its job (including
 /// "2: the files are invalid", already explained on stderr); `Err` is a failure to print as
 /// `error: …` with exit code 2.
@@ -221,8 +216,14 @@ async fn doctor() -> anyhow::Result<ExitCode> {
     table.add_row([
         "gitspy binary".to_string(),
         if bin.is_ok() { "yes" } else { "no" }.to_string(),
-        bin.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|e| format!("{e}").lines().next().unwrap_or("").to_string()),
-        if bin.is_ok() { String::new() } else { "cargo build -p gitspy, or --gitspy-bin / GITSPY_BIN".into() },
+        bin.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|e| format!("{e}").lines().next().unwrap_or("").to_string()),
+        if bin.is_ok() {
+            String::new()
+        } else {
+            "cargo build -p gitspy, or --gitspy-bin / GITSPY_BIN".into()
+        },
     ]);
     let port = std::net::TcpListener::bind("127.0.0.1:0").map(|l| l.local_addr().map(|a| a.port()));
     table.add_row([

@@ -27,7 +27,14 @@ pub struct Judged {
 
 const LOOKUP_CHUNK: usize = 10_000;
 
-fn record(name: &str, measured: Option<f64>, op: CheckOp, threshold: f64, unit: &str, note: String) -> CheckRecord {
+fn record(
+    name: &str,
+    measured: Option<f64>,
+    op: CheckOp,
+    threshold: f64,
+    unit: &str,
+    note: String,
+) -> CheckRecord {
     CheckRecord {
         name: name.into(),
         measured,
@@ -66,12 +73,15 @@ pub async fn judge(
     let ledger = ctx.sender.ledger();
     let mut sends: BTreeMap<String, Vec<SendOutcome>> = BTreeMap::new();
     for e in &ledger.entries {
-        sends.entry(e.delivery.clone()).or_default().push(match &e.outcome {
-            Outcome::Status(s) => SendOutcome::Status(*s),
-            Outcome::Timeout => SendOutcome::Timeout,
-            Outcome::Refused(m) => SendOutcome::Transport(format!("refused: {m}")),
-            Outcome::Transport(m) => SendOutcome::Transport(m.clone()),
-        });
+        sends
+            .entry(e.delivery.clone())
+            .or_default()
+            .push(match &e.outcome {
+                Outcome::Status(s) => SendOutcome::Status(*s),
+                Outcome::Timeout => SendOutcome::Timeout,
+                Outcome::Refused(m) => SendOutcome::Transport(format!("refused: {m}")),
+                Outcome::Transport(m) => SendOutcome::Transport(m.clone()),
+            });
     }
     // Lookups in chunks, and the full listing of processed ids.
     let ids: Vec<String> = sends.keys().cloned().collect();
@@ -84,7 +94,11 @@ pub async fn judge(
             .send()
             .await
             .context("POST /deliveries/lookup")?;
-        anyhow::ensure!(r.status().is_success(), "POST /deliveries/lookup answered {}", r.status());
+        anyhow::ensure!(
+            r.status().is_success(),
+            "POST /deliveries/lookup answered {}",
+            r.status()
+        );
         let v: serde_json::Value = r.json().await.context("lookup answer")?;
         for d in v["deliveries"].as_array().cloned().unwrap_or_default() {
             let l: Lookup = serde_json::from_value(d).context("lookup entry")?;
@@ -98,7 +112,14 @@ pub async fn judge(
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
-        let v: serde_json::Value = ctx.http.get(&url).send().await.context("GET /deliveries")?.json().await?;
+        let v: serde_json::Value = ctx
+            .http
+            .get(&url)
+            .send()
+            .await
+            .context("GET /deliveries")?
+            .json()
+            .await?;
         for id in v["deliveries"].as_array().cloned().unwrap_or_default() {
             if let Some(id) = id.as_str() {
                 listed.insert(id.to_string());
@@ -122,7 +143,11 @@ pub async fn judge(
             &mut conn,
             &probe::ProbeConfig {
                 lock_ttl_ms,
-                drained_since_ms: if drain_error.is_none() { Some(drained_at_ms) } else { None },
+                drained_since_ms: if drain_error.is_none() {
+                    Some(drained_at_ms)
+                } else {
+                    None
+                },
                 id_prefix: Some(ctx.nonce.as_str().to_string()),
             },
         )
@@ -131,7 +156,12 @@ pub async fn judge(
     .await;
     let rprobe = probe_result.ok();
     let verdict = classify_all(
-        &VerdictInput { sends: &sends, lookups: &lookups, listed: &listed, probe: rprobe.as_ref() },
+        &VerdictInput {
+            sends: &sends,
+            lookups: &lookups,
+            listed: &listed,
+            probe: rprobe.as_ref(),
+        },
         5,
     );
 
@@ -139,11 +169,26 @@ pub async fn judge(
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    let window = Window { from_ms: ctx.t0_unix_ms, to_ms: u64::MAX };
-    let accepted = series.counter_increase(TargetSel::Named("server"), names::EVENTS_RECEIVED, &[], window);
-    let processed = series.counter_increase(TargetSel::Role("worker"), names::JOBS_PROCESSED, &[], window);
-    let failed = series.counter_increase(TargetSel::Role("worker"), names::JOBS_FAILED, &[], window);
-    let retried = series.counter_increase(TargetSel::Role("worker"), names::JOBS_RETRIED, &[], window);
+    let window = Window {
+        from_ms: ctx.t0_unix_ms,
+        to_ms: u64::MAX,
+    };
+    let accepted = series.counter_increase(
+        TargetSel::Named("server"),
+        names::EVENTS_RECEIVED,
+        &[],
+        window,
+    );
+    let processed = series.counter_increase(
+        TargetSel::Role("worker"),
+        names::JOBS_PROCESSED,
+        &[],
+        window,
+    );
+    let failed =
+        series.counter_increase(TargetSel::Role("worker"), names::JOBS_FAILED, &[], window);
+    let retried =
+        series.counter_increase(TargetSel::Role("worker"), names::JOBS_RETRIED, &[], window);
     let kills = ctx.kills.load(std::sync::atomic::Ordering::SeqCst);
 
     let mut checks = Vec::new();
@@ -153,10 +198,24 @@ pub async fn judge(
         if panicked {
             notes.push("the step executor panicked".into());
         }
-        checks.push(record("steps", Some(notes.len() as f64), CheckOp::Le, 0.0, "", notes.join("; ")));
+        checks.push(record(
+            "steps",
+            Some(notes.len() as f64),
+            CheckOp::Le,
+            0.0,
+            "",
+            notes.join("; "),
+        ));
     }
     if let Some(e) = &drain_error {
-        checks.push(record("final_drain", Some(1.0), CheckOp::Le, 0.0, "", format!("{e} (after faults were undone)")));
+        checks.push(record(
+            "final_drain",
+            Some(1.0),
+            CheckOp::Le,
+            0.0,
+            "",
+            format!("{e} (after faults were undone)"),
+        ));
     }
     let last_fault_end = ctx
         .timeline()
@@ -186,25 +245,61 @@ pub async fn judge(
                 }
             }
             Check::NoStuckLocks => match &rprobe {
-                Some(p) => checks.push(from_vcheck(vchecks::no_stuck_locks(p), CheckOp::Le, 0.0, "locks")),
-                None => checks.push(record("no_stuck_locks", None, CheckOp::Le, 0.0, "locks", "Redis could not be probed".into())),
+                Some(p) => checks.push(from_vcheck(
+                    vchecks::no_stuck_locks(p),
+                    CheckOp::Le,
+                    0.0,
+                    "locks",
+                )),
+                None => checks.push(record(
+                    "no_stuck_locks",
+                    None,
+                    CheckOp::Le,
+                    0.0,
+                    "locks",
+                    "Redis could not be probed".into(),
+                )),
             },
             Check::Backlog(b) => {
-                let points = series.gauge_points("server", &[names::QUEUE_WAITING, names::QUEUE_ACTIVE]);
+                let points =
+                    series.gauge_points("server", &[names::QUEUE_WAITING, names::QUEUE_ACTIVE]);
                 let within = b.within.value.get().as_millis() as u64;
                 let r = vchecks::backlog(&points, last_fault_end, b.max as f64, within);
                 checks.push(from_vcheck(r, CheckOp::Le, within as f64 / 1000.0, "s"));
             }
             Check::Failed(m) => {
-                checks.push(record("failed", Some(failed.total), CheckOp::Le, m.max as f64, "jobs", "increase of gitspy_jobs_failed_total".into()));
+                checks.push(record(
+                    "failed",
+                    Some(failed.total),
+                    CheckOp::Le,
+                    m.max as f64,
+                    "jobs",
+                    "increase of gitspy_jobs_failed_total".into(),
+                ));
             }
             Check::Retries(m) => {
-                checks.push(record("retries", Some(retried.total), CheckOp::Le, m.max as f64, "jobs", "increase of gitspy_jobs_retried_total".into()));
+                checks.push(record(
+                    "retries",
+                    Some(retried.total),
+                    CheckOp::Le,
+                    m.max as f64,
+                    "jobs",
+                    "increase of gitspy_jobs_retried_total".into(),
+                ));
             }
             Check::JobDurationP95(m) => {
-                let w = series.histogram_window(TargetSel::Role("worker"), names::JOB_DURATION_MS, window);
+                let w = series.histogram_window(
+                    TargetSel::Role("worker"),
+                    names::JOB_DURATION_MS,
+                    window,
+                );
                 let max_ms = m.max.value.get().as_secs_f64() * 1000.0;
-                checks.push(from_vcheck(vchecks::job_duration_p95(&w, max_ms), CheckOp::Le, max_ms, "ms"));
+                checks.push(from_vcheck(
+                    vchecks::job_duration_p95(&w, max_ms),
+                    CheckOp::Le,
+                    max_ms,
+                    "ms",
+                ));
             }
             Check::ProcessedMatchesAccepted(t) => {
                 let expected = accepted.total - failed.total;
@@ -216,22 +311,76 @@ pub async fn judge(
                     report::fmt_num(failed.total)
                 );
                 if kills > 0 {
-                    note.push_str(&format!("; {kills} SIGKILL(s): {}", vchecks::KILL_TOLERANCE_NOTE));
+                    note.push_str(&format!(
+                        "; {kills} SIGKILL(s): {}",
+                        vchecks::KILL_TOLERANCE_NOTE
+                    ));
                 }
-                checks.push(record("processed_matches_accepted", Some(diff), CheckOp::Le, t.tolerance as f64, "deliveries", note));
+                checks.push(record(
+                    "processed_matches_accepted",
+                    Some(diff),
+                    CheckOp::Le,
+                    t.tolerance as f64,
+                    "deliveries",
+                    note,
+                ));
             }
             Check::ReplayIdentical(names) => {
                 let t = ctx.timeline();
-                let dirs: Vec<_> = names.iter().filter_map(|n| t.replay_out.get(&n.value).map(|d| (n.value.clone(), d.0.clone()))).collect();
+                let dirs: Vec<_> = names
+                    .iter()
+                    .filter_map(|n| {
+                        t.replay_out
+                            .get(&n.value)
+                            .map(|d| (n.value.clone(), d.0.clone()))
+                    })
+                    .collect();
                 let (diffs, note) = compare_replays(&dirs);
-                checks.push(record(&format!("replay_identical[{}]", names.iter().map(|n| n.value.as_str()).collect::<Vec<_>>().join(",")), Some(diffs as f64), CheckOp::Le, 0.0, "files", note));
+                checks.push(record(
+                    &format!(
+                        "replay_identical[{}]",
+                        names
+                            .iter()
+                            .map(|n| n.value.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    Some(diffs as f64),
+                    CheckOp::Le,
+                    0.0,
+                    "files",
+                    note,
+                ));
             }
             Check::ReplayVerify => {
                 let t = ctx.timeline();
-                let verifies: Vec<_> = t.replay_out.iter().filter_map(|(n, (_, _, v))| v.map(|ok| (n.clone(), ok))).collect();
-                let bad: Vec<_> = verifies.iter().filter(|(_, ok)| !ok).map(|(n, _)| n.clone()).collect();
-                let measured = if verifies.is_empty() { None } else { Some(bad.len() as f64) };
-                checks.push(record("replay_verify", measured, CheckOp::Le, 0.0, "replays", if bad.is_empty() { format!("{} verified", verifies.len()) } else { format!("differences in {}", bad.join(", ")) }));
+                let verifies: Vec<_> = t
+                    .replay_out
+                    .iter()
+                    .filter_map(|(n, (_, _, v))| v.map(|ok| (n.clone(), ok)))
+                    .collect();
+                let bad: Vec<_> = verifies
+                    .iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                let measured = if verifies.is_empty() {
+                    None
+                } else {
+                    Some(bad.len() as f64)
+                };
+                checks.push(record(
+                    "replay_verify",
+                    measured,
+                    CheckOp::Le,
+                    0.0,
+                    "replays",
+                    if bad.is_empty() {
+                        format!("{} verified", verifies.len())
+                    } else {
+                        format!("differences in {}", bad.join(", "))
+                    },
+                ));
             }
         }
     }
@@ -263,10 +412,21 @@ pub async fn judge(
     let step = ctx_poll_ms(s);
     let rel = |at: u64| at.saturating_sub(ctx.t0_unix_ms);
     let mut out_series = Vec::new();
-    let window_end = Window { from_ms: ctx.t0_unix_ms, to_ms: crate::observe::prom::now_ms() };
+    let window_end = Window {
+        from_ms: ctx.t0_unix_ms,
+        to_ms: crate::observe::prom::now_ms(),
+    };
     for (name, sel, metric) in [
-        ("received_rate", TargetSel::Named("server"), names::EVENTS_RECEIVED),
-        ("processed_rate", TargetSel::Role("worker"), names::JOBS_PROCESSED),
+        (
+            "received_rate",
+            TargetSel::Named("server"),
+            names::EVENTS_RECEIVED,
+        ),
+        (
+            "processed_rate",
+            TargetSel::Role("worker"),
+            names::JOBS_PROCESSED,
+        ),
         ("failed_rate", TargetSel::Role("worker"), names::JOBS_FAILED),
     ] {
         let pts = series
@@ -275,17 +435,33 @@ pub async fn judge(
             .filter(|i| i.rate_per_s.is_finite())
             .map(|i| (rel(i.end_ms), i.rate_per_s))
             .collect();
-        out_series.push(report::Series { name: name.into(), unit: "/s".into(), points: pts });
+        out_series.push(report::Series {
+            name: name.into(),
+            unit: "/s".into(),
+            points: pts,
+        });
     }
-    for (name, metric) in [("waiting", names::QUEUE_WAITING), ("active", names::QUEUE_ACTIVE)] {
+    for (name, metric) in [
+        ("waiting", names::QUEUE_WAITING),
+        ("active", names::QUEUE_ACTIVE),
+    ] {
         let pts = series
             .gauge_points("server", &[metric])
             .into_iter()
             .filter_map(|(at, v)| v.filter(|v| v.is_finite()).map(|v| (rel(at), v)))
             .collect();
-        out_series.push(report::Series { name: name.into(), unit: "deliveries".into(), points: pts });
+        out_series.push(report::Series {
+            name: name.into(),
+            unit: "deliveries".into(),
+            points: pts,
+        });
     }
-    let hist = series.histogram_intervals(TargetSel::Role("worker"), names::JOB_DURATION_MS, window_end, step);
+    let hist = series.histogram_intervals(
+        TargetSel::Role("worker"),
+        names::JOB_DURATION_MS,
+        window_end,
+        step,
+    );
     for (name, pick) in [("p50_ms", 0usize), ("p95_ms", 1usize)] {
         let pts = hist
             .iter()
@@ -294,9 +470,18 @@ pub async fn judge(
                 v.filter(|v| v.is_finite()).map(|v| (rel(*at + step), v))
             })
             .collect();
-        out_series.push(report::Series { name: name.into(), unit: "ms".into(), points: pts });
+        out_series.push(report::Series {
+            name: name.into(),
+            unit: "ms".into(),
+            points: pts,
+        });
     }
-    Ok(Judged { checks, ledger: ledger_summary, probe, series: out_series })
+    Ok(Judged {
+        checks,
+        ledger: ledger_summary,
+        probe,
+        series: out_series,
+    })
 }
 
 fn ctx_poll_ms(s: &Scenario) -> u64 {
@@ -311,7 +496,12 @@ fn compare_replays(dirs: &[(String, std::path::PathBuf)]) -> (usize, String) {
             .flatten()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".kanban.json"))
-            .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).ok()?)))
+            .filter_map(|e| {
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).ok()?,
+                ))
+            })
             .collect()
     };
     let Some((first_name, first_dir)) = dirs.first() else {
@@ -335,7 +525,13 @@ fn compare_replays(dirs: &[(String, std::path::PathBuf)]) -> (usize, String) {
     }
     let n_files = base.len();
     if notes.is_empty() {
-        (0, format!("{n_files} board file(s) byte-identical across {} replays", dirs.len()))
+        (
+            0,
+            format!(
+                "{n_files} board file(s) byte-identical across {} replays",
+                dirs.len()
+            ),
+        )
     } else {
         (diffs, notes.join("; "))
     }

@@ -39,6 +39,11 @@ pub struct RunOptions {
     pub target_disable_dedupe: bool,
 }
 
+/// The run was interrupted by Ctrl-C (after tearing the system down).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; the system under test was torn down")]
+pub struct Interrupted;
+
 /// The outcome of one scenario run.
 pub struct RunOutcome {
     pub report: RunReport,
@@ -79,15 +84,7 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut code = 0u8;
     for (path, s) in loaded {
-        let interrupted = tokio::signal::ctrl_c();
-        let outcome = tokio::select! {
-            r = run_scenario(&path, &s, &opts) => r,
-            _ = interrupted => {
-                eprintln!("interrupted: tearing down (run `gitspy-chaos cleanup` if anything is left)");
-                return Ok(ExitCode::from(2));
-            }
-        };
-        match outcome {
+        match run_scenario(&path, &s, &opts).await {
             Ok(out) => {
                 println!("{}", report::render_terminal(&out.report));
                 println!("report: {}", out.dir.display());
@@ -96,6 +93,10 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
                     report::Verdict::Failed => 1,
                     report::Verdict::Error => 2,
                 });
+            }
+            Err(e) if e.is::<Interrupted>() => {
+                eprintln!("error: {}: {e:#}", path.display());
+                return Ok(ExitCode::from(2));
             }
             Err(e) => {
                 eprintln!("error: {}: {e:#}", path.display());
@@ -116,7 +117,11 @@ fn scenario_backend(s: &Scenario) -> BackendKind {
 }
 
 /// Runs one (validated) scenario against a managed GitSpy and writes its reports.
-pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+pub async fn run_scenario(
+    path: &Path,
+    s: &Scenario,
+    opts: &RunOptions,
+) -> anyhow::Result<RunOutcome> {
     if s.target.value.attach.is_some() {
         anyhow::bail!(
             "attach mode is not supported by this build's run engine yet\n\
@@ -125,15 +130,28 @@ pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyho
     }
     let s = s.scaled(opts.time_scale);
     let seed = opts.seed.or(s.seed).unwrap_or(0);
-    let poll = opts.poll_interval.unwrap_or(s.observe.poll_interval.value.get());
+    let poll = opts
+        .poll_interval
+        .unwrap_or(s.observe.poll_interval.value.get());
     let backend = opts.backend.unwrap_or_else(|| scenario_backend(&s));
     let gitspy_bin = find_gitspy_bin(opts.gitspy_bin.as_deref())?;
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
     let nonce = RunNonce::random();
-    let run_id = format!("{}-{}", run_dir.file_name().and_then(|n| n.to_str()).unwrap_or("run"), nonce.as_str());
-    eprintln!("run {run_id}: scenario {name} (seed {seed}, time scale {}), reports in {}", opts.time_scale, run_dir.display());
+    let run_id = format!(
+        "{}-{}",
+        run_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("run"),
+        nonce.as_str()
+    );
+    eprintln!(
+        "run {run_id}: scenario {name} (seed {seed}, time scale {}), reports in {}",
+        opts.time_scale,
+        run_dir.display()
+    );
 
     let system = System::start(SystemSpec {
         run_id: &run_id,
@@ -193,7 +211,16 @@ pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyho
 
     // Steps, then undo what is still broken, then drain.
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
-    let panicked = futures::FutureExt::catch_unwind(steps_result).await.is_err();
+    let panicked = tokio::select! {
+        r = futures::FutureExt::catch_unwind(steps_result) => r.is_err(),
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted (Ctrl-C): tearing the system down");
+            stop_poll.cancel();
+            ctx.undo_faults().await;
+            ctx.sys.lock().await.teardown().await;
+            return Err(Interrupted.into());
+        }
+    };
     ctx.undo_faults().await;
     let drain = ctx.wait_drained(FINAL_DRAIN).await;
     let drained_at = prom::now_ms();
@@ -201,7 +228,15 @@ pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyho
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let judged = judge::judge(&ctx, &s, &series, drain.as_ref().err().map(|e| e.to_string()), drained_at, panicked).await;
+    let judged = judge::judge(
+        &ctx,
+        &s,
+        &series,
+        drain.as_ref().err().map(|e| e.to_string()),
+        drained_at,
+        panicked,
+    )
+    .await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = {
@@ -221,7 +256,10 @@ pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyho
     let j = judged.unwrap_or_default();
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
-        tool: report::ToolInfo { name: "gitspy-chaos".into(), version: env!("CARGO_PKG_VERSION").into() },
+        tool: report::ToolInfo {
+            name: "gitspy-chaos".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
         target: report::TargetInfo {
             kind: report::TargetKind::Managed,
             gitspy_version: gitspy_version(&gitspy_bin).await,
@@ -256,24 +294,38 @@ pub async fn run_scenario(path: &Path, s: &Scenario, opts: &RunOptions) -> anyho
     report::write_all(&run, &run_dir, &Format::ALL)?;
     let ledger_path = run_dir.join("ledger.json");
     let _ = ctx.sender.ledger().write(&ledger_path);
-    Ok(RunOutcome { report: run, dir: run_dir })
+    Ok(RunOutcome {
+        report: run,
+        dir: run_dir,
+    })
 }
 
-fn create_run_dir(root: &Path, started: time::OffsetDateTime, name: &str) -> anyhow::Result<PathBuf> {
+fn create_run_dir(
+    root: &Path,
+    started: time::OffsetDateTime,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
     let base = report::run_dir_name(started, name);
     for n in 1..100 {
-        let candidate = if n == 1 { root.join(&base) } else { root.join(format!("{base}-{n}")) };
+        let candidate = if n == 1 {
+            root.join(&base)
+        } else {
+            root.join(format!("{base}-{n}"))
+        };
         match std::fs::create_dir_all(root).and_then(|_| std::fs::create_dir(&candidate)) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot create {}", candidate.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", candidate.display()))
+            }
         }
     }
     anyhow::bail!("cannot find a free run directory under {}", root.display())
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn process_log(p: &crate::target::procs::ManagedProc) -> report::ProcessLog {
@@ -286,7 +338,11 @@ fn process_log(p: &crate::target::procs::ManagedProc) -> report::ProcessLog {
 }
 
 async fn gitspy_version(bin: &Path) -> Option<String> {
-    let out = tokio::process::Command::new(bin).arg("--version").output().await.ok()?;
+    let out = tokio::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .await
+        .ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -306,7 +362,9 @@ fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
 async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     let targets = ctx.sys.lock().await.metric_targets();
     let scrapes = futures::future::join_all(
-        targets.iter().map(|(name, url)| prom::scrape(&ctx.http, url, name)),
+        targets
+            .iter()
+            .map(|(name, url)| prom::scrape(&ctx.http, url, name)),
     )
     .await;
     let mut s = match series.lock() {

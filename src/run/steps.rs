@@ -160,10 +160,21 @@ impl Ctx {
     fn run_step<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, ()> {
         async move {
             let index = self.step_counter.fetch_add(1, Ordering::SeqCst) + 1;
+            // Test-only: proves a panic inside a step still tears the system down.
+            if std::env::var("GITSPY_CHAOS_TEST_PANIC_AT_STEP")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                == Some(index)
+            {
+                panic!("GITSPY_CHAOS_TEST_PANIC_AT_STEP={index}");
+            }
             let start = self.now_ms();
             let (kind, description) = describe(step);
             tracing::info!(step = index, %kind, %description, "step");
-            eprintln!("[{:>7.1}s] step {index}: {kind} {description}", start as f64 / 1000.0);
+            eprintln!(
+                "[{:>7.1}s] step {index}: {kind} {description}",
+                start as f64 / 1000.0
+            );
             let result: anyhow::Result<String> = match step {
                 Step::Send(s) => self.send(s).await,
                 Step::Wait(w) => self.wait(w).await,
@@ -174,8 +185,12 @@ impl Ctx {
                 Step::Mark(name) => {
                     let at = self.now_ms();
                     let mut t = self.timeline();
-                    t.marks.push(Mark { name: name.value.clone(), at_ms: at });
-                    t.marks_unix.insert(name.value.clone(), self.t0_unix_ms + at);
+                    t.marks.push(Mark {
+                        name: name.value.clone(),
+                        at_ms: at,
+                    });
+                    t.marks_unix
+                        .insert(name.value.clone(), self.t0_unix_ms + at);
                     Ok(String::new())
                 }
                 Step::Fault(f) => self.fault(f).await,
@@ -237,11 +252,17 @@ impl Ctx {
         let plan = match &s.events {
             Some(mix) => {
                 // A mix has its own generator (ids stay unique: the nonce gets a suffix).
-                let events: Vec<String> = mix.value.iter().filter(|(_, w)| **w > 0).map(|(e, _)| e.clone()).collect();
+                let events: Vec<String> = mix
+                    .value
+                    .iter()
+                    .filter(|(_, w)| **w > 0)
+                    .map(|(e, _)| e.clone())
+                    .collect();
                 let n = self.step_counter.load(Ordering::SeqCst);
                 let nonce = RunNonce::new(format!("{}m{n}", self.nonce.as_str()));
-                let mut g = PayloadGen::new(self.seed ^ u64::from(n), nonce, RUN_REPO, RUN_REPO_ID)?
-                    .with_events(&events)?;
+                let mut g =
+                    PayloadGen::new(self.seed ^ u64::from(n), nonce, RUN_REPO, RUN_REPO_ID)?
+                        .with_events(&events)?;
                 g.plan(count, &dups)
             }
             None => lock(&self.gen).plan(count, &dups),
@@ -256,7 +277,11 @@ impl Ctx {
             sum.duplicates,
             sum.rejected,
             sum.indeterminate,
-            if report.slipped > 0 { format!(", {} started late (concurrency)", report.slipped) } else { String::new() }
+            if report.slipped > 0 {
+                format!(", {} started late (concurrency)", report.slipped)
+            } else {
+                String::new()
+            }
         );
         let ok_2xx = sum.accepted + sum.duplicates;
         match s.expect {
@@ -323,7 +348,10 @@ impl Ctx {
         Ok(match which {
             Which::Index(i) => {
                 let i = i as usize;
-                anyhow::ensure!(i < n, "worker {i} does not exist (the target has {n} workers)");
+                anyhow::ensure!(
+                    i < n,
+                    "worker {i} does not exist (the target has {n} workers)"
+                );
                 vec![i]
             }
             Which::All => (0..n).collect(),
@@ -354,7 +382,11 @@ impl Ctx {
                     RedisAction::Stop | RedisAction::Kill | RedisAction::Pause => {
                         sys.redis.apply(fault).await?;
                         *lock(&self.redis_down) = Some(action);
-                        self.open_fault(format!("redis {}", action.as_str()), "redis".into(), describe);
+                        self.open_fault(
+                            format!("redis {}", action.as_str()),
+                            "redis".into(),
+                            describe,
+                        );
                     }
                     RedisAction::Start | RedisAction::Unpause => {
                         sys.redis.apply(fault).await?;
@@ -405,7 +437,11 @@ impl Ctx {
             }
             ProcessAction::Stop => {
                 let code = p.stop(STOP_GRACE).await?;
-                self.open_fault(format!("{name} stop"), name, format!("SIGTERM, exit {code:?}"));
+                self.open_fault(
+                    format!("{name} stop"),
+                    name,
+                    format!("SIGTERM, exit {code:?}"),
+                );
             }
             ProcessAction::Start => {
                 p.start_again().await?;
@@ -469,14 +505,19 @@ impl Ctx {
                         .get(&m.value)
                         .copied()
                         .map(Some)
-                        .ok_or_else(|| anyhow::anyhow!("mark `{}` was not set before this replay", m.value)),
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("mark `{}` was not set before this replay", m.value)
+                        }),
                 }
             };
             (bound(&r.from)?, bound(&r.to)?)
         };
         let out = self.replay_dir.join(&name);
         let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
-        cmd.arg("replay").arg("--db").arg(&self.db).kill_on_drop(true);
+        cmd.arg("replay")
+            .arg("--db")
+            .arg(&self.db)
+            .kill_on_drop(true);
         if let Some(f) = from {
             cmd.arg("--from").arg(f.to_string());
         }
@@ -513,12 +554,13 @@ impl Ctx {
                 for e in entries.flatten() {
                     let p = e.path();
                     if p.to_string_lossy().ends_with(".kanban.json") {
-                        if let Ok(v) = std::fs::read(&p).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
-                            if let Ok(v) = v {
-                                let repo = v["repo"].as_str().unwrap_or_default().to_string();
-                                let d = v["digest"].as_str().unwrap_or_default().to_string();
-                                digests.insert(repo, d);
-                            }
+                        let parsed = std::fs::read(&p)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                        if let Some(v) = parsed {
+                            let repo = v["repo"].as_str().unwrap_or_default().to_string();
+                            let d = v["digest"].as_str().unwrap_or_default().to_string();
+                            digests.insert(repo, d);
                         }
                     }
                 }
@@ -528,7 +570,14 @@ impl Ctx {
             for line in stdout.lines() {
                 if let Some(i) = line.find("sha256:") {
                     let repo = line.split_whitespace().next().unwrap_or("").to_string();
-                    digests.insert(repo, line[i..].split_whitespace().next().unwrap_or("").to_string());
+                    digests.insert(
+                        repo,
+                        line[i..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -536,12 +585,21 @@ impl Ctx {
             let mut t = self.timeline();
             t.replays.push(ReplayRecord {
                 name: name.clone(),
-                from: r.from.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "beginning".into()),
-                to: r.to.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "end".into()),
+                from: r
+                    .from
+                    .as_ref()
+                    .map(|m| m.value.clone())
+                    .unwrap_or_else(|| "beginning".into()),
+                to: r
+                    .to
+                    .as_ref()
+                    .map(|m| m.value.clone())
+                    .unwrap_or_else(|| "end".into()),
                 dry_run: r.dry_run,
                 digests,
             });
-            t.replay_out.insert(name.clone(), (out, r.dry_run, verify_ok));
+            t.replay_out
+                .insert(name.clone(), (out, r.dry_run, verify_ok));
         }
         if !output.status.success() && !r.verify {
             anyhow::bail!("gitspy replay failed: {}", stderr.trim());
@@ -564,12 +622,22 @@ fn describe(step: &Step) -> (&'static str, String) {
                 if s.same { ", one id" } else { "" },
                 s.duplicates
                     .as_ref()
-                    .map(|d| format!(", duplicates x{} ({:.0}%)", d.copies.value, d.fraction.value * 100.0))
+                    .map(|d| format!(
+                        ", duplicates x{} ({:.0}%)",
+                        d.copies.value,
+                        d.fraction.value * 100.0
+                    ))
                     .unwrap_or_default()
             ),
         ),
         Step::Wait(w) if w.drained => ("wait", format!("drained (timeout {})", w.timeout())),
-        Step::Wait(w) => ("wait", w.duration.as_ref().map(|d| d.value.to_string()).unwrap_or_default()),
+        Step::Wait(w) => (
+            "wait",
+            w.duration
+                .as_ref()
+                .map(|d| d.value.to_string())
+                .unwrap_or_default(),
+        ),
         Step::Sleep(d) => ("sleep", d.value.to_string()),
         Step::Mark(m) => ("mark", m.value.clone()),
         Step::Fault(f) => ("fault", f.kind().map(|k| k.to_string()).unwrap_or_default()),
@@ -579,8 +647,13 @@ fn describe(step: &Step) -> (&'static str, String) {
             format!(
                 "{} [{}, {}){}{}",
                 r.name.as_ref().map(|n| n.value.clone()).unwrap_or_default(),
-                r.from.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "start".into()),
-                r.to.as_ref().map(|m| m.value.clone()).unwrap_or_else(|| "end".into()),
+                r.from
+                    .as_ref()
+                    .map(|m| m.value.clone())
+                    .unwrap_or_else(|| "start".into()),
+                r.to.as_ref()
+                    .map(|m| m.value.clone())
+                    .unwrap_or_else(|| "end".into()),
                 if r.dry_run { " dry-run" } else { "" },
                 if r.verify { " verify" } else { "" }
             ),

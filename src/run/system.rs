@@ -122,7 +122,12 @@ impl System {
         worker_env.push(("GITSPY_CLAIM_IDLE".into(), WORKER_LOCK_TTL.into()));
         worker_env.push(("GITSPY_BLOCK".into(), "1s".into()));
         for i in 0..spec.workers as usize {
-            let mut w = ManagedProc::new(Role::Worker(i), spec.gitspy_bin, worker_env.clone(), spec.dir);
+            let mut w = ManagedProc::new(
+                Role::Worker(i),
+                spec.gitspy_bin,
+                worker_env.clone(),
+                spec.dir,
+            );
             w.start().await?;
             sys.workers.push(w);
             sys.record();
@@ -148,7 +153,9 @@ impl System {
 
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
         let url = self.server_url("/readyz");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?;
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Ok(r) = client.get(&url).send().await {
@@ -216,10 +223,20 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
     if let Ok(entries) = std::fs::read_dir(runs_dir()) {
         for e in entries.flatten() {
             let path = e.path();
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
-            let Ok(f) = serde_json::from_str::<RunFile>(&text) else { continue };
-            if f.harness_pid != std::process::id() && proc_start_ticks(f.harness_pid).is_some() && is_live_harness(f.harness_pid) {
-                done.push(format!("run {}: its harness (pid {}) is still running; left alone", f.run_id, f.harness_pid));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(f) = serde_json::from_str::<RunFile>(&text) else {
+                continue;
+            };
+            if f.harness_pid != std::process::id()
+                && proc_start_ticks(f.harness_pid).is_some()
+                && is_live_harness(f.harness_pid)
+            {
+                done.push(format!(
+                    "run {}: its harness (pid {}) is still running; left alone",
+                    f.run_id, f.harness_pid
+                ));
                 continue;
             }
             for p in &f.processes {
@@ -232,7 +249,10 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                             nix::unistd::Pid::from_raw(p.pid as i32),
                             nix::sys::signal::Signal::SIGKILL,
                         );
-                        done.push(format!("killed {} (pid {}) of run {}", p.role, p.pid, f.run_id));
+                        done.push(format!(
+                            "killed {} (pid {}) of run {}",
+                            p.role, p.pid, f.run_id
+                        ));
                     }
                     _ => {}
                 }
@@ -243,7 +263,10 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                         nix::unistd::Pid::from_raw(pid as i32),
                         nix::sys::signal::Signal::SIGKILL,
                     );
-                    done.push(format!("killed redis-server (pid {pid}) of run {}", f.run_id));
+                    done.push(format!(
+                        "killed redis-server (pid {pid}) of run {}",
+                        f.run_id
+                    ));
                 }
             }
             let _ = std::fs::remove_file(&path);
@@ -253,7 +276,10 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
         Ok(docker) => {
             let report = crate::target::docker::cleanup(
                 &docker,
-                &crate::target::docker::CleanupOptions { run_id: None, remove: true },
+                &crate::target::docker::CleanupOptions {
+                    run_id: None,
+                    remove: true,
+                },
             )
             .await?;
             for c in &report.removed {
@@ -266,7 +292,9 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 done.push(format!("error: {err}"));
             }
         }
-        Err(e) => done.push(format!("docker not reachable ({e:#}); no containers to clean")),
+        Err(e) => done.push(format!(
+            "docker not reachable ({e:#}); no containers to clean"
+        )),
     }
     Ok(done)
 }

@@ -1,0 +1,275 @@
+//! `gitspy-chaos run` end to end against the real GitSpy binary and a real redis-server:
+//! the verdict is right both ways, reports validate against the schema, and nothing is left
+//! behind — after success, after a failed check, after Ctrl-C, after a panic, and (with
+//! `cleanup`) after the harness itself was SIGKILLed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::root;
+
+fn gitspy_bin() -> PathBuf {
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos"));
+    let bin = me.with_file_name("gitspy");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p gitspy` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+fn chaos_cmd(args: &[&str], report_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"));
+    c.args(args)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .current_dir(root())
+        .env("GITSPY_BIN", gitspy_bin())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG");
+    c
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], report_dir: &Path, extra_env: &[(&str, &str)]) -> Ran {
+    let mut c = chaos_cmd(args, report_dir);
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("gitspy-chaos runs");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The single run directory written under `report_dir`.
+fn run_json(report_dir: &Path) -> serde_json::Value {
+    let dirs: Vec<_> = std::fs::read_dir(report_dir).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let text = std::fs::read_to_string(dirs[0].path().join("run.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/run.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "run.json does not match the schema: {errors:?}"
+    );
+    for f in ["report.md", "report.html", "junit.xml"] {
+        assert!(dirs[0].path().join(f).is_file(), "{f} missing");
+    }
+    v
+}
+
+/// Processes whose command line or environment mention `dir` (GitSpy's GITSPY_DB, redis --dir).
+fn procs_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    let want = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&cmd),
+            String::from_utf8_lossy(&env)
+        );
+        if text.contains(&want) {
+            out.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    out
+}
+
+fn assert_nothing_left(dir: &Path) {
+    // Processes exit asynchronously after SIGKILL; give them a moment, then insist.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = procs_mentioning(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SMALL: &str = "tests/it/scenarios/e2e-small.yaml";
+
+#[test]
+fn a_small_scenario_passes_against_the_real_gitspy_and_leaves_nothing_behind() {
+    let reports = tempfile::tempdir().unwrap();
+    let r = run(&["run", SMALL, "--backend", "process"], reports.path(), &[]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("PASSED e2e-small"), "{}", r.stdout);
+    let v = run_json(reports.path());
+    assert_eq!(v["verdict"], "passed");
+    assert_eq!(v["ledger"]["classes"]["duplicated"]["count"], 0);
+    assert_eq!(v["ledger"]["classes"]["lost"]["count"], 0);
+    // The outage rejected 5 deliveries that the redelivery recovered.
+    assert_eq!(
+        v["ledger"]["classes"]["recovered"]["count"], 5,
+        "{}",
+        v["ledger"]
+    );
+    assert!(
+        v["ledger"]["duplicates"].as_u64().unwrap() > 0,
+        "the scenario sends duplicates"
+    );
+    let faults: Vec<&str> = v["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(faults, ["worker-0 kill", "redis stop"], "{faults:?}");
+    assert!(v["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| !f["end_ms"].is_null()));
+    assert_nothing_left(reports.path());
+}
+
+#[test]
+fn the_same_scenario_fails_with_duplicates_when_gitspy_does_not_dedupe() {
+    let reports = tempfile::tempdir().unwrap();
+    // Test-only switch: the managed GitSpy runs with GITSPY_TEST_DISABLE_DEDUPE (every duplicate
+    // check off), which is exactly the bug the harness exists to catch.
+    let r = run(
+        &["run", SMALL, "--backend", "process"],
+        reports.path(),
+        &[("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE", "1")],
+    );
+    assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let v = run_json(reports.path());
+    assert_eq!(v["verdict"], "failed");
+    let dup = v["ledger"]["classes"]["duplicated"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(dup > 0, "{}", v["ledger"]);
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "deliveries.duplicated")
+        .unwrap();
+    assert_eq!(check["passed"], false);
+    assert_eq!(check["measured"].as_f64(), Some(dup as f64));
+    assert_nothing_left(reports.path());
+}
+
+fn spawn_run(scenario: &str, report_dir: &Path, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut c = chaos_cmd(&["run", scenario, "--backend", "process"], report_dir);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the run has started its system (a gitspy worker mentions the report dir).
+fn wait_system_up(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while procs_mentioning(dir).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started its system"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SLOW: &str = "tests/it/scenarios/slow.yaml";
+
+#[test]
+fn ctrl_c_tears_everything_down() {
+    let reports = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(SLOW, reports.path(), &[]);
+    wait_system_up(reports.path());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    assert_nothing_left(reports.path());
+}
+
+#[test]
+fn a_panic_in_a_step_still_tears_everything_down() {
+    let reports = tempfile::tempdir().unwrap();
+    let child = spawn_run(
+        SMALL,
+        reports.path(),
+        &[("GITSPY_CHAOS_TEST_PANIC_AT_STEP", "2")],
+    );
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let v = run_json(reports.path());
+    let steps = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "steps")
+        .unwrap();
+    assert_eq!(steps["passed"], false);
+    assert_nothing_left(reports.path());
+}
+
+#[test]
+fn cleanup_undoes_what_a_killed_harness_left() {
+    let reports = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(SLOW, reports.path(), &[]);
+    wait_system_up(reports.path());
+    // Redis is stopped by the scenario's first fault; wait until the steps got there.
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The killed harness could not tear down; its run file says what it had started.
+    let runs = std::env::temp_dir().join("gitspy-chaos/runs");
+    let recorded = std::fs::read_dir(&runs).unwrap().flatten().any(|e| {
+        std::fs::read_to_string(e.path())
+            .unwrap_or_default()
+            .contains(&reports.path().display().to_string())
+    });
+    assert!(
+        recorded,
+        "no run file in {} mentions the run",
+        runs.display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .arg("cleanup")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("of run"), "{stdout}");
+    assert_nothing_left(reports.path());
+}
