@@ -60,11 +60,22 @@ pub fn decode(payload: &[u8]) -> Option<Delivery> {
     })
 }
 
+/// How the drain task behaves; production uses [`DrainConfig::default`].
+#[derive(Debug, Clone, Default)]
+pub struct DrainConfig {
+    /// TEST ONLY (`GITSPY_TEST_SPOOL_DRAIN_DELAY`): sleep this long before moving each record into
+    /// Redis, so tests can hold the spool non-empty while Redis is up, or kill the server mid-drain.
+    pub test_delay: Option<Duration>,
+}
+
+/// The server's spool: one [`Spool`] behind a mutex (appends and pops are serialised), the queue
+/// it drains into, and a wake-up for the drain task.
 pub struct SpoolHandle {
     spool: Arc<Mutex<Spool>>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     wake: tokio::sync::Notify,
+    drain: DrainConfig,
 }
 
 fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
@@ -76,7 +87,12 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 
 impl SpoolHandle {
     /// Opens (and recovers) the spool in `dir`. A torn last record is dropped and counted.
-    pub fn open(dir: &Path, queue: Arc<Queue>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(
+        dir: &Path,
+        queue: Arc<Queue>,
+        metrics: Arc<Metrics>,
+        drain: DrainConfig,
+    ) -> anyhow::Result<Arc<Self>> {
         let (spool, report) = Spool::open(dir)
             .map_err(|e| anyhow::anyhow!("cannot open spool in {}: {e}", dir.display()))?;
         if report.torn_records_dropped > 0 {
@@ -99,7 +115,11 @@ impl SpoolHandle {
             queue,
             metrics,
             wake: tokio::sync::Notify::new(),
+            drain,
         });
+        if let Some(delay) = h.drain.test_delay {
+            tracing::warn!(?delay, "GITSPY_TEST_SPOOL_DRAIN_DELAY is set: the spool drains slowly (test only)");
+        }
         h.refresh_depth_metric();
         Ok(h)
     }
@@ -120,7 +140,10 @@ impl SpoolHandle {
         );
     }
 
-    /// While the spool is not empty, every new delivery goes behind what it holds.
+    /// While the spool is not empty, every new delivery goes behind what it holds (`None`: the spool
+    /// is empty, enqueue directly). A delivery Redis already knows is answered `duplicate` when Redis
+    /// is believed up; while it is down that cannot be known, so the delivery is spooled and the
+    /// drain's atomic enqueue drops it.
     pub async fn accept_if_spooling(
         &self,
         d: &Delivery,
@@ -128,6 +151,21 @@ impl SpoolHandle {
     ) -> Result<Option<Response>, ApiError> {
         if self.depth() == 0 {
             return Ok(None);
+        }
+        if self.metrics.redis_up() && !self.contains(&d.id) {
+            // A failed delivery may be redelivered (SPEC §1.3): only other states are duplicates.
+            if let Ok(Some(state)) = self.queue.get_state(&d.id).await {
+                if state != "failed" {
+                    metrics.events_duplicate.inc(&d.event);
+                    return Ok(Some(
+                        (
+                            StatusCode::OK,
+                            Json(json!({"status": "duplicate", "delivery": d.id, "state": state})),
+                        )
+                            .into_response(),
+                    ));
+                }
+            }
         }
         self.spool(d, metrics).await.map(Some)
     }
@@ -211,13 +249,22 @@ impl SpoolHandle {
             }
             let mut done = 0;
             for rec in &batch {
+                if let Some(delay) = self.drain.test_delay {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {},
+                    }
+                }
                 let Some(d) = decode(&rec.payload) else {
                     tracing::error!(delivery = %rec.delivery, "undecodable spool record: skipped");
                     done += 1;
                     continue;
                 };
                 match self.queue.enqueue(&d).await {
-                    Ok(_) => done += 1,
+                    Ok(outcome) => {
+                        tracing::debug!(delivery = %d.id, ?outcome, "moved a spooled delivery into redis");
+                        done += 1;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "redis still unavailable; spool drain waits");
                         break;
@@ -236,6 +283,9 @@ impl SpoolHandle {
                 }
                 self.refresh_depth_metric();
                 backoff = Duration::from_millis(100);
+                if self.depth() == 0 {
+                    tracing::info!("spool drained into redis");
+                }
             }
             if done < batch.len() {
                 tokio::select! {
