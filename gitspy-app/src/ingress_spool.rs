@@ -118,7 +118,10 @@ impl SpoolHandle {
             drain,
         });
         if let Some(delay) = h.drain.test_delay {
-            tracing::warn!(?delay, "GITSPY_TEST_SPOOL_DRAIN_DELAY is set: the spool drains slowly (test only)");
+            tracing::warn!(
+                ?delay,
+                "GITSPY_TEST_SPOOL_DRAIN_DELAY is set: the spool drains slowly (test only)"
+            );
         }
         h.refresh_depth_metric();
         Ok(h)

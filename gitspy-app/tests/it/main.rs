@@ -2,7 +2,9 @@
 
 mod util;
 
+mod dataloss;
 mod ingress;
 mod metrics;
 mod outage;
+mod spool;
 mod worker;
