@@ -3,7 +3,10 @@
 //! that drains it into Redis through the same atomic enqueue, forgetting records only after Redis
 //! confirmed them. The file format itself lives in [`crate::spool`].
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use anyhow::Context as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,18 +71,130 @@ pub struct DrainConfig {
     pub test_delay: Option<Duration>,
 }
 
-/// The server's spool: one [`Spool`] behind a mutex (appends and pops are serialised), the queue
-/// it drains into, and a wake-up for the drain task.
+/// The server's spool: one [`Spool`] behind a mutex (appends and pops are serialised), the
+/// committer thread that appends for every request, the queue it drains into, and a wake-up for
+/// the drain task.
 pub struct SpoolHandle {
     spool: Arc<Mutex<Spool>>,
+    /// What the request path asks (depth, "is this id spooled?"), kept apart from `spool` whose
+    /// lock is held across every fsync: an async handler must never block a runtime thread on it.
+    mirror: Arc<Mutex<Mirror>>,
+    /// Requests for the committer thread; it exits when the handle (this sender) is dropped.
+    appends: std::sync::mpsc::Sender<AppendRequest>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     wake: tokio::sync::Notify,
     drain: DrainConfig,
 }
 
-fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
-    match spool.lock() {
+/// The live delivery ids, as a copy of the spool's index: updated after an append is durable and
+/// before it is answered, and after a pop is durable.
+#[derive(Default)]
+struct Mirror {
+    ids: HashMap<String, u32>,
+    len: usize,
+}
+
+impl Mirror {
+    fn add<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            *self.ids.entry(id.to_owned()).or_default() += 1;
+            self.len += 1;
+        }
+    }
+
+    fn remove<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(n) = self.ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ids.remove(id);
+                }
+            }
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+}
+
+/// One delivery to make durable, and where to say how it went: `Ok(true)` appended and fsynced,
+/// `Ok(false)` already in the spool (a duplicate), `Err` not durable.
+struct AppendRequest {
+    rec: SpoolRecord,
+    done: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// Most requests one group commit takes, and roughly most payload bytes (a batch is held in memory).
+const GROUP_MAX_RECORDS: usize = 256;
+const GROUP_MAX_BYTES: usize = 8 << 20;
+
+/// Group commit: takes every request that queued up while the previous fsync ran and makes them
+/// durable with one `append_batch` (one write, one fsync), so concurrent deliveries share an fsync
+/// instead of queueing behind each other's. Requests are appended in the order they arrived.
+fn committer(
+    spool: Arc<Mutex<Spool>>,
+    mirror: Arc<Mutex<Mirror>>,
+    requests: std::sync::mpsc::Receiver<AppendRequest>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].rec.payload.len();
+        while batch.len() < GROUP_MAX_RECORDS && bytes < GROUP_MAX_BYTES {
+            match requests.try_recv() {
+                Ok(r) => {
+                    bytes += r.rec.payload.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut s = lock(&spool);
+        // A delivery already in the spool is a duplicate now (it is durable). A second copy within
+        // this batch is answered only after the first one's fate is known: a `duplicate` must
+        // never be said of something that then fails to become durable.
+        let mut position = std::collections::HashMap::new();
+        let mut recs = Vec::with_capacity(batch.len());
+        let mut dones = Vec::with_capacity(batch.len());
+        let mut copies = Vec::new();
+        for r in batch {
+            if s.contains(&r.rec.delivery) {
+                let _ = r.done.send(Ok(false));
+            } else if let Some(&i) = position.get(&r.rec.delivery) {
+                copies.push((i, r.done));
+            } else {
+                position.insert(r.rec.delivery.clone(), recs.len());
+                recs.push(r.rec);
+                dones.push(r.done);
+            }
+        }
+        let outcomes: Vec<Result<bool, String>> = match s.append_batch(&recs) {
+            Ok(()) => vec![Ok(true); recs.len()],
+            // One bad record (e.g. over the size limit) must not fail the others: retry alone.
+            Err(_) if recs.len() > 1 => recs
+                .iter()
+                .map(|rec| s.append(rec).map(|()| true).map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => vec![Err(e.to_string()); recs.len()],
+        };
+        drop(s);
+        // Visible to the request path before anyone is answered: from now on new deliveries go
+        // behind these.
+        lock(&mirror).add(
+            recs.iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|(r, _)| r.delivery.as_str()),
+        );
+        for (i, done) in copies {
+            let _ = done.send(outcomes[i].clone().map(|_| false));
+        }
+        for (done, outcome) in dones.into_iter().zip(outcomes) {
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
@@ -110,8 +225,20 @@ impl SpoolHandle {
                 "spool is not empty at start-up: draining it into Redis"
             );
         }
+        let mut mirror = Mirror::default();
+        mirror.add(spool.delivery_ids().iter().map(String::as_str));
+        let mirror = Arc::new(Mutex::new(mirror));
+        let spool = Arc::new(Mutex::new(spool));
+        let (appends, requests) = std::sync::mpsc::channel();
+        let (for_committer, mirror_for_committer) = (spool.clone(), mirror.clone());
+        std::thread::Builder::new()
+            .name("gitspy-spool-commit".into())
+            .spawn(move || committer(for_committer, mirror_for_committer, requests))
+            .context("cannot start the spool committer thread")?;
         let h = Arc::new(Self {
-            spool: Arc::new(Mutex::new(spool)),
+            spool,
+            mirror,
+            appends,
             queue,
             metrics,
             wake: tokio::sync::Notify::new(),
@@ -127,12 +254,14 @@ impl SpoolHandle {
         Ok(h)
     }
 
+    /// Deliveries waiting in the spool (never blocks on an fsync).
     pub fn depth(&self) -> usize {
-        lock(&self.spool).len()
+        lock(&self.mirror).len
     }
 
+    /// True if the spool holds this delivery id (never blocks on an fsync).
     pub fn contains(&self, id: &str) -> bool {
-        lock(&self.spool).contains(id)
+        lock(&self.mirror).ids.contains_key(id)
     }
 
     pub fn refresh_depth_metric(&self) {
@@ -176,20 +305,17 @@ impl SpoolHandle {
     /// Appends `d` durably (file and directory fsynced) and answers 202 `spooled`; a delivery id the
     /// spool already holds is a duplicate.
     pub async fn spool(&self, d: &Delivery, metrics: &Metrics) -> Result<Response, ApiError> {
-        let spool = self.spool.clone();
         let rec = SpoolRecord {
             delivery: d.id.clone(),
             payload: encode(d),
         };
-        let appended = tokio::task::spawn_blocking(move || {
-            let mut s = lock(&spool);
-            if s.contains(&rec.delivery) {
-                return Ok(false);
-            }
-            s.append(&rec).map(|_| true)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("spool task failed: {e}")))?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let appended = match self.appends.send(AppendRequest { rec, done }) {
+            Ok(()) => outcome
+                .await
+                .unwrap_or_else(|_| Err("the spool committer thread is gone".into())),
+            Err(_) => Err("the spool committer thread is gone".into()),
+        };
         match appended {
             Ok(true) => {
                 metrics.events_received.inc(&d.event);
@@ -278,7 +404,9 @@ impl SpoolHandle {
                 let spool = self.spool.clone();
                 let r = tokio::task::spawn_blocking(move || lock(&spool).pop_front(done)).await;
                 match r {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => {
+                        lock(&self.mirror).remove(batch[..done].iter().map(|r| r.delivery.as_str()))
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot truncate the spool after draining (records will be re-sent and deduped)")
                     }

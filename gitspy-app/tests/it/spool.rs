@@ -304,3 +304,62 @@ fn a_server_killed_in_the_middle_of_a_drain_loses_nothing_and_duplicates_nothing
     assert_logged_once(&server, &spooled);
     assert_logged_in_order(&sys, &spooled);
 }
+
+#[test]
+fn concurrent_spooled_deliveries_are_each_made_durable_once_and_drained_once() {
+    let mut redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &spool_env(&[]));
+    redis.kill();
+    // 40 distinct deliveries in flight at once (group commit shares fsyncs between them), each
+    // of the first 5 sent twice concurrently: exactly one of a pair is spooled.
+    let spooled = ids("burst", 40);
+    let body = fixture("issues/opened.json");
+    let mut sends: Vec<&String> = spooled.iter().collect();
+    sends.extend(spooled[..5].iter());
+    let url = server.url("/webhooks");
+    let answers: Vec<(String, Resp)> = reqwest::block_on(async {
+        let client = reqwest::client();
+        futures::future::join_all(sends.iter().map(|id| {
+            let p = Post::signed("issues", id, body.clone());
+            let client = client.clone();
+            let url = url.clone();
+            async move { (id.to_string(), post_async(&client, &url, &p).await) }
+        }))
+        .await
+    });
+    for id in &spooled {
+        let mine: Vec<(u16, String)> = answers
+            .iter()
+            .filter(|(a, _)| a == id)
+            .map(|(_, r)| {
+                (
+                    r.status,
+                    r.json()["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        let spooled_once = mine
+            .iter()
+            .filter(|m| **m == (202, "spooled".into()))
+            .count();
+        assert_eq!(spooled_once, 1, "{id}: {mine:?}");
+        assert!(
+            mine.iter()
+                .all(|m| *m == (202, "spooled".into()) || *m == (200, "duplicate".into())),
+            "{id}: {mine:?}"
+        );
+    }
+    assert_eq!(metric(&server, "gitspy_spool_depth"), Some(40.0));
+
+    redis.restart();
+    wait_spool_empty(&server);
+    let mut in_stream = stream_order(&redis);
+    in_stream.sort();
+    let mut expected = spooled.clone();
+    expected.sort();
+    assert_eq!(in_stream, expected, "each delivery once in the stream");
+    let _worker = worker(&sys, &redis, "worker");
+    wait_processed(&server, &spooled, LONG);
+    assert_logged_once(&server, &spooled);
+}
