@@ -1,6 +1,7 @@
 //! End-to-end cost of the spool: `POST /webhooks` latency of a real `gitspy serve` in spool mode
 //! answering `queued` (Redis up) versus `spooled` (Redis killed: one fsynced append per delivery),
-//! sequentially and with several requests in flight (appends are serialised on the spool's mutex).
+//! sequentially and with several requests in flight (concurrent appends share an fsync: group
+//! commit in `ingress_spool`).
 //!
 //! Not a criterion bench: each sample is one HTTP round trip against real processes (redis-server
 //! and the `gitspy` binary), so a plain loop with percentiles says more. Everything lives under
@@ -207,7 +208,7 @@ fn main() {
                 )
                 .await;
                 report(
-                    &format!("spooled (fsync per delivery) x{in_flight}"),
+                    &format!("spooled (fsynced, group commit) x{in_flight}"),
                     l,
                     wall,
                 );

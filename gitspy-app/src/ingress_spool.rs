@@ -166,6 +166,7 @@ fn committer(
                 dones.push(r.done);
             }
         }
+        tracing::debug!(records = recs.len(), "spool group commit");
         let outcomes: Vec<Result<bool, String>> = match s.append_batch(&recs) {
             Ok(()) => vec![Ok(true); recs.len()],
             // One bad record (e.g. over the size limit) must not fail the others: retry alone.
