@@ -2,13 +2,26 @@
 //! Redis is down (or while the spool still holds anything, so order is kept), and a background task
 //! that drains it into Redis through the same atomic enqueue, forgetting records only after Redis
 //! confirmed them. The file format itself lives in [`crate::spool`].
+//!
+//! - Durability: a `spooled` 202 is sent only after [`Spool::append_batch`] returned, i.e. the
+//!   record was written and `fdatasync`ed into a log file whose directory entry was fsynced when
+//!   the file was created (or renamed into place).
+//! - Group commit: one committer thread appends for every request. What queued up while the
+//!   previous fsync ran goes into the next `append_batch` (one write, one fsync), in arrival order.
+//! - Order: the request path asks a mirror of the spool's index (never the spool's lock, which is
+//!   held across fsyncs); while it is non-empty every delivery is spooled behind it, even with
+//!   Redis back. The drain moves records oldest first and forgets them (`pop_front`) only after
+//!   Redis answered, so a crash mid-drain re-sends some, which the atomic enqueue reports as
+//!   duplicates and does not enqueue again.
+//! - Duplicates: an id in the spool is a duplicate; while spooling with Redis up, so is an id
+//!   Redis knows in any state but `failed`.
 
 use std::collections::HashMap;
 use std::path::Path;
-
-use anyhow::Context as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
