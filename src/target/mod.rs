@@ -7,8 +7,8 @@
 //! without a Docker engine. [`doctor`] turns the same probe into install hints.
 
 pub mod docker;
-pub mod process_redis;
 pub mod procs;
+pub mod process_redis;
 pub mod redis_ready;
 
 use std::fmt;

@@ -117,7 +117,12 @@ pub struct ManagedProc {
 }
 
 impl ManagedProc {
-    pub fn new(role: Role, bin: &Path, env: Vec<(String, String)>, log_dir: &Path) -> ManagedProc {
+    pub fn new(
+        role: Role,
+        bin: &Path,
+        env: Vec<(String, String)>,
+        log_dir: &Path,
+    ) -> ManagedProc {
         let (args, listen_var) = match role {
             Role::Server => (vec!["serve".to_string()], "GITSPY_LISTEN"),
             Role::Worker(_) => (vec!["worker".to_string()], "WORKER_METRICS_PORT"),
@@ -192,9 +197,9 @@ impl ManagedProc {
                 cmd.env(self.listen_var, "0");
             }
         }
-        let mut child = cmd.spawn().with_context(|| {
-            format!("cannot start {} ({})", self.role.name(), self.bin.display())
-        })?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {} ({})", self.role.name(), self.bin.display()))?;
         let pid = child.id();
         let log = tokio::fs::OpenOptions::new()
             .create(true)
@@ -291,11 +296,8 @@ impl ManagedProc {
             return Ok(None);
         };
         let pid = i32::try_from(pid).context("pid out of range")?;
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .context("SIGTERM")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+            .context("SIGTERM")?;
         let code = match self.child.as_mut() {
             Some(c) => match tokio::time::timeout(grace, c.wait()).await {
                 Ok(Ok(st)) => st.code(),

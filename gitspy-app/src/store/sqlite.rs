@@ -255,9 +255,7 @@ impl Store for SqliteStore {
              AND EXISTS (SELECT 1 FROM cards c WHERE c.repo_id = r.repo_id)",
         )?;
         let repos: Vec<(i64, RepoState)> = stmt
-            .query_map([full_name], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?
+            .query_map([full_name], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
             .map(|row| {
                 let (id, s) = row?;
                 Ok((id, load_json(Some(s))?))
@@ -269,9 +267,7 @@ impl Store for SqliteStore {
         };
         let mut stmt = conn.prepare("SELECT number, state FROM cards WHERE repo_id = ?1")?;
         let mut cards: Vec<(i64, CardState)> = Vec::new();
-        for row in stmt.query_map([repo_id], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })? {
+        for row in stmt.query_map([repo_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
             let (n, s) = row?;
             cards.push((n, load_json(Some(s))?));
         }
