@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// How long to wait for in-flight requests on SIGTERM/SIGINT.
     #[arg(long, env = "GITSPY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// TEST ONLY: the spool drain sleeps this long before moving each record into Redis (to hold
+    /// the spool non-empty while Redis is back, or to kill the server in the middle of a drain).
+    #[arg(long, env = "GITSPY_TEST_SPOOL_DRAIN_DELAY", value_parser = parse_duration, hide = true)]
+    pub test_spool_drain_delay: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Args)]

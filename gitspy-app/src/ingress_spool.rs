@@ -2,10 +2,26 @@
 //! Redis is down (or while the spool still holds anything, so order is kept), and a background task
 //! that drains it into Redis through the same atomic enqueue, forgetting records only after Redis
 //! confirmed them. The file format itself lives in [`crate::spool`].
+//!
+//! - Durability: a `spooled` 202 is sent only after [`Spool::append_batch`] returned, i.e. the
+//!   record was written and `fdatasync`ed into a log file whose directory entry was fsynced when
+//!   the file was created (or renamed into place).
+//! - Group commit: one committer thread appends for every request. What queued up while the
+//!   previous fsync ran goes into the next `append_batch` (one write, one fsync), in arrival order.
+//! - Order: the request path asks a mirror of the spool's index (never the spool's lock, which is
+//!   held across fsyncs); while it is non-empty every delivery is spooled behind it, even with
+//!   Redis back. The drain moves records oldest first and forgets them (`pop_front`) only after
+//!   Redis answered, so a crash mid-drain re-sends some, which the atomic enqueue reports as
+//!   duplicates and does not enqueue again.
+//! - Duplicates: an id in the spool is a duplicate; while spooling with Redis up, so is an id
+//!   Redis knows in any state but `failed`.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,15 +76,139 @@ pub fn decode(payload: &[u8]) -> Option<Delivery> {
     })
 }
 
+/// How the drain task behaves; production uses [`DrainConfig::default`].
+#[derive(Debug, Clone, Default)]
+pub struct DrainConfig {
+    /// TEST ONLY (`GITSPY_TEST_SPOOL_DRAIN_DELAY`): sleep this long before moving each record into
+    /// Redis, so tests can hold the spool non-empty while Redis is up, or kill the server mid-drain.
+    pub test_delay: Option<Duration>,
+}
+
+/// The server's spool: one [`Spool`] behind a mutex (appends and pops are serialised), the
+/// committer thread that appends for every request, the queue it drains into, and a wake-up for
+/// the drain task.
 pub struct SpoolHandle {
     spool: Arc<Mutex<Spool>>,
+    /// What the request path asks (depth, "is this id spooled?"), kept apart from `spool` whose
+    /// lock is held across every fsync: an async handler must never block a runtime thread on it.
+    mirror: Arc<Mutex<Mirror>>,
+    /// Requests for the committer thread; it exits when the handle (this sender) is dropped.
+    appends: std::sync::mpsc::Sender<AppendRequest>,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
     wake: tokio::sync::Notify,
+    drain: DrainConfig,
 }
 
-fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
-    match spool.lock() {
+/// The live delivery ids, as a copy of the spool's index: updated after an append is durable and
+/// before it is answered, and after a pop is durable.
+#[derive(Default)]
+struct Mirror {
+    ids: HashMap<String, u32>,
+    len: usize,
+}
+
+impl Mirror {
+    fn add<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            *self.ids.entry(id.to_owned()).or_default() += 1;
+            self.len += 1;
+        }
+    }
+
+    fn remove<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(n) = self.ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ids.remove(id);
+                }
+            }
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+}
+
+/// One delivery to make durable, and where to say how it went: `Ok(true)` appended and fsynced,
+/// `Ok(false)` already in the spool (a duplicate), `Err` not durable.
+struct AppendRequest {
+    rec: SpoolRecord,
+    done: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}
+
+/// Most requests one group commit takes, and roughly most payload bytes (a batch is held in memory).
+const GROUP_MAX_RECORDS: usize = 256;
+const GROUP_MAX_BYTES: usize = 8 << 20;
+
+/// Group commit: takes every request that queued up while the previous fsync ran and makes them
+/// durable with one `append_batch` (one write, one fsync), so concurrent deliveries share an fsync
+/// instead of queueing behind each other's. Requests are appended in the order they arrived.
+fn committer(
+    spool: Arc<Mutex<Spool>>,
+    mirror: Arc<Mutex<Mirror>>,
+    requests: std::sync::mpsc::Receiver<AppendRequest>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        let mut bytes = batch[0].rec.payload.len();
+        while batch.len() < GROUP_MAX_RECORDS && bytes < GROUP_MAX_BYTES {
+            match requests.try_recv() {
+                Ok(r) => {
+                    bytes += r.rec.payload.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut s = lock(&spool);
+        // A delivery already in the spool is a duplicate now (it is durable). A second copy within
+        // this batch is answered only after the first one's fate is known: a `duplicate` must
+        // never be said of something that then fails to become durable.
+        let mut position = std::collections::HashMap::new();
+        let mut recs = Vec::with_capacity(batch.len());
+        let mut dones = Vec::with_capacity(batch.len());
+        let mut copies = Vec::new();
+        for r in batch {
+            if s.contains(&r.rec.delivery) {
+                let _ = r.done.send(Ok(false));
+            } else if let Some(&i) = position.get(&r.rec.delivery) {
+                copies.push((i, r.done));
+            } else {
+                position.insert(r.rec.delivery.clone(), recs.len());
+                recs.push(r.rec);
+                dones.push(r.done);
+            }
+        }
+        tracing::debug!(records = recs.len(), "spool group commit");
+        let outcomes: Vec<Result<bool, String>> = match s.append_batch(&recs) {
+            Ok(()) => vec![Ok(true); recs.len()],
+            // One bad record (e.g. over the size limit) must not fail the others: retry alone.
+            Err(_) if recs.len() > 1 => recs
+                .iter()
+                .map(|rec| s.append(rec).map(|()| true).map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => vec![Err(e.to_string()); recs.len()],
+        };
+        drop(s);
+        // Visible to the request path before anyone is answered: from now on new deliveries go
+        // behind these.
+        lock(&mirror).add(
+            recs.iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_ok())
+                .map(|(r, _)| r.delivery.as_str()),
+        );
+        for (i, done) in copies {
+            let _ = done.send(outcomes[i].clone().map(|_| false));
+        }
+        for (done, outcome) in dones.into_iter().zip(outcomes) {
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
@@ -76,7 +216,12 @@ fn lock(spool: &Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
 
 impl SpoolHandle {
     /// Opens (and recovers) the spool in `dir`. A torn last record is dropped and counted.
-    pub fn open(dir: &Path, queue: Arc<Queue>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
+    pub fn open(
+        dir: &Path,
+        queue: Arc<Queue>,
+        metrics: Arc<Metrics>,
+        drain: DrainConfig,
+    ) -> anyhow::Result<Arc<Self>> {
         let (spool, report) = Spool::open(dir)
             .map_err(|e| anyhow::anyhow!("cannot open spool in {}: {e}", dir.display()))?;
         if report.torn_records_dropped > 0 {
@@ -94,22 +239,43 @@ impl SpoolHandle {
                 "spool is not empty at start-up: draining it into Redis"
             );
         }
+        let mut mirror = Mirror::default();
+        mirror.add(spool.delivery_ids().iter().map(String::as_str));
+        let mirror = Arc::new(Mutex::new(mirror));
+        let spool = Arc::new(Mutex::new(spool));
+        let (appends, requests) = std::sync::mpsc::channel();
+        let (for_committer, mirror_for_committer) = (spool.clone(), mirror.clone());
+        std::thread::Builder::new()
+            .name("gitspy-spool-commit".into())
+            .spawn(move || committer(for_committer, mirror_for_committer, requests))
+            .context("cannot start the spool committer thread")?;
         let h = Arc::new(Self {
-            spool: Arc::new(Mutex::new(spool)),
+            spool,
+            mirror,
+            appends,
             queue,
             metrics,
             wake: tokio::sync::Notify::new(),
+            drain,
         });
+        if let Some(delay) = h.drain.test_delay {
+            tracing::warn!(
+                ?delay,
+                "GITSPY_TEST_SPOOL_DRAIN_DELAY is set: the spool drains slowly (test only)"
+            );
+        }
         h.refresh_depth_metric();
         Ok(h)
     }
 
+    /// Deliveries waiting in the spool (never blocks on an fsync).
     pub fn depth(&self) -> usize {
-        lock(&self.spool).len()
+        lock(&self.mirror).len
     }
 
+    /// True if the spool holds this delivery id (never blocks on an fsync).
     pub fn contains(&self, id: &str) -> bool {
-        lock(&self.spool).contains(id)
+        lock(&self.mirror).ids.contains_key(id)
     }
 
     pub fn refresh_depth_metric(&self) {
@@ -120,7 +286,10 @@ impl SpoolHandle {
         );
     }
 
-    /// While the spool is not empty, every new delivery goes behind what it holds.
+    /// While the spool is not empty, every new delivery goes behind what it holds (`None`: the spool
+    /// is empty, enqueue directly). A delivery Redis already knows is answered `duplicate` when Redis
+    /// is believed up; while it is down that cannot be known, so the delivery is spooled and the
+    /// drain's atomic enqueue drops it.
     pub async fn accept_if_spooling(
         &self,
         d: &Delivery,
@@ -129,26 +298,38 @@ impl SpoolHandle {
         if self.depth() == 0 {
             return Ok(None);
         }
+        if self.metrics.redis_up() && !self.contains(&d.id) {
+            // A failed delivery may be redelivered (SPEC §1.3): only other states are duplicates.
+            if let Ok(Some(state)) = self.queue.get_state(&d.id).await {
+                if state != "failed" {
+                    metrics.events_duplicate.inc(&d.event);
+                    return Ok(Some(
+                        (
+                            StatusCode::OK,
+                            Json(json!({"status": "duplicate", "delivery": d.id, "state": state})),
+                        )
+                            .into_response(),
+                    ));
+                }
+            }
+        }
         self.spool(d, metrics).await.map(Some)
     }
 
     /// Appends `d` durably (file and directory fsynced) and answers 202 `spooled`; a delivery id the
     /// spool already holds is a duplicate.
     pub async fn spool(&self, d: &Delivery, metrics: &Metrics) -> Result<Response, ApiError> {
-        let spool = self.spool.clone();
         let rec = SpoolRecord {
             delivery: d.id.clone(),
             payload: encode(d),
         };
-        let appended = tokio::task::spawn_blocking(move || {
-            let mut s = lock(&spool);
-            if s.contains(&rec.delivery) {
-                return Ok(false);
-            }
-            s.append(&rec).map(|_| true)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("spool task failed: {e}")))?;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let appended = match self.appends.send(AppendRequest { rec, done }) {
+            Ok(()) => outcome
+                .await
+                .unwrap_or_else(|_| Err("the spool committer thread is gone".into())),
+            Err(_) => Err("the spool committer thread is gone".into()),
+        };
         match appended {
             Ok(true) => {
                 metrics.events_received.inc(&d.event);
@@ -211,13 +392,22 @@ impl SpoolHandle {
             }
             let mut done = 0;
             for rec in &batch {
+                if let Some(delay) = self.drain.test_delay {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {},
+                    }
+                }
                 let Some(d) = decode(&rec.payload) else {
                     tracing::error!(delivery = %rec.delivery, "undecodable spool record: skipped");
                     done += 1;
                     continue;
                 };
                 match self.queue.enqueue(&d).await {
-                    Ok(_) => done += 1,
+                    Ok(outcome) => {
+                        tracing::debug!(delivery = %d.id, ?outcome, "moved a spooled delivery into redis");
+                        done += 1;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "redis still unavailable; spool drain waits");
                         break;
@@ -228,7 +418,9 @@ impl SpoolHandle {
                 let spool = self.spool.clone();
                 let r = tokio::task::spawn_blocking(move || lock(&spool).pop_front(done)).await;
                 match r {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => {
+                        lock(&self.mirror).remove(batch[..done].iter().map(|r| r.delivery.as_str()))
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "cannot truncate the spool after draining (records will be re-sent and deduped)")
                     }
@@ -236,6 +428,9 @@ impl SpoolHandle {
                 }
                 self.refresh_depth_metric();
                 backoff = Duration::from_millis(100);
+                if self.depth() == 0 {
+                    tracing::info!("spool drained into redis");
+                }
             }
             if done < batch.len() {
                 tokio::select! {

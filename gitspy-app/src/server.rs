@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{OnRedisDown, ServeArgs};
 use crate::http::{self, AppState, DEFAULT_RETRY_AFTER};
-use crate::ingress_spool::SpoolHandle;
+use crate::ingress_spool::{DrainConfig, SpoolHandle};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::{SqliteStore, Store, StoreOptions};
@@ -61,7 +61,10 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     let background = CancellationToken::new();
     let spool = match args.on_redis_down {
         OnRedisDown::Spool => {
-            let h = SpoolHandle::open(&args.spool_dir, queue.clone(), metrics.clone())?;
+            let drain = DrainConfig {
+                test_delay: args.test_spool_drain_delay,
+            };
+            let h = SpoolHandle::open(&args.spool_dir, queue.clone(), metrics.clone(), drain)?;
             tokio::spawn(h.clone().drain_loop(background.clone()));
             Some(h)
         }

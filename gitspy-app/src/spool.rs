@@ -502,6 +502,12 @@ impl Spool {
         self.index.contains_key(delivery)
     }
 
+    /// The delivery ids of the live records, oldest first (no payload is read), so a caller can
+    /// keep its own index without taking the lock `append` holds across its fsync.
+    pub fn delivery_ids(&self) -> Vec<String> {
+        self.entries.iter().map(|e| e.delivery.clone()).collect()
+    }
+
     /// Reads the `n` oldest live records (fewer if the spool holds fewer), oldest first,
     /// without removing them. Checksums are verified again.
     pub fn peek(&self, n: usize) -> Result<Vec<SpoolRecord>, SpoolError> {

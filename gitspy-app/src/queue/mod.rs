@@ -168,17 +168,30 @@ impl Queue {
         self.observe(&r);
         let created = r?;
         if created && self.group_seen.load(Ordering::SeqCst) {
-            self.metrics.redis_data_loss.inc();
-            tracing::error!(
-                stream = keys::STREAM,
-                group = keys::GROUP,
-                "REDIS LOST ITS DATA: the consumer group was gone; recreated it at id 0. Deliveries \
-                 that were queued or pending in Redis before the loss are not in the stream any more \
-                 (GitHub redelivery or the sender must resend them)"
-            );
+            self.report_data_loss();
         }
         self.group_seen.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Called when a command answered `NOGROUP`. If this process had seen the group, Redis lost its
+    /// data: count it and say so loudly, once per disappearance, even if another process recreates
+    /// the group before this one calls [`Queue::ensure_group`] (which then finds `BUSYGROUP`).
+    pub fn note_group_missing(&self) {
+        if self.group_seen.swap(false, Ordering::SeqCst) {
+            self.report_data_loss();
+        }
+    }
+
+    fn report_data_loss(&self) {
+        self.metrics.redis_data_loss.inc();
+        tracing::error!(
+            stream = keys::STREAM,
+            group = keys::GROUP,
+            "REDIS LOST ITS DATA: the consumer group was gone; recreating it at id 0. Deliveries \
+             that were queued or pending in Redis before the loss are not in the stream any more \
+             (GitHub redelivery or the sender must resend them)"
+        );
     }
 
     /// Queue gauges from one pipeline: `XLEN`, `XPENDING` summary, dead `XLEN`.
@@ -210,6 +223,7 @@ impl Queue {
         if let Err(e) = &r {
             if e.code() == Some("NOGROUP") {
                 // The stream or group vanished under us: recreate and report it.
+                self.note_group_missing();
                 let _ = self.ensure_group().await;
             }
         }

@@ -250,6 +250,7 @@ impl Worker {
                         }
                     }
                     Err(e) if e.code() == Some("NOGROUP") => {
+                        self.queue.note_group_missing();
                         group_ready = false;
                         continue;
                     }
@@ -290,6 +291,7 @@ impl Worker {
                     }
                 }
                 Err(e) if e.code() == Some("NOGROUP") => {
+                    self.queue.note_group_missing();
                     group_ready = false;
                 }
                 Err(e) => {

@@ -3,9 +3,11 @@
 mod util;
 
 mod board;
+mod dataloss;
 mod dead;
 mod ingress;
 mod metrics;
 mod outage;
 mod replay;
+mod spool;
 mod worker;

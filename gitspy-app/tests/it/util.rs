@@ -244,6 +244,11 @@ impl Sys {
     }
 
     pub fn serve(&self, redis: &Redis, extra: &[(&str, String)]) -> Proc {
+        self.serve_as(redis, extra, "serve")
+    }
+
+    /// [`Sys::serve`] with its own log name, for a second server (a restart) on the same dir.
+    pub fn serve_as(&self, redis: &Redis, extra: &[(&str, String)], name: &str) -> Proc {
         let mut env = vec![
             ("GITSPY_LISTEN", "127.0.0.1:0".to_string()),
             ("REDIS_URL", redis.url()),
@@ -255,7 +260,7 @@ impl Sys {
             ),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
-        let p = self.spawn(&["serve"], &env, "serve");
+        let p = self.spawn(&["serve"], &env, name);
         wait_ready(&p);
         p
     }
