@@ -429,11 +429,17 @@ pub async fn judge(
         ),
         ("failed_rate", TargetSel::Role("worker"), names::JOBS_FAILED),
     ] {
+        // The last bin ends with the run, not a whole poll interval later: its rate is over the
+        // time it really covers.
         let pts = series
             .intervals(sel, metric, window_end, step)
             .into_iter()
-            .filter(|i| i.rate_per_s.is_finite())
-            .map(|i| (rel(i.end_ms), i.rate_per_s))
+            .filter_map(|i| {
+                let end = i.end_ms.min(window_end.to_ms);
+                let span = end.saturating_sub(i.start_ms).max(1);
+                let rate = i.increase * 1000.0 / span as f64;
+                rate.is_finite().then(|| (rel(end), rate))
+            })
             .collect();
         out_series.push(report::Series {
             name: name.into(),
@@ -467,7 +473,8 @@ pub async fn judge(
             .iter()
             .filter_map(|(at, w)| {
                 let v = if pick == 0 { w.p50 } else { w.p95 };
-                v.filter(|v| v.is_finite()).map(|v| (rel(*at + step), v))
+                v.filter(|v| v.is_finite())
+                    .map(|v| (rel((*at + step).min(window_end.to_ms)), v))
             })
             .collect();
         out_series.push(report::Series {
