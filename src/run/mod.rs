@@ -82,9 +82,25 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {bad} problem(s) in the scenario files; nothing was run");
         return Ok(ExitCode::from(2));
     }
+    // Ctrl-C is caught from here on (also while the system starts): the run tears down first.
+    let interrupt = tokio_util::sync::CancellationToken::new();
+    {
+        let interrupt = interrupt.clone();
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("installing the Ctrl-C handler")?;
+        tokio::spawn(async move {
+            if sigint.recv().await.is_some() {
+                eprintln!("interrupted (Ctrl-C): tearing the system down");
+                interrupt.cancel();
+            }
+        });
+    }
     let mut code = 0u8;
     for (path, s) in loaded {
-        match run_scenario(&path, &s, &opts).await {
+        if interrupt.is_cancelled() {
+            return Ok(ExitCode::from(2));
+        }
+        match run_scenario(&path, &s, &opts, &interrupt).await {
             Ok(out) => {
                 println!("{}", report::render_terminal(&out.report));
                 println!("report: {}", out.dir.display());
@@ -121,6 +137,7 @@ pub async fn run_scenario(
     path: &Path,
     s: &Scenario,
     opts: &RunOptions,
+    interrupt: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<RunOutcome> {
     if s.target.value.attach.is_some() {
         anyhow::bail!(
@@ -165,10 +182,14 @@ pub async fn run_scenario(
         disable_dedupe: opts.target_disable_dedupe,
     })
     .await;
-    let system = match system {
+    let mut system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
     };
+    if interrupt.is_cancelled() {
+        system.teardown().await;
+        return Err(Interrupted.into());
+    }
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
@@ -213,8 +234,7 @@ pub async fn run_scenario(
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
     let panicked = tokio::select! {
         r = futures::FutureExt::catch_unwind(steps_result) => r.is_err(),
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("interrupted (Ctrl-C): tearing the system down");
+        _ = interrupt.cancelled() => {
             stop_poll.cancel();
             ctx.undo_faults().await;
             ctx.sys.lock().await.teardown().await;

@@ -273,3 +273,51 @@ fn cleanup_undoes_what_a_killed_harness_left() {
     assert!(stdout.contains("of run"), "{stdout}");
     assert_nothing_left(reports.path());
 }
+
+#[test]
+fn a_docker_backed_run_passes_and_removes_its_container() {
+    let docker_ps = || {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--filter",
+                "name=^/gitspy-chaos-e2e-redis$",
+                "--format",
+                "{{.Names}} {{.Status}}",
+            ])
+            .output()
+            .expect("the docker CLI runs (apt-get install -y docker.io; scripts/setup-docker.sh)");
+        assert!(
+            out.status.success(),
+            "docker ps failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let reports = tempfile::tempdir().unwrap();
+    let r = run(
+        &["run", "tests/it/scenarios/e2e-docker.yaml"],
+        reports.path(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let v = run_json(reports.path());
+    assert!(
+        v["target"]["redis_backend"]
+            .as_str()
+            .unwrap()
+            .starts_with("docker"),
+        "{}",
+        v["target"]
+    );
+    let kinds: Vec<&str> = v["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["worker-0 kill", "redis pause", "redis stop"]);
+    assert_eq!(docker_ps(), "", "the run's Redis container is still there");
+    assert_nothing_left(reports.path());
+}
