@@ -6,6 +6,7 @@
 //! function over what [`probe`] found on the machine, so the selection rules are unit-tested
 //! without a Docker engine. [`doctor`] turns the same probe into install hints.
 
+pub mod attach;
 pub mod docker;
 pub mod process_redis;
 pub mod procs;
