@@ -220,6 +220,8 @@ impl System {
 /// start time), and unpauses/starts/removes every container and network labelled by the harness.
 pub async fn cleanup() -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
+    // Runs whose harness is still alive are left alone, their containers too.
+    let mut live_runs = std::collections::BTreeSet::new();
     if let Ok(entries) = std::fs::read_dir(runs_dir()) {
         for e in entries.flatten() {
             let path = e.path();
@@ -237,6 +239,7 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                     "run {}: its harness (pid {}) is still running; left alone",
                     f.run_id, f.harness_pid
                 ));
+                live_runs.insert(f.run_id.clone());
                 continue;
             }
             for p in &f.processes {
@@ -274,27 +277,32 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
     }
     match crate::target::docker::connect().await {
         Ok(docker) => {
-            let report = crate::target::docker::cleanup(
-                &docker,
-                &crate::target::docker::CleanupOptions {
-                    run_id: None,
-                    remove: true,
-                },
-            )
-            .await?;
-            for c in &report.removed {
-                done.push(format!("removed container {c} (label {RUN_LABEL})"));
+            use crate::target::docker;
+            let mut runs = std::collections::BTreeSet::new();
+            for c in docker::list_labelled(&docker, None).await? {
+                runs.insert(c.run_id);
             }
-            for n in &report.networks_removed {
-                done.push(format!("removed network {n}"));
+            for n in docker::list_labelled_networks(&docker, None).await? {
+                runs.insert(n.run_id);
             }
-            for err in &report.errors {
-                done.push(format!("error: {err}"));
+            for run_id in runs.difference(&live_runs) {
+                let report = docker::cleanup(
+                    &docker,
+                    &docker::CleanupOptions { run_id: Some(run_id.clone()), remove: true },
+                )
+                .await?;
+                for c in &report.removed {
+                    done.push(format!("removed container {c} of run {run_id} (label {RUN_LABEL})"));
+                }
+                for n in &report.networks_removed {
+                    done.push(format!("removed network {n} of run {run_id}"));
+                }
+                for err in &report.errors {
+                    done.push(format!("error: {err}"));
+                }
             }
         }
-        Err(e) => done.push(format!(
-            "docker not reachable ({e:#}); no containers to clean"
-        )),
+        Err(e) => done.push(format!("docker not reachable ({e:#}); no containers to clean")),
     }
     Ok(done)
 }
