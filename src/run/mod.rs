@@ -139,19 +139,21 @@ pub async fn run_scenario(
     opts: &RunOptions,
     interrupt: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<RunOutcome> {
-    if s.target.value.attach.is_some() {
-        anyhow::bail!(
-            "attach mode is not supported by this build's run engine yet\n\
-             hint: remove `target.attach` to let the harness manage GitSpy"
-        );
-    }
     let s = s.scaled(opts.time_scale);
     let seed = opts.seed.or(s.seed).unwrap_or(0);
     let poll = opts
         .poll_interval
         .unwrap_or(s.observe.poll_interval.value.get());
     let backend = opts.backend.unwrap_or_else(|| scenario_backend(&s));
-    let gitspy_bin = find_gitspy_bin(opts.gitspy_bin.as_deref())?;
+    // Attach mode needs the binary only for replay steps; a missing one is reported there.
+    let gitspy_bin = match (
+        &s.target.value.attach,
+        find_gitspy_bin(opts.gitspy_bin.as_deref()),
+    ) {
+        (_, Ok(b)) => b,
+        (Some(_), Err(_)) => PathBuf::from("gitspy"),
+        (None, Err(e)) => return Err(e),
+    };
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -170,18 +172,47 @@ pub async fn run_scenario(
         run_dir.display()
     );
 
-    let system = System::start(SystemSpec {
-        run_id: &run_id,
-        gitspy_bin: &gitspy_bin,
-        backend,
-        container: s.target.value.redis.container.clone(),
-        image: s.target.value.redis.image.clone(),
-        workers: s.target.value.workers.value,
-        spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
-        dir: &run_dir.join("system"),
-        disable_dedupe: opts.target_disable_dedupe,
-    })
-    .await;
+    let system = match &s.target.value.attach {
+        None => {
+            System::start(SystemSpec {
+                run_id: &run_id,
+                gitspy_bin: &gitspy_bin,
+                backend,
+                container: s.target.value.redis.container.clone(),
+                image: s.target.value.redis.image.clone(),
+                workers: s.target.value.workers.value,
+                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
+                dir: &run_dir.join("system"),
+                disable_dedupe: opts.target_disable_dedupe,
+            })
+            .await
+        }
+        Some(a) => {
+            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
+                anyhow::anyhow!(
+                    "attach mode signs webhooks with the deployment's secret\n\
+                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
+                )
+            })?;
+            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
+            System::attach(
+                &run_id,
+                &gitspy_bin,
+                backend,
+                s.target.value.redis.container.clone(),
+                &redis_url,
+                system::AttachTarget {
+                    server_url: a.server_url.clone(),
+                    worker_urls: a.worker_metrics_urls.clone(),
+                    worker_matcher: a.worker_process.clone(),
+                    server_matcher: a.server_process.clone(),
+                },
+                secret,
+                &run_dir.join("system"),
+            )
+            .await
+        }
+    };
     let mut system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
@@ -281,7 +312,11 @@ pub async fn run_scenario(
             version: env!("CARGO_PKG_VERSION").into(),
         },
         target: report::TargetInfo {
-            kind: report::TargetKind::Managed,
+            kind: if s.target.value.attach.is_some() {
+                report::TargetKind::Attached
+            } else {
+                report::TargetKind::Managed
+            },
             gitspy_version: gitspy_version(&gitspy_bin).await,
             redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
             redis_version: None,

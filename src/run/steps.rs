@@ -404,6 +404,12 @@ impl Ctx {
             }
             FaultKind::Worker(action, which) => {
                 let mut sys = self.sys.lock().await;
+                if let Some(a) = sys.attach.clone() {
+                    let m = a.worker_matcher.ok_or_else(|| {
+                        anyhow::anyhow!("attach mode: no `worker_process` matcher")
+                    })?;
+                    return self.attached_action(&m, action, which, "worker").await;
+                }
                 let n = sys.workers.len();
                 let picked = self.pick_workers(which, n)?;
                 for i in &picked {
@@ -415,12 +421,60 @@ impl Ctx {
             }
             FaultKind::Server(action) => {
                 let mut sys = self.sys.lock().await;
+                if let Some(a) = sys.attach.clone() {
+                    let m = a.server_matcher.ok_or_else(|| {
+                        anyhow::anyhow!("attach mode: no `server_process` matcher")
+                    })?;
+                    return self.attached_action(&m, action, Which::All, "server").await;
+                }
                 let server = &mut sys.server;
                 self.proc_action(server, action).await?;
                 sys.record();
                 Ok(String::new())
             }
         }
+    }
+
+    /// A fault on processes the harness did not start: found by executable and environment
+    /// marker, re-checked (pid, start time) right before the signal; only kill and stop.
+    async fn attached_action(
+        &self,
+        m: &crate::scenario::ProcessMatcher,
+        action: ProcessAction,
+        which: Which,
+        role: &str,
+    ) -> anyhow::Result<String> {
+        use crate::target::attach;
+        attach::check_action(action)?;
+        let matcher = m.clone();
+        let found = tokio::task::spawn_blocking(move || attach::find(&matcher)).await??;
+        anyhow::ensure!(
+            !found.is_empty(),
+            "attach mode: no running process matches executable `{}` with `{}`",
+            m.executable,
+            m.env_marker
+        );
+        let picked = self.pick_workers(which, found.len())?;
+        let mut pids = Vec::new();
+        for i in picked {
+            let p = &found[i];
+            let name = format!("{role} pid {}", p.pid);
+            match action {
+                ProcessAction::Kill => {
+                    attach::kill(p, m, Duration::from_secs(10)).await?;
+                    self.kills.fetch_add(1, Ordering::SeqCst);
+                    self.instant_fault(format!("{role} kill"), name, "SIGKILL (attached)".into());
+                }
+                _ => {
+                    attach::stop(p, m, STOP_GRACE, Duration::from_secs(10)).await?;
+                    self.instant_fault(format!("{role} stop"), name, "SIGTERM (attached)".into());
+                }
+            }
+            pids.push(p.pid);
+        }
+        Ok(format!(
+            "pids {pids:?} (the deployment's supervisor restarts them)"
+        ))
     }
 
     async fn proc_action(

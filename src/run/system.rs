@@ -40,7 +40,18 @@ pub fn runs_dir() -> PathBuf {
     std::env::temp_dir().join("gitspy-chaos").join("runs")
 }
 
+/// A running system the harness attached to instead of starting it.
+#[derive(Debug, Clone)]
+pub struct AttachTarget {
+    pub server_url: String,
+    pub worker_urls: Vec<String>,
+    pub worker_matcher: Option<crate::scenario::ProcessMatcher>,
+    pub server_matcher: Option<crate::scenario::ProcessMatcher>,
+}
+
 pub struct System {
+    /// Set in attach mode: nothing of the system was started by the harness but (maybe) Redis.
+    pub attach: Option<AttachTarget>,
     pub run_id: String,
     pub redis: RedisBackend,
     pub server: ManagedProc,
@@ -83,6 +94,7 @@ impl System {
         opts.process.dir = Some(spec.dir.join("redis"));
         let redis = RedisBackend::connect(spec.backend, opts).await?;
         let mut sys = System {
+            attach: None,
             run_id: spec.run_id.to_string(),
             redis,
             server: ManagedProc::new(Role::Server, spec.gitspy_bin, Vec::new(), spec.dir),
@@ -136,12 +148,61 @@ impl System {
         Ok(sys)
     }
 
+    /// Attaches to a running system: Redis through its backend (a Docker container or an external
+    /// URL — never started unless it is a stopped container), the server and workers by URL.
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    pub async fn attach(
+        run_id: &str,
+        gitspy_bin: &Path,
+        backend: BackendKind,
+        container: Option<String>,
+        redis_url: &str,
+        target: AttachTarget,
+        secret: String,
+        dir: &Path,
+    ) -> anyhow::Result<System> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut opts = BackendOptions::new(run_id);
+        opts.external_url = Some(redis_url.to_string());
+        if let Some(c) = container {
+            opts.docker.container = c;
+        }
+        let redis = RedisBackend::connect(backend, opts).await?;
+        redis
+            .up()
+            .await
+            .context("the attached Redis does not answer")?;
+        let sys = System {
+            attach: Some(target),
+            run_id: run_id.to_string(),
+            redis,
+            server: ManagedProc::new(Role::Server, gitspy_bin, Vec::new(), dir),
+            workers: Vec::new(),
+            secret,
+            dir: dir.to_path_buf(),
+            run_file: runs_dir().join(format!("{run_id}.json")),
+        };
+        sys.record();
+        sys.wait_ready(Duration::from_secs(30)).await?;
+        Ok(sys)
+    }
+
     pub fn server_url(&self, path: &str) -> String {
+        if let Some(a) = &self.attach {
+            return format!("{}{path}", a.server_url.trim_end_matches('/'));
+        }
         self.server.url(path).unwrap_or_default()
     }
 
     /// `(target name, metrics URL)` of every process.
     pub fn metric_targets(&self) -> Vec<(String, String)> {
+        if let Some(a) = &self.attach {
+            let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+            for (i, u) in a.worker_urls.iter().enumerate() {
+                v.push((format!("worker-{i}"), u.clone()));
+            }
+            return v;
+        }
         let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
         for w in &self.workers {
             if let Some(u) = w.url("/metrics/prom") {
@@ -288,11 +349,16 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
             for run_id in runs.difference(&live_runs) {
                 let report = docker::cleanup(
                     &docker,
-                    &docker::CleanupOptions { run_id: Some(run_id.clone()), remove: true },
+                    &docker::CleanupOptions {
+                        run_id: Some(run_id.clone()),
+                        remove: true,
+                    },
                 )
                 .await?;
                 for c in &report.removed {
-                    done.push(format!("removed container {c} of run {run_id} (label {RUN_LABEL})"));
+                    done.push(format!(
+                        "removed container {c} of run {run_id} (label {RUN_LABEL})"
+                    ));
                 }
                 for n in &report.networks_removed {
                     done.push(format!("removed network {n} of run {run_id}"));
@@ -302,7 +368,9 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 }
             }
         }
-        Err(e) => done.push(format!("docker not reachable ({e:#}); no containers to clean")),
+        Err(e) => done.push(format!(
+            "docker not reachable ({e:#}); no containers to clean"
+        )),
     }
     Ok(done)
 }

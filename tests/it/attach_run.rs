@@ -1,0 +1,174 @@
+//! `run` in attach mode against a GitSpy the test started itself (not the harness): the harness
+//! signs with the deployment's secret, observes it by URL, and kills a worker it matched by
+//! executable and environment marker — and only that worker.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Vec<Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `gitspy <args>` and returns it with the address from its first stdout line.
+fn gitspy(bin: &Path, args: &[&str], env: &[(&str, String)]) -> (Child, String) {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line `{line}`"))
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn attach_mode_drives_a_system_it_did_not_start_and_kills_only_the_matched_worker() {
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy");
+    assert!(bin.is_file(), "build gitspy first: cargo build -p gitspy");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut kids = Kill(Vec::new());
+    kids.0.push(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install -y redis-server)"),
+    );
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let db = dir.path().join("gitspy.db").display().to_string();
+    let marker = format!("t-{}", std::process::id());
+    let common = vec![("REDIS_URL", redis_url.clone()), ("GITSPY_DB", db)];
+    let mut env = common.clone();
+    env.extend([
+        ("GITSPY_LISTEN", "127.0.0.1:0".to_string()),
+        ("GITHUB_WEBHOOK_SECRET", "attach-secret".to_string()),
+    ]);
+    let (server, server_addr) = gitspy(&bin, &["serve"], &env);
+    kids.0.push(server);
+    let mut worker_urls = Vec::new();
+    let mut worker_pids = Vec::new();
+    for i in 0..2 {
+        let mut env = common.clone();
+        env.push(("WORKER_METRICS_PORT", "0".into()));
+        // Only worker 0 carries the marker: the harness may kill it, never worker 1.
+        if i == 0 {
+            env.push(("GITSPY_CHAOS_TARGET", marker.clone()));
+        }
+        let (w, addr) = gitspy(&bin, &["worker"], &env);
+        worker_pids.push(w.id());
+        worker_urls.push(format!("{addr}/metrics/prom"));
+        kids.0.push(w);
+    }
+    let scenario = format!(
+        r#"name: attach-test
+description: attach mode self-test
+seed: 5
+target:
+  redis: {{ backend: external, url: "{redis_url}" }}
+  workers: 2
+  attach:
+    server_url: "{server_addr}"
+    worker_metrics_urls: ["{w0}", "{w1}"]
+    worker_process: {{ executable: gitspy, env_marker: "GITSPY_CHAOS_TARGET={marker}" }}
+observe:
+  poll_interval: 1s
+steps:
+  - send: {{ count: 10, rate: 50/s }}
+  - wait: {{ drained: true, timeout: 60s }}
+  - fault: {{ worker: kill, which: all }}
+  - send: {{ count: 10, rate: 50/s }}
+  - wait: {{ drained: true, timeout: 60s }}
+checks:
+  - deliveries: {{ lost: 0, duplicated: 0, unexpected: 0 }}
+"#,
+        w0 = worker_urls[0],
+        w1 = worker_urls[1],
+    );
+    let file = dir.path().join("attach.yaml");
+    std::fs::write(&file, scenario).unwrap();
+    let reports = dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .arg("run")
+        .arg(&file)
+        .arg("--report-dir")
+        .arg(&reports)
+        .env("GITHUB_WEBHOOK_SECRET", "attach-secret")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("PASSED attach-test"), "{stdout}");
+    // `which: all` matched exactly one process: the marked worker. The other is untouched.
+    let alive = |pid: u32| {
+        Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(worker_pids[0]) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(worker_pids[0]), "the marked worker survived");
+    assert!(alive(worker_pids[1]), "the unmarked worker was signalled");
+    let run_dir = std::fs::read_dir(&reports)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(v["target"]["kind"], "attached");
+    assert_eq!(v["ledger"]["classes"]["ok"]["count"], 20);
+}
