@@ -142,12 +142,34 @@ fn a_small_scenario_passes_against_the_real_gitspy_and_leaves_nothing_behind() {
         .iter()
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(faults, ["worker-0 kill", "redis stop"], "{faults:?}");
-    assert!(v["faults"]
+    assert_eq!(
+        faults,
+        [
+            "worker-0 kill",
+            "server restart",
+            "redis stop",
+            "worker-1 kill",
+            "redis stop"
+        ],
+        "{faults:?}"
+    );
+    // Every fault window is closed: the last two were undone by the harness at the end.
+    assert!(
+        v["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["end_ms"].is_null()),
+        "{}",
+        v["faults"]
+    );
+    let server = v["processes"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|f| !f["end_ms"].is_null()));
+        .find(|p| p["role"] == "server")
+        .unwrap();
+    assert_eq!(server["restarts"], 1);
     assert_nothing_left(reports.path());
 }
 
@@ -317,7 +339,102 @@ fn a_docker_backed_run_passes_and_removes_its_container() {
         .iter()
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["worker-0 kill", "redis pause", "redis stop"]);
+    assert_eq!(
+        kinds,
+        [
+            "worker-0 kill",
+            "server restart",
+            "redis pause",
+            "redis stop",
+            "worker-1 kill",
+            "redis stop"
+        ]
+    );
     assert_eq!(docker_ps(), "", "the run's Redis container is still there");
     assert_nothing_left(reports.path());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_fault_plan_and_payload_sequence() {
+    let plan = |seed: &str| {
+        let reports = tempfile::tempdir().unwrap();
+        let r = run(
+            &[
+                "run",
+                "tests/it/scenarios/seeded.yaml",
+                "--backend",
+                "process",
+                "--seed",
+                seed,
+            ],
+            reports.path(),
+            &[],
+        );
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let v = run_json(reports.path());
+        assert_eq!(v["scenario"]["seed"].as_u64(), Some(seed.parse().unwrap()));
+        let targets: Vec<String> = v["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["target"].as_str().unwrap().to_string())
+            .collect();
+        let dir = std::fs::read_dir(reports.path())
+            .unwrap()
+            .flatten()
+            .next()
+            .unwrap()
+            .path();
+        let ledger: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap()).unwrap();
+        // Ids carry a per-run nonce; the sequence of events and duplicate pattern must not differ.
+        let seq: Vec<String> = ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["event"].as_str().unwrap(),
+                    e["duplicate_of"].is_null()
+                )
+            })
+            .collect();
+        let nonce = ledger["entries"][0]["delivery"]
+            .as_str()
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_string();
+        (targets, seq, nonce)
+    };
+    let (t1, s1, n1) = plan("42");
+    let (t2, s2, n2) = plan("42");
+    assert_eq!(t1, t2, "fault targets differ for the same seed");
+    assert_eq!(s1, s2, "payload sequence differs for the same seed");
+    assert_ne!(n1, n2, "two runs must not share delivery ids");
+    assert_eq!(t1.len(), 4);
+}
+
+#[test]
+fn doctor_reports_docker_redis_server_and_the_gitspy_binary() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .arg("doctor")
+        .env("GITSPY_BIN", gitspy_bin())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for what in ["docker", "redis-server", "gitspy binary", "API"] {
+        assert!(
+            stdout.contains(what),
+            "doctor does not mention {what}:\n{stdout}"
+        );
+    }
 }
