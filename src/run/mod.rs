@@ -273,7 +273,9 @@ pub async fn run_scenario(
         }
     };
     ctx.undo_faults().await;
+    ctx.say("undoing faults done; waiting for the final drain".into());
     let drain = ctx.wait_drained(FINAL_DRAIN).await;
+    ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;

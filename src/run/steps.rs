@@ -46,6 +46,8 @@ pub struct Ctx {
     step_counter: AtomicU32,
     /// Whether Redis is currently down on purpose (for undoing faults at the end).
     pub redis_down: Mutex<Option<RedisAction>>,
+    /// A spinner on a terminal; `None` writes plain stderr lines (CI logs, pipes).
+    progress: Option<indicatif::ProgressBar>,
 }
 
 /// Everything the steps record.
@@ -104,7 +106,25 @@ impl Ctx {
             kills: AtomicU32::new(0),
             step_counter: AtomicU32::new(0),
             redis_down: Mutex::new(None),
+            progress: progress_bar(),
         })
+    }
+
+    /// One line of progress: above the spinner on a terminal, a plain stderr line otherwise.
+    pub fn say(&self, line: String) {
+        match &self.progress {
+            Some(pb) => {
+                pb.println(&line);
+                pb.set_message(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn finish_progress(&self) {
+        if let Some(pb) = &self.progress {
+            pb.finish_and_clear();
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -217,7 +237,7 @@ impl Ctx {
                 Ok(note) => (true, note),
                 Err(e) => {
                     let msg = format!("step {index} ({kind}): {e:#}");
-                    eprintln!("[{:>7.1}s] {msg}", end as f64 / 1000.0);
+                    self.say(format!("[{:>7.1}s] {msg}", end as f64 / 1000.0));
                     self.timeline().problems.push(msg);
                     (false, format!("{e:#}"))
                 }
@@ -663,6 +683,22 @@ impl Ctx {
         }
         Ok(stdout.lines().take(5).collect::<Vec<_>>().join("; "))
     }
+}
+
+/// A spinner when stderr is a terminal (and `NO_COLOR`/CI do not ask for plain output).
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {wide_msg}")
+    {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Some(pb)
 }
 
 fn describe(step: &Step) -> (&'static str, String) {
