@@ -53,9 +53,13 @@ export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-compose-smoke-$(od -An -N
 dc() { docker-compose -f "$COMPOSE_FILE" -p "$PROJECT" "$@"; }
 
 WORK="$(mktemp -d)"
+# The script's own stdout and stderr: a signal trap runs inside whatever redirection the command it
+# interrupted had (e.g. `dc up >up.log`), and the teardown must still be heard.
+exec 3>&1 4>&2
 teardown() {
     local rc=$?
     trap - EXIT INT TERM
+    exec 1>&3 2>&4
     if [ "$rc" != 0 ] && dc ps -q 2>/dev/null | grep -q .; then
         echo "--- docker-compose ps and the last log lines (exit $rc)" >&2
         dc ps >&2 || true
