@@ -84,8 +84,14 @@ ts=$(date +%s.%N)
 cargo build --quiet -p gitspy --bin gitspy -p gitspy-chaos --bin gitspy-chaos
 say "binaries built in $(elapsed "$ts") s"
 ts=$(date +%s.%N)
+# build-redis-image.sh makes a new image each time; the one it replaces is removed below (unless a
+# container still uses it), so runs do not pile up untagged images.
+old_redis="$(docker image inspect -f '{{.Id}}' gitspy-redis:7 2>/dev/null || true)"
 docker/build-redis-image.sh gitspy-redis:7 >/dev/null 2>"$WORK/redis-build.log" \
     || { cat "$WORK/redis-build.log" >&2; cannot "building gitspy-redis:7 failed" "see the error above"; }
+if [ -n "$old_redis" ] && [ "$old_redis" != "$(docker image inspect -f '{{.Id}}' gitspy-redis:7)" ]; then
+    docker image rm "$old_redis" >/dev/null 2>&1 || true
+fi
 say "gitspy-redis:7 built in $(elapsed "$ts") s"
 ts=$(date +%s.%N)
 docker/build-gitspy-image.sh target/debug/gitspy gitspy:local >/dev/null || cannot "building gitspy:local failed" "see the error above"
