@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the tests need when it is
-# missing (redis-server, promtool, docker.io), starts dockerd once if it is not running, builds the
+# missing (redis-server, promtool, docker.io, docker-compose, chromium, jq), starts dockerd once if it is not running, builds the
 # offline Redis image, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+for tool in jq bc curl; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "error: missing ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
