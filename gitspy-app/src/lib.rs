@@ -48,3 +48,46 @@ pub fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
     });
     token
 }
+
+/// What `serve` and `worker` both open at start-up.
+pub struct Backends {
+    pub metrics: std::sync::Arc<metrics::Metrics>,
+    pub queue: std::sync::Arc<queue::Queue>,
+    pub store: std::sync::Arc<dyn store::Store>,
+    /// `false` only under the test-only GITSPY_TEST_DISABLE_DEDUPE.
+    pub dedupe: bool,
+}
+
+/// Opens metrics, the queue and the store, with the test-only dedupe switch applied to both (and
+/// logged loudly).
+pub fn open_backends(redis: &config::RedisArgs, db: &std::path::Path) -> anyhow::Result<Backends> {
+    use anyhow::Context as _;
+    use std::sync::Arc;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let dedupe = !redis.test_disable_dedupe;
+    if !dedupe {
+        tracing::error!("GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be enqueued and applied twice (test only)");
+    }
+    let queue = Arc::new(
+        queue::Queue::new(
+            queue::QueueConfig {
+                redis_url: redis.redis_url.clone(),
+                timeout: redis.redis_timeout,
+                state_ttl: redis.state_ttl,
+                dedupe,
+            },
+            metrics.clone(),
+        )
+        .context("invalid REDIS_URL")?,
+    );
+    let store: Arc<dyn store::Store> = Arc::new(
+        store::SqliteStore::open(db, store::StoreOptions { dedupe })
+            .with_context(|| format!("cannot open the store at {}", db.display()))?,
+    );
+    Ok(Backends {
+        metrics,
+        queue,
+        store,
+        dedupe,
+    })
+}

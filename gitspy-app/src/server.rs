@@ -9,9 +9,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{OnRedisDown, ServeArgs};
 use crate::http::{self, AppState, DEFAULT_RETRY_AFTER};
 use crate::ingress_spool::{DrainConfig, SpoolHandle};
-use crate::metrics::Metrics;
-use crate::queue::{Queue, QueueConfig};
-use crate::store::{SqliteStore, Store, StoreOptions};
 
 pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let secrets: Vec<String> = args
@@ -32,29 +29,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     if args.allow_unsigned {
         tracing::warn!("!!! --allow-unsigned: deliveries are NOT verified; never use this outside a local demo !!!");
     }
-    let metrics = Arc::new(Metrics::new());
-    let dedupe = !args.redis.test_disable_dedupe;
-    if !dedupe {
-        tracing::error!(
-            "GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be enqueued (test only)"
-        );
-    }
-    let queue = Arc::new(
-        Queue::new(
-            QueueConfig {
-                redis_url: args.redis.redis_url.clone(),
-                timeout: args.redis.redis_timeout,
-                state_ttl: args.redis.state_ttl,
-                dedupe,
-            },
-            metrics.clone(),
-        )
-        .context("invalid REDIS_URL")?,
-    );
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.db, StoreOptions { dedupe })
-            .with_context(|| format!("cannot open the store at {}", args.db.display()))?,
-    );
+    let crate::Backends {
+        metrics,
+        queue,
+        store,
+        ..
+    } = crate::open_backends(&args.redis, &args.db)?;
     if let Err(e) = queue.ensure_group().await {
         tracing::warn!(error = %e, "redis is not reachable at start-up; /readyz answers 503 until it is");
     }

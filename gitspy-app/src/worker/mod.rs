@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerArgs;
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
-use crate::queue::{is_connection_error, Entry, Queue, QueueConfig};
-use crate::store::{SqliteStore, Store, StoreOptions};
+use crate::queue::{is_connection_error, Entry, Queue};
+use crate::store::Store;
 
 /// Worker settings after validation.
 #[derive(Debug, Clone)]
@@ -69,29 +69,12 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
             args.lock_ttl
         );
     }
-    let metrics = Arc::new(Metrics::new());
-    let dedupe = !args.redis.test_disable_dedupe;
-    if !dedupe {
-        tracing::error!(
-            "GITSPY_TEST_DISABLE_DEDUPE is set: duplicates WILL be applied twice (test only)"
-        );
-    }
-    let queue = Arc::new(
-        Queue::new(
-            QueueConfig {
-                redis_url: args.redis.redis_url.clone(),
-                timeout: args.redis.redis_timeout,
-                state_ttl: args.redis.state_ttl,
-                dedupe,
-            },
-            metrics.clone(),
-        )
-        .context("invalid REDIS_URL")?,
-    );
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&args.db, StoreOptions { dedupe })
-            .with_context(|| format!("cannot open the store at {}", args.db.display()))?,
-    );
+    let crate::Backends {
+        metrics,
+        queue,
+        store,
+        dedupe,
+    } = crate::open_backends(&args.redis, &args.db)?;
     let token = random_hex(8);
     let consumer = args
         .consumer
