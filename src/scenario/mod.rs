@@ -347,8 +347,12 @@ checks:
     /// run.json records the scenario; `report` reads it back without the YAML parser.
     #[test]
     fn scenarios_round_trip_through_json() {
-        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios")).unwrap() {
-            let path = entry.unwrap().path();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (files, problems) =
+            collect_files(&[root.join("scenarios"), root.join("scenarios/attach")]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(files.len() >= 8, "{files:?}");
+        for path in files {
             let s = load_and_validate(&path).unwrap();
             let json = serde_json::to_string(&s).unwrap();
             let back: Scenario = serde_json::from_str(&json)

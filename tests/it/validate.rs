@@ -115,7 +115,12 @@ fn every_shipped_scenario_validates() {
             "scenarios/06-combined.yaml",
         ]
     );
-    for file in &names {
+    let attach: Vec<String> = yaml_files("scenarios/attach")
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(attach, ["scenarios/attach/compose-smoke.yaml"]);
+    for file in names.iter().chain(&attach) {
         let out = chaos(&["validate", file]);
         assert_eq!(out.code, 0, "{file}: {}", out.stderr);
         assert_eq!(out.stderr, "");
