@@ -244,7 +244,7 @@ pub async fn run_scenario(
     )?);
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
-    let series = Arc::new(Mutex::new(Series::new()));
+    let series = ctx.series.clone();
     scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
     let poller = {

@@ -29,6 +29,8 @@ pub const RUN_REPO_ID: u64 = 424242;
 /// Shared state of one run's step execution.
 pub struct Ctx {
     pub sys: tokio::sync::Mutex<System>,
+    /// Every scrape of the run (the poller's, and one right before each process fault).
+    pub series: std::sync::Arc<Mutex<crate::observe::Series>>,
     pub server_url: String,
     pub sender: Sender,
     pub gen: Mutex<PayloadGen>,
@@ -87,6 +89,7 @@ impl Ctx {
         let db = sys.dir.join("gitspy.db");
         Ok(Ctx {
             sys: tokio::sync::Mutex::new(sys),
+            series: std::sync::Arc::new(Mutex::new(crate::observe::Series::new())),
             server_url,
             sender,
             gen: Mutex::new(gen),
@@ -497,12 +500,27 @@ impl Ctx {
         ))
     }
 
+    /// Scrapes one process now (before it is killed or stopped), so its counters are known up to
+    /// the fault: what it counts after this scrape and before the signal is all that is lost.
+    pub async fn scrape_one(&self, name: &str, url: &str) {
+        if let Ok(scrape) = prom::scrape(&self.http, url, name).await {
+            lock(&self.series).push(scrape);
+        }
+    }
+
     async fn proc_action(
         &self,
         p: &mut crate::target::procs::ManagedProc,
         action: ProcessAction,
     ) -> anyhow::Result<()> {
         let name = p.role.name();
+        if action != ProcessAction::Start {
+            if let Some(url) = p.url("/metrics/prom") {
+                if p.is_running() {
+                    self.scrape_one(&name, &url).await;
+                }
+            }
+        }
         match action {
             ProcessAction::Kill => {
                 p.kill().await?;
