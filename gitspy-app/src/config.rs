@@ -138,6 +138,11 @@ pub struct WorkerArgs {
     /// How long to finish in-flight deliveries on SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "GITSPY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Event-log retention: log rows older than this are deleted (hourly, or every tenth of the
+    /// retention if shorter). `0` keeps the whole log. Replays and `logged` counts only see what is
+    /// kept; deduplication does not depend on the log.
+    #[arg(long, env = "GITSPY_LOG_RETENTION", default_value = "0", value_parser = parse_duration)]
+    pub log_retention: Duration,
     /// TEST ONLY: sleep this long inside every delivery's processing (to hold deliveries in flight).
     #[arg(long, env = "GITSPY_TEST_PROCESSING_DELAY", value_parser = parse_duration, hide = true)]
     pub test_processing_delay: Option<Duration>,

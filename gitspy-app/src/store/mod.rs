@@ -97,4 +97,8 @@ pub trait Store: Send + Sync + 'static {
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError>;
     /// Cheap liveness query.
     fn ping(&self) -> Result<(), StoreError>;
+    /// Event-log retention: deletes log rows logged before `cutoff_ms` and returns how many.
+    /// `applied_deliveries`, cards and `card_history` stay, so redeliveries are still deduplicated;
+    /// replays and `logged` counts only see what is kept.
+    fn prune_log(&self, cutoff_ms: i64) -> Result<u64, StoreError>;
 }

@@ -134,15 +134,47 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         held,
         waiting: Vec::new(),
     };
+    let retention_stop = CancellationToken::new();
+    let retention = (!args.log_retention.is_zero()).then(|| {
+        tokio::spawn(retention_loop(
+            w.store.clone(),
+            args.log_retention,
+            retention_stop.clone(),
+        ))
+    });
     let grace = w.cfg.shutdown_grace;
     w.main_loop(shutdown.clone()).await;
     // Entries waiting for a retry stay pending in our name; a live worker reclaims them.
     hb_stop.cancel();
     let _ = tokio::time::timeout(grace, heartbeat).await;
+    retention_stop.cancel();
+    if let Some(t) = retention {
+        let _ = t.await;
+    }
     metrics_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Deletes event-log rows older than `retention`, periodically, until `stop`.
+async fn retention_loop(store: Arc<dyn Store>, retention: Duration, stop: CancellationToken) {
+    let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        let cutoff =
+            crate::delivery::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.prune_log(cutoff)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(rows = n, ?retention, "pruned the event log"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "event-log retention failed"),
+            Err(e) => tracing::warn!(error = %e, "event-log retention task failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 fn lock_held<'a>(

@@ -217,3 +217,38 @@ fn sigterm_finishes_in_flight_deliveries_and_exits_zero() {
         server.log_text()
     );
 }
+
+#[test]
+fn event_log_retention_prunes_old_rows_but_not_deduplication() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "retention", 3);
+    let _worker = sys.worker(&redis, &[("GITSPY_LOG_RETENTION", "1s".into())], "worker");
+    wait_processed(&server, &ids, Duration::from_secs(30));
+    // Within a few retention periods every row is gone from the log...
+    wait_for(
+        Duration::from_secs(30),
+        "the event log to be pruned",
+        || {
+            let (_, v) = post_json(
+                &server.url("/deliveries/lookup"),
+                serde_json::json!({ "ids": ids }),
+            );
+            v["deliveries"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|d| d["logged"] == 0))
+        },
+    );
+    // ...while the deliveries stay processed, with their effect, and a redelivery is a duplicate.
+    for id in &ids {
+        let d = delivery(&server, id);
+        assert_eq!(d["state"], "processed", "{d}");
+        assert_eq!(d["effects"], 1, "{d}");
+    }
+    let r = post(
+        &server,
+        &Post::signed("issues", &ids[0], fixture("issues/opened.json")),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
