@@ -119,18 +119,7 @@ pub struct ReportArgs {
         value_delimiter = ',',
         default_value = "md,html,junit"
     )]
-    pub format: Vec<ReportFormat>,
-}
-
-/// Report formats rendered from run.json.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    /// report.md, for a PR comment or `$GITHUB_STEP_SUMMARY`.
-    Md,
-    /// report.html, one self-contained file.
-    Html,
-    /// junit.xml, one testcase per check.
-    Junit,
+    pub format: Vec<crate::report::Format>,
 }
 
 /// `gitspy-chaos cleanup`.
@@ -150,16 +139,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list(&args),
         Command::Run(args) => runtime()?.block_on(crate::run::run_cmd(args)),
         Command::Report(args) => {
-            let formats: Vec<crate::report::Format> = args
-                .format
-                .iter()
-                .map(|f| match f {
-                    ReportFormat::Md => crate::report::Format::Md,
-                    ReportFormat::Html => crate::report::Format::Html,
-                    ReportFormat::Junit => crate::report::Format::Junit,
-                })
-                .collect();
-            crate::report::report_cmd(&args.run_json, &formats, None)?;
+            crate::report::report_cmd(&args.run_json, &args.format, None)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {

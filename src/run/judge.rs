@@ -268,24 +268,22 @@ pub async fn judge(
                 checks.push(from_vcheck(r, CheckOp::Le, within as f64 / 1000.0, "s"));
             }
             Check::Failed(m) => {
-                checks.push(record(
+                let c = vchecks::counter_max(
                     "failed",
-                    Some(failed.total),
-                    CheckOp::Le,
+                    &failed,
                     m.max as f64,
-                    "jobs",
-                    "increase of gitspy_jobs_failed_total".into(),
-                ));
+                    &vchecks::Tolerance::exact(),
+                );
+                checks.push(from_vcheck(c, CheckOp::Le, m.max as f64, "jobs"));
             }
             Check::Retries(m) => {
-                checks.push(record(
+                let c = vchecks::counter_max(
                     "retries",
-                    Some(retried.total),
-                    CheckOp::Le,
+                    &retried,
                     m.max as f64,
-                    "jobs",
-                    "increase of gitspy_jobs_retried_total".into(),
-                ));
+                    &vchecks::Tolerance::exact(),
+                );
+                checks.push(from_vcheck(c, CheckOp::Le, m.max as f64, "jobs"));
             }
             Check::JobDurationP95(m) => {
                 let w = series.histogram_window(
