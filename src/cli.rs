@@ -175,7 +175,7 @@ async fn doctor() -> anyhow::Result<ExitCode> {
         .load_preset(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(["check", "ok", "detail", "hint"]);
-    let checks = crate::target::doctor(crate::target::DEFAULT_IMAGE).await;
+    let checks = crate::system::doctor(crate::system::DEFAULT_IMAGE).await;
     let mut redis_ok = false;
     let mut docker_ok = false;
     for c in &checks {
@@ -192,7 +192,7 @@ async fn doctor() -> anyhow::Result<ExitCode> {
             c.hint.clone().unwrap_or_default(),
         ]);
     }
-    let bin = crate::target::procs::find_gitspy_bin(None);
+    let bin = crate::system::procs::find_gitspy_bin(None);
     table.add_row([
         "gitspy binary".to_string(),
         if bin.is_ok() { "yes" } else { "no" }.to_string(),

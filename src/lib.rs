@@ -7,5 +7,5 @@ pub mod observe;
 pub mod report;
 pub mod run;
 pub mod scenario;
-pub mod target;
+pub mod system;
 pub mod verdict;

@@ -18,8 +18,8 @@ use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
 use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
-use crate::target::procs::find_gitspy_bin;
-use crate::target::BackendKind;
+use crate::system::procs::find_gitspy_bin;
+use crate::system::BackendKind;
 use steps::{Ctx, RUN_REPO, RUN_REPO_ID};
 use system::{System, SystemSpec};
 
@@ -385,7 +385,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn process_log(p: &crate::target::procs::ManagedProc) -> report::ProcessLog {
+fn process_log(p: &crate::system::procs::ManagedProc) -> report::ProcessLog {
     report::ProcessLog {
         role: p.role.name(),
         pid: p.pid,

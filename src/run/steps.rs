@@ -20,7 +20,7 @@ use crate::report::{FaultWindow, Mark, ReplayRecord, StepRecord};
 use crate::scenario::model::{
     Expect, Fault, FaultKind, ProcessAction, RedisAction, Replay, Send, Step, Wait, Which,
 };
-use crate::target::{RedisFault, Signal};
+use crate::system::{RedisFault, Signal};
 
 /// The repository every generated payload belongs to.
 pub const RUN_REPO: &str = "gitspy-chaos/board";
@@ -467,7 +467,7 @@ impl Ctx {
         which: Which,
         role: &str,
     ) -> anyhow::Result<String> {
-        use crate::target::attach;
+        use crate::system::attach;
         attach::check_action(action)?;
         let matcher = m.clone();
         let found = tokio::task::spawn_blocking(move || attach::find(&matcher)).await??;
@@ -510,7 +510,7 @@ impl Ctx {
 
     async fn proc_action(
         &self,
-        p: &mut crate::target::procs::ManagedProc,
+        p: &mut crate::system::procs::ManagedProc,
         action: ProcessAction,
     ) -> anyhow::Result<()> {
         let name = p.role.name();

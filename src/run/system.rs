@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::target::procs::{proc_start_ticks, ManagedProc, Role};
-use crate::target::{BackendKind, BackendOptions, RedisBackend, RUN_LABEL};
+use crate::system::procs::{proc_start_ticks, ManagedProc, Role};
+use crate::system::{BackendKind, BackendOptions, RedisBackend, RUN_LABEL};
 
 /// Lock TTL and claim-idle the harness gives managed workers: short enough that a crashed
 /// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat.
@@ -336,9 +336,9 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
             let _ = std::fs::remove_file(&path);
         }
     }
-    match crate::target::docker::connect().await {
+    match crate::system::docker::connect().await {
         Ok(docker) => {
-            use crate::target::docker;
+            use crate::system::docker;
             let mut runs = std::collections::BTreeSet::new();
             for c in docker::list_labelled(&docker, None).await? {
                 runs.insert(c.run_id);

@@ -1,7 +1,13 @@
-//! Integration tests of the `gitspy-chaos` command line, all in one test binary (as ripgrep
-//! does): shared helpers in `util.rs`, one module per command or concern.
+//! Integration tests of gitspy-chaos, all in one test binary (as ripgrep does): shared helpers in
+//! `util.rs`, one module per command or concern.
 
+mod attach;
 mod attach_run;
+mod docker_backend;
 mod engine;
+mod probe_redis;
+mod process_backend;
+mod report;
+mod sender;
 mod util;
 mod validate;

@@ -5,6 +5,7 @@ mod util;
 mod board;
 mod dataloss;
 mod dead;
+mod fold;
 mod ingress;
 mod metrics;
 mod outage;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gitspy_chaos::target::{
+use gitspy_chaos::system::{
     find_on_path, redis_ready, ProcessConfig, ProcessRedis, RedisBackend, RedisFault, RunState,
     Signal,
 };

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::NetworkCreateRequest;
 use bollard::Docker;
-use gitspy_chaos::target::docker::{
+use gitspy_chaos::system::docker::{
     self, cleanup, list_labelled, list_labelled_networks, CleanupOptions,
 };
-use gitspy_chaos::target::{
+use gitspy_chaos::system::{
     choose, doctor, probe, redis_ready, BackendKind, DockerConfig, DockerRedis, RedisBackend,
     RedisFault, RunState, Signal, DEFAULT_IMAGE, IMAGE_SCRIPT, RUN_LABEL,
 };
@@ -369,7 +369,7 @@ async fn probe_and_doctor_see_the_engine_api_version_and_image() {
 
     let available = probe(DEFAULT_IMAGE).await;
     match &available.docker {
-        gitspy_chaos::target::DockerProbe::Answers {
+        gitspy_chaos::system::DockerProbe::Answers {
             api_version,
             image_present,
         } => {

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitspy_chaos::scenario::model::ProcessMatcher;
-use gitspy_chaos::target::attach::{self, AttachError, MatchedProc, Refusal};
+use gitspy_chaos::system::attach::{self, AttachError, MatchedProc, Refusal};
 use nix::sys::signal::Signal;
 
 const MARKER_NAME: &str = "GITSPY_CHAOS_TARGET";
