@@ -3,8 +3,11 @@
 mod util;
 
 mod board;
+mod build;
 mod dataloss;
 mod dead;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod fold;
 mod ingress;
 mod metrics;
