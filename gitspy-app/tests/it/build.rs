@@ -4,8 +4,6 @@
 
 use std::process::Command;
 
-use crate::util::*;
-
 fn gitspy(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitspy"));
     cmd.args(args)
@@ -60,6 +58,7 @@ fn without_the_failpoints_feature_failpoints_are_refused_and_the_debug_routes_ab
         &[("FAILPOINTS", "after-commit=return")],
         "built without failpoints",
     );
+    use crate::util::*;
     let redis = Redis::start();
     let sys = Sys::new();
     let server = sys.serve(&redis, &[]);

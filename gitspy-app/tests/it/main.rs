@@ -13,5 +13,7 @@ mod ingress;
 mod metrics;
 mod outage;
 mod replay;
+#[cfg(feature = "sabotage")]
+mod sabotage;
 mod spool;
 mod worker;
