@@ -525,7 +525,8 @@ impl Worker {
 
     async fn apply(&self, batch: Vec<Delivery>) -> Result<(), String> {
         let store = self.store.clone();
-        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch))
+        let consumer = self.cfg.consumer.clone();
+        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch, &consumer))
             .await
             .map_err(|e| format!("store task failed: {e}"))?
             .map_err(|e| e.to_string())?;
