@@ -2,7 +2,8 @@
 //! runs a parsed command and says which exit code it earned.
 //!
 //! Exit codes: 0 all good, 1 a check failed (`run`), 2 could not do the job (bad scenario file,
-//! missing environment, a command this build does not have).
+//! missing environment, a command this build does not have), 3 inconclusive (`run`: every check
+//! passed but `faults_effective` — the crash faults hit nothing in flight).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +27,14 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run.
+    /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run,
+    /// 3 inconclusive (the crash faults hit nothing in flight, so the run proves nothing).
+    ///
+    /// Faults can wait for a condition and say what they hit, e.g.
+    /// `fault: {worker: kill, which: random, when: {holding: 3}, within: 20s}` (also `backlog`,
+    /// `spooled`, `in_flight_requests`); `worker: freeze|thaw` (SIGSTOP/SIGCONT). With a crash
+    /// fault the check `faults_effective` (default `min: 1`) makes a run whose kills hit no
+    /// in-flight delivery INCONCLUSIVE, never a pass.
     Run(RunArgs),
     /// Parse and check scenario files (no side effects); every error with file:line:column.
     Validate(ValidateArgs),

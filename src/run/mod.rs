@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use rand::SeedableRng as _;
 
 use crate::cli::{BackendArg, RunArgs};
+use crate::fault;
 use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
@@ -104,11 +105,7 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(out) => {
                 println!("{}", report::render_terminal(&out.report));
                 println!("report: {}", out.dir.display());
-                code = code.max(match out.report.verdict {
-                    report::Verdict::Passed => 0,
-                    report::Verdict::Failed => 1,
-                    report::Verdict::Error => 2,
-                });
+                code = worse(code, out.report.verdict.exit_code());
             }
             Err(e) if e.is::<Interrupted>() => {
                 eprintln!("error: {}: {e:#}", path.display());
@@ -116,11 +113,27 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 eprintln!("error: {}: {e:#}", path.display());
-                code = 2;
+                code = worse(code, 2);
             }
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The exit code of several runs: could not run (2) over a failed check (1) over inconclusive
+/// (3) over passed (0).
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        0 => 0,
+        3 => 1,
+        1 => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 fn scenario_backend(s: &Scenario) -> BackendKind {
@@ -290,6 +303,22 @@ pub async fn run_scenario(
         panicked,
     )
     .await;
+    let mut timeline = std::mem::take(&mut *ctx.timeline());
+    // What the faults hit, now that the ledger and the final states are known.
+    let hit_lookups = lookup_ids(&ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
+    fault::efficacy::fill_after_run(
+        &mut timeline.faults,
+        &ctx.sender.ledger(),
+        ctx.t0_unix_ms,
+        ctx.now_ms(),
+        &hit_lookups,
+    );
+    let mut judged = judged;
+    if let Ok(j) = judged.as_mut() {
+        if let Some(c) = fault::efficacy::check(&s, &timeline.faults) {
+            j.checks.push(c);
+        }
+    }
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = {
@@ -301,11 +330,9 @@ pub async fn run_scenario(
     };
     let yaml = std::fs::read_to_string(path).unwrap_or_default();
     let (verdict, error) = match &judged {
-        Ok(j) if j.checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
-        Ok(_) => (report::Verdict::Failed, None),
+        Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
     };
-    let timeline = std::mem::take(&mut *ctx.timeline());
     let j = judged.unwrap_or_default();
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
@@ -355,6 +382,30 @@ pub async fn run_scenario(
         report: run,
         dir: run_dir,
     })
+}
+
+/// The lookups of `ids` (empty on any error: efficacy then says "not measured").
+async fn lookup_ids(ctx: &Ctx, ids: &[String]) -> Vec<crate::verdict::classes::Lookup> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let r = ctx
+        .http
+        .post(format!("{}/deliveries/lookup", ctx.server_url))
+        .json(&serde_json::json!({ "ids": ids }))
+        .send()
+        .await;
+    let Ok(r) = r else { return Vec::new() };
+    let Ok(v) = r.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    v["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect()
 }
 
 fn create_run_dir(

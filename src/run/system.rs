@@ -35,6 +35,11 @@ pub struct RecordedProc {
     pub start_ticks: Option<u64>,
 }
 
+/// The consumer name the harness gives managed worker `i` of run `run_id`.
+pub fn consumer_name(run_id: &str, i: usize) -> String {
+    format!("{run_id}-worker-{i}")
+}
+
 /// Where run files live: one JSON per live run.
 pub fn runs_dir() -> PathBuf {
     std::env::temp_dir().join("gitspy-chaos").join("runs")
@@ -134,12 +139,10 @@ impl System {
         worker_env.push(("GITSPY_CLAIM_IDLE".into(), WORKER_LOCK_TTL.into()));
         worker_env.push(("GITSPY_BLOCK".into(), "1s".into()));
         for i in 0..spec.workers as usize {
-            let mut w = ManagedProc::new(
-                Role::Worker(i),
-                spec.gitspy_bin,
-                worker_env.clone(),
-                spec.dir,
-            );
+            // A consumer name per worker, so the harness can read what each one holds.
+            let mut env = worker_env.clone();
+            env.push(("GITSPY_CONSUMER".into(), consumer_name(spec.run_id, i)));
+            let mut w = ManagedProc::new(Role::Worker(i), spec.gitspy_bin, env, spec.dir);
             w.start().await?;
             sys.workers.push(w);
             sys.record();
@@ -185,6 +188,11 @@ impl System {
         sys.record();
         sys.wait_ready(Duration::from_secs(30)).await?;
         Ok(sys)
+    }
+
+    /// The consumer name of managed worker `i` (`GITSPY_CONSUMER`).
+    pub fn consumer(&self, i: usize) -> String {
+        consumer_name(&self.run_id, i)
     }
 
     pub fn server_url(&self, path: &str) -> String {

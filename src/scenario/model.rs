@@ -407,6 +407,83 @@ pub struct Fault {
     /// `all` (default `random`).
     #[serde(default)]
     pub which: Option<Which>,
+    /// Wait for a condition in the system before injecting, e.g. `when: {holding: 3}`: the fault
+    /// fires as soon as it holds (polled every 25 ms). Run it in a `parallel` block next to the
+    /// `send` that creates the condition. A condition that never holds within `within` is
+    /// recorded as a missed fault (it counts as ineffective for `faults_effective`).
+    #[serde(default)]
+    pub when: Option<When>,
+    /// With `when`: how long to wait for the condition (default `30s`).
+    #[serde(default)]
+    pub within: Option<At<Dur>>,
+}
+
+impl Fault {
+    /// Default deadline of a triggered fault.
+    pub const DEFAULT_WITHIN: Dur = Dur::secs(30);
+
+    /// The deadline of a triggered fault, default applied.
+    pub fn within(&self) -> Dur {
+        self.within
+            .as_ref()
+            .map_or(Self::DEFAULT_WITHIN, |w| w.value)
+    }
+}
+
+/// The condition a triggered fault waits for: exactly one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
+    /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
+    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    #[serde(default)]
+    pub holding: Option<u64>,
+    /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +
+    /// pending).
+    #[serde(default)]
+    pub backlog: Option<u64>,
+    /// At least this many deliveries in the server's spool (`gitspy_spool_depth`).
+    #[serde(default)]
+    pub spooled: Option<u64>,
+    /// At least this many webhook requests of the sender in flight at once.
+    #[serde(default)]
+    pub in_flight_requests: Option<u64>,
+}
+
+impl When {
+    /// How many conditions are set (validation wants exactly one).
+    pub fn count(&self) -> usize {
+        [
+            self.holding.is_some(),
+            self.backlog.is_some(),
+            self.spooled.is_some(),
+            self.in_flight_requests.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+}
+
+impl std::fmt::Display for When {
+    /// `holding ≥ 3`, `backlog ≥ 100`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.holding {
+            parts.push(format!("holding >= {n}"));
+        }
+        if let Some(n) = self.backlog {
+            parts.push(format!("backlog >= {n}"));
+        }
+        if let Some(n) = self.spooled {
+            parts.push(format!("spooled >= {n}"));
+        }
+        if let Some(n) = self.in_flight_requests {
+            parts.push(format!("in_flight_requests >= {n}"));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// What the fault acts on, once validated.
@@ -488,6 +565,12 @@ pub enum ProcessAction {
     Restart,
     /// Start a stopped or killed process with the same command line.
     Start,
+    /// SIGSTOP: the process hangs (a zombie worker: it holds its entries and locks but renews
+    /// nothing, so another worker reclaims them). Workers only.
+    Freeze,
+    /// SIGCONT after a freeze: the zombie wakes up and must not apply or acknowledge what it
+    /// no longer owns. Workers only.
+    Thaw,
 }
 
 impl ProcessAction {
@@ -498,7 +581,15 @@ impl ProcessAction {
             ProcessAction::Stop => "stop",
             ProcessAction::Restart => "restart",
             ProcessAction::Start => "start",
+            ProcessAction::Freeze => "freeze",
+            ProcessAction::Thaw => "thaw",
         }
+    }
+
+    /// Whether this action can cut a delivery's processing short (a crash fault for
+    /// `faults_effective`): kill and freeze.
+    pub fn is_crash(self) -> bool {
+        matches!(self, ProcessAction::Kill | ProcessAction::Freeze)
     }
 }
 
@@ -681,6 +772,30 @@ pub enum Check {
     ReplayIdentical(Vec<At<String>>),
     /// Every replay with `verify: true` matched the live store.
     ReplayVerify,
+    /// At least `min` crash faults (worker/server kill, worker freeze) hit something in flight:
+    /// pending deliveries of the victim, or requests in flight. On by default (`min: 1`) in
+    /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
+    /// a pass. `faults_effective: {min: 0}` turns it off.
+    FaultsEffective(EffectiveMin),
+}
+
+/// The `faults_effective` check's limit.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectiveMin {
+    /// Crash faults that must have hit something (default 1).
+    #[serde(default = "default_effective_min")]
+    pub min: u64,
+}
+
+impl Default for EffectiveMin {
+    fn default() -> Self {
+        EffectiveMin { min: 1 }
+    }
+}
+
+fn default_effective_min() -> u64 {
+    1
 }
 
 impl Check {
@@ -696,6 +811,7 @@ impl Check {
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
+            Check::FaultsEffective(_) => "faults_effective",
         }
     }
 }

@@ -441,6 +441,7 @@ impl Validator<'_> {
                 "remove `which`",
             );
         }
+        self.trigger(fault, kind, pos);
         match kind {
             FaultKind::Redis(action) => {
                 let backend = t.redis.backend.value;
@@ -501,7 +502,14 @@ impl Validator<'_> {
                     self.worker_kills = true;
                 }
             }
-            FaultKind::Server(_) => {
+            FaultKind::Server(action) => {
+                if matches!(action, ProcessAction::Freeze | ProcessAction::Thaw) {
+                    self.push(
+                        pos,
+                        format!("the server cannot `{}`", action.as_str()),
+                        "freeze and thaw are worker faults: `fault: {worker: freeze}`",
+                    );
+                }
                 if let Some(attach) = &t.attach {
                     if attach.server_process.is_none() {
                         self.push(
@@ -512,6 +520,58 @@ impl Validator<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// `when` names exactly one condition that fits the fault; `within` only with `when`.
+    fn trigger(&mut self, fault: &super::model::Fault, kind: FaultKind, pos: Pos) {
+        let within_pos = fault.within.as_ref().map_or(pos, |w| w.pos_or(pos));
+        let Some(when) = &fault.when else {
+            if fault.within.is_some() {
+                self.push(
+                    within_pos,
+                    "`within` without `when`",
+                    "add a condition such as `when: {holding: 3}`, or remove `within`",
+                );
+            }
+            return;
+        };
+        if when.count() != 1 {
+            self.push(
+                pos,
+                "`when` must name exactly one condition",
+                "write one of `when: {holding: N}`, `{backlog: N}`, `{spooled: N}`, `{in_flight_requests: N}`",
+            );
+        }
+        if when.holding.is_some() {
+            match kind {
+                FaultKind::Worker(_, Which::All) => self.push(
+                    pos,
+                    "`when: {holding: N}` with `which: all`",
+                    "a holding condition watches one worker: use `which: random` or an index",
+                ),
+                FaultKind::Worker(..) => {
+                    if self.scenario.target.attach.is_some() {
+                        self.push(
+                            pos,
+                            "`when: {holding: N}` in attach mode",
+                            "the harness cannot tell which consumer an attached worker is: use `backlog` instead",
+                        );
+                    }
+                }
+                _ => self.push(
+                    pos,
+                    "`when: {holding: N}` only applies to worker faults",
+                    "use `backlog`, `spooled` or `in_flight_requests` for Redis and server faults",
+                ),
+            }
+        }
+        if fault.within.as_ref().is_some_and(|w| w.is_zero()) {
+            self.push(
+                within_pos,
+                "`within: 0s` gives the condition no time to hold",
+                "give a deadline such as `within: 20s`",
+            );
         }
     }
 

@@ -136,23 +136,35 @@ fn a_small_scenario_passes_against_the_real_gitspy_and_leaves_nothing_behind() {
         v["ledger"]["duplicates"].as_u64().unwrap() > 0,
         "the scenario sends duplicates"
     );
-    let faults: Vec<&str> = v["faults"]
+    let faults: Vec<String> = v["faults"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["kind"].as_str().unwrap())
+        .map(|f| {
+            format!(
+                "{} of {}",
+                f["kind"].as_str().unwrap(),
+                f["target"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         faults,
         [
-            "worker-0 kill",
-            "server restart",
-            "redis stop",
-            "worker-1 kill",
-            "redis stop"
+            "worker kill of worker-0",
+            "server restart of server",
+            "redis stop of redis",
+            "worker kill of worker-1",
+            "redis stop of redis"
         ],
         "{faults:?}"
     );
+    // The typed fault log: a kill is a crash fault, applied, with what it hit measured.
+    let kill = &v["faults"][0];
+    assert_eq!(kill["outcome"], "applied");
+    assert_eq!(kill["crash"], true);
+    assert!(kill["hit"]["pending"].is_array(), "{kill}");
+    assert!(kill["requested_ms"].as_u64().unwrap() <= kill["start_ms"].as_u64().unwrap());
     // Every fault window is closed: the last two were undone by the harness at the end.
     assert!(
         v["faults"]

@@ -1,0 +1,98 @@
+//! Worker faults: kill (SIGKILL), stop (SIGTERM), restart, start, freeze (SIGSTOP: the zombie
+//! worker) and thaw (SIGCONT). Before a kill, stop or freeze the harness reads what the victim
+//! holds — the delivery ids pending at its consumer and which of them are locked — so the fault
+//! log says what the fault hit.
+
+use crate::run::steps::Ctx;
+use crate::scenario::model::{ProcessAction, Which};
+
+use super::{efficacy, process, Pending};
+
+pub async fn inject(
+    ctx: &Ctx,
+    action: ProcessAction,
+    which: Which,
+    pending: &Pending,
+) -> anyhow::Result<String> {
+    let mut sys = ctx.sys.lock().await;
+    if let Some(a) = sys.attach.clone() {
+        drop(sys);
+        let m = a
+            .worker_matcher
+            .ok_or_else(|| anyhow::anyhow!("attach mode: no `worker_process` matcher"))?;
+        if action == ProcessAction::Thaw {
+            process::thaw_attached(ctx);
+            return Ok("thawed the frozen workers".into());
+        }
+        let found = process::find_attached(&m).await?;
+        let picked = super::pick_workers(ctx, which, found.len())?;
+        let pids = process::attached(ctx, &m, &found, &picked, action, "worker", pending).await?;
+        return Ok(format!(
+            "pids {pids:?} (the deployment's supervisor restarts them)"
+        ));
+    }
+    let n = sys.workers.len();
+    let picked = match pending.worker {
+        Some(i) => vec![i],
+        None => super::pick_workers(ctx, which, n)?,
+    };
+    let redis_url = sys.redis.url().ok();
+    let mut notes = Vec::new();
+    for i in &picked {
+        let hit = if matches!(
+            action,
+            ProcessAction::Kill | ProcessAction::Stop | ProcessAction::Freeze
+        ) {
+            let consumer = sys.consumer(*i);
+            match &redis_url {
+                Some(url) => match efficacy::worker_hit(url, &consumer).await {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading what worker-{i} holds");
+                        None
+                    }
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some(h) = &hit {
+            notes.push(format!("worker-{i} held {}", h.pending.len()));
+        }
+        let w = &mut sys.workers[*i];
+        process::managed(ctx, w, action, pending, hit).await?;
+    }
+    sys.record();
+    Ok(if notes.is_empty() {
+        format!("workers {picked:?}")
+    } else {
+        format!("workers {picked:?}: {}", notes.join(", "))
+    })
+}
+
+/// Thaws frozen workers and starts stopped or killed ones.
+pub async fn heal(ctx: &Ctx) {
+    process::thaw_attached(ctx);
+    let mut sys = ctx.sys.lock().await;
+    let mut names = Vec::new();
+    for w in sys.workers.iter_mut() {
+        if w.frozen {
+            if let Err(e) = w.pause(false) {
+                tracing::warn!(error = %e, "thawing a worker");
+            }
+            names.push(w.role.name());
+        }
+        if !w.is_running() {
+            if let Err(e) = w.start_again().await {
+                tracing::warn!(error = %e, "restarting a worker");
+            }
+            names.push(w.role.name());
+        }
+    }
+    sys.record();
+    drop(sys);
+    for n in names {
+        super::log::healed(ctx, &n);
+    }
+}
