@@ -76,6 +76,19 @@ pub struct RunArgs {
     /// Where run directories are written.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+    /// Environment for every managed GitSpy process, over the scenario's `target.env` and the
+    /// harness defaults (see `list`); repeatable, e.g. `--target-env GITSPY_CLAIM_IDLE=20s
+    /// --target-env GITSPY_LOCK_TTL=20s`. Recorded in run.json.
+    #[arg(long, value_name = "KEY=VAL", value_parser = parse_target_env)]
+    pub target_env: Vec<(String, String)>,
+}
+
+fn parse_target_env(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VAL"))?;
+    crate::run::system::check_target_env_key(k).map_err(|why| format!("`{k}`: {why}"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Redis backends selectable on the command line.
@@ -297,7 +310,16 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             Dur::secs(secs).to_string(),
         ]);
     }
-    writeln!(std::io::stdout().lock(), "{table}").context("writing to stdout")?;
+    let defaults: Vec<String> = crate::run::system::DEFAULT_TARGET_ENV
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    writeln!(
+        std::io::stdout().lock(),
+        "{table}\nmanaged GitSpy processes get {} unless `target.env` or `run --target-env` says otherwise",
+        defaults.join(" ")
+    )
+    .context("writing to stdout")?;
     if problems > 0 {
         eprintln!("error: some scenarios are invalid; run `gitspy-chaos validate` on them");
         return Ok(ExitCode::from(2));

@@ -191,7 +191,12 @@ fn render(run: &RunReport) -> String {
         esc(&run.scenario.description)
     );
     let t = &run.target;
-    let rows: [(&str, String); 10] = [
+    let env: Vec<String> = t
+        .env
+        .iter()
+        .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
+        .collect();
+    let rows: [(&str, String); 11] = [
         ("scenario file", format!("<code>{}</code>", esc(&run.scenario.file))),
         ("seed", run.scenario.seed.to_string()),
         (
@@ -221,6 +226,14 @@ fn render(run: &RunReport) -> String {
                 t.workers,
                 if t.workers == 1 { "" } else { "s" }
             ),
+        ),
+        (
+            "gitspy env",
+            if env.is_empty() {
+                "—".to_string()
+            } else {
+                env.join(" ")
+            },
         ),
         (
             "redis",

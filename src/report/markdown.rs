@@ -76,6 +76,11 @@ fn render(run: &RunReport) -> String {
         t.workers,
         if t.workers == 1 { "" } else { "s" },
     );
+    if !t.env.is_empty() {
+        let env: Vec<String> = t.env.iter().map(|(k, v)| md(&format!("{k}={v}"))).collect();
+        o.push('\n');
+        let _ = writeln!(o, "GitSpy settings: {}", env.join(" "));
+    }
     if let Some(err) = &run.error {
         o.push('\n');
         let _ = writeln!(o, "> **Could not run:** {}", md(err));

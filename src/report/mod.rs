@@ -93,6 +93,10 @@ pub struct TargetInfo {
     pub redis_version: Option<String>,
     /// Number of worker processes.
     pub workers: u32,
+    /// Environment of the managed GitSpy processes (harness defaults, `target.env`,
+    /// `--target-env`); empty in attach mode.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Whether the harness started the system or attached to a running one.

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub report_dir: PathBuf,
     /// Test-only: start GitSpy with its duplicate checks off.
     pub target_disable_dedupe: bool,
+    /// `--target-env KEY=VAL`, over each scenario's `target.env`.
+    pub target_env: Vec<(String, String)>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -64,6 +66,7 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
         time_scale: args.time_scale,
         report_dir: args.report_dir.clone(),
         target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+        target_env: args.target_env.clone(),
     };
     // Parse and validate every file first: a typo in the third file must not cost two runs.
     let mut loaded = Vec::new();
@@ -185,6 +188,10 @@ pub async fn run_scenario(
         run_dir.display()
     );
 
+    let target_env = match &s.target.value.attach {
+        None => system::effective_target_env(&s.target.value.env, &opts.target_env),
+        Some(_) => Default::default(),
+    };
     let system = match &s.target.value.attach {
         None => {
             System::start(SystemSpec {
@@ -197,6 +204,7 @@ pub async fn run_scenario(
                 spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
                 dir: &run_dir.join("system"),
                 disable_dedupe: opts.target_disable_dedupe,
+                env: target_env.clone(),
             })
             .await
         }
@@ -350,6 +358,7 @@ pub async fn run_scenario(
             redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
             redis_version: None,
             workers: s.target.value.workers.value,
+            env: target_env,
         },
         scenario: report::ScenarioInfo {
             name: name.clone(),

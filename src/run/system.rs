@@ -17,6 +17,61 @@ pub const WORKER_LOCK_TTL: &str = "10s";
 /// How long a managed process gets for a clean SIGTERM exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
+/// The environment the harness gives every managed GitSpy process unless `target.env` or
+/// `--target-env` says otherwise (shown by `list` and recorded in run.json).
+pub const DEFAULT_TARGET_ENV: &[(&str, &str)] = &[
+    ("GITSPY_REDIS_TIMEOUT", "1s"),
+    ("GITSPY_LOCK_TTL", WORKER_LOCK_TTL),
+    ("GITSPY_CLAIM_IDLE", WORKER_LOCK_TTL),
+    ("GITSPY_BLOCK", "1s"),
+];
+
+/// Variables the harness sets itself for each managed process: `target.env` may not.
+pub const HARNESS_OWNED_ENV: &[&str] = &[
+    "REDIS_URL",
+    "GITSPY_DB",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITSPY_LISTEN",
+    "WORKER_METRICS_PORT",
+    "GITSPY_CONSUMER",
+    "GITSPY_SPOOL_DIR",
+    "GITSPY_ON_REDIS_DOWN",
+];
+
+/// Whether `key` may be set through `target.env` / `--target-env`.
+pub fn check_target_env_key(key: &str) -> Result<(), String> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err("not an environment variable name (A-Z, 0-9 and _)".into());
+    }
+    if HARNESS_OWNED_ENV.contains(&key) {
+        return Err(if key == "GITSPY_ON_REDIS_DOWN" {
+            "set by the harness from `target.on_redis_down`".into()
+        } else {
+            "set by the harness for each process".into()
+        });
+    }
+    Ok(())
+}
+
+/// The environment in force: the defaults, then the scenario's `target.env`, then
+/// `--target-env`, later ones winning.
+pub fn effective_target_env(
+    scenario: &std::collections::BTreeMap<String, String>,
+    cli: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut env: std::collections::BTreeMap<String, String> = DEFAULT_TARGET_ENV
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    env.extend(scenario.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(cli.iter().cloned());
+    env
+}
+
 /// What the run file records: enough for `cleanup` to find and undo everything.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunFile {
@@ -79,6 +134,8 @@ pub struct SystemSpec<'a> {
     pub dir: &'a Path,
     /// Test-only: start GitSpy with every duplicate check off (proves the harness sees duplicates).
     pub disable_dedupe: bool,
+    /// Environment of every GitSpy process ([`effective_target_env`]).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl System {
@@ -116,8 +173,8 @@ impl System {
         let mut common = vec![
             ("REDIS_URL".to_string(), redis_url),
             ("GITSPY_DB".to_string(), db),
-            ("GITSPY_REDIS_TIMEOUT".to_string(), "1s".to_string()),
         ];
+        common.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if spec.disable_dedupe {
             common.push(("GITSPY_TEST_DISABLE_DEDUPE".into(), "true".into()));
         }
@@ -134,10 +191,7 @@ impl System {
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
         sys.server.start().await?;
         sys.record();
-        let mut worker_env = common;
-        worker_env.push(("GITSPY_LOCK_TTL".into(), WORKER_LOCK_TTL.into()));
-        worker_env.push(("GITSPY_CLAIM_IDLE".into(), WORKER_LOCK_TTL.into()));
-        worker_env.push(("GITSPY_BLOCK".into(), "1s".into()));
+        let worker_env = common;
         for i in 0..spec.workers as usize {
             // A consumer name per worker, so the harness can read what each one holds.
             let mut env = worker_env.clone();

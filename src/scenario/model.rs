@@ -113,6 +113,14 @@ pub struct Target {
     /// starts and stops the server and the workers itself (managed mode).
     #[serde(default)]
     pub attach: Option<Attach>,
+    /// Managed mode: environment of every GitSpy process the harness starts (server and
+    /// workers), over the harness's defaults (`gitspy-chaos list` shows them: 10 s claim idle
+    /// and lock TTL, 1 s block and Redis timeout), e.g. `{GITSPY_CLAIM_IDLE: 20s,
+    /// GITSPY_LOCK_TTL: 20s, GITSPY_CONCURRENCY: "8", GITSPY_LOG_RETENTION: 1h}`. Recorded in
+    /// run.json. `run --target-env KEY=VAL` adds to it and wins. Variables the harness sets
+    /// itself (Redis URL, database, secret, listen ports, consumer names) are refused.
+    #[serde(default)]
+    pub env: At<BTreeMap<String, String>>,
 }
 
 fn default_workers() -> At<u32> {

@@ -98,6 +98,7 @@ impl Validator<'_> {
     }
 
     fn scenario_level(&mut self) {
+        self.target_env();
         let s = self.scenario;
         let name = &s.name;
         if name.is_empty()
@@ -519,6 +520,28 @@ impl Validator<'_> {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// `target.env`: managed mode only, well-formed names, none the harness sets itself.
+    fn target_env(&mut self) {
+        let t = &self.scenario.target;
+        let env = &t.env;
+        let pos = env.pos_or(t.pos);
+        if env.is_empty() {
+            return;
+        }
+        if t.attach.is_some() {
+            self.push(
+                pos,
+                "`target.env` in attach mode",
+                "the harness starts no GitSpy process in attach mode: configure the deployment instead",
+            );
+        }
+        for key in env.keys() {
+            if let Err(why) = crate::run::system::check_target_env_key(key) {
+                self.push(pos, format!("`target.env.{key}`: {why}"), "remove it");
             }
         }
     }

@@ -97,6 +97,7 @@ broken! {
     replay_chain_errors: "replay-chain.yaml" => 7,
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
+    fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 7,
 }
 
 #[test]
