@@ -15,18 +15,60 @@ use crate::system::procs::ManagedProc;
 use super::log::{self, Entry};
 use super::Pending;
 
-/// Applies `action` to one managed process and records it. `hit` is what the victim held,
-/// measured by the caller right before this call.
+/// How a process fault learns what it hit.
+pub enum HitSource {
+    /// Not measured.
+    None,
+    /// Measured by the caller before the signal.
+    Given(FaultHit),
+    /// A worker's pending entries, read right after the signal: a SIGKILLed or SIGSTOPped
+    /// worker cannot acknowledge anything, and nobody reclaims its entries before the claim
+    /// idle, so what its consumer holds then is exactly what the fault cut short.
+    WorkerAfter { redis_url: String, consumer: String },
+}
+
+impl HitSource {
+    async fn read(self) -> Option<FaultHit> {
+        match self {
+            HitSource::None => None,
+            HitSource::Given(h) => Some(h),
+            HitSource::WorkerAfter {
+                redis_url,
+                consumer,
+            } => match super::efficacy::worker_hit(&redis_url, &consumer).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, %consumer, "reading what the worker held");
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// Applies `action` to one managed process and records it with what it hit.
 pub async fn managed(
     ctx: &Ctx,
     p: &mut ManagedProc,
     action: ProcessAction,
     pending: &Pending,
-    hit: Option<FaultHit>,
+    hit: HitSource,
 ) -> anyhow::Result<()> {
     let name = p.role.name();
     let role = if name == "server" { "server" } else { "worker" };
-    if !matches!(action, ProcessAction::Start | ProcessAction::Thaw) {
+    if matches!(
+        action,
+        ProcessAction::Kill | ProcessAction::Stop | ProcessAction::Freeze
+    ) && !p.is_running()
+    {
+        // Nothing to break: a refused entry, which faults_effective does not count.
+        let kind = format!("{role} {}", action.as_str());
+        log::refused(ctx, &kind, &name, pending, false, "not running".into());
+        return Ok(());
+    }
+    // A scrape right before the signal keeps the metrics exact up to the fault; a triggered
+    // fault skips it, so it strikes while its condition still holds.
+    if !matches!(action, ProcessAction::Start | ProcessAction::Thaw) && pending.trigger.is_none() {
         if let Some(url) = p.url("/metrics/prom") {
             if p.is_running() && !p.frozen {
                 ctx.scrape_one(&name, &url).await;
@@ -46,14 +88,17 @@ pub async fn managed(
         ProcessAction::Kill => {
             p.kill().await?;
             super::count_kill(ctx);
+            let hit = hit.read().await;
             log::applied(ctx, entry("SIGKILL".into(), hit, false));
         }
         ProcessAction::Stop => {
+            let hit = hit.read().await;
             let code = p.stop(STOP_GRACE).await?;
             log::applied(ctx, entry(format!("SIGTERM, exit {code:?}"), hit, false));
         }
         ProcessAction::Freeze => {
             p.pause(true)?;
+            let hit = hit.read().await;
             log::applied(ctx, entry("SIGSTOP".into(), hit, false));
         }
         ProcessAction::Thaw => {
@@ -65,6 +110,7 @@ pub async fn managed(
             log::healed(ctx, &name);
         }
         ProcessAction::Restart => {
+            let hit = hit.read().await;
             p.restart(STOP_GRACE).await?;
             log::healed(ctx, &name);
             log::applied(ctx, entry("SIGTERM + start".into(), hit, true));

@@ -29,7 +29,11 @@ pub async fn inject(ctx: &Ctx, action: ProcessAction, pending: &Pending) -> anyh
         .as_ref()
         .map(|h| format!("{} requests in flight", h.in_flight_requests))
         .unwrap_or_default();
-    process::managed(ctx, &mut sys.server, action, pending, hit).await?;
+    let source = match hit {
+        Some(h) => process::HitSource::Given(h),
+        None => process::HitSource::None,
+    };
+    process::managed(ctx, &mut sys.server, action, pending, source).await?;
     sys.record();
     Ok(note)
 }

@@ -6,6 +6,7 @@
 use crate::run::steps::Ctx;
 use crate::scenario::model::{ProcessAction, Which};
 
+use super::process::HitSource;
 use super::{efficacy, process, Pending};
 
 pub async fn inject(
@@ -39,29 +40,36 @@ pub async fn inject(
     let redis_url = sys.redis.url().ok();
     let mut notes = Vec::new();
     for i in &picked {
-        let hit = if matches!(
-            action,
-            ProcessAction::Kill | ProcessAction::Stop | ProcessAction::Freeze
-        ) {
-            let consumer = sys.consumer(*i);
-            match &redis_url {
-                Some(url) => match efficacy::worker_hit(url, &consumer).await {
-                    Ok(h) => Some(h),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading what worker-{i} holds");
-                        None
-                    }
-                },
-                None => None,
+        let consumer = sys.consumer(*i);
+        let hit = match (&redis_url, action) {
+            (Some(url), ProcessAction::Kill | ProcessAction::Freeze | ProcessAction::Stop) => {
+                HitSource::WorkerAfter {
+                    redis_url: url.clone(),
+                    consumer,
+                }
             }
-        } else {
-            None
+            _ => HitSource::None,
         };
-        if let Some(h) = &hit {
-            notes.push(format!("worker-{i} held {}", h.pending.len()));
-        }
+        // A graceful stop lets the worker finish: what it held is read before the signal.
+        let hit = match hit {
+            HitSource::WorkerAfter {
+                redis_url,
+                consumer,
+            } if action == ProcessAction::Stop => {
+                match efficacy::worker_hit(&redis_url, &consumer).await {
+                    Ok(h) => HitSource::Given(h),
+                    Err(_) => HitSource::None,
+                }
+            }
+            other => other,
+        };
         let w = &mut sys.workers[*i];
         process::managed(ctx, w, action, pending, hit).await?;
+        if let Some(h) = ctx.timeline().faults.last().and_then(|f| f.hit.clone()) {
+            if action.is_crash() || action == ProcessAction::Stop {
+                notes.push(format!("worker-{i} held {}", h.pending.len()));
+            }
+        }
     }
     sys.record();
     Ok(if notes.is_empty() {

@@ -271,7 +271,8 @@ impl FaultWindow {
                     self.trigger.as_deref().unwrap_or("the condition")
                 )
             }
-            FaultOutcome::Refused => return "refused".into(),
+            FaultOutcome::Refused if self.note.is_empty() => return "refused".into(),
+            FaultOutcome::Refused => return format!("refused: {}", self.note),
             FaultOutcome::Applied => {}
         }
         let Some(h) = &self.hit else {
