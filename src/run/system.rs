@@ -79,8 +79,12 @@ pub struct RunFile {
     pub harness_pid: u32,
     pub processes: Vec<RecordedProc>,
     pub container: Option<String>,
-    /// Data dir of a process-backend redis-server (found again through /proc by `cleanup`).
+    /// Data dir of a process-backend redis-server.
     pub redis_dir: Option<PathBuf>,
+    /// The process-backend redis-server itself (it rewrites its command line, so `cleanup`
+    /// finds it by pid and start time).
+    #[serde(default)]
+    pub redis_proc: Option<RecordedProc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -315,6 +319,11 @@ impl System {
         }
         if let RedisBackend::Process(p) = &self.redis {
             f.redis_dir = Some(p.dir().to_path_buf());
+            f.redis_proc = p.pid().map(|pid| RecordedProc {
+                role: "redis".into(),
+                pid,
+                start_ticks: proc_start_ticks(pid),
+            });
         }
         let _ = std::fs::create_dir_all(runs_dir());
         if let Ok(json) = serde_json::to_vec_pretty(&f) {
@@ -365,24 +374,27 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 live_runs.insert(f.run_id.clone());
                 continue;
             }
-            for p in &f.processes {
+            let mut killed: Vec<&RecordedProc> = Vec::new();
+            for p in f.processes.iter().chain(f.redis_proc.iter()) {
                 if p.pid == std::process::id() {
                     continue;
                 }
                 match (proc_start_ticks(p.pid), p.start_ticks) {
                     (Some(now), Some(then)) if now == then => {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(p.pid as i32),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
+                        // A frozen process dies of SIGKILL too; SIGCONT first does no harm.
+                        let pid = nix::unistd::Pid::from_raw(p.pid as i32);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
                         done.push(format!(
                             "killed {} (pid {}) of run {}",
                             p.role, p.pid, f.run_id
                         ));
+                        killed.push(p);
                     }
                     _ => {}
                 }
             }
+            let mut by_dir = Vec::new();
             if let Some(dir) = &f.redis_dir {
                 for pid in redis_servers_in(dir) {
                     let _ = nix::sys::signal::kill(
@@ -393,9 +405,34 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                         "killed redis-server (pid {pid}) of run {}",
                         f.run_id
                     ));
+                    by_dir.push(pid);
                 }
             }
-            let _ = std::fs::remove_file(&path);
+            // The record goes only once everything in it is gone: a second `cleanup` can
+            // still find what this one could not.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let alive = || {
+                killed
+                    .iter()
+                    .filter(|p| p.start_ticks.is_some() && proc_start_ticks(p.pid) == p.start_ticks)
+                    .count()
+                    + by_dir
+                        .iter()
+                        .filter(|pid| proc_start_ticks(**pid).is_some())
+                        .count()
+            };
+            while alive() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive() == 0 {
+                let _ = std::fs::remove_file(&path);
+            } else {
+                done.push(format!(
+                    "run {}: {} process(es) still alive; its record is kept for the next cleanup",
+                    f.run_id,
+                    alive()
+                ));
+            }
         }
     }
     match crate::system::docker::connect().await {
@@ -435,6 +472,13 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
         )),
     }
     Ok(done)
+}
+
+/// The pid of the harness running `run_id`, when its run file exists and that harness is alive.
+pub fn live_harness_of(run_id: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(runs_dir().join(format!("{run_id}.json"))).ok()?;
+    let f: RunFile = serde_json::from_str(&text).ok()?;
+    (f.harness_pid == std::process::id() || is_live_harness(f.harness_pid)).then_some(f.harness_pid)
 }
 
 fn is_live_harness(pid: u32) -> bool {

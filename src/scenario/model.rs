@@ -134,8 +134,9 @@ pub struct RedisTarget {
     /// How Redis is run and broken. `run --backend` overrides it (except `external`).
     #[serde(default)]
     pub backend: At<RedisBackend>,
-    /// Docker backend: the container name (default `gitspy-redis`). In attach mode, the name of
-    /// the running container the faults act on.
+    /// Docker backend: the container name (default `gitspy-redis-<run nonce>`: one per run, so
+    /// two runs at once share nothing). A container another run created is refused (exit 2,
+    /// naming that run). In attach mode, the name of the running container the faults act on.
     #[serde(default)]
     pub container: Option<String>,
     /// Docker backend: the image (default `redis:7-alpine`).

@@ -121,3 +121,60 @@ fn a_kill_that_hits_nothing_makes_the_run_inconclusive_with_exit_3() {
     let v = run_json(&reports);
     assert_eq!(v["verdict"], "inconclusive");
 }
+
+#[test]
+fn docker_a_container_another_run_left_is_refused_with_exit_2_naming_that_run() {
+    let name = format!("gitspy-b-iso-{}", std::process::id());
+    let owner = format!("20260101T000000Z-other-{}", std::process::id());
+    let made = Command::new("docker")
+        .args(["create", "--name", &name, "--label"])
+        .arg(format!("gitspy-chaos.run={owner}"))
+        .arg("gitspy-redis:7")
+        .output()
+        .expect("docker runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("iso.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: iso\ntarget: {{ redis: {{ backend: docker, container: {name} }}, workers: 1 }}\n\
+             steps:\n  - send: {{ count: 1 }}\nchecks:\n  - deliveries: {{ lost: 0 }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["run", file.to_str().unwrap()], &dir.path().join("r"));
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "container {name} was left by the interrupted run {owner}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn docker_each_run_gets_its_own_container() {
+    let reports = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("own.yaml");
+    std::fs::write(
+        &file,
+        "name: own\ntarget: { redis: { backend: docker }, workers: 1 }\n\
+         steps:\n  - send: { count: 3 }\n  - wait: { drained: true, timeout: 60s }\nchecks:\n  - deliveries: { lost: 0 }\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["run", file.to_str().unwrap()], reports.path());
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v = run_json(reports.path());
+    let backend = v["target"]["redis_backend"].as_str().unwrap();
+    assert!(
+        backend.contains("gitspy-redis-") && !backend.contains("gitspy-redis "),
+        "a per-run container name: {backend}"
+    );
+}
