@@ -68,6 +68,9 @@ pub struct RunReport {
     /// Managed processes (and the managed Redis), with the tail of their output.
     pub processes: Vec<ProcessLog>,
     pub replays: Vec<ReplayRecord>,
+    /// The run was stopped by Ctrl-C: a partial report (verdict `error`, nothing judged).
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// The harness that produced the run.

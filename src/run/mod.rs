@@ -234,14 +234,11 @@ pub async fn run_scenario(
             .await
         }
     };
-    let mut system = match system {
+    let system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
     };
-    if interrupt.is_cancelled() {
-        system.teardown().await;
-        return Err(Interrupted.into());
-    }
+    // A Ctrl-C during the start is handled below like one during the steps (partial report).
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
@@ -284,33 +281,48 @@ pub async fn run_scenario(
 
     // Steps, then undo what is still broken, then drain.
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
-    let panicked = tokio::select! {
-        r = futures::FutureExt::catch_unwind(steps_result) => r.is_err(),
-        _ = interrupt.cancelled() => {
-            stop_poll.cancel();
-            ctx.undo_faults().await;
-            ctx.sys.lock().await.teardown().await;
-            return Err(Interrupted.into());
-        }
+    // Ctrl-C stops the steps (and the final drain): the run then writes a partial report
+    // marked interrupted, in every format, tears down and exits 2.
+    let (panicked, mut interrupted) = tokio::select! {
+        biased;
+        _ = interrupt.cancelled() => (false, true),
+        r = futures::FutureExt::catch_unwind(steps_result) => (r.is_err(), false),
     };
     ctx.undo_faults().await;
-    ctx.say("undoing faults done; waiting for the final drain".into());
-    let drain = ctx.wait_drained(FINAL_DRAIN).await;
+    let drain = if interrupted {
+        Err(anyhow::anyhow!("interrupted"))
+    } else {
+        ctx.say("undoing faults done; waiting for the final drain".into());
+        tokio::select! {
+            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            _ = interrupt.cancelled() => {
+                interrupted = true;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    };
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let judged = judge::judge(
-        &ctx,
-        &s,
-        &series,
-        drain.as_ref().err().map(|e| e.to_string()),
-        drained_at,
-        panicked,
-    )
-    .await;
+    let judged = if interrupted {
+        let done = ctx.timeline().steps.len();
+        Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C) after {done} completed step(s): a partial report; nothing was judged"
+        ))
+    } else {
+        judge::judge(
+            &ctx,
+            &s,
+            &series,
+            drain.as_ref().err().map(|e| e.to_string()),
+            drained_at,
+            panicked,
+        )
+        .await
+    };
     let mut timeline = std::mem::take(&mut *ctx.timeline());
     // What the faults hit, now that the ledger and the final states are known.
     let hit_lookups = lookup_ids(&ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
@@ -341,7 +353,19 @@ pub async fn run_scenario(
         Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
     };
-    let j = judged.unwrap_or_default();
+    let mut j = judged.unwrap_or_default();
+    if interrupted {
+        // What was sent so far, without a verdict.
+        let l = ctx.sender.ledger().summary();
+        j.ledger = report::LedgerSummary {
+            sent: l.sent,
+            accepted: l.accepted,
+            duplicates: l.duplicates,
+            rejected: l.rejected,
+            indeterminate: l.indeterminate,
+            ..Default::default()
+        };
+    }
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
         tool: report::ToolInfo {
@@ -383,10 +407,15 @@ pub async fn run_scenario(
         probe: j.probe,
         processes,
         replays: timeline.replays,
+        interrupted,
     };
     report::write_all(&run, &run_dir, &Format::ALL)?;
     let ledger_path = run_dir.join("ledger.json");
     let _ = ctx.sender.ledger().write(&ledger_path);
+    if interrupted {
+        eprintln!("partial report (interrupted): {}", run_dir.display());
+        return Err(Interrupted.into());
+    }
     Ok(RunOutcome {
         report: run,
         dir: run_dir,

@@ -248,6 +248,20 @@ fn ctrl_c_tears_everything_down() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     assert_nothing_left(reports.path());
+    // A partial report, marked interrupted, in every format.
+    let v = run_json(reports.path());
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["verdict"], "error");
+    let run_dir = std::fs::read_dir(reports.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    for f in ["report.md", "report.html", "junit.xml"] {
+        let text = std::fs::read_to_string(run_dir.join(f)).unwrap();
+        assert!(text.contains("interrupted (Ctrl-C)"), "{f}: {text}");
+    }
 }
 
 #[test]
