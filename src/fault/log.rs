@@ -79,3 +79,13 @@ pub fn healed(ctx: &Ctx, target: &str) {
         }
     }
 }
+
+/// Heals the open windows of `target` at `at_ms` (run-relative), e.g. when a lock expired on
+/// its own earlier than the heal that noticed it.
+pub fn healed_at(ctx: &Ctx, target: &str, at_ms: u64) {
+    for f in ctx.timeline().faults.iter_mut() {
+        if f.target == target && f.end_ms.is_none() {
+            f.end_ms = Some(at_ms.max(f.start_ms));
+        }
+    }
+}

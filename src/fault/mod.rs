@@ -11,6 +11,7 @@ pub mod log;
 pub mod process;
 pub mod redis;
 pub mod server;
+pub mod store;
 pub mod trigger;
 pub mod worker;
 
@@ -31,6 +32,8 @@ pub enum Nemesis {
     Worker(ProcessAction, Which),
     /// A signal to the `gitspy serve` process.
     Server(ProcessAction),
+    /// An exclusive lock on the SQLite store, held this long.
+    Store(crate::scenario::Dur),
 }
 
 impl Nemesis {
@@ -40,6 +43,7 @@ impl Nemesis {
             FaultKind::Redis(a) => Nemesis::Redis(a),
             FaultKind::Worker(a, w) => Nemesis::Worker(a, w),
             FaultKind::Server(a) => Nemesis::Server(a),
+            FaultKind::Store(d) => Nemesis::Store(d),
         })
     }
 
@@ -48,6 +52,7 @@ impl Nemesis {
         match self {
             Nemesis::Redis(a) => a == RedisAction::Kill,
             Nemesis::Worker(a, _) | Nemesis::Server(a) => a.is_crash(),
+            Nemesis::Store(_) => false,
         }
     }
 
@@ -57,6 +62,7 @@ impl Nemesis {
             Nemesis::Redis(a) => redis::inject(ctx, a, pending).await,
             Nemesis::Worker(a, w) => worker::inject(ctx, a, w, pending).await,
             Nemesis::Server(a) => server::inject(ctx, a, pending).await,
+            Nemesis::Store(d) => store::inject(ctx, d.get(), pending).await,
         }
     }
 }
@@ -95,6 +101,7 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
                     .worker
                     .map_or_else(|| "workers".to_string(), |i| format!("worker-{i}")),
                 Nemesis::Server(_) => "server".to_string(),
+                Nemesis::Store(_) => store::TARGET.to_string(),
             };
             let kind = kind_name(nemesis);
             log::missed(ctx, &kind, &target, &pending, nemesis.is_crash());
@@ -116,6 +123,7 @@ pub fn kind_name(n: Nemesis) -> String {
         Nemesis::Redis(a) => format!("redis {}", a.as_str()),
         Nemesis::Worker(a, _) => format!("worker {}", a.as_str()),
         Nemesis::Server(a) => format!("server {}", a.as_str()),
+        Nemesis::Store(_) => "store lock".to_string(),
     }
 }
 
@@ -142,9 +150,10 @@ pub fn pick_workers(ctx: &Ctx, which: Which, n: usize) -> anyhow::Result<Vec<usi
     })
 }
 
-/// Undoes every fault still in force (Jepsen's final heal): thaws frozen workers, starts Redis
-/// and stopped or killed processes again.
+/// Undoes every fault still in force (Jepsen's final heal): releases a store lock, thaws frozen
+/// workers, starts Redis and stopped or killed processes again.
 pub async fn heal_all(ctx: &Ctx) {
+    store::heal(ctx).await;
     redis::heal(ctx).await;
     worker::heal(ctx).await;
     server::heal(ctx).await;

@@ -51,6 +51,8 @@ pub struct Ctx {
             crate::scenario::ProcessMatcher,
         )>,
     >,
+    /// The store lock a `store` fault holds, if any.
+    pub store_lock: Mutex<Option<crate::fault::store::HeldLock>>,
     /// A spinner on a terminal; `None` writes plain stderr lines (CI logs, pipes).
     progress: Option<indicatif::ProgressBar>,
 }
@@ -113,6 +115,7 @@ impl Ctx {
             step_counter: AtomicU32::new(0),
             redis_down: Mutex::new(None),
             attach_frozen: Mutex::new(Vec::new()),
+            store_lock: Mutex::new(None),
             progress: progress_bar(),
         })
     }
@@ -190,6 +193,7 @@ impl Ctx {
                 }
                 Step::Fault(f) => crate::fault::run(self, f).await,
                 Step::Redeliver(_) => self.redeliver().await,
+                Step::DeadRequeue(_) => crate::fault::store::dead_requeue(self).await,
                 Step::Replay(r) => self.replay(r, index).await,
                 Step::Parallel(steps) => {
                     let futs = steps.value.iter().map(|s| self.run_step(&s.value));
@@ -526,6 +530,7 @@ fn describe(step: &Step) -> (&'static str, String) {
             ),
         ),
         Step::Redeliver(_) => ("redeliver", "failed".into()),
+        Step::DeadRequeue(_) => ("dead_requeue", "all".into()),
         Step::Replay(r) => (
             "replay",
             format!(

@@ -268,6 +268,10 @@ pub enum Step {
     Redeliver(Redeliver),
     /// Run `gitspy replay` over a window between marks and keep its output.
     Replay(Replay),
+    /// Run `gitspy dead requeue --all` against the run's Redis: every dead-lettered delivery
+    /// goes back through the normal enqueue with its attempts reset. Written
+    /// `- dead_requeue: all`.
+    DeadRequeue(DeadRequeue),
     /// Run these steps at the same time; the block ends when all of them ended.
     Parallel(At<Vec<At<Step>>>),
     /// Run these steps again and again on a fixed period.
@@ -399,7 +403,7 @@ impl Wait {
     }
 }
 
-/// A fault: exactly one of `redis`, `worker`, `server`.
+/// A fault: exactly one of `redis`, `worker`, `server`, `store`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -412,6 +416,9 @@ pub struct Fault {
     /// Act on the `gitspy serve` process.
     #[serde(default)]
     pub server: Option<ProcessAction>,
+    /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
+    #[serde(default)]
+    pub store: Option<StoreFault>,
     /// Worker faults only: which worker, a 0-based index, `random` (chosen by the seed) or
     /// `all` (default `random`).
     #[serde(default)]
@@ -437,6 +444,17 @@ impl Fault {
             .as_ref()
             .map_or(Self::DEFAULT_WITHIN, |w| w.value)
     }
+}
+
+/// A fault on the SQLite store of a managed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFault {
+    /// Hold an exclusive lock on the run's `gitspy.db` for this long (`BEGIN EXCLUSIVE` from the
+    /// harness), so GitSpy's writes wait and, past its 10 s busy timeout, fail with "database
+    /// is locked": retries, backoff and dead letters happen. The step returns at once; the lock
+    /// is released after `lock` (or at the end of the run).
+    pub lock: Dur,
 }
 
 /// The condition a triggered fault waits for: exactly one field.
@@ -504,16 +522,21 @@ pub enum FaultKind {
     Worker(ProcessAction, Which),
     /// A server action.
     Server(ProcessAction),
+    /// A store lock held this long.
+    Store(Dur),
 }
 
 impl Fault {
     /// The single action this fault names, or `None` when it names none or several (which
     /// validation refuses).
     pub fn kind(&self) -> Option<FaultKind> {
-        match (self.redis, self.worker, self.server) {
-            (Some(r), None, None) => Some(FaultKind::Redis(r)),
-            (None, Some(w), None) => Some(FaultKind::Worker(w, self.which.unwrap_or_default())),
-            (None, None, Some(s)) => Some(FaultKind::Server(s)),
+        match (self.redis, self.worker, self.server, self.store) {
+            (Some(r), None, None, None) => Some(FaultKind::Redis(r)),
+            (None, Some(w), None, None) => {
+                Some(FaultKind::Worker(w, self.which.unwrap_or_default()))
+            }
+            (None, None, Some(s), None) => Some(FaultKind::Server(s)),
+            (None, None, None, Some(st)) => Some(FaultKind::Store(st.lock)),
             _ => None,
         }
     }
@@ -526,6 +549,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Redis(a) => write!(f, "redis {}", a.as_str()),
             FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
+            FaultKind::Store(d) => write!(f, "store lock {d}"),
         }
     }
 }
@@ -670,6 +694,14 @@ impl<'de> Deserialize<'de> for Which {
         }
         d.deserialize_any(V)
     }
+}
+
+/// The dead letters a `dead_requeue` step puts back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadRequeue {
+    /// Every dead-lettered delivery.
+    All,
 }
 
 /// The deliveries a `redeliver` step resends.

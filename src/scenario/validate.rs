@@ -204,6 +204,17 @@ impl Validator<'_> {
             Step::Mark(name) => self.mark(name, ctx, set),
             Step::Fault(fault) => self.fault(fault, pos),
             Step::Redeliver(_) => {}
+            Step::DeadRequeue(_) => {
+                if self.scenario.target.redis.backend.value == RedisBackend::External
+                    && self.scenario.target.redis.url.is_none()
+                {
+                    self.push(
+                        pos,
+                        "`dead_requeue` needs the Redis URL",
+                        "give `target.redis.url`",
+                    );
+                }
+            }
             Step::Replay(replay) => self.replay(replay, pos, ctx, set),
             Step::Parallel(children) => {
                 if children.is_empty() {
@@ -420,6 +431,7 @@ impl Validator<'_> {
                 fault.redis.is_some(),
                 fault.worker.is_some(),
                 fault.server.is_some(),
+                fault.store.is_some(),
             ]
             .iter()
             .filter(|b| **b)
@@ -431,7 +443,7 @@ impl Validator<'_> {
                 } else {
                     "the fault names more than one thing to break"
                 },
-                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}` or `fault: {server: restart}`",
+                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}`, `fault: {server: restart}` or `fault: {store: {lock: 25s}}`",
             );
             return;
         };
@@ -444,6 +456,22 @@ impl Validator<'_> {
         }
         self.trigger(fault, kind, pos);
         match kind {
+            FaultKind::Store(d) => {
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "a store fault in attach mode",
+                        "the harness locks the SQLite file of a system it started: use managed mode",
+                    );
+                }
+                if d.is_zero() {
+                    self.push(
+                        pos,
+                        "`store: {lock: 0s}` locks nothing",
+                        "give a duration such as `lock: 25s`",
+                    );
+                }
+            }
             FaultKind::Redis(action) => {
                 let backend = t.redis.backend.value;
                 if !backend.supports(action) {

@@ -178,3 +178,43 @@ fn docker_each_run_gets_its_own_container() {
         "a per-run container name: {backend}"
     );
 }
+
+#[test]
+fn a_store_lock_dead_letters_applies_and_dead_requeue_brings_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.yaml");
+    // One attempt each: the first apply that waits out GitSpy's 10 s busy timeout is dead-lettered.
+    std::fs::write(
+        &file,
+        "name: store-lock\ntarget:\n  redis: { backend: process }\n  workers: 1\n  env: { GITSPY_MAX_ATTEMPTS: \"1\", GITSPY_WORKER_CONCURRENCY: \"1\" }\n\
+         observe: { poll_interval: 1s }\nsteps:\n  - fault: { store: { lock: 12s } }\n  - send: { count: 2, rate: 10/s }\n  - sleep: 12s\n\
+         \x20 - wait: { drained: true, timeout: 60s }\n  - dead_requeue: all\n  - wait: { drained: true, timeout: 60s }\n\
+         checks:\n  - deliveries: { lost: 0, duplicated: 0, failed: 0 }\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, stdout, stderr) = run(&["run", file.to_str().unwrap()], &reports);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v = run_json(&reports);
+    let lock = &v["faults"][0];
+    assert_eq!(lock["kind"], "store lock");
+    let (start, end) = (
+        lock["start_ms"].as_u64().unwrap(),
+        lock["end_ms"].as_u64().unwrap(),
+    );
+    assert!(end - start >= 11_000, "held for its duration: {lock}");
+    let requeue = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "dead_requeue")
+        .expect("the requeue step ran");
+    let note = requeue["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("requeued ") && !note.starts_with("requeued 0 "),
+        "the lock dead-lettered something: {note}"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(&reports).unwrap().flatten().collect();
+    let log = std::fs::read_to_string(dirs[0].path().join("system/worker-0.log")).unwrap();
+    assert!(log.contains("database is locked"), "{log}");
+}
