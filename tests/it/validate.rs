@@ -114,6 +114,7 @@ fn every_shipped_scenario_validates() {
             "scenarios/04-duplicates.yaml",
             "scenarios/05-replay.yaml",
             "scenarios/06-combined.yaml",
+            "scenarios/08-store-faults.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")
