@@ -9,8 +9,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::queue::QueueGauges;
-
 pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
 pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
 pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
@@ -27,6 +25,17 @@ pub const SPOOL_TORN: &str = "gitspy_spool_torn_records_total";
 pub const REDIS_UP: &str = "gitspy_redis_up";
 pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
 pub const PROCESS_START: &str = "process_start_time_seconds";
+
+/// Queue depth as SPEC §1.4 defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGauges {
+    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
+    pub waiting: u64,
+    /// Entries delivered to a consumer and not yet acknowledged.
+    pub active: u64,
+    /// Length of the dead-letter stream.
+    pub dead: u64,
+}
 
 /// Job duration buckets, milliseconds: sub-millisecond to 10 s.
 pub const DURATION_BUCKETS_MS: [f64; 15] = [
