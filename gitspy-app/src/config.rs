@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "gitspy",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository"
 )]
 pub struct Cli {

@@ -14,6 +14,7 @@ use redis::{RedisError, RedisResult, Value};
 
 use crate::delivery::Delivery;
 use crate::metrics::{Metrics, QueueGauges};
+use crate::sabotage::{self, Variant};
 pub use conn::{is_connection_error, RedisConn};
 
 /// Settings shared by every process that talks to the queue.
@@ -94,7 +95,11 @@ impl Queue {
     /// The atomic enqueue: one script round trip.
     pub async fn enqueue(&self, d: &Delivery) -> RedisResult<Enqueued> {
         let ttl = self.ttl_ms();
-        let dedupe = if self.cfg.dedupe { "1" } else { "0" };
+        let dedupe = if self.cfg.dedupe && !sabotage::is(Variant::EnqueueDuplicates) {
+            "1"
+        } else {
+            "0"
+        };
         let r = self
             .conn
             .run(|mut c| async move {
@@ -356,10 +361,15 @@ impl Queue {
     pub async fn lock(&self, delivery: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
         let value = format!("{token}:{}", crate::delivery::now_ms());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let script = if sabotage::is(Variant::LockWithoutTtl) {
+            &*scripts::SABOTAGE_ACQUIRE_LOCK_WITHOUT_TTL
+        } else {
+            &*scripts::ACQUIRE_LOCK
+        };
         let r = self
             .conn
             .run(|mut c| async move {
-                let v: i64 = scripts::ACQUIRE_LOCK
+                let v: i64 = script
                     .key(keys::lock(delivery))
                     .arg(token)
                     .arg(value)
@@ -412,6 +422,10 @@ impl Queue {
                 }
                 claim.arg("JUSTID");
                 let _: Value = claim.query_async(&mut c).await?;
+                if sabotage::is(Variant::LockWithoutTtl) {
+                    // Sabotage: the lock has no TTL, so there is "nothing to renew".
+                    return Ok(());
+                }
                 for (delivery, _) in inflight {
                     let _: i64 = scripts::RENEW_LOCK
                         .key(keys::lock(delivery))
@@ -465,6 +479,45 @@ impl Queue {
                     .arg(token)
                     .arg(ttl)
                     .invoke_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// [`Queue::finish`] in two steps, for the `after-ack` failpoint only: `processed` + `XACK` +
+    /// release the lock, then `between()`, then `XDEL`. A crash in `between` leaves an acknowledged
+    /// entry in the stream (counted as waiting until a restarted worker sweeps it).
+    pub async fn finish_split(
+        &self,
+        delivery: &str,
+        stream_id: &str,
+        token: &str,
+        between: impl FnOnce(),
+    ) -> RedisResult<()> {
+        let ttl = self.ttl_ms();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = scripts::FINISH_ACK_ONLY
+                    .key(keys::state(delivery))
+                    .key(keys::STREAM)
+                    .key(keys::lock(delivery))
+                    .arg(keys::GROUP)
+                    .arg(stream_id)
+                    .arg(token)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        between();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(keys::STREAM)
+                    .arg(stream_id)
+                    .query_async(&mut c)
                     .await?;
                 Ok(())
             })

@@ -239,8 +239,10 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.len());
+        // Sabotage `apply-twice`: a redelivered entry is not checked against applied_deliveries.
+        let dedupe = self.opts.dedupe && !crate::sabotage::is(crate::sabotage::Variant::ApplyTwice);
         for d in batch {
-            out.push(apply_one(&tx, d, self.opts.dedupe, now)?);
+            out.push(apply_one(&tx, d, dedupe, now)?);
         }
         tx.commit()?;
         Ok(out)
