@@ -309,7 +309,9 @@ impl SpoolHandle {
         if self.metrics.redis_up() && !self.contains(&d.id) {
             // A failed delivery may be redelivered (SPEC §1.3): only other states are duplicates.
             if let Ok(Some(state)) = self.queue.get_state(&d.id).await {
-                if state != "failed" {
+                if gitspy_contract::DeliveryState::from_wire(&state)
+                    != gitspy_contract::DeliveryState::Failed
+                {
                     metrics.events_duplicate.inc(&d.event);
                     return Some(SpoolOutcome::Duplicate { state });
                 }
