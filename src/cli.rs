@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{presets, ContentArrangement, Table};
 
+use crate::run::RunOptions;
 use crate::scenario::{self, Diagnostic, Dur, Scenario};
+use crate::system::BackendKind;
 
 /// Breaks GitSpy on purpose and proves nothing was lost or duplicated.
 #[derive(Debug, Parser)]
@@ -81,6 +83,11 @@ pub struct RunArgs {
     /// --target-env GITSPY_LOCK_TTL=20s`. Recorded in run.json.
     #[arg(long, value_name = "KEY=VAL", value_parser = parse_target_env)]
     pub target_env: Vec<(String, String)>,
+    /// A target profile (YAML): the names of the system under test (Redis keys, metric names,
+    /// states, env names, endpoints); overrides the scenario's `target.profile`. Default:
+    /// GitSpy's, e.g. `--profile profiles/acme.yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 fn parse_target_env(text: &str) -> Result<(String, String), String> {
@@ -100,6 +107,27 @@ pub enum BackendArg {
     Process,
     /// Docker when available, else a process.
     Auto,
+}
+
+impl RunArgs {
+    /// The engine's options from the flags (the engine never sees clap types).
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            backend: self.backend.map(|b| match b {
+                BackendArg::Docker => BackendKind::Docker,
+                BackendArg::Process => BackendKind::Process,
+                BackendArg::Auto => BackendKind::Auto,
+            }),
+            gitspy_bin: self.gitspy_bin.clone(),
+            seed: self.seed,
+            poll_interval: self.poll_interval.map(|d| d.get()),
+            time_scale: self.time_scale,
+            report_dir: self.report_dir.clone(),
+            profile: self.profile.clone(),
+            target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+            target_env: self.target_env.clone(),
+        }
+    }
 }
 
 fn parse_time_scale(text: &str) -> Result<f64, String> {
@@ -158,7 +186,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::List(args) => list(&args),
-        Command::Run(args) => runtime()?.block_on(crate::run::run_cmd(args)),
+        Command::Run(args) => {
+            runtime()?.block_on(crate::run::run_cmd(&args.scenarios, args.options()))
+        }
         Command::Report(args) => {
             crate::report::report_cmd(&args.run_json, &args.format, None)?;
             Ok(ExitCode::SUCCESS)
@@ -310,10 +340,11 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             Dur::secs(secs).to_string(),
         ]);
     }
-    let defaults: Vec<String> = crate::run::system::DEFAULT_TARGET_ENV
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let defaults: Vec<String> =
+        crate::run::system::default_target_env(&gitspy_contract::EnvNames::default())
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
     writeln!(
         std::io::stdout().lock(),
         "{table}\nmanaged GitSpy processes get {} unless `target.env` or `run --target-env` says otherwise",

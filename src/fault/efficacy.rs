@@ -12,10 +12,11 @@
 use anyhow::Context as _;
 
 use crate::load::Ledger;
-use crate::observe::probe::{self, GROUP, STREAM};
+use crate::observe::probe;
 use crate::report::{CheckOp, CheckRecord, FaultHit, FaultOutcome, FaultWindow};
 use crate::scenario::{Check, Scenario};
 use crate::verdict::classes::{DeliveryState, Lookup};
+use gitspy_contract::{keys, RedisLayout};
 
 /// One `XRANGE` entry: id and field/value pairs.
 type StreamEntry = (String, Vec<(String, String)>);
@@ -27,10 +28,11 @@ const MAX_PENDING: u64 = 10_000;
 pub async fn pending_ids(
     conn: &mut redis::aio::MultiplexedConnection,
     consumer: &str,
+    layout: &RedisLayout,
 ) -> anyhow::Result<Vec<String>> {
     let reply: redis::RedisResult<Vec<(String, String, u64, u64)>> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
+        .arg(&layout.stream)
+        .arg(&layout.group)
         .arg("-")
         .arg("+")
         .arg(MAX_PENDING)
@@ -47,10 +49,11 @@ pub async fn pending_ids(
 /// Pending entries per consumer (`XPENDING` summary form): one round trip for every worker.
 pub async fn pending_per_consumer(
     conn: &mut redis::aio::MultiplexedConnection,
+    layout: &RedisLayout,
 ) -> anyhow::Result<Vec<(String, u64)>> {
     let reply: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
+        .arg(&layout.stream)
+        .arg(&layout.group)
         .query_async(conn)
         .await;
     let parts = match reply {
@@ -73,15 +76,19 @@ pub async fn pending_per_consumer(
 }
 
 /// What a worker holds now: the delivery ids pending at its consumer and how many are locked.
-pub async fn worker_hit(redis_url: &str, consumer: &str) -> anyhow::Result<FaultHit> {
+pub async fn worker_hit(
+    redis_url: &str,
+    consumer: &str,
+    layout: &RedisLayout,
+) -> anyhow::Result<FaultHit> {
     let mut conn = probe::connect(redis_url).await?;
-    let ids = pending_ids(&mut conn, consumer).await?;
+    let ids = pending_ids(&mut conn, consumer, layout).await?;
     if ids.is_empty() {
         return Ok(FaultHit::default());
     }
     let mut pipe = redis::pipe();
     for id in &ids {
-        pipe.cmd("XRANGE").arg(STREAM).arg(id).arg(id);
+        pipe.cmd("XRANGE").arg(&layout.stream).arg(id).arg(id);
     }
     let entries: Vec<Vec<StreamEntry>> = pipe
         .query_async(&mut conn)
@@ -94,7 +101,7 @@ pub async fn worker_hit(redis_url: &str, consumer: &str) -> anyhow::Result<Fault
         .collect();
     let mut pipe = redis::pipe();
     for d in &deliveries {
-        pipe.cmd("EXISTS").arg(format!("events:{d}:lock"));
+        pipe.cmd("EXISTS").arg(keys::fill(&layout.lock_key, d));
     }
     let locked: Vec<u64> = if deliveries.is_empty() {
         Vec::new()

@@ -24,7 +24,11 @@ pub enum HitSource {
     /// A worker's pending entries, read right after the signal: a SIGKILLed or SIGSTOPped
     /// worker cannot acknowledge anything, and nobody reclaims its entries before the claim
     /// idle, so what its consumer holds then is exactly what the fault cut short.
-    WorkerAfter { redis_url: String, consumer: String },
+    WorkerAfter {
+        redis_url: String,
+        consumer: String,
+        layout: gitspy_contract::RedisLayout,
+    },
 }
 
 impl HitSource {
@@ -35,7 +39,8 @@ impl HitSource {
             HitSource::WorkerAfter {
                 redis_url,
                 consumer,
-            } => match super::efficacy::worker_hit(&redis_url, &consumer).await {
+                layout,
+            } => match super::efficacy::worker_hit(&redis_url, &consumer, &layout).await {
                 Ok(h) => Some(h),
                 Err(e) => {
                     tracing::warn!(error = %e, %consumer, "reading what the worker held");
@@ -69,7 +74,7 @@ pub async fn managed(
     // A scrape right before the signal keeps the metrics exact up to the fault; a triggered
     // fault skips it, so it strikes while its condition still holds.
     if !matches!(action, ProcessAction::Start | ProcessAction::Thaw) && pending.trigger.is_none() {
-        if let Some(url) = p.url("/metrics/prom") {
+        if let Some(url) = p.url(&ctx.profile.endpoints.metrics) {
             if p.is_running() && !p.frozen {
                 ctx.scrape_one(&name, &url).await;
             }

@@ -101,7 +101,7 @@ pub async fn dead_requeue(ctx: &Ctx) -> anyhow::Result<String> {
         Duration::from_secs(120),
         tokio::process::Command::new(&ctx.gitspy_bin)
             .args(["dead", "requeue", "--all"])
-            .env("REDIS_URL", url)
+            .env(&ctx.profile.env.redis_url, url)
             .env("NO_COLOR", "1")
             .kill_on_drop(true)
             .output(),

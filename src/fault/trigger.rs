@@ -66,7 +66,7 @@ async fn holds(
             *conn = probe::connect(url).await.ok();
         }
         let Some(c) = conn.as_mut() else { return false };
-        return match super::efficacy::pending_per_consumer(c).await {
+        return match super::efficacy::pending_per_consumer(c, &ctx.profile.redis).await {
             Ok(per) => per
                 .iter()
                 .any(|(name, count)| name == consumer && *count >= n),
@@ -77,8 +77,8 @@ async fn holds(
         };
     }
     // backlog / spooled: the server's gauges (absent while Redis is down: not held).
-    let url = format!("{}/metrics/prom", ctx.server_url);
-    let Ok(s) = prom::scrape(&ctx.http, &url, "server").await else {
+    let url = format!("{}{}", ctx.server_url, ctx.profile.endpoints.metrics);
+    let Ok(s) = prom::scrape_as(&ctx.http, &url, "server", &ctx.profile.metrics).await else {
         return false;
     };
     if let Some(n) = when.backlog {

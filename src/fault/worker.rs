@@ -46,6 +46,7 @@ pub async fn inject(
                 HitSource::WorkerAfter {
                     redis_url: url.clone(),
                     consumer,
+                    layout: ctx.profile.redis.clone(),
                 }
             }
             _ => HitSource::None,
@@ -55,8 +56,9 @@ pub async fn inject(
             HitSource::WorkerAfter {
                 redis_url,
                 consumer,
+                layout,
             } if action == ProcessAction::Stop => {
-                match efficacy::worker_hit(&redis_url, &consumer).await {
+                match efficacy::worker_hit(&redis_url, &consumer, &layout).await {
                     Ok(h) => HitSource::Given(h),
                     Err(_) => HitSource::None,
                 }

@@ -8,23 +8,31 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use gitspy_contract::units::Dur;
+use gitspy_contract::{EndpointPaths, Profile};
+
 use crate::system::procs::{proc_start_ticks, ManagedProc, Role};
 use crate::system::{BackendKind, BackendOptions, RedisBackend, RUN_LABEL};
 
 /// Lock TTL and claim-idle the harness gives managed workers: short enough that a crashed
-/// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat.
-pub const WORKER_LOCK_TTL: &str = "10s";
+/// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat. Typed:
+/// the env value is written from it in the shared grammar, never re-parsed.
+pub const WORKER_LOCK_TTL: Duration = Duration::from_secs(10);
 /// How long a managed process gets for a clean SIGTERM exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// The environment the harness gives every managed GitSpy process unless `target.env` or
-/// `--target-env` says otherwise (shown by `list` and recorded in run.json).
-pub const DEFAULT_TARGET_ENV: &[(&str, &str)] = &[
-    ("GITSPY_REDIS_TIMEOUT", "1s"),
-    ("GITSPY_LOCK_TTL", WORKER_LOCK_TTL),
-    ("GITSPY_CLAIM_IDLE", WORKER_LOCK_TTL),
-    ("GITSPY_BLOCK", "1s"),
-];
+/// `--target-env` says otherwise (shown by `list` and recorded in run.json), under the names of
+/// the target profile.
+pub fn default_target_env(env: &gitspy_contract::EnvNames) -> Vec<(String, String)> {
+    let ttl = Dur(WORKER_LOCK_TTL).to_string();
+    vec![
+        (env.redis_timeout.clone(), "1s".into()),
+        (env.lock_ttl.clone(), ttl.clone()),
+        (env.claim_idle.clone(), ttl),
+        (env.block.clone(), "1s".into()),
+    ]
+}
 
 /// Variables the harness sets itself for each managed process: `target.env` may not.
 pub const HARNESS_OWNED_ENV: &[&str] = &[
@@ -60,13 +68,12 @@ pub fn check_target_env_key(key: &str) -> Result<(), String> {
 /// The environment in force: the defaults, then the scenario's `target.env`, then
 /// `--target-env`, later ones winning.
 pub fn effective_target_env(
+    names: &gitspy_contract::EnvNames,
     scenario: &std::collections::BTreeMap<String, String>,
     cli: &[(String, String)],
 ) -> std::collections::BTreeMap<String, String> {
-    let mut env: std::collections::BTreeMap<String, String> = DEFAULT_TARGET_ENV
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect();
+    let mut env: std::collections::BTreeMap<String, String> =
+        default_target_env(names).into_iter().collect();
     env.extend(scenario.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(cli.iter().cloned());
     env
@@ -122,6 +129,8 @@ pub struct System {
     pub workers: Vec<ManagedProc>,
     pub secret: String,
     pub dir: PathBuf,
+    /// HTTP paths of the system (its profile's; GitSpy's by default).
+    pub paths: EndpointPaths,
     run_file: PathBuf,
 }
 
@@ -140,6 +149,8 @@ pub struct SystemSpec<'a> {
     pub disable_dedupe: bool,
     /// Environment of every GitSpy process ([`effective_target_env`]).
     pub env: std::collections::BTreeMap<String, String>,
+    /// The names of the system (env variables, endpoints) from its target profile.
+    pub profile: &'a Profile,
 }
 
 impl System {
@@ -167,6 +178,7 @@ impl System {
             workers: Vec::new(),
             secret: format!("chaos-{}", spec.run_id),
             dir: spec.dir.to_path_buf(),
+            paths: spec.profile.endpoints.clone(),
             run_file: runs_dir().join(format!("{}.json", spec.run_id)),
         };
         sys.record();
@@ -174,22 +186,20 @@ impl System {
         sys.record();
         let redis_url = sys.redis.url()?;
         let db = spec.dir.join("gitspy.db").display().to_string();
-        let mut common = vec![
-            ("REDIS_URL".to_string(), redis_url),
-            ("GITSPY_DB".to_string(), db),
-        ];
+        let env = &spec.profile.env;
+        let mut common = vec![(env.redis_url.clone(), redis_url), (env.db.clone(), db)];
         common.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if spec.disable_dedupe {
-            common.push(("GITSPY_TEST_DISABLE_DEDUPE".into(), "true".into()));
+            common.push((env.test_disable_dedupe.clone(), "true".into()));
         }
         let mut server_env = common.clone();
-        server_env.push(("GITHUB_WEBHOOK_SECRET".into(), sys.secret.clone()));
+        server_env.push((env.webhook_secret.clone(), sys.secret.clone()));
         server_env.push((
-            "GITSPY_ON_REDIS_DOWN".into(),
+            env.on_redis_down.clone(),
             if spec.spool { "spool" } else { "reject" }.into(),
         ));
         server_env.push((
-            "GITSPY_SPOOL_DIR".into(),
+            env.spool_dir.clone(),
             spec.dir.join("spool").display().to_string(),
         ));
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
@@ -241,6 +251,7 @@ impl System {
             workers: Vec::new(),
             secret,
             dir: dir.to_path_buf(),
+            paths: EndpointPaths::default(),
             run_file: runs_dir().join(format!("{run_id}.json")),
         };
         sys.record();
@@ -263,15 +274,15 @@ impl System {
     /// `(target name, metrics URL)` of every process.
     pub fn metric_targets(&self) -> Vec<(String, String)> {
         if let Some(a) = &self.attach {
-            let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+            let mut v = vec![("server".to_string(), self.server_url(&self.paths.metrics))];
             for (i, u) in a.worker_urls.iter().enumerate() {
                 v.push((format!("worker-{i}"), u.clone()));
             }
             return v;
         }
-        let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+        let mut v = vec![("server".to_string(), self.server_url(&self.paths.metrics))];
         for w in &self.workers {
-            if let Some(u) = w.url("/metrics/prom") {
+            if let Some(u) = w.url(&self.paths.metrics) {
                 v.push((w.role.name(), u));
             }
         }
@@ -279,7 +290,7 @@ impl System {
     }
 
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let url = self.server_url("/readyz");
+        let url = self.server_url(&self.paths.readyz);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()?;

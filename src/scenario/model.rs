@@ -116,11 +116,17 @@ pub struct Target {
     /// Managed mode: environment of every GitSpy process the harness starts (server and
     /// workers), over the harness's defaults (`gitspy-chaos list` shows them: 10 s claim idle
     /// and lock TTL, 1 s block and Redis timeout), e.g. `{GITSPY_CLAIM_IDLE: 20s,
-    /// GITSPY_LOCK_TTL: 20s, GITSPY_CONCURRENCY: "8", GITSPY_LOG_RETENTION: 1h}`. Recorded in
+    /// GITSPY_LOCK_TTL: 20s, GITSPY_WORKER_CONCURRENCY: "8", GITSPY_LOG_RETENTION: 1h}`. Recorded in
     /// run.json. `run --target-env KEY=VAL` adds to it and wins. Variables the harness sets
     /// itself (Redis URL, database, secret, listen ports, consumer names) are refused.
     #[serde(default)]
     pub env: At<BTreeMap<String, String>>,
+    /// The names of the system under test — Redis key patterns, metric names, state values,
+    /// env names, endpoints — as a YAML profile file, relative to this scenario file (see
+    /// `docs/contract.md`). Absent: GitSpy's names. `run --profile` overrides it. Example:
+    /// `profile: profiles/acme.yaml`.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 fn default_workers() -> At<u32> {
