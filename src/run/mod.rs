@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rand::SeedableRng as _;
 
-use crate::cli::{BackendArg, RunArgs};
+use crate::fault;
 use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
@@ -35,8 +35,12 @@ pub struct RunOptions {
     pub poll_interval: Option<Duration>,
     pub time_scale: f64,
     pub report_dir: PathBuf,
+    /// A target profile file (the system's names); overrides the scenario's `target.profile`.
+    pub profile: Option<PathBuf>,
     /// Test-only: start GitSpy with its duplicate checks off.
     pub target_disable_dedupe: bool,
+    /// `--target-env KEY=VAL`, over each scenario's `target.env`.
+    pub target_env: Vec<(String, String)>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -50,24 +54,13 @@ pub struct RunOutcome {
     pub dir: PathBuf,
 }
 
-pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let opts = RunOptions {
-        backend: args.backend.map(|b| match b {
-            BackendArg::Docker => BackendKind::Docker,
-            BackendArg::Process => BackendKind::Process,
-            BackendArg::Auto => BackendKind::Auto,
-        }),
-        gitspy_bin: args.gitspy_bin.clone(),
-        seed: args.seed,
-        poll_interval: args.poll_interval.map(|d| d.get()),
-        time_scale: args.time_scale,
-        report_dir: args.report_dir.clone(),
-        target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
-    };
+/// `gitspy-chaos run`: loads and validates every scenario first, then runs them in order with
+/// `opts`. The exit code is the worst verdict (0 passed, 1 a check failed, 2 could not run).
+pub async fn run_cmd(scenarios: &[PathBuf], opts: RunOptions) -> anyhow::Result<ExitCode> {
     // Parse and validate every file first: a typo in the third file must not cost two runs.
     let mut loaded = Vec::new();
     let mut bad = 0;
-    for path in &args.scenarios {
+    for path in scenarios {
         match scenario::load_and_validate(path) {
             Ok(s) => loaded.push((path.clone(), s)),
             Err(diags) => {
@@ -104,11 +97,7 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(out) => {
                 println!("{}", report::render_terminal(&out.report));
                 println!("report: {}", out.dir.display());
-                code = code.max(match out.report.verdict {
-                    report::Verdict::Passed => 0,
-                    report::Verdict::Failed => 1,
-                    report::Verdict::Error => 2,
-                });
+                code = worse(code, out.report.verdict.exit_code());
             }
             Err(e) if e.is::<Interrupted>() => {
                 eprintln!("error: {}: {e:#}", path.display());
@@ -116,11 +105,27 @@ pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 eprintln!("error: {}: {e:#}", path.display());
-                code = 2;
+                code = worse(code, 2);
             }
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The exit code of several runs: could not run (2) over a failed check (1) over inconclusive
+/// (3) over passed (0).
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        0 => 0,
+        3 => 1,
+        1 => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 fn scenario_backend(s: &Scenario) -> BackendKind {
@@ -172,6 +177,15 @@ pub async fn run_scenario(
         run_dir.display()
     );
 
+    let profile = crate::system::profile::resolve_profile(
+        opts.profile.as_deref(),
+        path,
+        s.target.value.profile.as_deref(),
+    )?;
+    let target_env = match &s.target.value.attach {
+        None => system::effective_target_env(&profile.env, &s.target.value.env, &opts.target_env),
+        Some(_) => Default::default(),
+    };
     let system = match &s.target.value.attach {
         None => {
             System::start(SystemSpec {
@@ -184,6 +198,8 @@ pub async fn run_scenario(
                 spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
                 dir: &run_dir.join("system"),
                 disable_dedupe: opts.target_disable_dedupe,
+                env: target_env.clone(),
+                profile: &profile,
             })
             .await
         }
@@ -213,26 +229,23 @@ pub async fn run_scenario(
             .await
         }
     };
-    let mut system = match system {
+    let system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
     };
-    if interrupt.is_cancelled() {
-        system.teardown().await;
-        return Err(Interrupted.into());
-    }
+    // A Ctrl-C during the start is handled below like one during the steps (partial report).
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url("/webhooks"),
+        url: system.server_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
         timeout: Duration::from_secs(5),
     })?;
     let gen = PayloadGen::new(seed, nonce.clone(), RUN_REPO, RUN_REPO_ID)?;
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         system,
         sender,
         gen,
@@ -241,7 +254,9 @@ pub async fn run_scenario(
         rand::rngs::StdRng::seed_from_u64(seed),
         gitspy_bin.clone(),
         run_dir.join("replays"),
-    )?);
+    )?;
+    ctx.profile = profile;
+    let ctx = Arc::new(ctx);
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
@@ -263,33 +278,64 @@ pub async fn run_scenario(
 
     // Steps, then undo what is still broken, then drain.
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
-    let panicked = tokio::select! {
-        r = futures::FutureExt::catch_unwind(steps_result) => r.is_err(),
-        _ = interrupt.cancelled() => {
-            stop_poll.cancel();
-            ctx.undo_faults().await;
-            ctx.sys.lock().await.teardown().await;
-            return Err(Interrupted.into());
-        }
+    // Ctrl-C stops the steps (and the final drain): the run then writes a partial report
+    // marked interrupted, in every format, tears down and exits 2.
+    let (panicked, mut interrupted) = tokio::select! {
+        biased;
+        _ = interrupt.cancelled() => (false, true),
+        r = futures::FutureExt::catch_unwind(steps_result) => (r.is_err(), false),
     };
     ctx.undo_faults().await;
-    ctx.say("undoing faults done; waiting for the final drain".into());
-    let drain = ctx.wait_drained(FINAL_DRAIN).await;
+    let drain = if interrupted {
+        Err(anyhow::anyhow!("interrupted"))
+    } else {
+        ctx.say("undoing faults done; waiting for the final drain".into());
+        tokio::select! {
+            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            _ = interrupt.cancelled() => {
+                interrupted = true;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    };
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let judged = judge::judge(
-        &ctx,
-        &s,
-        &series,
-        drain.as_ref().err().map(|e| e.to_string()),
-        drained_at,
-        panicked,
-    )
-    .await;
+    let judged = if interrupted {
+        let done = ctx.timeline().steps.len();
+        Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C) after {done} completed step(s): a partial report; nothing was judged"
+        ))
+    } else {
+        judge::judge(
+            &ctx,
+            &s,
+            &series,
+            drain.as_ref().err().map(|e| e.to_string()),
+            drained_at,
+            panicked,
+        )
+        .await
+    };
+    let mut timeline = std::mem::take(&mut *ctx.timeline());
+    // What the faults hit, now that the ledger and the final states are known.
+    let hit_lookups = lookup_ids(&ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
+    fault::efficacy::fill_after_run(
+        &mut timeline.faults,
+        &ctx.sender.ledger(),
+        ctx.t0_unix_ms,
+        ctx.now_ms(),
+        &hit_lookups,
+    );
+    let mut judged = judged;
+    if let Ok(j) = judged.as_mut() {
+        if let Some(c) = fault::efficacy::check(&s, &timeline.faults) {
+            j.checks.push(c);
+        }
+    }
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = {
@@ -301,12 +347,22 @@ pub async fn run_scenario(
     };
     let yaml = std::fs::read_to_string(path).unwrap_or_default();
     let (verdict, error) = match &judged {
-        Ok(j) if j.checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
-        Ok(_) => (report::Verdict::Failed, None),
+        Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
     };
-    let timeline = std::mem::take(&mut *ctx.timeline());
-    let j = judged.unwrap_or_default();
+    let mut j = judged.unwrap_or_default();
+    if interrupted {
+        // What was sent so far, without a verdict.
+        let l = ctx.sender.ledger().summary();
+        j.ledger = report::LedgerSummary {
+            sent: l.sent,
+            accepted: l.accepted,
+            duplicates: l.duplicates,
+            rejected: l.rejected,
+            indeterminate: l.indeterminate,
+            ..Default::default()
+        };
+    }
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
         tool: report::ToolInfo {
@@ -323,6 +379,7 @@ pub async fn run_scenario(
             redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
             redis_version: None,
             workers: s.target.value.workers.value,
+            env: target_env,
         },
         scenario: report::ScenarioInfo {
             name: name.clone(),
@@ -347,14 +404,46 @@ pub async fn run_scenario(
         probe: j.probe,
         processes,
         replays: timeline.replays,
+        interrupted,
     };
     report::write_all(&run, &run_dir, &Format::ALL)?;
     let ledger_path = run_dir.join("ledger.json");
     let _ = ctx.sender.ledger().write(&ledger_path);
+    if interrupted {
+        eprintln!("partial report (interrupted): {}", run_dir.display());
+        return Err(Interrupted.into());
+    }
     Ok(RunOutcome {
         report: run,
         dir: run_dir,
     })
+}
+
+/// The lookups of `ids` (empty on any error: efficacy then says "not measured").
+async fn lookup_ids(ctx: &Ctx, ids: &[String]) -> Vec<crate::verdict::classes::Lookup> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let r = ctx
+        .http
+        .post(format!(
+            "{}{}",
+            ctx.server_url, ctx.profile.endpoints.lookup
+        ))
+        .json(&serde_json::json!({ "ids": ids }))
+        .send()
+        .await;
+    let Ok(r) = r else { return Vec::new() };
+    let Ok(v) = r.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    v["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect()
 }
 
 fn create_run_dir(
@@ -421,7 +510,7 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     let scrapes = futures::future::join_all(
         targets
             .iter()
-            .map(|(name, url)| prom::scrape(&ctx.http, url, name)),
+            .map(|(name, url)| prom::scrape_as(&ctx.http, url, name, &ctx.profile.metrics)),
     )
     .await;
     let mut s = match series.lock() {

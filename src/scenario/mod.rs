@@ -207,7 +207,11 @@ fn scale_steps(steps: &mut [At<Step>], factor: f64) {
                 }
                 scale_steps(&mut rep.steps.value, factor);
             }
-            Step::Mark(_) | Step::Fault(_) | Step::Redeliver(_) | Step::Replay(_) => {}
+            Step::Mark(_)
+            | Step::Fault(_)
+            | Step::Redeliver(_)
+            | Step::DeadRequeue(_)
+            | Step::Replay(_) => {}
         }
     }
 }
@@ -235,7 +239,11 @@ fn step_duration(step: &Step) -> Duration {
             // The last round ends when its steps end, not a whole period later.
             period.saturating_mul(rounds.saturating_sub(1)) + round
         }
-        Step::Mark(_) | Step::Fault(_) | Step::Redeliver(_) | Step::Replay(_) => Duration::ZERO,
+        Step::Mark(_)
+        | Step::Fault(_)
+        | Step::Redeliver(_)
+        | Step::DeadRequeue(_)
+        | Step::Replay(_) => Duration::ZERO,
     }
 }
 

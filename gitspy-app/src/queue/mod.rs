@@ -13,7 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult, Value};
 
 use crate::delivery::Delivery;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueGauges};
 use crate::sabotage::{self, Variant};
 pub use conn::{is_connection_error, RedisConn};
 
@@ -37,17 +37,6 @@ pub enum Enqueued {
     Queued(String),
     /// The delivery is already known in this state; nothing was written.
     Duplicate(String),
-}
-
-/// Queue depth as SPEC §1.4 defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueGauges {
-    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
-    pub waiting: u64,
-    /// Entries delivered to a consumer and not yet acknowledged.
-    pub active: u64,
-    /// Length of the dead-letter stream.
-    pub dead: u64,
 }
 
 /// One entry read from the stream.

@@ -13,6 +13,7 @@ mod ingress;
 mod metrics;
 mod outage;
 mod replay;
+mod router;
 #[cfg(feature = "sabotage")]
 mod sabotage;
 mod spool;
