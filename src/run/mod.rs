@@ -167,48 +167,7 @@ pub async fn run_scenario(
         path,
         s.target.value.profile.as_deref(),
     )?;
-    let system = match &s.target.value.attach {
-        None => {
-            System::start(SystemSpec {
-                run_id: &run_id,
-                gitspy_bin: &gitspy_bin,
-                backend,
-                container: s.target.value.redis.container.clone(),
-                image: s.target.value.redis.image.clone(),
-                workers: s.target.value.workers.value,
-                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
-                dir: &run_dir.join("system"),
-                disable_dedupe: opts.target_disable_dedupe,
-                profile: &profile,
-            })
-            .await
-        }
-        Some(a) => {
-            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
-                anyhow::anyhow!(
-                    "attach mode signs webhooks with the deployment's secret\n\
-                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
-                )
-            })?;
-            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
-            System::attach(
-                &run_id,
-                &gitspy_bin,
-                backend,
-                s.target.value.redis.container.clone(),
-                &redis_url,
-                system::AttachTarget {
-                    server_url: a.server_url.clone(),
-                    worker_urls: a.worker_metrics_urls.clone(),
-                    worker_matcher: a.worker_process.clone(),
-                    server_matcher: a.server_process.clone(),
-                },
-                secret,
-                &run_dir.join("system"),
-            )
-            .await
-        }
-    };
+    let system = start_system(&s, opts, backend, &gitspy_bin, &run_id, &run_dir, &profile).await;
     let mut system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
@@ -245,19 +204,7 @@ pub async fn run_scenario(
     let series = ctx.series.clone();
     scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
-    let poller = {
-        let ctx = ctx.clone();
-        let series = series.clone();
-        let stop = stop_poll.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
-                }
-            }
-        })
-    };
+    let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
     // Steps, then undo what is still broken, then drain.
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
@@ -290,19 +237,8 @@ pub async fn run_scenario(
     .await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
-    let processes = {
-        let mut sys = ctx.sys.lock().await;
-        sys.teardown().await;
-        let mut v = vec![process_log(&sys.server)];
-        v.extend(sys.workers.iter().map(process_log));
-        v
-    };
-    let yaml = std::fs::read_to_string(path).unwrap_or_default();
-    let (verdict, error) = match &judged {
-        Ok(j) if j.checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
-        Ok(_) => (report::Verdict::Failed, None),
-        Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
-    };
+    let processes = teardown_and_collect_logs(&ctx).await;
+    let (verdict, error) = verdict_of(judged.as_ref().map(|j| j.checks.as_slice()));
     let timeline = std::mem::take(&mut *ctx.timeline());
     let j = judged.unwrap_or_default();
     let run = RunReport {
@@ -311,26 +247,8 @@ pub async fn run_scenario(
             name: "gitspy-chaos".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        target: report::TargetInfo {
-            kind: if s.target.value.attach.is_some() {
-                report::TargetKind::Attached
-            } else {
-                report::TargetKind::Managed
-            },
-            gitspy_version: gitspy_version(&gitspy_bin).await,
-            redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
-            redis_version: None,
-            workers: s.target.value.workers.value,
-        },
-        scenario: report::ScenarioInfo {
-            name: name.clone(),
-            description: s.description.clone(),
-            file: path.display().to_string(),
-            yaml,
-            seed,
-            time_scale: opts.time_scale,
-            poll_interval_ms: poll.as_millis() as u64,
-        },
+        target: target_info(&s, &gitspy_bin, redis_kind.as_str(), &redis_desc).await,
+        scenario: scenario_info(&s, path, seed, opts.time_scale, poll),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
         duration_ms: (finished - started).whole_milliseconds().max(0) as u64,
@@ -353,6 +271,140 @@ pub async fn run_scenario(
         report: run,
         dir: run_dir,
     })
+}
+
+/// Starts the managed system, or attaches to the running one the scenario names.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
+async fn start_system(
+    s: &Scenario,
+    opts: &RunOptions,
+    backend: BackendKind,
+    gitspy_bin: &Path,
+    run_id: &str,
+    run_dir: &Path,
+    profile: &crate::system::profile::Profile,
+) -> anyhow::Result<System> {
+    match &s.target.value.attach {
+        None => {
+            System::start(SystemSpec {
+                run_id,
+                gitspy_bin,
+                backend,
+                container: s.target.value.redis.container.clone(),
+                image: s.target.value.redis.image.clone(),
+                workers: s.target.value.workers.value,
+                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
+                dir: &run_dir.join("system"),
+                disable_dedupe: opts.target_disable_dedupe,
+                profile,
+            })
+            .await
+        }
+        Some(a) => {
+            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
+                anyhow::anyhow!(
+                    "attach mode signs webhooks with the deployment's secret\n\
+                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
+                )
+            })?;
+            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
+            System::attach(
+                run_id,
+                gitspy_bin,
+                backend,
+                s.target.value.redis.container.clone(),
+                &redis_url,
+                system::AttachTarget {
+                    server_url: a.server_url.clone(),
+                    worker_urls: a.worker_metrics_urls.clone(),
+                    worker_matcher: a.worker_process.clone(),
+                    server_matcher: a.server_process.clone(),
+                },
+                secret,
+                &run_dir.join("system"),
+            )
+            .await
+        }
+    }
+}
+
+/// Scrapes every process each `poll` until `stop` (the caller scrapes once before and once
+/// after).
+fn spawn_poller(
+    ctx: Arc<Ctx>,
+    poll: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let series = ctx.series.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+            }
+        }
+    })
+}
+
+/// Tears the system down and returns each managed process's log tail (complete only after
+/// teardown, which is why it comes first).
+async fn teardown_and_collect_logs(ctx: &Ctx) -> Vec<report::ProcessLog> {
+    let mut sys = ctx.sys.lock().await;
+    sys.teardown().await;
+    let mut v = vec![process_log(&sys.server)];
+    v.extend(sys.workers.iter().map(process_log));
+    v
+}
+
+/// The run's verdict: passed when every check passed, failed when one did not, error (with the
+/// reason) when the judgement itself could not be made.
+fn verdict_of(
+    judged: Result<&[report::CheckRecord], &anyhow::Error>,
+) -> (report::Verdict, Option<String>) {
+    match judged {
+        Ok(checks) if checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
+        Ok(_) => (report::Verdict::Failed, None),
+        Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
+    }
+}
+
+/// What was tested: managed or attached, GitSpy's version, the Redis backend, the workers.
+async fn target_info(
+    s: &Scenario,
+    gitspy_bin: &Path,
+    redis_kind: &str,
+    redis_desc: &str,
+) -> report::TargetInfo {
+    report::TargetInfo {
+        kind: if s.target.value.attach.is_some() {
+            report::TargetKind::Attached
+        } else {
+            report::TargetKind::Managed
+        },
+        gitspy_version: gitspy_version(gitspy_bin).await,
+        redis_backend: format!("{redis_kind} ({redis_desc})"),
+        redis_version: None,
+        workers: s.target.value.workers.value,
+    }
+}
+
+/// The scenario as run: the file, its text, the seed and pace actually used.
+fn scenario_info(
+    s: &Scenario,
+    path: &Path,
+    seed: u64,
+    time_scale: f64,
+    poll: Duration,
+) -> report::ScenarioInfo {
+    report::ScenarioInfo {
+        name: s.name.value.clone(),
+        description: s.description.clone(),
+        file: path.display().to_string(),
+        yaml: std::fs::read_to_string(path).unwrap_or_default(),
+        seed,
+        time_scale,
+        poll_interval_ms: poll.as_millis() as u64,
+    }
 }
 
 fn create_run_dir(
