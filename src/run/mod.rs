@@ -450,7 +450,18 @@ async fn gitspy_version(bin: &Path) -> Option<String> {
         .output()
         .await
         .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    version_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The version from `gitspy --version`'s first line (`gitspy 0.1.0` → `0.1.0`): reports print
+/// "gitspy <version>" themselves, so keeping the program name gave "gitspy gitspy 0.1.0".
+fn version_of(stdout: &str) -> Option<String> {
+    let mut words = stdout.lines().next()?.split_whitespace().peekable();
+    if words.peek() == Some(&"gitspy") {
+        words.next();
+    }
+    let version = words.collect::<Vec<_>>().join(" ");
+    (!version.is_empty()).then_some(version)
 }
 
 fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
@@ -480,5 +491,22 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     };
     for r in scrapes.into_iter().flatten() {
         s.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_stored_without_the_program_name() {
+        assert_eq!(version_of("gitspy 0.1.0\n").as_deref(), Some("0.1.0"));
+        assert_eq!(
+            version_of("gitspy 0.2.0\nbuild: abc\n").as_deref(),
+            Some("0.2.0")
+        );
+        assert_eq!(version_of("1.2.3").as_deref(), Some("1.2.3"));
+        assert_eq!(version_of(""), None);
+        assert_eq!(version_of("gitspy \n"), None);
     }
 }
