@@ -33,3 +33,8 @@ pub const REDIS_UP: &str = "gitspy_redis_up";
 pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
 /// Gauge: unix seconds the process started; a new value means a restart.
 pub const PROCESS_START: &str = "process_start_time_seconds";
+/// Per worker process: entries it holds that wait out a retry backoff. They are still pending in
+/// Redis, so they are a subset of `gitspy_queue_active`; sum it over the workers.
+pub const QUEUE_DELAYED: &str = "gitspy_queue_delayed";
+/// Always 1, labelled with the version and the optional features compiled in.
+pub const BUILD_INFO: &str = "gitspy_build_info";

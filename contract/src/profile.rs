@@ -122,6 +122,7 @@ names!(
         queue_waiting = metrics::QUEUE_WAITING,
         queue_active = metrics::QUEUE_ACTIVE,
         queue_dead = metrics::QUEUE_DEAD,
+        queue_delayed = metrics::QUEUE_DELAYED,
         spool_depth = metrics::SPOOL_DEPTH,
         redis_up = metrics::REDIS_UP,
         redis_data_loss = metrics::REDIS_DATA_LOSS,
@@ -131,7 +132,7 @@ names!(
 
 impl MetricNames {
     /// `(the system's name, GitSpy's name)` for every role; histogram names are base names.
-    pub fn pairs(&self) -> [(&str, &'static str); 15] {
+    pub fn pairs(&self) -> [(&str, &'static str); 16] {
         [
             (&self.events_received, metrics::EVENTS_RECEIVED),
             (&self.events_duplicate, metrics::EVENTS_DUPLICATE),
@@ -144,6 +145,7 @@ impl MetricNames {
             (&self.queue_waiting, metrics::QUEUE_WAITING),
             (&self.queue_active, metrics::QUEUE_ACTIVE),
             (&self.queue_dead, metrics::QUEUE_DEAD),
+            (&self.queue_delayed, metrics::QUEUE_DELAYED),
             (&self.spool_depth, metrics::SPOOL_DEPTH),
             (&self.redis_up, metrics::REDIS_UP),
             (&self.redis_data_loss, metrics::REDIS_DATA_LOSS),

@@ -11,7 +11,7 @@ use gitspy_contract::env as contract_env;
 #[derive(Debug, Parser)]
 #[command(
     name = "gitspy",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository"
 )]
 pub struct Cli {
@@ -194,6 +194,21 @@ pub struct ReplayArgs {
     /// exit 1 naming the first differing card.
     #[arg(long)]
     pub verify: bool,
+    /// Print one JSON object on stdout instead of the per-board lines: `window` (`from_ms`,
+    /// `to_ms`, null for an open end), `deliveries` folded, `unparseable`, `order`
+    /// (`shuffle_seed`, `duplicates`), `boards` (`repo`, `digest`, `counts` per column), the
+    /// overall `digest`, `wrote` (the output directory, or null with --dry-run) and, with
+    /// --verify, `verify` (`matches`, `difference`).
+    #[arg(long)]
+    pub json: bool,
+    /// Fold the window in a shuffled order drawn from this seed instead of log order (the fold is
+    /// order-independent, so the boards must not change). The same seed gives the same order.
+    #[arg(long)]
+    pub shuffle_seed: Option<u64>,
+    /// With --shuffle-seed: also fold this many extra copies of deliveries of the window, drawn
+    /// from the seed and placed at seeded positions (the fold is idempotent).
+    #[arg(long, default_value_t = 0, requires = "shuffle_seed")]
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -109,6 +109,8 @@ pub struct Metrics {
     pub spool_depth: AtomicI64,
     pub spool_torn: Counter,
     pub redis_data_loss: Counter,
+    /// Retries waiting out their backoff in this worker ([`QUEUE_DELAYED`]).
+    pub queue_delayed: AtomicI64,
     redis_up: AtomicBool,
     start_time: f64,
 }
@@ -137,6 +139,7 @@ impl Metrics {
             spool_depth: AtomicI64::new(0),
             spool_torn: Counter::default(),
             redis_data_loss: Counter::default(),
+            queue_delayed: AtomicI64::new(0),
             redis_up: AtomicBool::new(false),
             start_time,
         }
@@ -245,13 +248,19 @@ impl Metrics {
         }
     }
 
-    /// Spool, data-loss and process gauges and counters.
+    /// Spool, delayed-retry, data-loss, process and build-info series.
     fn render_process(&self, out: &mut String) {
         gauge(
             out,
             SPOOL_DEPTH,
             "Deliveries in the local spool waiting for Redis.",
             self.spool_depth.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            out,
+            QUEUE_DELAYED,
+            "Entries this worker holds that wait out a retry backoff (a subset of gitspy_queue_active).",
+            self.queue_delayed.load(Ordering::Relaxed) as f64,
         );
         counter(
             out,
@@ -270,6 +279,17 @@ impl Metrics {
             PROCESS_START,
             "Start time of the process since unix epoch in seconds.",
             self.start_time,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {BUILD_INFO} The gitspy version and the optional features it was built with."
+        );
+        let _ = writeln!(out, "# TYPE {BUILD_INFO} gauge");
+        let _ = writeln!(
+            out,
+            "{BUILD_INFO}{{version=\"{}\",features=\"{}\"}} 1",
+            escape(crate::build_info::VERSION),
+            escape(crate::build_info::FEATURES)
         );
     }
 }
@@ -350,6 +370,11 @@ mod tests {
         assert!(up.contains("gitspy_redis_up 1"));
         assert!(up.contains("gitspy_queue_waiting 3"));
         assert!(up.contains("gitspy_queue_active 1"));
+        assert!(up.contains(&format!(
+            "gitspy_build_info{{version=\"{}\",features=\"{}\"}} 1",
+            crate::build_info::VERSION,
+            crate::build_info::FEATURES
+        )));
     }
 
     #[test]

@@ -163,6 +163,11 @@ fn join_register<T: Serialize + Clone + PartialEq>(
     };
     match mine {
         Some(current) if current == incoming => false,
+        // Sabotage `fold-arrival-order`: whatever arrives last wins.
+        Some(_) if crate::sabotage::is(crate::sabotage::Variant::FoldArrivalOrder) => {
+            *mine = Some(incoming.clone());
+            true
+        }
         Some(current) if incoming.cmp_rank(current) != Ordering::Greater => false,
         _ => {
             *mine = Some(incoming.clone());

@@ -14,6 +14,7 @@ use crate::delivery::{now_ms, valid_delivery_id, Delivery};
 use crate::github::{event, signature};
 use crate::ingress_spool::SpoolOutcome;
 use crate::queue::{is_connection_error, Enqueued};
+use crate::sabotage::{self, Variant};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -68,6 +69,7 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
     }
     match st.queue.enqueue(&d).await {
         Ok(Enqueued::Queued(_)) => {
+            crate::failpoint!(crate::failpoints::AFTER_ENQUEUE);
             st.metrics.events_received.inc(&d.event);
             Ok((
                 StatusCode::ACCEPTED,
@@ -80,6 +82,16 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
             Ok((
                 StatusCode::OK,
                 Json(json!({"status": "duplicate", "delivery": d.id, "state": state})),
+            )
+                .into_response())
+        }
+        Err(e) if sabotage::is(Variant::AcceptOnEnqueueFailure) => {
+            // Sabotage: the failure is swallowed and the sender told it is queued.
+            tracing::warn!(delivery = %d.id, error = %e, "enqueue failed");
+            st.metrics.events_received.inc(&d.event);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "queued", "delivery": d.id})),
             )
                 .into_response())
         }

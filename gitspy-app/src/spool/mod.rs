@@ -321,6 +321,7 @@ impl Spool {
             self.roll_back_to(start);
             return Err(io_err("append to", &self.log_path)(e));
         }
+        crate::failpoint!(crate::failpoints::SPOOL_APPEND);
         if let Err(e) = self.file.sync_data() {
             // After a failed fsync the kernel may have dropped dirty pages: the file's content
             // is unknown until it is re-read by `open`.
