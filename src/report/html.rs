@@ -30,7 +30,7 @@ h1 { font-size: 24px; margin: 8px 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 16px 0 4px; }
 .verdict { display: inline-block; font-weight: 700; padding: 3px 10px; border-radius: 4px; color: #fff; }
-.verdict.passed { background: #1a7f37; } .verdict.failed { background: #cf222e; } .verdict.error { background: #9a6700; }
+.verdict.passed { background: #1a7f37; } .verdict.failed { background: #cf222e; } .verdict.error { background: #9a6700; } .verdict.inconclusive { background: #6e7781; }
 .error-box { border: 1px solid #cf222e; background: #fff0f0; padding: 8px 12px; border-radius: 4px; white-space: pre-wrap; }
 dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
 dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
@@ -39,6 +39,7 @@ th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical
 th { background: #f0f2f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td { background: #fff0f0; } tr.fail td.result { color: #cf222e; font-weight: 700; }
+tr.inconclusive td { background: #f3f4f6; } tr.inconclusive td.result { color: #57606a; font-weight: 700; } p.inconclusive { background: #f3f4f6; padding: .5em; }
 tr.pass td.result { color: #1a7f37; font-weight: 700; }
 tr.bad td { background: #fff0f0; }
 code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef0f2; padding: 0 3px; border-radius: 3px; }
@@ -192,6 +193,7 @@ fn summary(run: &RunReport, o: &mut String) {
         Verdict::Passed => "passed",
         Verdict::Failed => "failed",
         Verdict::Error => "error",
+        Verdict::Inconclusive => "inconclusive",
     };
     let _ = writeln!(
         o,
@@ -203,7 +205,12 @@ fn summary(run: &RunReport, o: &mut String) {
         esc(&run.scenario.description)
     );
     let t = &run.target;
-    let rows: [(&str, String); 10] = [
+    let env: Vec<String> = t
+        .env
+        .iter()
+        .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
+        .collect();
+    let rows: [(&str, String); 11] = [
         ("scenario file", format!("<code>{}</code>", esc(&run.scenario.file))),
         ("seed", run.scenario.seed.to_string()),
         (
@@ -233,6 +240,14 @@ fn summary(run: &RunReport, o: &mut String) {
                 t.workers,
                 if t.workers == 1 { "" } else { "s" }
             ),
+        ),
+        (
+            "gitspy env",
+            if env.is_empty() {
+                "—".to_string()
+            } else {
+                env.join(" ")
+            },
         ),
         (
             "redis",
@@ -273,6 +288,13 @@ fn summary(run: &RunReport, o: &mut String) {
 /// One row per check: result, measured value, threshold, note.
 fn checks(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Checks</h2>\n");
+    for c in run.checks.iter().filter(|c| !c.passed && c.is_efficacy()) {
+        let _ = writeln!(
+            o,
+            "<p class=\"inconclusive\"><strong>Inconclusive</strong> (not data loss): {}</p>",
+            esc(&c.note)
+        );
+    }
     if run.checks.is_empty() {
         o.push_str("<p>No check was evaluated.</p>\n");
     }
@@ -281,8 +303,12 @@ fn checks(run: &RunReport, o: &mut String) {
         let _ = writeln!(
             o,
             "<tr class=\"{}\"><td class=\"result\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            if c.passed { "pass" } else { "fail" },
-            if c.passed { "pass" } else { "FAIL" },
+            match c.status_label() {
+                "pass" => "pass",
+                "INCONCLUSIVE" => "inconclusive",
+                _ => "fail",
+            },
+            c.status_label(),
             esc(&c.name),
             esc(&c.measured_text()),
             esc(&c.threshold_text()),
@@ -327,21 +353,26 @@ fn faults(run: &RunReport, o: &mut String) {
     if run.faults.is_empty() {
         o.push_str("<p>No fault was injected.</p>\n");
     } else {
-        o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>from</th><th>to</th><th>lasted</th><th>note</th></tr></thead>\n<tbody>\n");
-        for fw in &run.faults {
+        o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>requested</th><th>applied</th><th>healed</th><th>lasted</th><th>outcome</th><th>hit</th><th>note</th></tr></thead>\n<tbody>\n");
+        for (fw, line) in run.faults.iter().zip(run.fault_lines()) {
             let (to, lasted) = match fw.end_ms {
                 Some(e) if e == fw.start_ms => ("instant".to_string(), "—".to_string()),
                 Some(e) => (fmt_ms(e), fmt_ms(e.saturating_sub(fw.start_ms))),
                 None => ("not undone".to_string(), "—".to_string()),
             };
+            let ineffective = fw.crash && !fw.effective();
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if ineffective { " class=\"bad\"" } else { "" },
                 esc(&fw.kind),
                 esc(&fw.target),
+                fw.requested_ms.map(fmt_ms).unwrap_or_default(),
                 fmt_ms(fw.start_ms),
                 to,
                 lasted,
+                fw.outcome.as_str(),
+                esc(&line),
                 esc(&fw.note)
             );
         }

@@ -202,7 +202,7 @@ impl Scenario {
 const START_AND_TEARDOWN: Duration = Duration::from_millis(1500);
 /// A wait for a drain that has nothing left to wait for: one or two polls.
 const DRAIN_ALLOWANCE: Duration = Duration::from_millis(300);
-/// One `gitspy replay` process.
+/// One `gitspy` process the harness runs (`replay`, `dead requeue`).
 const REPLAY_ALLOWANCE: Duration = Duration::from_millis(100);
 
 /// The time of `steps` the paces do not state (see [`Scenario::estimated_run_time`]).
@@ -214,7 +214,7 @@ fn step_allowance(step: &Step) -> Duration {
     match step {
         Step::Send(send) => send.rate.map_or(Duration::ZERO, |r| r.interval()),
         Step::Wait(wait) if wait.duration.is_none() => DRAIN_ALLOWANCE,
-        Step::Replay(_) => REPLAY_ALLOWANCE,
+        Step::Replay(_) | Step::DeadRequeue(_) => REPLAY_ALLOWANCE,
         Step::Parallel(children) => children
             .iter()
             .map(|c| step_allowance(c))
@@ -252,7 +252,11 @@ fn scale_steps(steps: &mut [At<Step>], factor: f64) {
                 }
                 scale_steps(&mut rep.steps.value, factor);
             }
-            Step::Mark(_) | Step::Fault(_) | Step::Redeliver(_) | Step::Replay(_) => {}
+            Step::Mark(_)
+            | Step::Fault(_)
+            | Step::Redeliver(_)
+            | Step::DeadRequeue(_)
+            | Step::Replay(_) => {}
         }
     }
 }
@@ -286,7 +290,11 @@ fn step_duration(step: &Step) -> Duration {
             // The last round ends when its steps end, not a whole period later.
             period.saturating_mul(rounds.saturating_sub(1)) + round
         }
-        Step::Mark(_) | Step::Fault(_) | Step::Redeliver(_) | Step::Replay(_) => Duration::ZERO,
+        Step::Mark(_)
+        | Step::Fault(_)
+        | Step::Redeliver(_)
+        | Step::DeadRequeue(_)
+        | Step::Replay(_) => Duration::ZERO,
     }
 }
 

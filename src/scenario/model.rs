@@ -113,6 +113,14 @@ pub struct Target {
     /// starts and stops the server and the workers itself (managed mode).
     #[serde(default)]
     pub attach: Option<Attach>,
+    /// Managed mode: environment of every GitSpy process the harness starts (server and
+    /// workers), over the harness's defaults (`gitspy-chaos list` shows them: 10 s claim idle
+    /// and lock TTL, 1 s block and Redis timeout), e.g. `{GITSPY_CLAIM_IDLE: 20s,
+    /// GITSPY_LOCK_TTL: 20s, GITSPY_WORKER_CONCURRENCY: "8", GITSPY_LOG_RETENTION: 1h}`. Recorded in
+    /// run.json. `run --target-env KEY=VAL` adds to it and wins. Variables the harness sets
+    /// itself (Redis URL, database, secret, listen ports, consumer names) are refused.
+    #[serde(default)]
+    pub env: At<BTreeMap<String, String>>,
     /// The names of the system under test — Redis key patterns, metric names, state values,
     /// env names, endpoints — as a YAML profile file, relative to this scenario file (see
     /// `docs/contract.md`). Absent: GitSpy's names. `run --profile` overrides it. Example:
@@ -132,8 +140,9 @@ pub struct RedisTarget {
     /// How Redis is run and broken. `run --backend` overrides it (except `external`).
     #[serde(default)]
     pub backend: At<RedisBackend>,
-    /// Docker backend: the container name (default `gitspy-redis`). In attach mode, the name of
-    /// the running container the faults act on.
+    /// Docker backend: the container name (default `gitspy-redis-<run nonce>`: one per run, so
+    /// two runs at once share nothing). A container another run created is refused (exit 2,
+    /// naming that run). In attach mode, the name of the running container the faults act on.
     #[serde(default)]
     pub container: Option<String>,
     /// Docker backend: the image (default `gitspy-redis:7`, built offline by
@@ -261,6 +270,10 @@ pub enum Step {
     Redeliver(Redeliver),
     /// Run `gitspy replay` over a window between marks and keep its output.
     Replay(Replay),
+    /// Run `gitspy dead requeue --all` against the run's Redis: every dead-lettered delivery
+    /// goes back through the normal enqueue with its attempts reset. Written
+    /// `- dead_requeue: all`.
+    DeadRequeue(DeadRequeue),
     /// Run these steps at the same time; the block ends when all of them ended.
     Parallel(At<Vec<At<Step>>>),
     /// Run these steps again and again on a fixed period.
@@ -392,7 +405,7 @@ impl Wait {
     }
 }
 
-/// A fault: exactly one of `redis`, `worker`, `server`.
+/// A fault: exactly one of `redis`, `worker`, `server`, `store`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -405,10 +418,101 @@ pub struct Fault {
     /// Act on the `gitspy serve` process.
     #[serde(default)]
     pub server: Option<ProcessAction>,
+    /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
+    #[serde(default)]
+    pub store: Option<StoreFault>,
     /// Worker faults only: which worker, a 0-based index, `random` (chosen by the seed) or
     /// `all` (default `random`).
     #[serde(default)]
     pub which: Option<Which>,
+    /// Wait for a condition in the system before injecting, e.g. `when: {holding: 3}`: the fault
+    /// fires as soon as it holds (polled every 25 ms). Run it in a `parallel` block next to the
+    /// `send` that creates the condition. A condition that never holds within `within` is
+    /// recorded as a missed fault (it counts as ineffective for `faults_effective`).
+    #[serde(default)]
+    pub when: Option<When>,
+    /// With `when`: how long to wait for the condition (default `30s`).
+    #[serde(default)]
+    pub within: Option<At<Dur>>,
+}
+
+impl Fault {
+    /// Default deadline of a triggered fault.
+    pub const DEFAULT_WITHIN: Dur = Dur::secs(30);
+
+    /// The deadline of a triggered fault, default applied.
+    pub fn within(&self) -> Dur {
+        self.within
+            .as_ref()
+            .map_or(Self::DEFAULT_WITHIN, |w| w.value)
+    }
+}
+
+/// A fault on the SQLite store of a managed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFault {
+    /// Hold an exclusive lock on the run's `gitspy.db` for this long (`BEGIN EXCLUSIVE` from the
+    /// harness), so GitSpy's writes wait and, past its 10 s busy timeout, fail with "database
+    /// is locked": retries, backoff and dead letters happen. The step returns at once; the lock
+    /// is released after `lock` (or at the end of the run).
+    pub lock: Dur,
+}
+
+/// The condition a triggered fault waits for: exactly one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
+    /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
+    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    #[serde(default)]
+    pub holding: Option<u64>,
+    /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +
+    /// pending).
+    #[serde(default)]
+    pub backlog: Option<u64>,
+    /// At least this many deliveries in the server's spool (`gitspy_spool_depth`).
+    #[serde(default)]
+    pub spooled: Option<u64>,
+    /// At least this many webhook requests of the sender in flight at once.
+    #[serde(default)]
+    pub in_flight_requests: Option<u64>,
+}
+
+impl When {
+    /// How many conditions are set (validation wants exactly one).
+    pub fn count(&self) -> usize {
+        [
+            self.holding.is_some(),
+            self.backlog.is_some(),
+            self.spooled.is_some(),
+            self.in_flight_requests.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+}
+
+impl std::fmt::Display for When {
+    /// `holding ≥ 3`, `backlog ≥ 100`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.holding {
+            parts.push(format!("holding >= {n}"));
+        }
+        if let Some(n) = self.backlog {
+            parts.push(format!("backlog >= {n}"));
+        }
+        if let Some(n) = self.spooled {
+            parts.push(format!("spooled >= {n}"));
+        }
+        if let Some(n) = self.in_flight_requests {
+            parts.push(format!("in_flight_requests >= {n}"));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// What the fault acts on, once validated.
@@ -420,16 +524,21 @@ pub enum FaultKind {
     Worker(ProcessAction, Which),
     /// A server action.
     Server(ProcessAction),
+    /// A store lock held this long.
+    Store(Dur),
 }
 
 impl Fault {
     /// The single action this fault names, or `None` when it names none or several (which
     /// validation refuses).
     pub fn kind(&self) -> Option<FaultKind> {
-        match (self.redis, self.worker, self.server) {
-            (Some(r), None, None) => Some(FaultKind::Redis(r)),
-            (None, Some(w), None) => Some(FaultKind::Worker(w, self.which.unwrap_or_default())),
-            (None, None, Some(s)) => Some(FaultKind::Server(s)),
+        match (self.redis, self.worker, self.server, self.store) {
+            (Some(r), None, None, None) => Some(FaultKind::Redis(r)),
+            (None, Some(w), None, None) => {
+                Some(FaultKind::Worker(w, self.which.unwrap_or_default()))
+            }
+            (None, None, Some(s), None) => Some(FaultKind::Server(s)),
+            (None, None, None, Some(st)) => Some(FaultKind::Store(st.lock)),
             _ => None,
         }
     }
@@ -442,6 +551,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Redis(a) => write!(f, "redis {}", a.as_str()),
             FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
+            FaultKind::Store(d) => write!(f, "store lock {d}"),
         }
     }
 }
@@ -490,6 +600,12 @@ pub enum ProcessAction {
     Restart,
     /// Start a stopped or killed process with the same command line.
     Start,
+    /// SIGSTOP: the process hangs (a zombie worker: it holds its entries and locks but renews
+    /// nothing, so another worker reclaims them). Workers only.
+    Freeze,
+    /// SIGCONT after a freeze: the zombie wakes up and must not apply or acknowledge what it
+    /// no longer owns. Workers only.
+    Thaw,
 }
 
 impl ProcessAction {
@@ -500,7 +616,15 @@ impl ProcessAction {
             ProcessAction::Stop => "stop",
             ProcessAction::Restart => "restart",
             ProcessAction::Start => "start",
+            ProcessAction::Freeze => "freeze",
+            ProcessAction::Thaw => "thaw",
         }
+    }
+
+    /// Whether this action can cut a delivery's processing short (a crash fault for
+    /// `faults_effective`): kill and freeze.
+    pub fn is_crash(self) -> bool {
+        matches!(self, ProcessAction::Kill | ProcessAction::Freeze)
     }
 }
 
@@ -572,6 +696,14 @@ impl<'de> Deserialize<'de> for Which {
         }
         d.deserialize_any(V)
     }
+}
+
+/// The dead letters a `dead_requeue` step puts back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadRequeue {
+    /// Every dead-lettered delivery.
+    All,
 }
 
 /// The deliveries a `redeliver` step resends.
@@ -683,6 +815,30 @@ pub enum Check {
     ReplayIdentical(Vec<At<String>>),
     /// Every replay with `verify: true` matched the live store.
     ReplayVerify,
+    /// At least `min` crash faults (worker/server kill, worker freeze) hit something in flight:
+    /// pending deliveries of the victim, or requests in flight. On by default (`min: 1`) in
+    /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
+    /// a pass. `faults_effective: {min: 0}` turns it off.
+    FaultsEffective(EffectiveMin),
+}
+
+/// The `faults_effective` check's limit.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectiveMin {
+    /// Crash faults that must have hit something (default 1).
+    #[serde(default = "default_effective_min")]
+    pub min: u64,
+}
+
+impl Default for EffectiveMin {
+    fn default() -> Self {
+        EffectiveMin { min: 1 }
+    }
+}
+
+fn default_effective_min() -> u64 {
+    1
 }
 
 impl Check {
@@ -698,6 +854,7 @@ impl Check {
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
+            Check::FaultsEffective(_) => "faults_effective",
         }
     }
 }
