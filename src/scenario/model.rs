@@ -145,7 +145,8 @@ pub struct RedisTarget {
     /// naming that run). In attach mode, the name of the running container the faults act on.
     #[serde(default)]
     pub container: Option<String>,
-    /// Docker backend: the image (default `redis:7-alpine`).
+    /// Docker backend: the image (default `gitspy-redis:7`, built offline by
+    /// `docker/build-redis-image.sh`).
     #[serde(default)]
     pub image: Option<String>,
     /// The Redis URL. Required for the `external` backend and in attach mode; the harness
@@ -160,27 +161,22 @@ pub struct RedisTarget {
 pub enum RedisBackend {
     /// A container driven through the Docker API: stop, start, restart, kill, pause, unpause.
     Docker,
-    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart.
+    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart, pause
+    /// (SIGSTOP) and unpause (SIGCONT).
     Process,
     /// A Redis the harness must not touch: observation only, no Redis faults.
     External,
-    /// `docker` when an engine answers and the image is available, else `process`. Only the
-    /// faults both can do are allowed (no pause/unpause).
+    /// `docker` when an engine answers and the image is available, else `process`. Both can do
+    /// every Redis fault.
     #[default]
     Auto,
 }
 
 impl RedisBackend {
     /// The Redis faults this backend can inject.
-    pub fn supports(self, action: RedisAction) -> bool {
-        use RedisAction::*;
-        match self {
-            RedisBackend::Docker => true,
-            RedisBackend::Process | RedisBackend::Auto => {
-                matches!(action, Stop | Start | Restart | Kill)
-            }
-            RedisBackend::External => false,
-        }
+    pub fn supports(self, _action: RedisAction) -> bool {
+        // Docker and process (and so auto) do every fault; a process is paused with SIGSTOP.
+        !matches!(self, RedisBackend::External)
     }
 
     /// The spelling used in scenario files.
@@ -572,7 +568,7 @@ pub enum RedisAction {
     Restart,
     /// SIGKILL: a crash.
     Kill,
-    /// Freeze it (`docker pause`): connections hang instead of failing.
+    /// Freeze it (`docker pause`, or SIGSTOP for a process): connections hang instead of failing.
     Pause,
     /// Thaw it after a pause.
     Unpause,

@@ -475,16 +475,7 @@ impl Validator<'_> {
             FaultKind::Redis(action) => {
                 let backend = t.redis.backend.value;
                 if !backend.supports(action) {
-                    let hint = match backend {
-                        RedisBackend::External => {
-                            "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned()
-                        }
-                        _ => format!(
-                            "the `{}` backend can stop, start, restart and kill; use `backend: docker` to {}",
-                            backend.as_str(),
-                            action.as_str()
-                        ),
-                    };
+                    let hint = "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned();
                     self.push(
                         pos,
                         format!(

@@ -8,6 +8,7 @@ mod engine;
 mod faults;
 mod probe_redis;
 mod process_backend;
+mod profile;
 mod report;
 mod sender;
 mod util;
