@@ -159,6 +159,19 @@ pub async fn run_scenario(
         (Some(_), Err(_)) => PathBuf::from("gitspy"),
         (None, Err(e)) => return Err(e),
     };
+    if s.needs_failpoints() {
+        let version = gitspy_version(&gitspy_bin).await.unwrap_or_default();
+        if !fault::crash::has_failpoints(&version) {
+            anyhow::bail!(
+                "scenario `{}` arms crash points, but {} has no failpoints (`gitspy --version`: {})\n\
+                 hint: build it with `{}` and pass it with --gitspy-bin",
+                s.name.value,
+                gitspy_bin.display(),
+                if version.is_empty() { "no answer" } else { version.as_str() },
+                fault::crash::BUILD_HINT
+            );
+        }
+    }
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;

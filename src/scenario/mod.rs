@@ -160,6 +160,17 @@ impl Scenario {
         out
     }
 
+    /// Whether a fault arms a crash point (the gitspy binary then needs its `failpoints`
+    /// feature).
+    pub fn needs_failpoints(&self) -> bool {
+        self.faults().iter().any(|k| {
+            matches!(
+                k,
+                FaultKind::WorkerCrashAt(..) | FaultKind::ServerCrashAt(_)
+            )
+        })
+    }
+
     /// Every replay step with its name (given, or `replay-<n>`), in document order.
     pub fn replays(&self) -> Vec<(String, &Replay)> {
         fn walk<'a>(steps: &'a [At<Step>], out: &mut Vec<(String, &'a Replay)>) {

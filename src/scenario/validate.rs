@@ -447,7 +447,9 @@ impl Validator<'_> {
             );
             return;
         };
-        if fault.which.is_some() && !matches!(kind, FaultKind::Worker(..)) {
+        if fault.which.is_some()
+            && !matches!(kind, FaultKind::Worker(..) | FaultKind::WorkerCrashAt(..))
+        {
             self.push(
                 pos,
                 "`which` only applies to worker faults",
@@ -456,6 +458,70 @@ impl Validator<'_> {
         }
         self.trigger(fault, kind, pos);
         match kind {
+            FaultKind::WorkerCrashAt(c, _) | FaultKind::ServerCrashAt(c) => {
+                let worker = matches!(kind, FaultKind::WorkerCrashAt(..));
+                if c.crash_point().in_worker() != worker {
+                    let (is, other) = if c.crash_point().in_worker() {
+                        ("a worker", "worker")
+                    } else {
+                        ("a server", "server")
+                    };
+                    self.push(
+                        pos,
+                        format!("`{}` is {is} crash point", c.crash_point()),
+                        format!("write it under `{other}:`; worker points: after-lock, after-commit, after-ack; server points: after-enqueue, spool-append, spool-drain"),
+                    );
+                }
+                if c.nth == 0 {
+                    self.push(
+                        pos,
+                        "`nth: 0` never fires",
+                        "hits count from 1: `nth: 1` is the first",
+                    );
+                }
+                if matches!(kind, FaultKind::WorkerCrashAt(_, Which::All)) {
+                    self.push(
+                        pos,
+                        "`crash_at` with `which: all`",
+                        "a crash point is armed in one worker: use an index or `random`",
+                    );
+                }
+                if let (FaultKind::WorkerCrashAt(_, Which::Index(i)), w) = (kind, t.workers.value) {
+                    if i >= w {
+                        self.push(
+                            pos,
+                            format!(
+                                "worker index {i} is out of range: the target has {w} worker(s)"
+                            ),
+                            "indexes count from 0",
+                        );
+                    }
+                }
+                if worker && t.workers.value == 0 {
+                    self.push(
+                        pos,
+                        "a worker crash point, but the target has no workers",
+                        "set `workers:` to 1 or more",
+                    );
+                }
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "`crash_at` in attach mode",
+                        "crash points are armed in processes the harness started: use managed mode",
+                    );
+                }
+                if fault.when.is_some() {
+                    self.push(
+                        pos,
+                        "`when` with `crash_at`",
+                        "a crash point waits for its own hit: remove `when` (keep `within` as the deadline)",
+                    );
+                }
+                if worker {
+                    self.worker_kills = true;
+                }
+            }
             FaultKind::Store(d) => {
                 if t.attach.is_some() {
                     self.push(
@@ -568,8 +634,12 @@ impl Validator<'_> {
     /// `when` names exactly one condition that fits the fault; `within` only with `when`.
     fn trigger(&mut self, fault: &super::model::Fault, kind: FaultKind, pos: Pos) {
         let within_pos = fault.within.as_ref().map_or(pos, |w| w.pos_or(pos));
+        let crash_at = matches!(
+            kind,
+            FaultKind::WorkerCrashAt(..) | FaultKind::ServerCrashAt(_)
+        );
         let Some(when) = &fault.when else {
-            if fault.within.is_some() {
+            if fault.within.is_some() && !crash_at {
                 self.push(
                     within_pos,
                     "`within` without `when`",
