@@ -408,45 +408,35 @@ impl Ctx {
         if r.verify {
             cmd.arg("--verify");
         }
+        cmd.arg("--json");
         let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
             .await
             .map_err(|_| anyhow::anyhow!("gitspy replay did not finish within 300 s"))??;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let verify_ok = r.verify.then_some(output.status.success());
+        // `gitspy replay --json`: one object with every board's digest (the contract, instead of
+        // scraping `sha256:` out of the human-readable lines).
+        let report: Option<serde_json::Value> = serde_json::from_str(stdout.trim()).ok();
         let mut digests = BTreeMap::new();
-        if !r.dry_run && output.status.success() {
-            if let Ok(entries) = std::fs::read_dir(&out) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if p.to_string_lossy().ends_with(".kanban.json") {
-                        let parsed = std::fs::read(&p)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                        if let Some(v) = parsed {
-                            let repo = v["repo"].as_str().unwrap_or_default().to_string();
-                            let d = v["digest"].as_str().unwrap_or_default().to_string();
-                            digests.insert(repo, d);
-                        }
-                    }
-                }
-            }
-        } else if r.dry_run {
-            // Dry-run lines carry the digest: keep them as the record.
-            for line in stdout.lines() {
-                if let Some(i) = line.find("sha256:") {
-                    let repo = line.split_whitespace().next().unwrap_or("").to_string();
-                    digests.insert(
-                        repo,
-                        line[i..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
+        for b in report
+            .as_ref()
+            .and_then(|v| v["boards"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(repo), Some(d)) = (b["repo"].as_str(), b["digest"].as_str()) {
+                digests.insert(repo.to_owned(), d.to_owned());
             }
         }
+        let difference = report
+            .as_ref()
+            .and_then(|v| v["verify"]["difference"].as_str())
+            .map(str::to_owned);
+        let summary: Vec<String> = digests
+            .iter()
+            .map(|(repo, d)| format!("{repo} {d}"))
+            .collect();
         {
             let mut t = self.timeline();
             t.replays.push(ReplayRecord {
@@ -471,9 +461,12 @@ impl Ctx {
             anyhow::bail!("gitspy replay failed: {}", stderr.trim());
         }
         if verify_ok == Some(false) {
-            return Ok(format!("verify found a difference: {}", stdout.trim()));
+            return Ok(format!(
+                "verify found a difference: {}",
+                difference.unwrap_or_else(|| stdout.trim().to_owned())
+            ));
         }
-        Ok(stdout.lines().take(5).collect::<Vec<_>>().join("; "))
+        Ok(summary.join("; "))
     }
 }
 

@@ -84,6 +84,7 @@ broken! {
     unknown_fault: "unknown-fault.yaml" => 1,
     unknown_event: "unknown-event.yaml" => 1,
     fault_the_backend_cannot_do: "backend-cannot.yaml" => 1,
+    profile_that_does_not_load: "bad-profile.yaml" => 1,
     external_redis_takes_no_fault: "external-no-faults.yaml" => 2,
     missing_target: "missing-target.yaml" => 1,
     missing_nested_key: "missing-nested-key.yaml" => 1,
