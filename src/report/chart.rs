@@ -27,6 +27,8 @@ pub struct Line<'a> {
     pub label: &'a str,
     pub color: &'a str,
     pub points: &'a [(u64, f64)],
+    /// Draw a dot at every point: the scrape instants of a polled series.
+    pub dots: bool,
 }
 
 /// One chart: its lines share the y axis.
@@ -369,6 +371,18 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
                 );
                 continue;
             }
+            if l.dots {
+                for &(t, v) in &seg {
+                    let _ = writeln!(
+                        o,
+                        "<circle class=\"scrape\" data-series=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2\" fill=\"{}\"/>",
+                        esc(l.name),
+                        f(fr.sx(t)),
+                        f(fr.sy(v)),
+                        esc(l.color)
+                    );
+                }
+            }
             let pts: Vec<String> = seg
                 .iter()
                 .map(|&(t, v)| format!("{},{}", f(fr.sx(t)), f(fr.sy(v))))
@@ -433,6 +447,7 @@ mod tests {
                 label: "waiting",
                 color: "#000",
                 points: &pts,
+                dots: false,
             }],
             x_max_ms: 6000,
             faults: &[],

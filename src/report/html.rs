@@ -60,6 +60,7 @@ svg.chart text.fault-label { fill: #a31515; font-weight: 600; }
 svg.chart .mark { stroke: #666; stroke-dasharray: 4 3; }
 svg.chart text.mark-label { fill: #555; font-style: italic; }
 svg.chart text.empty { fill: #999; font-size: 14px; }
+svg.chart circle.scrape { stroke: #fff; stroke-width: 0.5; }
 footer { margin-top: 32px; color: #777; font-size: 12px; }
 "#;
 
@@ -70,43 +71,86 @@ struct Group {
     /// Title of the y axis.
     axis: &'static str,
     members: &'static [(&'static str, &'static str, &'static str)],
+    /// Exact per-second series (from the ledger and the store's apply times): drawn only when
+    /// the run has them. The other groups come from the metrics poller, with a dot at every
+    /// scrape.
+    exact: bool,
 }
 
-const GROUPS: [Group; 3] = [
+const GROUPS: [Group; 6] = [
+    Group {
+        id: "chart-exact-rates",
+        title: "Deliveries per second (exact, 1 s): sent, acknowledged, rejected, applied",
+        axis: "deliveries per second",
+        members: &[
+            ("sent_rate", "sent", "#1f77b4"),
+            ("acked_rate", "acknowledged", "#17becf"),
+            ("rejected_rate", "rejected", "#d62728"),
+            ("applied_rate", "applied", "#2ca02c"),
+        ],
+        exact: true,
+    },
+    Group {
+        id: "chart-exact-latency",
+        title: "Send-to-applied latency (exact, 1 s): p50 / p95 / p99 of the deliveries applied in each second",
+        axis: "milliseconds",
+        members: &[
+            ("latency_p50_ms", "p50", "#17becf"),
+            ("latency_p95_ms", "p95", "#8c564b"),
+            ("latency_p99_ms", "p99", "#e377c2"),
+        ],
+        exact: true,
+    },
+    Group {
+        id: "chart-exact-unprocessed",
+        title: "Not yet processed (exact, 1 s): acknowledged, not yet applied",
+        axis: "deliveries",
+        members: &[("unprocessed", "not yet processed", "#ff7f0e")],
+        exact: true,
+    },
     Group {
         id: "chart-rates",
-        title: "Deliveries per second: received, processed, failed",
+        title: "Deliveries per second: received, processed, failed (metrics; dots are scrapes)",
         axis: "deliveries per second",
         members: &[
             ("received_rate", "received", "#1f77b4"),
             ("processed_rate", "processed", "#2ca02c"),
             ("failed_rate", "failed", "#d62728"),
         ],
+        exact: false,
     },
     Group {
         id: "chart-backlog",
-        title: "Backlog: waiting and active (pending) deliveries",
+        title: "Backlog: waiting and active (pending) deliveries (metrics; dots are scrapes)",
         axis: "deliveries",
         members: &[
             ("waiting", "waiting", "#ff7f0e"),
             ("active", "active", "#9467bd"),
         ],
+        exact: false,
     },
     Group {
         id: "chart-duration",
-        title: "Job duration p50 / p95",
+        title: "Job duration p50 / p95 (metrics; dots are scrapes)",
         axis: "milliseconds",
         members: &[("p50_ms", "p50", "#17becf"), ("p95_ms", "p95", "#8c564b")],
+        exact: false,
     },
 ];
+
+/// Consecutive points of an exact (1 s) series further apart than this are not joined.
+const EXACT_GAP_MS: u64 = 1500;
 
 fn find<'a>(run: &'a RunReport, name: &str) -> Option<&'a Series> {
     run.series.iter().find(|s| s.name == name)
 }
 
 fn charts(run: &RunReport, o: &mut String) {
-    let gap_ms = (run.scenario.poll_interval_ms.saturating_mul(5) / 2).max(1);
+    let poll_gap_ms = (run.scenario.poll_interval_ms.saturating_mul(5) / 2).max(1);
     for g in &GROUPS {
+        if g.exact && !g.members.iter().any(|m| find(run, m.0).is_some()) {
+            continue;
+        }
         let lines: Vec<Line<'_>> = g
             .members
             .iter()
@@ -115,6 +159,7 @@ fn charts(run: &RunReport, o: &mut String) {
                 label,
                 color,
                 points: find(run, name).map_or(&[][..], |s| &s.points[..]),
+                dots: !g.exact,
             })
             .collect();
         let svg = chart::render(&Chart {
@@ -125,7 +170,7 @@ fn charts(run: &RunReport, o: &mut String) {
             x_max_ms: run.duration_ms,
             faults: &run.faults,
             marks: &run.marks,
-            gap_ms,
+            gap_ms: if g.exact { EXACT_GAP_MS } else { poll_gap_ms },
         });
         let _ = writeln!(
             o,
@@ -146,11 +191,12 @@ fn charts(run: &RunReport, o: &mut String) {
                 label: &s.name,
                 color: "#444",
                 points: &s.points,
+                dots: true,
             }],
             x_max_ms: run.duration_ms,
             faults: &run.faults,
             marks: &run.marks,
-            gap_ms,
+            gap_ms: poll_gap_ms,
         });
         let _ = writeln!(
             o,
@@ -342,7 +388,7 @@ fn ledger(run: &RunReport, o: &mut String) {
 
 /// The charts over time, fault windows shaded.
 fn charts_section(run: &RunReport, o: &mut String) {
-    o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. Gaps are missing samples (queue gauges are absent while Redis is down).</p>\n");
+    o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. The exact charts (1 s buckets) come from the ledger's send times and the store's apply times; the metrics charts come from the poller, with a dot at every scrape. Gaps are missing samples (queue gauges are absent while Redis is down; no delivery applied in that second).</p>\n");
     charts(run, o);
     o.push_str("</section>\n");
 }

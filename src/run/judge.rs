@@ -481,6 +481,23 @@ pub async fn judge(
             points: pts,
         });
     }
+    // Exact per-second series from the ledger's send times and the store's apply times.
+    let applied: BTreeMap<String, u64> = lookups
+        .values()
+        .filter_map(|l| {
+            let at = l
+                .applied_at
+                .as_ref()
+                .and_then(crate::observe::timeline::applied_ms)?;
+            Some((l.delivery.clone(), at))
+        })
+        .collect();
+    out_series.extend(crate::observe::timeline::exact_series(
+        ctx.t0_unix_ms,
+        window_end.to_ms,
+        &ledger.entries,
+        &applied,
+    ));
     Ok(Judged {
         checks,
         ledger: ledger_summary,
