@@ -8,6 +8,7 @@
 //! input. `timeline` bins the run's exact send and apply times into per-second series.
 
 pub mod counters;
+pub mod logs;
 pub mod probe;
 pub mod prom;
 pub mod series;

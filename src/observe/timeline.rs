@@ -8,7 +8,9 @@
 //! start. Series names (and the charts that draw them): `sent_rate`, `acked_rate`,
 //! `rejected_rate`, `applied_rate` (per second); `latency_p50_ms`, `latency_p95_ms`,
 //! `latency_p99_ms` (first send to applied, of the deliveries applied in that second);
-//! `unprocessed` (acknowledged but not yet applied, at the end of each second).
+//! `unapplied` (sent at least once, not yet applied — a rejected delivery waiting for its
+//! redelivery included) and `unprocessed` (acknowledged but not yet applied), both at the end of
+//! each second.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,7 +21,7 @@ use crate::report::Series;
 pub const BIN_MS: u64 = 1000;
 
 /// Names of the exact series, in the order [`exact_series`] returns them.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "sent_rate",
     "acked_rate",
     "rejected_rate",
@@ -27,6 +29,7 @@ pub const NAMES: [&str; 8] = [
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
+    "unapplied",
     "unprocessed",
 ];
 
@@ -71,6 +74,8 @@ pub fn exact_series(
     let mut applies: Vec<(u64, f64)> = Vec::new(); // (applied, latency)
                                                    // Backlog changes: +1 when a delivery becomes owed, -1 when it is applied.
     let mut backlog_events: Vec<(u64, i64)> = Vec::new();
+    // The same from the first send on, acknowledged or not.
+    let mut unapplied_events: Vec<(u64, i64)> = Vec::new();
     for (id, &at) in applied {
         let Some(&s) = first_sent.get(id.as_str()) else {
             continue; // not sent by this run
@@ -81,7 +86,15 @@ pub fn exact_series(
         let owed_from = first_ack.get(id.as_str()).copied().unwrap_or(s).min(a);
         backlog_events.push((owed_from, 1));
         backlog_events.push((a, -1));
+        unapplied_events.push((s.min(a), 1));
+        unapplied_events.push((a, -1));
     }
+    for (id, &s) in &first_sent {
+        if !applied.contains_key(*id) {
+            unapplied_events.push((s, 1));
+        }
+    }
+    unapplied_events.sort_unstable();
     for (id, &a) in &first_ack {
         if !applied.contains_key(*id) {
             backlog_events.push((a, 1));
@@ -140,26 +153,29 @@ pub fn exact_series(
         });
     }
 
-    let mut level = 0i64;
-    let mut i = 0;
-    let mut points = Vec::with_capacity(bins);
-    for k in 0..bins {
-        let t = point_at(k);
-        // State at the end of the bucket: everything at or before `t` has happened, except at
-        // the very last instant, which includes the events exactly at the end.
-        while i < backlog_events.len()
-            && (backlog_events[i].0 < t || k == bins - 1 && backlog_events[i].0 <= t)
-        {
-            level += backlog_events[i].1;
-            i += 1;
+    for (name, events) in [
+        ("unapplied", &unapplied_events),
+        ("unprocessed", &backlog_events),
+    ] {
+        let mut level = 0i64;
+        let mut i = 0;
+        let mut points = Vec::with_capacity(bins);
+        for k in 0..bins {
+            let t = point_at(k);
+            // The state at the end of the bucket: events before `t` have happened; at the very
+            // end of the run, those exactly at `t` too.
+            while i < events.len() && (events[i].0 < t || k == bins - 1 && events[i].0 <= t) {
+                level += events[i].1;
+                i += 1;
+            }
+            points.push((t, level.max(0) as f64));
         }
-        points.push((t, level.max(0) as f64));
+        out.push(Series {
+            name: name.into(),
+            unit: "deliveries".into(),
+            points,
+        });
     }
-    out.push(Series {
-        name: "unprocessed".into(),
-        unit: "deliveries".into(),
-        points,
-    });
     out
 }
 
@@ -241,6 +257,11 @@ mod tests {
             get(&s, "latency_p99_ms"),
             [(1000, 200.0), (2000, 1200.0), (3000, 1400.0)]
         );
+        // Sent, not applied: a 100..300, b 200..1400, c 1100..2500, d from 2200 on.
+        assert_eq!(
+            get(&s, "unapplied"),
+            [(1000, 1.0), (2000, 1.0), (3000, 1.0)]
+        );
         // Owed: a 110..300, b 210..1400, c 2105..2500; d never acknowledged nor applied.
         assert_eq!(
             get(&s, "unprocessed"),
@@ -258,6 +279,7 @@ mod tests {
         let s = exact_series(t0, 1_500, &entries, &BTreeMap::new());
         assert_eq!(get(&s, "sent_rate"), [(1000, 1.0), (1500, 2.0)]);
         assert_eq!(get(&s, "unprocessed"), [(1000, 1.0), (1500, 2.0)]);
+        assert_eq!(get(&s, "unapplied"), [(1000, 1.0), (1500, 2.0)]);
         assert!(get(&s, "latency_p50_ms").is_empty());
     }
 

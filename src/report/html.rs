@@ -75,6 +75,8 @@ struct Group {
     /// the run has them. The other groups come from the metrics poller, with a dot at every
     /// scrape.
     exact: bool,
+    /// Bucketed values (rates, percentiles per second): drawn as steps over their bucket.
+    steps: bool,
 }
 
 const GROUPS: [Group; 6] = [
@@ -89,6 +91,7 @@ const GROUPS: [Group; 6] = [
             ("applied_rate", "applied", "#2ca02c"),
         ],
         exact: true,
+        steps: true,
     },
     Group {
         id: "chart-exact-latency",
@@ -100,13 +103,18 @@ const GROUPS: [Group; 6] = [
             ("latency_p99_ms", "p99", "#e377c2"),
         ],
         exact: true,
+        steps: true,
     },
     Group {
         id: "chart-exact-unprocessed",
-        title: "Not yet processed (exact, 1 s): acknowledged, not yet applied",
+        title: "Not yet processed (exact, 1 s): deliveries sent (or acknowledged) and not yet applied",
         axis: "deliveries",
-        members: &[("unprocessed", "not yet processed", "#ff7f0e")],
+        members: &[
+            ("unapplied", "sent, not yet applied", "#7f7f7f"),
+            ("unprocessed", "acknowledged, not yet applied", "#ff7f0e"),
+        ],
         exact: true,
+        steps: false,
     },
     Group {
         id: "chart-rates",
@@ -118,6 +126,7 @@ const GROUPS: [Group; 6] = [
             ("failed_rate", "failed", "#d62728"),
         ],
         exact: false,
+        steps: false,
     },
     Group {
         id: "chart-backlog",
@@ -128,6 +137,7 @@ const GROUPS: [Group; 6] = [
             ("active", "active", "#9467bd"),
         ],
         exact: false,
+        steps: false,
     },
     Group {
         id: "chart-duration",
@@ -135,9 +145,12 @@ const GROUPS: [Group; 6] = [
         axis: "milliseconds",
         members: &[("p50_ms", "p50", "#17becf"), ("p95_ms", "p95", "#8c564b")],
         exact: false,
+        steps: false,
     },
 ];
 
+/// The bucket width of the exact series.
+const EXACT_BIN_MS: u64 = 1000;
 /// Consecutive points of an exact (1 s) series further apart than this are not joined.
 const EXACT_GAP_MS: u64 = 1500;
 
@@ -160,6 +173,7 @@ fn charts(run: &RunReport, o: &mut String) {
                 color,
                 points: find(run, name).map_or(&[][..], |s| &s.points[..]),
                 dots: !g.exact,
+                step_ms: g.steps.then_some(EXACT_BIN_MS),
             })
             .collect();
         let svg = chart::render(&Chart {
@@ -192,6 +206,7 @@ fn charts(run: &RunReport, o: &mut String) {
                 color: "#444",
                 points: &s.points,
                 dots: true,
+                step_ms: None,
             }],
             x_max_ms: run.duration_ms,
             faults: &run.faults,
@@ -400,7 +415,7 @@ fn faults(run: &RunReport, o: &mut String) {
         o.push_str("<p>No fault was injected.</p>\n");
     } else {
         o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>requested</th><th>applied</th><th>healed</th><th>lasted</th><th>outcome</th><th>hit</th><th>note</th></tr></thead>\n<tbody>\n");
-        for (fw, line) in run.faults.iter().zip(run.fault_lines()) {
+        for (i, (fw, line)) in run.faults.iter().zip(run.fault_lines()).enumerate() {
             let (to, lasted) = match fw.end_ms {
                 Some(e) if e == fw.start_ms => ("instant".to_string(), "—".to_string()),
                 Some(e) => (fmt_ms(e), fmt_ms(e.saturating_sub(fw.start_ms))),
@@ -409,7 +424,7 @@ fn faults(run: &RunReport, o: &mut String) {
             let ineffective = fw.crash && !fw.effective();
             let _ = writeln!(
                 o,
-                "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr id=\"fault-{i}\"{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if ineffective { " class=\"bad\"" } else { "" },
                 esc(&fw.kind),
                 esc(&fw.target),
@@ -514,6 +529,7 @@ fn replays(run: &RunReport, o: &mut String) {
 fn processes(run: &RunReport, o: &mut String) {
     if !run.processes.is_empty() {
         o.push_str("<section>\n<h2>Processes</h2>\n");
+        logs_table(run, o);
         for p in &run.processes {
             let _ = writeln!(
                 o,
@@ -527,6 +543,67 @@ fn processes(run: &RunReport, o: &mut String) {
         }
         o.push_str("</section>\n");
     }
+}
+
+/// Errors and warnings per process, overall and per fault window, with links to the full logs
+/// (kept in the run directory) and to the faults.
+fn logs_table(run: &RunReport, o: &mut String) {
+    if run.processes.iter().all(|p| p.log_file.is_none()) {
+        return;
+    }
+    o.push_str("<p>Full logs are kept next to this report. Errors and warnings are the processes' own levels; a fault's window runs from its start to 5 s after it healed.</p>\n");
+    o.push_str("<table id=\"logs\">\n<thead><tr><th>process</th><th>full log</th><th>lines</th><th>errors</th><th>warnings</th><th>outside faults (errors / warnings)</th><th>in fault windows (errors / warnings)</th></tr></thead>\n<tbody>\n");
+    for p in &run.processes {
+        let link = p.log_file.as_deref().map_or_else(String::new, |f| {
+            format!("<a class=\"log\" href=\"{}\">{}</a>", esc(f), esc(f))
+        });
+        let Some(s) = &p.log_summary else {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{link}</td><td colspan=\"5\">not read</td></tr>",
+                esc(&p.role)
+            );
+            continue;
+        };
+        let per_fault: Vec<String> = s
+            .per_fault
+            .iter()
+            .map(|c| {
+                let name = run
+                    .faults
+                    .get(c.fault as usize)
+                    .map_or_else(String::new, |f| format!("{} {}", f.kind, f.target));
+                format!(
+                    "<a href=\"#fault-{}\">{}</a>: {} / {}",
+                    c.fault,
+                    esc(&name),
+                    c.errors,
+                    c.warnings
+                )
+            })
+            .collect();
+        let bad = s.outside_errors > 0;
+        let _ = writeln!(
+            o,
+            "<tr{}><td>{}</td><td>{link}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td>{}</td></tr>",
+            if bad { " class=\"bad\"" } else { "" },
+            esc(&p.role),
+            s.lines,
+            s.errors,
+            s.warnings,
+            s.outside_errors,
+            s.outside_warnings,
+            if per_fault.is_empty() { "—".to_string() } else { per_fault.join("<br>") }
+        );
+        if !s.examples.is_empty() {
+            let _ = writeln!(
+                o,
+                "<tr class=\"log-examples\"><td></td><td colspan=\"6\"><pre>{}</pre></td></tr>",
+                esc(&s.examples.join("\n"))
+            );
+        }
+    }
+    o.push_str("</tbody>\n</table>\n");
 }
 
 /// The scenario as run and the footer.

@@ -6,6 +6,7 @@ mod attach_run;
 mod docker_backend;
 mod engine;
 mod faults;
+mod observability;
 mod probe_redis;
 mod process_backend;
 mod profile;

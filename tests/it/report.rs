@@ -855,6 +855,8 @@ fn exact_series_from_known_send_and_apply_times_render_in_chromium() {
         [802.0, 802.0, 802.0, 802.0, 802.0, 802.0]
     );
     assert_eq!(pts("unprocessed"), [6.0, 6.0, 0.0, 6.0, 12.0, 0.0]);
+    // The rejected ones wait, unapplied, for their redelivery.
+    assert_eq!(pts("unapplied"), [6.0, 6.0, 10.0, 16.0, 12.0, 0.0]);
 
     let mut run = sample();
     run.series.extend(series);
