@@ -2,11 +2,12 @@
 //! attempts, dead letters and the queue gauges. Key names live in [`keys`], scripts in [`scripts`].
 
 pub mod conn;
+pub mod group;
 pub mod keys;
 pub mod scripts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -77,12 +78,19 @@ pub struct Queue {
     metrics: Arc<Metrics>,
     /// Set once this process has seen the consumer group: a later `NOGROUP` means Redis lost its data.
     group_seen: AtomicBool,
+    /// The ingest connection: enqueues go through the group commit on their own connection, so
+    /// worker and gauge commands never queue behind a batch.
+    enqueue_conn: Arc<RedisConn>,
+    /// Started on the first enqueue (it needs the runtime).
+    group: OnceLock<group::GroupCommit>,
 }
 
 impl Queue {
     pub fn new(cfg: QueueConfig, metrics: Arc<Metrics>) -> RedisResult<Self> {
         Ok(Self {
             conn: RedisConn::new(&cfg.redis_url, cfg.timeout)?,
+            enqueue_conn: Arc::new(RedisConn::new(&cfg.redis_url, cfg.timeout)?),
+            group: OnceLock::new(),
             cfg,
             metrics,
             group_seen: AtomicBool::new(false),
@@ -102,30 +110,14 @@ impl Queue {
         }
     }
 
-    /// The atomic enqueue: one script round trip.
+    /// The atomic enqueue, group-committed: concurrent calls share one script round trip (see
+    /// [`group`]); each delivery is deduplicated and enqueued atomically, and the answer comes only
+    /// once the batch holding it is in Redis.
     pub async fn enqueue(&self, d: &Delivery) -> RedisResult<Enqueued> {
-        let ttl = self.ttl_ms();
-        let dedupe = if self.cfg.dedupe { "1" } else { "0" };
-        let r = self
-            .conn
-            .run(|mut c| async move {
-                let v: Value = scripts::ENQUEUE
-                    .key(keys::state(&d.id))
-                    .key(keys::attempts(&d.id))
-                    .key(keys::STREAM)
-                    .arg(ttl)
-                    .arg(&d.id)
-                    .arg(&d.event)
-                    .arg(d.action.as_deref().unwrap_or(""))
-                    .arg(d.repository.as_deref().unwrap_or(""))
-                    .arg(d.received_at_ms)
-                    .arg(&d.body)
-                    .arg(dedupe)
-                    .invoke_async(&mut c)
-                    .await?;
-                parse_enqueue_reply(v)
-            })
-            .await;
+        let group = self.group.get_or_init(|| {
+            group::GroupCommit::start(self.enqueue_conn.clone(), self.ttl_ms(), self.cfg.dedupe)
+        });
+        let r = group.enqueue(d).await;
         self.observe(&r);
         r
     }
@@ -628,20 +620,6 @@ impl Queue {
             })
             .await
     }
-}
-
-fn parse_enqueue_reply(v: Value) -> RedisResult<Enqueued> {
-    if let Value::Array(parts) = &v {
-        if parts.len() == 2 {
-            let text = value_string(&parts[1]);
-            return Ok(if value_u64(&parts[0]) == 1 {
-                Enqueued::Queued(text)
-            } else {
-                Enqueued::Duplicate(text)
-            });
-        }
-    }
-    Err(unexpected("enqueue script", &v))
 }
 
 fn parse_entries(v: Value) -> Vec<Entry> {

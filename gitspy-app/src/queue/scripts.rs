@@ -5,22 +5,38 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: state, attempts, stream. ARGV: state-ttl-ms, delivery, event, action, repository,
-/// received-at-ms, body, dedupe (1/0).
-/// Returns `{1, <stream id>}` when queued, `{0, <existing state>}` for a duplicate.
-/// A state that exists and is not `failed` means the delivery is known: nothing is written.
-pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+/// The atomic enqueue, for a batch of deliveries in one script call (the group commit, see
+/// `queue::group`). Per delivery, in order: a state that exists and is not `failed` means the
+/// delivery is known — nothing is written; otherwise state `received`, attempts reset and the
+/// stream entry, never one without the other. A second copy of an id later in the same batch sees
+/// the first one's `received` and is a duplicate. The whole batch is one atomic step.
+/// KEYS: stream, then per delivery state, attempts. ARGV: state-ttl-ms, dedupe (1/0), then per
+/// delivery: id, event, action, repository, received-at-ms, body.
+/// Returns `{flag_1, value_1, flag_2, value_2, …}`: flag 1 with the stream id when queued, 0 with
+/// the existing state for a duplicate.
+pub static ENQUEUE_BATCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local s = redis.call('GET', KEYS[1])
-if s and s ~= 'failed' and ARGV[8] == '1' then
-  return {0, s}
+local out = {}
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local state_key = KEYS[2 * i]
+  local a = 2 + (i - 1) * 6
+  local s = redis.call('GET', state_key)
+  if s and s ~= 'failed' and ARGV[2] == '1' then
+    out[#out + 1] = 0
+    out[#out + 1] = s
+  else
+    redis.call('SET', state_key, 'received', 'PX', ARGV[1])
+    redis.call('DEL', KEYS[2 * i + 1])
+    local id = redis.call('XADD', KEYS[1], '*', 'id', ARGV[a + 1], 'event', ARGV[a + 2],
+      'action', ARGV[a + 3], 'repository', ARGV[a + 4], 'received_at', ARGV[a + 5],
+      'body', ARGV[a + 6])
+    out[#out + 1] = 1
+    out[#out + 1] = id
+  end
 end
-redis.call('SET', KEYS[1], 'received', 'PX', ARGV[1])
-redis.call('DEL', KEYS[2])
-local id = redis.call('XADD', KEYS[3], '*', 'id', ARGV[2], 'event', ARGV[3], 'action', ARGV[4],
-  'repository', ARGV[5], 'received_at', ARGV[6], 'body', ARGV[7])
-return {1, id}
+return out
 "#,
     )
 });
