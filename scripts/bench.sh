@@ -239,5 +239,5 @@ printf '|%s|%s|%s|%s\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..
 row "bare axum server (reads the body, answers 202)" "$BARE_RPS" "$BARE_P99" "1.00 (reference)"
 row "gitspy serve, Redis AOF everysec" "$SERVE_everysec_RPS" "$SERVE_everysec_P99" "$(ratio "$SERVE_everysec_RPS" "$BARE_RPS")× bare"
 row "gitspy serve, Redis AOF always" "$SERVE_always_RPS" "$SERVE_always_P99" "$(ratio "$SERVE_always_RPS" "$BARE_RPS")× bare"
-row "gitspy-chaos send → bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
+row "gitspy-chaos send to the bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
 row "drain: $backlog backlog, 12 cards, $WORKERS workers (deliveries/s)" "$DRAIN_RPS" "-" "${DRAIN_S} s"

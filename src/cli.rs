@@ -12,7 +12,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{presets, ContentArrangement, Table};
 
+use crate::run::RunOptions;
 use crate::scenario::{self, Diagnostic, Dur, Scenario};
+use crate::system::BackendKind;
 
 /// Breaks GitSpy on purpose and proves nothing was lost or duplicated.
 #[derive(Debug, Parser)]
@@ -81,6 +83,25 @@ pub enum BackendArg {
     Auto,
 }
 
+impl RunArgs {
+    /// The engine's options from the flags (the engine never sees clap types).
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            backend: self.backend.map(|b| match b {
+                BackendArg::Docker => BackendKind::Docker,
+                BackendArg::Process => BackendKind::Process,
+                BackendArg::Auto => BackendKind::Auto,
+            }),
+            gitspy_bin: self.gitspy_bin.clone(),
+            seed: self.seed,
+            poll_interval: self.poll_interval.map(|d| d.get()),
+            time_scale: self.time_scale,
+            report_dir: self.report_dir.clone(),
+            target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+        }
+    }
+}
+
 fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
@@ -137,7 +158,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::List(args) => list(&args),
-        Command::Run(args) => runtime()?.block_on(crate::run::run_cmd(args)),
+        Command::Run(args) => {
+            runtime()?.block_on(crate::run::run_cmd(&args.scenarios, args.options()))
+        }
         Command::Report(args) => {
             crate::report::report_cmd(&args.run_json, &args.format, None)?;
             Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "gitspy",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository"
 )]
 pub struct Cli {
@@ -172,10 +172,10 @@ pub struct ReplayArgs {
     /// Start of the received-at window (inclusive): RFC 3339, unix seconds, or unix milliseconds
     /// (an integer of 100000000000 or more is milliseconds; a suffix `s`/`ms` forces the unit).
     /// Default: the beginning of the log.
-    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_instant_ms, allow_hyphen_values = true)]
     pub from: Option<i64>,
     /// End of the window (exclusive), same forms as --from. Default: the end of the log.
-    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_instant_ms, allow_hyphen_values = true)]
     pub to: Option<i64>,
     /// Only this board (`owner/name`, the repository's current name).
     #[arg(long, value_parser = parse_repo)]
@@ -289,6 +289,39 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("size `{s}` is too large"))
 }
 
+/// Integers at or above this are unix milliseconds, below it unix seconds.
+pub const MS_THRESHOLD: i64 = 100_000_000_000;
+
+/// Parses a window bound to unix milliseconds: RFC 3339, unix seconds or unix milliseconds (an
+/// integer at or above [`MS_THRESHOLD`] is milliseconds, below it seconds).
+pub fn parse_instant_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "invalid instant `{s}`: expected RFC 3339 (2024-05-01T12:00:00Z), unix seconds \
+             (1714564800) or unix milliseconds (1714564800000)"
+        )
+    };
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.trim().parse::<i64>().map_err(|_| bad());
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        if let Ok(n) = secs.trim().parse::<i64>() {
+            return n.checked_mul(1000).ok_or_else(bad);
+        }
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return if n.unsigned_abs() >= MS_THRESHOLD.unsigned_abs() {
+            Ok(n)
+        } else {
+            Ok(n * 1000)
+        };
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| bad())?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +336,29 @@ mod tests {
         assert_eq!(parse_size("25MiB"), Ok(25 << 20));
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("1XB").is_err());
+    }
+
+    #[test]
+    fn instants_in_every_accepted_form() {
+        assert_eq!(parse_instant_ms("1714564800"), Ok(1_714_564_800_000));
+        assert_eq!(parse_instant_ms("1714564800000"), Ok(1_714_564_800_000));
+        assert_eq!(
+            parse_instant_ms("2024-05-01T12:00:00Z"),
+            Ok(1_714_564_800_000)
+        );
+        assert_eq!(
+            parse_instant_ms("2024-05-01T14:00:00.250+02:00"),
+            Ok(1_714_564_800_250)
+        );
+        assert_eq!(parse_instant_ms("5s"), Ok(5_000));
+        assert_eq!(parse_instant_ms("5ms"), Ok(5));
+        assert_eq!(parse_instant_ms("0"), Ok(0));
+        // Just below the threshold is seconds, at it milliseconds.
+        assert_eq!(parse_instant_ms("99999999999"), Ok(99_999_999_999_000));
+        assert_eq!(parse_instant_ms("100000000000"), Ok(100_000_000_000));
+        assert!(parse_instant_ms("yesterday")
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert!(parse_instant_ms("2024-05-01").is_err());
     }
 }

@@ -9,8 +9,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::queue::QueueGauges;
-
 pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
 pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
 pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
@@ -27,6 +25,22 @@ pub const SPOOL_TORN: &str = "gitspy_spool_torn_records_total";
 pub const REDIS_UP: &str = "gitspy_redis_up";
 pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
 pub const PROCESS_START: &str = "process_start_time_seconds";
+/// Per worker process: entries it holds that wait out a retry backoff. They are still pending in
+/// Redis, so they are a subset of `gitspy_queue_active`; sum it over the workers.
+pub const QUEUE_DELAYED: &str = "gitspy_queue_delayed";
+/// Always 1, labelled with the version and the optional features compiled in.
+pub const BUILD_INFO: &str = "gitspy_build_info";
+
+/// Queue depth as SPEC §1.4 defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGauges {
+    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
+    pub waiting: u64,
+    /// Entries delivered to a consumer and not yet acknowledged.
+    pub active: u64,
+    /// Length of the dead-letter stream.
+    pub dead: u64,
+}
 
 /// Job duration buckets, milliseconds: sub-millisecond to 10 s.
 pub const DURATION_BUCKETS_MS: [f64; 15] = [
@@ -114,6 +128,8 @@ pub struct Metrics {
     pub spool_depth: AtomicI64,
     pub spool_torn: Counter,
     pub redis_data_loss: Counter,
+    /// Retries waiting out their backoff in this worker ([`QUEUE_DELAYED`]).
+    pub queue_delayed: AtomicI64,
     redis_up: AtomicBool,
     start_time: f64,
 }
@@ -142,6 +158,7 @@ impl Metrics {
             spool_depth: AtomicI64::new(0),
             spool_torn: Counter::default(),
             redis_data_loss: Counter::default(),
+            queue_delayed: AtomicI64::new(0),
             redis_up: AtomicBool::new(false),
             start_time,
         }
@@ -271,6 +288,12 @@ impl Metrics {
             "Deliveries in the local spool waiting for Redis.",
             self.spool_depth.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            &mut out,
+            QUEUE_DELAYED,
+            "Entries this worker holds that wait out a retry backoff (a subset of gitspy_queue_active).",
+            self.queue_delayed.load(Ordering::Relaxed) as f64,
+        );
         counter(
             &mut out,
             SPOOL_TORN,
@@ -288,6 +311,17 @@ impl Metrics {
             PROCESS_START,
             "Start time of the process since unix epoch in seconds.",
             self.start_time,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {BUILD_INFO} The gitspy version and the optional features it was built with."
+        );
+        let _ = writeln!(out, "# TYPE {BUILD_INFO} gauge");
+        let _ = writeln!(
+            out,
+            "{BUILD_INFO}{{version=\"{}\",features=\"{}\"}} 1",
+            escape(crate::build_info::VERSION),
+            escape(crate::build_info::FEATURES)
         );
         out
     }
@@ -337,6 +371,11 @@ mod tests {
         assert!(up.contains("gitspy_redis_up 1"));
         assert!(up.contains("gitspy_queue_waiting 3"));
         assert!(up.contains("gitspy_queue_active 1"));
+        assert!(up.contains(&format!(
+            "gitspy_build_info{{version=\"{}\",features=\"{}\"}} 1",
+            crate::build_info::VERSION,
+            crate::build_info::FEATURES
+        )));
     }
 
     #[test]

@@ -37,39 +37,6 @@ use crate::github::board::{self, Board, Column};
 use crate::github::fold::{address_boards, CardKey, CardState, FoldState, RepoState};
 use crate::store::{SqliteStore, Store, StoreError, StoreSnapshot};
 
-/// Integers at or above this are unix milliseconds, below it unix seconds.
-pub const MS_THRESHOLD: i64 = 100_000_000_000;
-
-/// Parses a window bound to unix milliseconds: RFC 3339, unix seconds or unix milliseconds (see
-/// the module docs for how the two are told apart).
-pub fn parse_instant_ms(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let bad = || {
-        format!(
-            "invalid instant `{s}`: expected RFC 3339 (2024-05-01T12:00:00Z), unix seconds \
-             (1714564800) or unix milliseconds (1714564800000)"
-        )
-    };
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.trim().parse::<i64>().map_err(|_| bad());
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        if let Ok(n) = secs.trim().parse::<i64>() {
-            return n.checked_mul(1000).ok_or_else(bad);
-        }
-    }
-    if let Ok(n) = s.parse::<i64>() {
-        return if n.unsigned_abs() >= MS_THRESHOLD.unsigned_abs() {
-            Ok(n)
-        } else {
-            Ok(n * 1000)
-        };
-    }
-    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| bad())?;
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
-}
-
 /// What a replay produced.
 #[derive(Debug)]
 pub struct Replayed {
@@ -424,30 +391,6 @@ fn write_outputs(dir: &Path, boards: &[Board], state: &FoldState) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn instants_in_every_accepted_form() {
-        assert_eq!(parse_instant_ms("1714564800"), Ok(1_714_564_800_000));
-        assert_eq!(parse_instant_ms("1714564800000"), Ok(1_714_564_800_000));
-        assert_eq!(
-            parse_instant_ms("2024-05-01T12:00:00Z"),
-            Ok(1_714_564_800_000)
-        );
-        assert_eq!(
-            parse_instant_ms("2024-05-01T14:00:00.250+02:00"),
-            Ok(1_714_564_800_250)
-        );
-        assert_eq!(parse_instant_ms("5s"), Ok(5_000));
-        assert_eq!(parse_instant_ms("5ms"), Ok(5));
-        assert_eq!(parse_instant_ms("0"), Ok(0));
-        // Just below the threshold is seconds, at it milliseconds.
-        assert_eq!(parse_instant_ms("99999999999"), Ok(99_999_999_999_000));
-        assert_eq!(parse_instant_ms("100000000000"), Ok(100_000_000_000));
-        assert!(parse_instant_ms("yesterday")
-            .unwrap_err()
-            .contains("RFC 3339"));
-        assert!(parse_instant_ms("2024-05-01").is_err());
-    }
 
     #[test]
     fn board_file_names_stay_inside_the_directory() {

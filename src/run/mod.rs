@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rand::SeedableRng as _;
 
-use crate::cli::{BackendArg, RunArgs};
 use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
@@ -50,24 +49,13 @@ pub struct RunOutcome {
     pub dir: PathBuf,
 }
 
-pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let opts = RunOptions {
-        backend: args.backend.map(|b| match b {
-            BackendArg::Docker => BackendKind::Docker,
-            BackendArg::Process => BackendKind::Process,
-            BackendArg::Auto => BackendKind::Auto,
-        }),
-        gitspy_bin: args.gitspy_bin.clone(),
-        seed: args.seed,
-        poll_interval: args.poll_interval.map(|d| d.get()),
-        time_scale: args.time_scale,
-        report_dir: args.report_dir.clone(),
-        target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
-    };
+/// `gitspy-chaos run`: loads and validates every scenario first, then runs them in order with
+/// `opts`. The exit code is the worst verdict (0 passed, 1 a check failed, 2 could not run).
+pub async fn run_cmd(scenarios: &[PathBuf], opts: RunOptions) -> anyhow::Result<ExitCode> {
     // Parse and validate every file first: a typo in the third file must not cost two runs.
     let mut loaded = Vec::new();
     let mut bad = 0;
-    for path in &args.scenarios {
+    for path in scenarios {
         match scenario::load_and_validate(path) {
             Ok(s) => loaded.push((path.clone(), s)),
             Err(diags) => {

@@ -1,65 +1,14 @@
 //! The Redis probe against a real `redis-server` spawned by the test on a free port with its
 //! own temporary directory, filled with keys and streams the test creates itself.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use crate::util::{free_port, Redis};
 use gitspy_chaos::observe::probe::{self, ProbeConfig, StuckReason, DEAD_STREAM, GROUP, STREAM};
 
-/// A `redis-server` child killed when dropped.
-struct RedisGuard {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("reading the bound address").port()
-}
-
-async fn spawn_redis() -> RedisGuard {
-    let dir = tempfile::tempdir().expect("creating a temp dir");
-    let port = free_port();
-    let child = Command::new("/usr/bin/redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--appendonly", "yes", "--save", ""])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed for this test: install it (apt-get install redis-server)");
-    let guard = RedisGuard {
-        child,
-        url: format!("redis://127.0.0.1:{port}/"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut c) = probe::connect(&guard.url).await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-            {
-                return guard;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} never answered PING within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A real `redis-server` from the shared support module.
+async fn spawn_redis() -> Redis {
+    tokio::task::spawn_blocking(Redis::start)
+        .await
+        .expect("starting redis-server")
 }
 
 async fn run(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::Value {

@@ -132,14 +132,19 @@ mod tests {
             br#" {"action":5,"repository":"flat"}"#,
             br#"{"action":null,"repository":{"full_name":7}}"#,
             br#"{"action":"a","action":"b"}"#,
-            br#"{"action":"café "q""}"#,
+            br#"{"action":"caf\u00e9 \"q\""}"#,
             br#"{}"#,
             br#"{"action":"x"} trailing"#,
             br#"["action"]"#,
-            b"{"action":"ÿ"}",
+            b"{\"action\":\"\xff\"}",
         ];
         for c in cases {
-            assert_eq!(parse_meta(c), parse_meta_tree(c), "{}", String::from_utf8_lossy(c));
+            assert_eq!(
+                parse_meta(c),
+                parse_meta_tree(c),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
         }
     }
 }

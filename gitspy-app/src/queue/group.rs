@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{keys, scripts, unexpected, value_string, value_u64, Enqueued, RedisConn};
 use crate::delivery::Delivery;
+use crate::sabotage::{self, Variant};
 
 /// Deliveries per script call at most.
 pub const MAX_BATCH: usize = 128;
@@ -109,6 +110,8 @@ async fn flush(
             inv.key(keys::state(&p.delivery.id))
                 .key(keys::attempts(&p.delivery.id));
         }
+        // Sabotage `enqueue-duplicates` switches the duplicate check off (never in production).
+        let dedupe = dedupe && !sabotage::is(Variant::EnqueueDuplicates);
         inv.arg(ttl_ms).arg(if dedupe { "1" } else { "0" });
         for p in batch {
             let d = &p.delivery;

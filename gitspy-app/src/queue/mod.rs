@@ -14,7 +14,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult, Value};
 
 use crate::delivery::Delivery;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueGauges};
+use crate::sabotage::{self, Variant};
 pub use conn::{is_connection_error, RedisConn};
 
 /// Settings shared by every process that talks to the queue.
@@ -39,15 +40,13 @@ pub enum Enqueued {
     Duplicate(String),
 }
 
-/// Queue depth as SPEC §1.4 defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueGauges {
-    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
-    pub waiting: u64,
-    /// Entries delivered to a consumer and not yet acknowledged.
-    pub active: u64,
-    /// Length of the dead-letter stream.
-    pub dead: u64,
+/// What [`Queue::claim_batch`] found for one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The lock is ours; the delivery's state (absent when the key expired).
+    Locked(Option<String>),
+    /// Another worker (or a dead one whose lock has not expired) holds it.
+    Busy,
 }
 
 /// One entry read from the stream.
@@ -73,14 +72,11 @@ pub struct DeadEntry {
 
 /// The queue handle: one multiplexed connection for commands.
 pub struct Queue {
-    pub conn: RedisConn,
+    pub conn: Arc<RedisConn>,
     pub cfg: QueueConfig,
     metrics: Arc<Metrics>,
     /// Set once this process has seen the consumer group: a later `NOGROUP` means Redis lost its data.
     group_seen: AtomicBool,
-    /// The ingest connection: enqueues go through the group commit on their own connection, so
-    /// worker and gauge commands never queue behind a batch.
-    enqueue_conn: Arc<RedisConn>,
     /// Started on the first enqueue (it needs the runtime).
     group: OnceLock<group::GroupCommit>,
 }
@@ -88,8 +84,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(cfg: QueueConfig, metrics: Arc<Metrics>) -> RedisResult<Self> {
         Ok(Self {
-            conn: RedisConn::new(&cfg.redis_url, cfg.timeout)?,
-            enqueue_conn: Arc::new(RedisConn::new(&cfg.redis_url, cfg.timeout)?),
+            conn: Arc::new(RedisConn::new(&cfg.redis_url, cfg.timeout)?),
             group: OnceLock::new(),
             cfg,
             metrics,
@@ -115,7 +110,7 @@ impl Queue {
     /// once the batch holding it is in Redis.
     pub async fn enqueue(&self, d: &Delivery) -> RedisResult<Enqueued> {
         let group = self.group.get_or_init(|| {
-            group::GroupCommit::start(self.enqueue_conn.clone(), self.ttl_ms(), self.cfg.dedupe)
+            group::GroupCommit::start(self.conn.clone(), self.ttl_ms(), self.cfg.dedupe)
         });
         let r = group.enqueue(d).await;
         self.observe(&r);
@@ -359,10 +354,15 @@ impl Queue {
     pub async fn lock(&self, delivery: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
         let value = format!("{token}:{}", crate::delivery::now_ms());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let script = if sabotage::is(Variant::LockWithoutTtl) {
+            &*scripts::SABOTAGE_ACQUIRE_LOCK_WITHOUT_TTL
+        } else {
+            &*scripts::ACQUIRE_LOCK
+        };
         let r = self
             .conn
             .run(|mut c| async move {
-                let v: i64 = scripts::ACQUIRE_LOCK
+                let v: i64 = script
                     .key(keys::lock(delivery))
                     .arg(token)
                     .arg(value)
@@ -370,6 +370,107 @@ impl Queue {
                     .invoke_async(&mut c)
                     .await?;
                 Ok(v == 1)
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// The batch form of [`Queue::lock`] + [`Queue::get_state`], one round trip: per delivery
+    /// (in order) whether the lock is ours now, and if so the delivery's state.
+    pub async fn claim_batch(
+        &self,
+        deliveries: &[&str],
+        token: &str,
+        ttl: Duration,
+    ) -> RedisResult<Vec<Claim>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let value = format!("{token}:{}", crate::delivery::now_ms());
+        // `0`: the `lock-without-ttl` sabotage (a lock that never expires).
+        let ttl_ms = if sabotage::is(Variant::LockWithoutTtl) {
+            0
+        } else {
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+        };
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::CLAIM_BATCH.prepare_invoke();
+                for d in deliveries {
+                    inv.key(keys::lock(d)).key(keys::state(d));
+                }
+                inv.arg(token).arg(&value).arg(ttl_ms);
+                let v: Value = inv.invoke_async(&mut c).await?;
+                match &v {
+                    Value::Array(parts) if parts.len() == 2 * deliveries.len() => Ok(parts
+                        .chunks(2)
+                        .map(|pair| {
+                            if value_u64(&pair[0]) == 1 {
+                                let state = value_string(&pair[1]);
+                                Claim::Locked((!state.is_empty()).then_some(state))
+                            } else {
+                                Claim::Busy
+                            }
+                        })
+                        .collect()),
+                    _ => Err(unexpected("claim batch script", &v)),
+                }
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// The batch form of [`Queue::set_state`]`("processing")` for the deliveries about to be
+    /// applied and of ack + release for those found already processed, one round trip:
+    /// `(delivery, stream id, already processed)`.
+    pub async fn start_batch(&self, items: &[(&str, &str, bool)], token: &str) -> RedisResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.ttl_ms();
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::START_BATCH.prepare_invoke();
+                inv.key(keys::STREAM);
+                for (d, _, _) in items {
+                    inv.key(keys::state(d)).key(keys::lock(d));
+                }
+                inv.arg(keys::GROUP).arg(token).arg(ttl);
+                for (_, stream_id, processed) in items {
+                    inv.arg(if *processed { "d" } else { "p" }).arg(*stream_id);
+                }
+                let _: i64 = inv.invoke_async(&mut c).await?;
+                Ok(())
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// [`Queue::finish`] for a batch, one round trip: `(delivery, stream id)`.
+    pub async fn finish_batch(&self, items: &[(&str, &str)], token: &str) -> RedisResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.ttl_ms();
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::FINISH_BATCH.prepare_invoke();
+                inv.key(keys::STREAM);
+                for (d, _) in items {
+                    inv.key(keys::state(d)).key(keys::lock(d));
+                }
+                inv.arg(keys::GROUP).arg(token).arg(ttl);
+                for (_, stream_id) in items {
+                    inv.arg(*stream_id);
+                }
+                let _: i64 = inv.invoke_async(&mut c).await?;
+                Ok(())
             })
             .await;
         self.observe(&r);
@@ -415,6 +516,10 @@ impl Queue {
                 }
                 claim.arg("JUSTID");
                 let _: Value = claim.query_async(&mut c).await?;
+                if sabotage::is(Variant::LockWithoutTtl) {
+                    // Sabotage: the lock has no TTL, so there is "nothing to renew".
+                    return Ok(());
+                }
                 for (delivery, _) in inflight {
                     let _: i64 = scripts::RENEW_LOCK
                         .key(keys::lock(delivery))
@@ -468,6 +573,45 @@ impl Queue {
                     .arg(token)
                     .arg(ttl)
                     .invoke_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// [`Queue::finish`] in two steps, for the `after-ack` failpoint only: `processed` + `XACK` +
+    /// release the lock, then `between()`, then `XDEL`. A crash in `between` leaves an acknowledged
+    /// entry in the stream (counted as waiting until a restarted worker sweeps it).
+    pub async fn finish_split(
+        &self,
+        delivery: &str,
+        stream_id: &str,
+        token: &str,
+        between: impl FnOnce(),
+    ) -> RedisResult<()> {
+        let ttl = self.ttl_ms();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = scripts::FINISH_ACK_ONLY
+                    .key(keys::state(delivery))
+                    .key(keys::STREAM)
+                    .key(keys::lock(delivery))
+                    .arg(keys::GROUP)
+                    .arg(stream_id)
+                    .arg(token)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        between();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(keys::STREAM)
+                    .arg(stream_id)
+                    .query_async(&mut c)
                     .await?;
                 Ok(())
             })

@@ -143,3 +143,136 @@ return 0
 "#,
     )
 });
+
+/// KEYS: state, stream, lock. ARGV: group, entry id, token, state-ttl-ms.
+/// [`FINISH`] without its `XDEL`: used only while the `after-ack` failpoint is armed, so the
+/// window between the acknowledgement and the delete exists.
+pub static FINISH_ACK_ONLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then ttl = ARGV[4] end
+redis.call('SET', KEYS[1], 'processed', 'PX', ttl)
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+local v = redis.call('GET', KEYS[3])
+if v and string.sub(v, 1, string.len(ARGV[3]) + 1) == ARGV[3] .. ':' then
+  redis.call('DEL', KEYS[3])
+end
+return 1
+"#,
+    )
+});
+
+/// SABOTAGE `lock-without-ttl` only: [`ACQUIRE_LOCK`] with its `PX` forgotten, so the lock of a
+/// worker that dies is never freed.
+pub static SABOTAGE_ACQUIRE_LOCK_WITHOUT_TTL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
+  return 1
+end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ':' then
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// The worker's first step for a batch, one script call: per delivery, [`ACQUIRE_LOCK`] (a lock
+/// we already own is ours again), then, when the lock is ours, the delivery's state.
+/// KEYS: per delivery lock, state. ARGV: token, lock value (`<token>:<acquired-ms>`), lock-ttl-ms
+/// (`0` only for the `lock-without-ttl` sabotage: no `PX`, no renewal).
+/// Returns `{locked_1, state_1, …}`: locked 1 or 0; state the value or `''` when absent.
+pub static CLAIM_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+local prefix = ARGV[1] .. ':'
+for i = 1, #KEYS / 2 do
+  local lock = KEYS[2 * i - 1]
+  local ok
+  if ARGV[3] == '0' then
+    ok = redis.call('SET', lock, ARGV[2], 'NX')
+  else
+    ok = redis.call('SET', lock, ARGV[2], 'NX', 'PX', ARGV[3])
+  end
+  if not ok then
+    local v = redis.call('GET', lock)
+    if v and string.sub(v, 1, string.len(prefix)) == prefix then
+      if ARGV[3] ~= '0' then redis.call('PEXPIRE', lock, ARGV[3]) end
+      ok = true
+    end
+  end
+  if ok then
+    out[#out + 1] = 1
+    out[#out + 1] = redis.call('GET', KEYS[2 * i]) or ''
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = ''
+  end
+end
+return out
+"#,
+    )
+});
+
+/// The worker's second step for a batch, one script call: per delivery either `p` — state
+/// `processing` (keeping the key's TTL, as [`SET_STATE`]) — or `d` — already processed: `XACK` +
+/// `XDEL` the entry and release our lock.
+/// KEYS: stream, then per delivery state, lock. ARGV: group, token, state-ttl-ms, then per
+/// delivery kind (`p`/`d`), entry id.
+pub static START_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix = ARGV[2] .. ':'
+for i = 1, (#KEYS - 1) / 2 do
+  local state = KEYS[2 * i]
+  local lock = KEYS[2 * i + 1]
+  local kind = ARGV[2 + 2 * i]
+  local entry = ARGV[3 + 2 * i]
+  if kind == 'p' then
+    local ttl = redis.call('PTTL', state)
+    if ttl <= 0 then ttl = ARGV[3] end
+    redis.call('SET', state, 'processing', 'PX', ttl)
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], entry)
+    redis.call('XDEL', KEYS[1], entry)
+    local v = redis.call('GET', lock)
+    if v and string.sub(v, 1, string.len(prefix)) == prefix then
+      redis.call('DEL', lock)
+    end
+  end
+end
+return 1
+"#,
+    )
+});
+
+/// [`FINISH`] for a batch, one script call: per delivery `processed`, `XACK` + `XDEL`, release
+/// our lock.
+/// KEYS: stream, then per delivery state, lock. ARGV: group, token, state-ttl-ms, then per
+/// delivery the entry id.
+pub static FINISH_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix = ARGV[2] .. ':'
+for i = 1, (#KEYS - 1) / 2 do
+  local state = KEYS[2 * i]
+  local lock = KEYS[2 * i + 1]
+  local entry = ARGV[3 + i]
+  local ttl = redis.call('PTTL', state)
+  if ttl <= 0 then ttl = ARGV[3] end
+  redis.call('SET', state, 'processed', 'PX', ttl)
+  redis.call('XACK', KEYS[1], ARGV[1], entry)
+  redis.call('XDEL', KEYS[1], entry)
+  local v = redis.call('GET', lock)
+  if v and string.sub(v, 1, string.len(prefix)) == prefix then
+    redis.call('DEL', lock)
+  end
+end
+return 1
+"#,
+    )
+});

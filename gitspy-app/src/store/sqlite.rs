@@ -154,11 +154,8 @@ fn apply_one(
 ) -> Result<ApplyOutcome, StoreError> {
     if dedupe {
         let hit: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM applied_deliveries WHERE delivery_id = ?1 LIMIT 1",
-                [&d.id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT 1 FROM applied_deliveries WHERE delivery_id = ?1 LIMIT 1")?
+            .query_row([&d.id], |r| r.get(0))
             .optional()?;
         if hit.is_some() {
             return Ok(ApplyOutcome {
@@ -168,64 +165,58 @@ fn apply_one(
             });
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![d.id, d.event, d.action, d.repository, d.received_at_ms, now, d.body],
-    )?;
+    )?
+    .execute(params![d.id, d.event, d.action, d.repository, d.received_at_ms, now, d.body])?;
     // The ingress only queues JSON objects; a payload that does not parse here is logged and touches
     // no card rather than blocking the queue.
     let payload: serde_json::Value = serde_json::from_slice(&d.body).unwrap_or_default();
     let obs = fold::observe(&d.event, &payload);
     if let Some(repo) = &obs.repo {
         let cur: Option<String> = tx
-            .query_row(
-                "SELECT state FROM repos WHERE repo_id = ?1",
-                [repo.repo_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM repos WHERE repo_id = ?1")?
+            .query_row([repo.repo_id], |r| r.get(0))
             .optional()?;
         let mut state: RepoState = load_json(cur)?;
         state.merge(repo);
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO repos (repo_id, full_name, state) VALUES (?1, ?2, ?3)
              ON CONFLICT(repo_id) DO UPDATE SET full_name = excluded.full_name, state = excluded.state",
-            params![repo.repo_id, state.full_name(), to_json(&state)?],
-        )?;
+        )?
+        .execute(params![repo.repo_id, state.full_name(), to_json(&state)?])?;
     }
     let mut card = None;
     if let Some(item) = &obs.item {
         let key = item.key;
         let cur: Option<String> = tx
-            .query_row(
-                "SELECT state FROM cards WHERE repo_id = ?1 AND number = ?2",
-                [key.repo_id, key.number],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM cards WHERE repo_id = ?1 AND number = ?2")?
+            .query_row([key.repo_id, key.number], |r| r.get(0))
             .optional()?;
         let mut state: CardState = load_json(cur)?;
         state.merge(item);
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO cards (repo_id, number, state) VALUES (?1, ?2, ?3)
              ON CONFLICT(repo_id, number) DO UPDATE SET state = excluded.state",
-            params![key.repo_id, key.number, to_json(&state)?],
-        )?;
+        )?
+        .execute(params![key.repo_id, key.number, to_json(&state)?])?;
         let column = board::column(&state).map(|c| {
             serde_json::to_value(c)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
         });
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![d.id, key.repo_id, key.number, column, now],
-        )?;
+        )?
+        .execute(params![d.id, key.repo_id, key.number, column, now])?;
         card = Some(key);
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO applied_deliveries (delivery_id, applied_at_ms) VALUES (?1, ?2)",
-        params![d.id, now],
-    )?;
+    )?
+    .execute(params![d.id, now])?;
     Ok(ApplyOutcome {
         delivery: d.id.clone(),
         applied: true,
@@ -239,8 +230,10 @@ impl Store for SqliteStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.len());
+        // Sabotage `apply-twice`: a redelivered entry is not checked against applied_deliveries.
+        let dedupe = self.opts.dedupe && !crate::sabotage::is(crate::sabotage::Variant::ApplyTwice);
         for d in batch {
-            out.push(apply_one(&tx, d, self.opts.dedupe, now)?);
+            out.push(apply_one(&tx, d, dedupe, now)?);
         }
         tx.commit()?;
         Ok(out)

@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerArgs;
 use crate::delivery::Delivery;
+use crate::failpoints;
 use crate::metrics::Metrics;
-use crate::queue::{is_connection_error, Entry, Queue};
+use crate::queue::{is_connection_error, Claim, Entry, Queue};
+use crate::sabotage::{self, Variant};
 use crate::store::Store;
 
 /// Worker settings after validation.
@@ -57,6 +59,10 @@ struct Worker {
     /// the heartbeat keeps these from being reclaimed.
     held: Arc<Mutex<HashMap<String, String>>>,
     waiting: Vec<Waiting>,
+    /// How many of `waiting` wait out a retry backoff (not a lock wait): `gitspy_queue_delayed`.
+    delayed: Vec<String>,
+    /// Sabotage `stop-after-redis-error` only: set by the first Redis error, then nothing is read.
+    stalled: bool,
 }
 
 /// Runs a worker until `shutdown`, then finishes what is in flight and returns.
@@ -133,6 +139,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         token,
         held,
         waiting: Vec::new(),
+        delayed: Vec::new(),
+        stalled: false,
     };
     let retention_stop = CancellationToken::new();
     let retention = (!args.log_retention.is_zero()).then(|| {
@@ -220,6 +228,14 @@ impl Worker {
         let mut last_claim = Instant::now() - self.cfg.claim_idle;
         let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(500));
         while !shutdown.is_cancelled() {
+            if self.stalled {
+                // Sabotage `stop-after-redis-error`: alive, healthy, and reading nothing.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {},
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                }
+                continue;
+            }
             if !group_ready {
                 match self.queue.ensure_group().await {
                     Ok(()) => group_ready = true,
@@ -235,12 +251,15 @@ impl Worker {
                 .into_iter()
                 .partition(|w| w.due <= now);
             self.waiting = later;
+            self.delayed
+                .retain(|sid| !due.iter().any(|w| w.entry.stream_id == *sid));
+            self.publish_delayed();
             if !due.is_empty() {
                 self.process(due.into_iter().map(|w| w.entry).collect())
                     .await;
                 continue;
             }
-            if last_claim.elapsed() >= claim_every {
+            if last_claim.elapsed() >= claim_every && !sabotage::is(Variant::NeverReclaim) {
                 last_claim = Instant::now();
                 match self
                     .queue
@@ -318,13 +337,18 @@ impl Worker {
     }
 
     async fn redis_down(
-        &self,
+        &mut self,
         e: &redis::RedisError,
         backoff: &mut Duration,
         shutdown: &CancellationToken,
     ) {
         if is_connection_error(e) {
             self.metrics.set_redis_up(false);
+        }
+        if sabotage::is(Variant::StopAfterRedisError) {
+            tracing::warn!(error = %e, "redis error");
+            self.stalled = true;
+            return;
         }
         tracing::warn!(error = %e, retry_in = ?*backoff, "redis unavailable; the worker waits");
         tokio::select! {
@@ -351,11 +375,27 @@ impl Worker {
         });
     }
 
+    /// Like [`Worker::wait`], for a retry backoff: counted in `gitspy_queue_delayed`.
+    fn wait_retry(&mut self, entry: Entry, after: Duration) {
+        self.delayed.push(entry.stream_id.clone());
+        self.wait(entry, after);
+        self.publish_delayed();
+    }
+
+    fn publish_delayed(&self) {
+        self.metrics.queue_delayed.store(
+            i64::try_from(self.delayed.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Processes entries we hold. Every path either finishes (ack), dead-letters, or schedules a
     /// later try of the entry; nothing is dropped.
     async fn process(&mut self, entries: Vec<Entry>) {
         let started = Instant::now();
-        let mut ready: Vec<Entry> = Vec::new();
+        // One round trip for the batch's locks and states, one for `processing` (and the acks of
+        // deliveries found already processed), one store transaction, one for the finishes.
+        let mut claimable: Vec<(Entry, Delivery)> = Vec::new();
         for e in entries {
             self.hold(&e);
             let Some(d) = e.delivery.clone() else {
@@ -364,51 +404,90 @@ impl Worker {
                 self.unhold(&e.stream_id);
                 continue;
             };
-            match self.queue.lock(&d.id, &self.token, self.cfg.lock_ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
+            claimable.push((e, d));
+        }
+        if claimable.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = claimable.iter().map(|(_, d)| d.id.as_str()).collect();
+        let claims = match self
+            .queue
+            .claim_batch(&ids, &self.token, self.cfg.lock_ttl)
+            .await
+        {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(count = claimable.len(), error = %err, "cannot take the locks; will retry");
+                for (e, _) in claimable {
+                    self.wait(e, Duration::from_millis(500));
+                }
+                return;
+            }
+        };
+        let mut locked: Vec<(Entry, Delivery, bool)> = Vec::new();
+        for ((e, d), claim) in claimable.into_iter().zip(claims) {
+            match claim {
+                Claim::Busy => {
                     // Another worker (or a dead one whose lock has not expired) holds it: wait, no
                     // attempt is spent.
                     let wait = self.cfg.lock_ttl.min(Duration::from_secs(1));
                     self.wait(e, wait);
-                    continue;
                 }
-                Err(err) => {
-                    tracing::warn!(delivery = %d.id, error = %err, "cannot take the lock; will retry");
-                    self.wait(e, Duration::from_millis(500));
-                    continue;
-                }
-            }
-            if self.cfg.dedupe {
-                match self.queue.get_state(&d.id).await {
-                    Ok(Some(s)) if s == "processed" => {
-                        self.metrics.jobs_duplicate.inc(&d.event);
-                        if self.queue.ack(&e.stream_id).await.is_ok() {
-                            let _ = self.queue.release_lock(&d.id, &self.token).await;
-                            self.unhold(&e.stream_id);
-                        } else {
-                            self.wait(e, Duration::from_millis(500));
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(delivery = %d.id, error = %err, "cannot read the state; will retry");
-                        let _ = self.queue.release_lock(&d.id, &self.token).await;
-                        self.wait(e, Duration::from_millis(500));
-                        continue;
-                    }
+                Claim::Locked(state) => {
+                    crate::failpoint!(failpoints::AFTER_LOCK);
+                    let processed = self.cfg.dedupe && state.as_deref() == Some("processed");
+                    locked.push((e, d, processed));
                 }
             }
-            if let Err(err) = self.queue.set_state(&d.id, "processing").await {
-                tracing::warn!(delivery = %d.id, error = %err, "cannot set processing; will retry");
+        }
+        if locked.is_empty() {
+            return;
+        }
+        let items: Vec<(&str, &str, bool)> = locked
+            .iter()
+            .map(|(e, d, processed)| (d.id.as_str(), e.stream_id.as_str(), *processed))
+            .collect();
+        if let Err(err) = self.queue.start_batch(&items, &self.token).await {
+            tracing::warn!(count = locked.len(), error = %err, "cannot set processing; will retry");
+            for (e, d, _) in locked {
                 let _ = self.queue.release_lock(&d.id, &self.token).await;
                 self.wait(e, Duration::from_millis(500));
-                continue;
             }
-            ready.push(e);
+            return;
+        }
+        let mut ready: Vec<Entry> = Vec::new();
+        for (e, d, processed) in locked {
+            if processed {
+                // Already processed: acknowledged and unlocked by the same script.
+                self.metrics.jobs_duplicate.inc(&d.event);
+                self.unhold(&e.stream_id);
+            } else {
+                ready.push(e);
+            }
         }
         if ready.is_empty() {
+            return;
+        }
+        if sabotage::is(Variant::DropOneInTwenty) {
+            // Sabotage: marked processed, nothing applied.
+            let (dropped, kept): (Vec<Entry>, Vec<Entry>) = ready.into_iter().partition(|e| {
+                e.delivery
+                    .as_ref()
+                    .is_some_and(|d| sabotage::dropped(&d.id))
+            });
+            self.committed(dropped, started).await;
+            ready = kept;
+        }
+        if sabotage::is(Variant::AckBeforeCommit) {
+            // Sabotage: acknowledged first, applied afterwards; a crash in between loses it.
+            self.committed(ready.clone(), started).await;
+            if let Some(delay) = self.cfg.test_processing_delay {
+                tokio::time::sleep(delay).await;
+            }
+            let batch: Vec<Delivery> = ready.iter().filter_map(|e| e.delivery.clone()).collect();
+            if let Err(err) = self.apply(batch).await {
+                tracing::warn!(error = %err, "processing failed");
+            }
             return;
         }
         if let Some(delay) = self.cfg.test_processing_delay {
@@ -464,6 +543,7 @@ impl Worker {
             tracing::error!("GITSPY_TEST_CRASH_AFTER_COMMIT: aborting after the store commit");
             std::process::abort();
         }
+        crate::failpoint!(failpoints::AFTER_COMMIT);
         for o in &r {
             if !o.applied {
                 tracing::info!(delivery = %o.delivery, "already applied by an earlier attempt; not applying again");
@@ -473,29 +553,65 @@ impl Worker {
     }
 
     async fn committed(&mut self, entries: Vec<Entry>, started: Instant) {
+        if failpoints::armed(failpoints::AFTER_ACK) {
+            // Only while `after-ack` is armed: each finish in two steps, so the window between
+            // XACK and XDEL exists to crash in.
+            for e in entries {
+                let Some(d) = e.delivery.clone() else {
+                    continue;
+                };
+                let finished = self
+                    .queue
+                    .finish_split(&d.id, &e.stream_id, &self.token, || {
+                        crate::failpoint!(failpoints::AFTER_ACK)
+                    })
+                    .await;
+                match finished {
+                    Ok(()) => self.finished(&e, &d, started),
+                    Err(err) => self.finish_later(e, &d, &err),
+                }
+            }
+            return;
+        }
+        let items: Vec<(&str, &str)> = entries
+            .iter()
+            .filter_map(|e| {
+                e.delivery
+                    .as_ref()
+                    .map(|d| (d.id.as_str(), e.stream_id.as_str()))
+            })
+            .collect();
+        let finished = self.queue.finish_batch(&items, &self.token).await;
         for e in entries {
             let Some(d) = e.delivery.clone() else {
                 continue;
             };
-            match self.queue.finish(&d.id, &e.stream_id, &self.token).await {
-                Ok(()) => {
-                    self.unhold(&e.stream_id);
-                    self.metrics.jobs_processed.inc(&d.event);
-                    self.metrics
-                        .job_duration
-                        .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
-                    if d.event == "ping" {
-                        tracing::info!(delivery = %d.id, "ping received");
-                    }
-                }
-                Err(err) => {
-                    // The store has it; the next try finds it in applied_deliveries and only
-                    // finishes. Not the delivery's fault: no attempt is spent.
-                    tracing::warn!(delivery = %d.id, error = %err, "committed but cannot mark processed yet; will retry");
-                    self.wait(e, Duration::from_millis(500));
-                }
+            match &finished {
+                Ok(()) => self.finished(&e, &d, started),
+                Err(err) => self.finish_later(e, &d, err),
             }
         }
+    }
+
+    /// Bookkeeping once `processed` + ack are in Redis.
+    fn finished(&self, e: &Entry, d: &Delivery, started: Instant) {
+        self.unhold(&e.stream_id);
+        if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
+            self.metrics.jobs_processed.inc(&d.event);
+        }
+        self.metrics
+            .job_duration
+            .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
+        if d.event == "ping" {
+            tracing::info!(delivery = %d.id, "ping received");
+        }
+    }
+
+    /// The store has it but Redis did not take the finish: the next try finds it in
+    /// applied_deliveries and only finishes. Not the delivery's fault: no attempt is spent.
+    fn finish_later(&mut self, e: Entry, d: &Delivery, err: &redis::RedisError) {
+        tracing::warn!(delivery = %d.id, error = %err, "committed but cannot mark processed yet; will retry");
+        self.wait(e, Duration::from_millis(500));
     }
 
     async fn failed(&mut self, e: Entry, error: String) {
@@ -508,7 +624,7 @@ impl Worker {
                 return;
             }
         };
-        if attempts >= self.cfg.max_attempts {
+        if attempts >= self.cfg.max_attempts && !sabotage::is(Variant::RetryForever) {
             match self
                 .queue
                 .dead_letter(&d, &e.stream_id, &self.token, attempts, &error)
@@ -533,7 +649,7 @@ impl Worker {
         let backoff = (self.cfg.retry_base * 2u32.pow(shift)).min(Duration::from_secs(60));
         self.metrics.jobs_retried.inc(&d.event);
         tracing::warn!(delivery = %d.id, attempts, retry_in = ?backoff, error = %error, "processing failed; retrying");
-        self.wait(e, backoff);
+        self.wait_retry(e, backoff);
     }
 }
 

@@ -151,10 +151,16 @@ fn sixty_four_concurrent_copies_of_one_id_are_queued_once_and_applied_once() {
         let client = reqwest::client();
         let futs = (0..64).map(|i| {
             let id = ids[i % ids.len()].clone();
-            let p = Post::signed("issues", &id, body.clone());
+            let body = body.clone();
             let client = client.clone();
             let url = url.clone();
-            async move { (id, post_async(&client, &url, &p).await.status) }
+            async move {
+                let status = {
+                    let p = Post::signed("issues", &id, body);
+                    post_async(&client, &url, &p).await.status
+                };
+                (id, status)
+            }
         });
         futures::future::join_all(futs).await
     });

@@ -10,5 +10,6 @@ mod ingress;
 mod metrics;
 mod outage;
 mod replay;
+mod router;
 mod spool;
 mod worker;
