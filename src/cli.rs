@@ -70,6 +70,11 @@ pub struct RunArgs {
     /// Where run directories are written.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+    /// A target profile (YAML): the names of the system under test (Redis keys, metric names,
+    /// states, env names, endpoints); overrides the scenario's `target.profile`. Default:
+    /// GitSpy's, e.g. `--profile profiles/acme.yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 /// Redis backends selectable on the command line.
@@ -97,6 +102,7 @@ impl RunArgs {
             poll_interval: self.poll_interval.map(|d| d.get()),
             time_scale: self.time_scale,
             report_dir: self.report_dir.clone(),
+            profile: self.profile.clone(),
             target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
         }
     }

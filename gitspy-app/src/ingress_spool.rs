@@ -309,7 +309,9 @@ impl SpoolHandle {
         if self.metrics.redis_up() && !self.contains(&d.id) {
             // A failed delivery may be redelivered (SPEC §1.3): only other states are duplicates.
             if let Ok(Some(state)) = self.queue.get_state(&d.id).await {
-                if state != "failed" {
+                if gitspy_contract::DeliveryState::from_wire(&state)
+                    != gitspy_contract::DeliveryState::Failed
+                {
                     metrics.events_duplicate.inc(&d.event);
                     return Some(SpoolOutcome::Duplicate { state });
                 }
@@ -385,8 +387,9 @@ impl SpoolHandle {
             }
             let mut done = 0;
             for (i, rec) in batch.iter().enumerate() {
-                if sabotage::is(Variant::SpoolSkipLast) && i + 1 == batch.len() {
-                    // Sabotage: an off-by-one that forgets the batch's last record.
+                if sabotage::is(Variant::SpoolSkipLast) && i > 0 && i + 1 == batch.len() {
+                    // Sabotage: an off-by-one that forgets the last record of a batch of several
+                    // once the ones before it went through.
                     done += 1;
                     continue;
                 }

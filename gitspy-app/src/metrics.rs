@@ -9,27 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
-pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
-pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
-pub const JOBS_PROCESSED: &str = "gitspy_jobs_processed_total";
-pub const JOBS_FAILED: &str = "gitspy_jobs_failed_total";
-pub const JOBS_RETRIED: &str = "gitspy_jobs_retried_total";
-pub const JOBS_DUPLICATE: &str = "gitspy_jobs_duplicate_total";
-pub const JOB_DURATION: &str = "gitspy_job_duration_ms";
-pub const QUEUE_WAITING: &str = "gitspy_queue_waiting";
-pub const QUEUE_ACTIVE: &str = "gitspy_queue_active";
-pub const QUEUE_DEAD: &str = "gitspy_queue_dead";
-pub const SPOOL_DEPTH: &str = "gitspy_spool_depth";
-pub const SPOOL_TORN: &str = "gitspy_spool_torn_records_total";
-pub const REDIS_UP: &str = "gitspy_redis_up";
-pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
-pub const PROCESS_START: &str = "process_start_time_seconds";
-/// Per worker process: entries it holds that wait out a retry backoff. They are still pending in
-/// Redis, so they are a subset of `gitspy_queue_active`; sum it over the workers.
-pub const QUEUE_DELAYED: &str = "gitspy_queue_delayed";
-/// Always 1, labelled with the version and the optional features compiled in.
-pub const BUILD_INFO: &str = "gitspy_build_info";
+/// The names themselves are the shared contract's, so the harness reads exactly these.
+pub use gitspy_contract::metrics::*;
 
 /// Queue depth as SPEC §1.4 defines it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,7 +35,8 @@ pub enum Variant {
     DropOneInTwenty,
     /// `gitspy_jobs_processed_total` is not incremented for `issue_comment`.
     UndercountProcessed,
-    /// The spool drain skips the last record of a batch but advances past it.
+    /// The spool drain skips the last record of a batch of several (once the ones before it went
+    /// through) but advances past it.
     SpoolSkipLast,
     /// 202 when the enqueue failed, instead of 503 or the spool.
     AcceptOnEnqueueFailure,

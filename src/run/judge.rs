@@ -132,14 +132,11 @@ pub async fn judge(
     }
     // Redis probe (the system is drained; locks still present after a drain longer than the lock
     // TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
-    let lock_ttl_ms = WORKER_LOCK_TTL
-        .parse::<crate::scenario::Dur>()
-        .map(|d| d.get().as_millis() as u64)
-        .unwrap_or(10_000);
+    let lock_ttl_ms = WORKER_LOCK_TTL.as_millis() as u64;
     let redis_url = ctx.sys.lock().await.redis.url()?;
     let probe_result = async {
         let mut conn = probe::connect(&redis_url).await?;
-        probe::probe(
+        probe::probe_as(
             &mut conn,
             &probe::ProbeConfig {
                 lock_ttl_ms,
@@ -150,6 +147,7 @@ pub async fn judge(
                 },
                 id_prefix: Some(ctx.nonce.as_str().to_string()),
             },
+            &ctx.profile,
         )
         .await
     }

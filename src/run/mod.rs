@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub poll_interval: Option<Duration>,
     pub time_scale: f64,
     pub report_dir: PathBuf,
+    /// A target profile file (the system's names); overrides the scenario's `target.profile`.
+    pub profile: Option<PathBuf>,
     /// Test-only: start GitSpy with its duplicate checks off.
     pub target_disable_dedupe: bool,
 }
@@ -160,6 +162,11 @@ pub async fn run_scenario(
         run_dir.display()
     );
 
+    let profile = crate::system::profile::resolve_profile(
+        opts.profile.as_deref(),
+        path,
+        s.target.value.profile.as_deref(),
+    )?;
     let system = match &s.target.value.attach {
         None => {
             System::start(SystemSpec {
@@ -172,6 +179,7 @@ pub async fn run_scenario(
                 spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
                 dir: &run_dir.join("system"),
                 disable_dedupe: opts.target_disable_dedupe,
+                profile: &profile,
             })
             .await
         }
@@ -213,14 +221,14 @@ pub async fn run_scenario(
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url("/webhooks"),
+        url: system.server_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
         timeout: Duration::from_secs(5),
     })?;
     let gen = PayloadGen::new(seed, nonce.clone(), RUN_REPO, RUN_REPO_ID)?;
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         system,
         sender,
         gen,
@@ -229,7 +237,9 @@ pub async fn run_scenario(
         rand::rngs::StdRng::seed_from_u64(seed),
         gitspy_bin.clone(),
         run_dir.join("replays"),
-    )?);
+    )?;
+    ctx.profile = profile;
+    let ctx = Arc::new(ctx);
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
@@ -409,7 +419,7 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     let scrapes = futures::future::join_all(
         targets
             .iter()
-            .map(|(name, url)| prom::scrape(&ctx.http, url, name)),
+            .map(|(name, url)| prom::scrape_as(&ctx.http, url, name, &ctx.profile.metrics)),
     )
     .await;
     let mut s = match series.lock() {

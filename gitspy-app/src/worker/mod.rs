@@ -261,6 +261,15 @@ impl Worker {
             }
             if last_claim.elapsed() >= claim_every && !sabotage::is(Variant::NeverReclaim) {
                 last_claim = Instant::now();
+                match self.queue.sweep_acked().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        entries = n,
+                        "deleted stream entries that were acknowledged but not deleted (a crash \
+                         between XACK and XDEL)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "sweeping acknowledged entries failed"),
+                }
                 match self
                     .queue
                     .autoclaim(&self.cfg.consumer, self.cfg.claim_idle, self.cfg.batch)
@@ -535,7 +544,8 @@ impl Worker {
 
     async fn apply(&self, batch: Vec<Delivery>) -> Result<(), String> {
         let store = self.store.clone();
-        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch))
+        let consumer = self.cfg.consumer.clone();
+        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch, &consumer))
             .await
             .map_err(|e| format!("store task failed: {e}"))?
             .map_err(|e| e.to_string())?;
