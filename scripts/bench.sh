@@ -86,12 +86,15 @@ start_listening() {
 
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-# redis-server with AOF; sets REDIS_URL and REDIS_PID.
+# redis-server with AOF; sets REDIS_URL and REDIS_PID. Automatic AOF rewrites are off: with no
+# worker draining, the ingest runs grow the stream to gigabytes, and a rewrite of that (a forked
+# child compressing it) would be measured instead of the ingest; with workers running the stream
+# stays short and a rewrite is cheap.
 start_redis() {
   local fsync="$1" port dir
   port="$(free_port)"; dir="$WORK/redis-$fsync-$port"; mkdir -p "$dir"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly yes \
-    --appendfsync "$fsync" --daemonize no --logfile "$dir/log" &
+    --appendfsync "$fsync" --auto-aof-rewrite-percentage 0 --daemonize no --logfile "$dir/log" &
   REDIS_PID=$!
   PIDS+=("$REDIS_PID")
   for _ in $(seq 1 100); do
@@ -144,7 +147,7 @@ run_sender() {
   local url="$1" count="$2" out="$WORK/send.out" t0 t1
   t0="$(date +%s.%N)"
   /usr/bin/time -f "%M" -o "$WORK/send.rss" timeout 600 "$CHAOS" send --url "$url" --secret "$SECRET" \
-    --count "$count" --rate 0 --concurrency "$CONNS" --seed 1 --event issues \
+    --count "$count" --rate max --concurrency "$CONNS" --seed 1 --event issues \
     --ledger "$WORK/ledger.json" >"$out" 2>"$WORK/send.err" || die "sender failed: $(tail -5 "$WORK/send.err")"
   t1="$(date +%s.%N)"
   S_RPS="$(awk -v c="$count" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", c/(b-a)}')"
@@ -202,7 +205,7 @@ start_listening "$WORK/serve-drain" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$RE
 SERVE_PID=$LAST_PID
 echo "bench: filling a backlog of $BACKLOG deliveries (12 cards) through gitspy serve" >&2
 timeout 600 "$CHAOS" send --url "http://$ADDR/webhooks" --secret "$SECRET" --count "$BACKLOG" \
-  --rate 0 --concurrency "$CONNS" --seed 7 --event issues,pull_request,issue_comment \
+  --rate max --concurrency "$CONNS" --seed 7 --event issues,pull_request,issue_comment \
   >"$WORK/fill.out" 2>"$WORK/fill.err" || die "filling the backlog failed: $(tail -5 "$WORK/fill.err")"
 stop_pid "$SERVE_PID"
 backlog="$(redis-cli -p "$REDIS_PORT" XLEN gitspy:events)"
@@ -232,7 +235,8 @@ cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 load="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "gitspy bench — $(date -u +%Y-%m-%dT%H:%MZ), $cores cores ($cpu), load before the table: $load"
-echo "body: issues.opened, $BODY_BYTES bytes, signed; load: $load_tool; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "body: issues.opened, $BODY_BYTES bytes, signed; load: $load_tool; Redis AOF, auto-rewrite off"
+echo "binaries: $BIN (tree at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo
 printf '| %-58s | %12s | %9s | %s\n' "what" "req/s" "p99 ms" "ratio"
 printf '|%s|%s|%s|%s\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..11})" "------"
