@@ -54,6 +54,9 @@ CHAOS="$BIN/gitspy-chaos"
 BARE="$BIN/bench_bare"
 [ -x "$BARE" ] || BARE="$BIN/examples/bench_bare"
 for b in "$GITSPY" "$CHAOS" "$BARE"; do [ -x "$b" ] || die "missing $b (build it or unset BENCH_SKIP_BUILD)"; done
+# "As fast as the concurrency allows": `--rate max` (older harness builds took `--rate 0`).
+UNPACED=max
+"$CHAOS" send --help 2>/dev/null | grep -q '`max`' || UNPACED=0
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gitspy-bench.XXXXXX")"
 PIDS=()
@@ -147,7 +150,7 @@ run_sender() {
   local url="$1" count="$2" out="$WORK/send.out" t0 t1
   t0="$(date +%s.%N)"
   /usr/bin/time -f "%M" -o "$WORK/send.rss" timeout 600 "$CHAOS" send --url "$url" --secret "$SECRET" \
-    --count "$count" --rate max --concurrency "$CONNS" --seed 1 --event issues \
+    --count "$count" --rate "$UNPACED" --concurrency "$CONNS" --seed 1 --event issues \
     --ledger "$WORK/ledger.json" >"$out" 2>"$WORK/send.err" || die "sender failed: $(tail -5 "$WORK/send.err")"
   t1="$(date +%s.%N)"
   S_RPS="$(awk -v c="$count" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", c/(b-a)}')"
@@ -205,7 +208,7 @@ start_listening "$WORK/serve-drain" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$RE
 SERVE_PID=$LAST_PID
 echo "bench: filling a backlog of $BACKLOG deliveries (12 cards) through gitspy serve" >&2
 timeout 600 "$CHAOS" send --url "http://$ADDR/webhooks" --secret "$SECRET" --count "$BACKLOG" \
-  --rate max --concurrency "$CONNS" --seed 7 --event issues,pull_request,issue_comment \
+  --rate "$UNPACED" --concurrency "$CONNS" --seed 7 --event issues,pull_request,issue_comment \
   >"$WORK/fill.out" 2>"$WORK/fill.err" || die "filling the backlog failed: $(tail -5 "$WORK/fill.err")"
 stop_pid "$SERVE_PID"
 backlog="$(redis-cli -p "$REDIS_PORT" XLEN gitspy:events)"
