@@ -348,6 +348,8 @@ pub async fn judge(
                     note,
                 ));
             }
+            // Judged with the fault log in `fault::efficacy::check`.
+            Check::FaultsEffective(_) => {}
             Check::ReplayVerify => {
                 let t = ctx.timeline();
                 let verifies: Vec<_> = t

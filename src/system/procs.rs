@@ -112,6 +112,8 @@ pub struct ManagedProc {
     pub pid: Option<u32>,
     pub start_ticks: Option<u64>,
     pub restarts: u32,
+    /// Stopped with SIGSTOP (a `freeze` fault) and not yet continued.
+    pub frozen: bool,
     log_path: PathBuf,
     tail: Arc<Mutex<Tail>>,
 }
@@ -133,6 +135,7 @@ impl ManagedProc {
             pid: None,
             start_ticks: None,
             restarts: 0,
+            frozen: false,
             log_path: log_dir.join(format!("{}.log", role.name())),
             tail: Arc::new(Mutex::new(Tail::default())),
         }
@@ -281,6 +284,7 @@ impl ManagedProc {
             let _ = c.wait().await;
         }
         self.child = None;
+        self.frozen = false;
         Ok(())
     }
 
@@ -296,6 +300,14 @@ impl ManagedProc {
             nix::sys::signal::Signal::SIGTERM,
         )
         .context("SIGTERM")?;
+        if self.frozen {
+            // A stopped process acts on SIGTERM only once continued.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+            self.frozen = false;
+        }
         let code = match self.child.as_mut() {
             Some(c) => match tokio::time::timeout(grace, c.wait()).await {
                 Ok(Ok(st)) => st.code(),
@@ -309,6 +321,35 @@ impl ManagedProc {
         };
         self.child = None;
         Ok(code)
+    }
+
+    /// The environment the process is started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Sets (or replaces) one environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// SIGSTOP (freeze) or SIGCONT (thaw) to the live process; a process that is not running
+    /// gets nothing and the call says so.
+    pub fn pause(&mut self, freeze: bool) -> anyhow::Result<()> {
+        let Some(pid) = self.live_pid() else {
+            anyhow::bail!("{} is not running", self.role.name());
+        };
+        let pid = i32::try_from(pid).context("pid out of range")?;
+        let sig = if freeze {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .with_context(|| format!("{sig} to {}", self.role.name()))?;
+        self.frozen = freeze;
+        Ok(())
     }
 
     /// Stop (SIGTERM) and start again with the same command line and address.
