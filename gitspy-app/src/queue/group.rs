@@ -9,9 +9,12 @@
 //! Batches form by themselves: a request that arrives while [`IN_FLIGHT`] batches are already on
 //! the wire waits for a slot, and every request that arrived meanwhile joins its batch (up to
 //! [`MAX_BATCH`]). An idle server sends a lone request at once, so the lightly loaded latency is
-//! one round trip as before.
+//! one round trip as before. A caller waits at most twice the command deadline; one that gave up
+//! before its batch was sent is left out of it (only a batch already on the wire can be written
+//! after its callers timed out, as with any timed-out command).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::{RedisResult, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -33,14 +36,18 @@ struct Pending {
 /// The handle the ingress enqueues through; the batching task ends when it is dropped.
 pub struct GroupCommit {
     tx: mpsc::UnboundedSender<Pending>,
+    /// The longest a caller waits: a slot (at most one batch's deadline, as callers are bounded by
+    /// the connections in flight) plus its own batch's deadline.
+    deadline: Duration,
 }
 
 impl GroupCommit {
     /// Starts the batching task on the current tokio runtime.
     pub fn start(conn: Arc<RedisConn>, ttl_ms: u64, dedupe: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let deadline = (conn.timeout() + Duration::from_millis(200)) * 2;
         tokio::spawn(batch_loop(conn, ttl_ms, dedupe, rx));
-        Self { tx }
+        Self { tx, deadline }
     }
 
     /// Enqueues one delivery in the next batch and waits for that batch's answer.
@@ -53,7 +60,16 @@ impl GroupCommit {
         if self.tx.send(pending).is_err() {
             return Err(gone());
         }
-        answer.await.unwrap_or_else(|_| Err(gone()))
+        match tokio::time::timeout(self.deadline, answer).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(gone()),
+            // Gone before its batch was sent, the delivery is never written (see `batch_loop`);
+            // gone while it was in flight, it is as indeterminate as any timed-out command.
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "redis did not answer in time",
+            ))),
+        }
     }
 }
 
@@ -69,12 +85,20 @@ async fn batch_loop(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
+        // Callers that gave up (timed out, or their connection closed) are not written for.
+        let mut batch: Vec<Pending> = Some(first)
+            .into_iter()
+            .filter(|p| !p.reply.is_closed())
+            .collect();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(p) if p.reply.is_closed() => {}
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let conn = conn.clone();
         tokio::spawn(async move {
