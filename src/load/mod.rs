@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome};
-pub use payload::{Delivery, Duplicates, PayloadGen, Plan, PlannedSend, RunNonce};
+pub use payload::{Delivery, Duplicates, ItemSnapshot, PayloadGen, Plan, PlannedSend, RunNonce};
 pub use sender::{BatchReport, Sender, SenderConfig};
 
 /// Flags of `gitspy-chaos send`.

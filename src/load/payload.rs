@@ -42,6 +42,38 @@ pub struct Delivery {
     pub id: String,
     pub event: String,
     pub body: Vec<u8>,
+    /// The generator's own record of the item this delivery describes (its true state right
+    /// after the event); `None` for events without an item (`ping`) and for user payloads.
+    pub snapshot: Option<ItemSnapshot>,
+}
+
+/// The true state of one issue or pull request as the generator wrote it into a payload: the
+/// harness's independent model of what the board must show (`board_matches_model`). Written
+/// from the simulation's own fields, never parsed back from the JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSnapshot {
+    /// `owner/name` of the repository.
+    pub repo: String,
+    /// `repository.id`.
+    pub repo_id: u64,
+    /// Issue or pull-request number.
+    pub number: u64,
+    /// Whether the item is a pull request.
+    pub pull_request: bool,
+    pub title: String,
+    /// `open` or `closed`.
+    pub open: bool,
+    /// Label names, sorted.
+    pub labels: Vec<String>,
+    /// Assignee logins, sorted.
+    pub assignees: Vec<String>,
+    pub milestone: bool,
+    pub draft: bool,
+    pub merged: bool,
+    /// The item's `updated_at`, unix seconds.
+    pub updated_at: i64,
+    /// The event deleted or transferred the item (a tombstone).
+    pub tombstone: bool,
 }
 
 /// Per-run component of every delivery id: random for each run, even with the same seed, so a
@@ -102,7 +134,7 @@ pub struct PayloadGen {
     seq: u64,
     source: Source,
     /// Generated but not yet emitted, so neighbours can be swapped.
-    pending: VecDeque<(String, Vec<u8>)>,
+    pending: VecDeque<(String, Vec<u8>, Option<ItemSnapshot>)>,
 }
 
 enum Source {
@@ -141,6 +173,11 @@ impl PayloadGen {
             }
             return Ok(self);
         }
+        self.set_generated_events(events)?;
+        Ok(self)
+    }
+
+    fn set_generated_events(&mut self, events: &[String]) -> anyhow::Result<()> {
         let mut chosen = Vec::new();
         for e in events {
             match EVENTS.iter().find(|known| **known == e.as_str()) {
@@ -153,9 +190,11 @@ impl PayloadGen {
             }
         }
         if let Source::Generated(sim) = &mut self.source {
-            sim.events = chosen;
+            if !chosen.is_empty() {
+                sim.events = chosen;
+            }
         }
-        Ok(self)
+        Ok(())
     }
 
     /// The user's payload files (a file, or every `*.json` under a directory), sent verbatim in
@@ -202,17 +241,20 @@ impl PayloadGen {
 
     /// The next delivery; its id is `<nonce>-<seq>` with `seq` counting from 1 over the run.
     pub fn next_delivery(&mut self) -> Delivery {
-        let (event, body) = match &mut self.source {
+        let (event, body, snapshot) = match &mut self.source {
             Source::User(payloads) => {
                 let i = self.rng.random_range(0..payloads.len());
-                (payloads[i].event.clone(), payloads[i].body.clone())
+                (payloads[i].event.clone(), payloads[i].body.clone(), None)
             }
             Source::Generated(sim) => {
                 while self.pending.len() < 2 {
-                    let (event, value) = sim.generate(&mut self.rng);
+                    let (event, value, snapshot) = sim.generate(&mut self.rng);
                     // Display of a Value cannot fail (its keys are strings).
-                    self.pending
-                        .push_back((event.to_string(), value.to_string().into_bytes()));
+                    self.pending.push_back((
+                        event.to_string(),
+                        value.to_string().into_bytes(),
+                        snapshot,
+                    ));
                 }
                 let swapped = self.rng.random_bool(REORDER_P);
                 let next = if swapped {
@@ -228,7 +270,38 @@ impl PayloadGen {
             id: format!("{}-{:06}", self.nonce, self.seq),
             event,
             body,
+            snapshot,
         }
+    }
+
+    /// The events generated payloads are restricted to (all of [`EVENTS`] by default); `None`
+    /// for user payloads.
+    pub fn events(&self) -> Option<Vec<String>> {
+        match &self.source {
+            Source::Generated(sim) => Some(sim.events.iter().map(|e| e.to_string()).collect()),
+            Source::User(_) => None,
+        }
+    }
+
+    /// A batch like [`PayloadGen::plan`] restricted to `events`, from this same simulated
+    /// repository (so every card has one history), then back to the previous event set.
+    pub fn plan_events(
+        &mut self,
+        count: usize,
+        dups: &Duplicates,
+        events: &[String],
+    ) -> anyhow::Result<Vec<PlannedSend>> {
+        let Source::Generated(sim) = &self.source else {
+            bail!("an event mix needs generated payloads");
+        };
+        let before = sim.events.clone();
+        self.set_generated_events(events)?;
+        // Undelivered neighbours of the previous event set are kept: they go out first.
+        let plan = self.plan(count, dups);
+        if let Source::Generated(sim) = &mut self.source {
+            sim.events = before;
+        }
+        Ok(plan)
     }
 
     /// A batch of `count` requests with the duplicate pattern `dups` (see [`Duplicates`]).
@@ -594,10 +667,10 @@ impl Sim {
         self.clock
     }
 
-    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value) {
+    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value, Option<ItemSnapshot>) {
         let only_ping = self.events.iter().all(|e| *e == "ping");
         if only_ping || (self.allows("ping") && rng.random_bool(0.03)) {
-            return ("ping", self.ping(rng));
+            return ("ping", self.ping(rng), None);
         }
         let now = self.tick(rng);
         let number = rng.random_range(1..=POOL);
@@ -639,7 +712,7 @@ impl Sim {
             .filter(|(e, _)| self.allows(e))
             .collect();
             let Some(event) = weighted(rng, &candidates) else {
-                return ("ping", self.ping(rng));
+                return ("ping", self.ping(rng), None);
             };
             let action = self.pick_action(rng, index, kind, event);
             (event, action)
@@ -668,7 +741,42 @@ impl Sim {
             payload["comment"] = comment;
         }
         self.set_repository(&mut payload);
-        (event, payload)
+        let snapshot = self.snapshot(number, now);
+        (event, payload, Some(snapshot))
+    }
+
+    /// The item's state as it was just written into a payload.
+    fn snapshot(&self, number: u64, now: i64) -> ItemSnapshot {
+        let it = &self.items[(number - 1) as usize];
+        let mut labels: Vec<String> = it
+            .labels
+            .iter()
+            .map(|l| LABELS[*l % LABELS.len()].0.to_string())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        let mut assignees: Vec<String> = it
+            .assignees
+            .iter()
+            .map(|u| USERS[*u % USERS.len()].to_string())
+            .collect();
+        assignees.sort();
+        assignees.dedup();
+        ItemSnapshot {
+            repo: self.repo.clone(),
+            repo_id: self.repo_id,
+            number,
+            pull_request: it.kind == Some(Kind::PullRequest),
+            title: it.title.clone(),
+            open: !it.closed,
+            labels,
+            assignees,
+            milestone: it.milestone,
+            draft: it.draft,
+            merged: it.merged,
+            updated_at: now,
+            tombstone: false,
+        }
     }
 
     fn pick_action(

@@ -39,6 +39,8 @@ pub mod names {
     pub const QUEUE_ACTIVE: &str = "gitspy_queue_active";
     /// Gauge: dead-lettered entries.
     pub const QUEUE_DEAD: &str = "gitspy_queue_dead";
+    /// Gauge: retries waiting out a backoff (scheduled, not yet back in the stream).
+    pub const QUEUE_DELAYED: &str = "gitspy_queue_delayed";
     /// Server gauge: records in the local spool.
     pub const SPOOL_DEPTH: &str = "gitspy_spool_depth";
     /// Gauge: 1 while the process reaches Redis. While 0, the queue gauges are absent.
@@ -99,6 +101,18 @@ pub struct Histogram {
 }
 
 impl Scrape {
+    /// The backlog this scrape shows: everything accepted and not yet processed — queue
+    /// waiting + active + delayed retries + spool depth. `None` when the queue gauges are absent
+    /// (Redis down: unknown, never 0). A system that exports no spool or delayed gauge has
+    /// none of those.
+    pub fn backlog(&self) -> Option<f64> {
+        let waiting = self.gauge(names::QUEUE_WAITING)?;
+        let active = self.gauge(names::QUEUE_ACTIVE)?;
+        let delayed = self.gauge(names::QUEUE_DELAYED).unwrap_or(0.0);
+        let spooled = self.gauge(names::SPOOL_DEPTH).unwrap_or(0.0);
+        Some(waiting + active + delayed + spooled)
+    }
+
     /// Parses a text exposition taken from `target` at `at_ms`.
     ///
     /// Lines the parser does not understand are skipped (that is `prometheus-parse`'s

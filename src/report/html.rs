@@ -84,9 +84,10 @@ const GROUPS: [Group; 3] = [
     },
     Group {
         id: "chart-backlog",
-        title: "Backlog: waiting and active (pending) deliveries",
+        title: "Backlog (not yet processed: waiting + active + delayed retries + spooled), waiting, active",
         axis: "deliveries",
         members: &[
+            ("backlog", "backlog", "#1f77b4"),
             ("waiting", "waiting", "#ff7f0e"),
             ("active", "active", "#9467bd"),
         ],

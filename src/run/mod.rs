@@ -20,7 +20,7 @@ use crate::report::{self, Format, RunReport};
 use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
 use crate::system::procs::find_gitspy_bin;
 use crate::system::BackendKind;
-use steps::{Ctx, RUN_REPO, RUN_REPO_ID};
+use steps::Ctx;
 use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
@@ -231,7 +231,8 @@ pub async fn run_scenario(
         concurrency: concurrency as usize,
         timeout: Duration::from_secs(5),
     })?;
-    let gen = PayloadGen::new(seed, nonce.clone(), RUN_REPO, RUN_REPO_ID)?;
+    let (repo, repo_id) = steps::run_repo(&nonce);
+    let gen = PayloadGen::new(seed, nonce.clone(), &repo, repo_id)?;
     let ctx = Arc::new(Ctx::new(
         system,
         sender,
@@ -285,9 +286,11 @@ pub async fn run_scenario(
         &ctx,
         &s,
         &series,
-        drain.as_ref().err().map(|e| e.to_string()),
-        drained_at,
-        panicked,
+        judge::Ending {
+            drain_error: drain.as_ref().err().map(|e| e.to_string()),
+            drained_at_ms: drained_at,
+            panicked,
+        },
     )
     .await;
     let finished = time::OffsetDateTime::now_utc();

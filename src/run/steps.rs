@@ -21,10 +21,19 @@ use crate::scenario::model::{
     Expect, Fault, FaultKind, ProcessAction, RedisAction, Replay, Send, Step, Wait, Which,
 };
 use crate::system::{RedisFault, Signal};
+use crate::verdict::BoardModel;
 
-/// The repository every generated payload belongs to.
-pub const RUN_REPO: &str = "gitspy-chaos/board";
-pub const RUN_REPO_ID: u64 = 424242;
+/// The owner of the repository every generated payload of a run belongs to; the name is
+/// `run-<nonce>`, so a second run against the same store never shares a board with the first.
+pub const RUN_REPO_OWNER: &str = "gitspy-chaos";
+
+/// The repository (`owner/name`, id) of one run's generated payloads.
+pub fn run_repo(nonce: &RunNonce) -> (String, u64) {
+    let id = u64::from_str_radix(nonce.as_str(), 16)
+        .map(|n| 1_000_000 + n % 1_000_000_000_000)
+        .unwrap_or(424_242);
+    (format!("{RUN_REPO_OWNER}/run-{}", nonce.as_str()), id)
+}
 
 /// Shared state of one run's step execution.
 pub struct Ctx {
@@ -34,6 +43,8 @@ pub struct Ctx {
     pub server_url: String,
     pub sender: Sender,
     pub gen: Mutex<PayloadGen>,
+    /// The generator's record of every item it sent (the board oracle's input).
+    pub model: Mutex<BoardModel>,
     pub seed: u64,
     pub nonce: RunNonce,
     pub rng: Mutex<StdRng>,
@@ -93,6 +104,7 @@ impl Ctx {
             server_url,
             sender,
             gen: Mutex::new(gen),
+            model: Mutex::new(BoardModel::default()),
             seed,
             nonce,
             rng: Mutex::new(rng),
@@ -274,22 +286,24 @@ impl Ctx {
         let count = s.count() as usize;
         let plan = match &s.events {
             Some(mix) => {
-                // A mix has its own generator (ids stay unique: the nonce gets a suffix).
                 let events: Vec<String> = mix
                     .value
                     .iter()
                     .filter(|(_, w)| **w > 0)
                     .map(|(e, _)| e.clone())
                     .collect();
-                let n = self.step_counter.load(Ordering::SeqCst);
-                let nonce = RunNonce::new(format!("{}m{n}", self.nonce.as_str()));
-                let mut g =
-                    PayloadGen::new(self.seed ^ u64::from(n), nonce, RUN_REPO, RUN_REPO_ID)?
-                        .with_events(&events)?;
-                g.plan(count, &dups)
+                lock(&self.gen).plan_events(count, &dups, &events)?
             }
             None => lock(&self.gen).plan(count, &dups),
         };
+        {
+            let mut model = lock(&self.model);
+            for p in &plan {
+                if let Some(snap) = &p.delivery.snapshot {
+                    model.record(&p.delivery.id, snap);
+                }
+            }
+        }
         let rate = s.rate.map(|r| r.per_second());
         let report = self.sender.send_at(plan, rate).await?;
         let sum = report.summary();
@@ -318,17 +332,12 @@ impl Ctx {
         }
     }
 
-    /// Drained: nothing waiting, nothing pending, spool empty — read from the server's gauges
-    /// (absent gauges, i.e. Redis down, are not drained).
+    /// Drained: the backlog (waiting + active + delayed retries + spool) is 0 — read from the
+    /// server's gauges (absent gauges, i.e. Redis down, are not drained).
     pub async fn is_drained(&self) -> bool {
         let url = format!("{}/metrics/prom", self.server_url);
         match prom::scrape(&self.http, &url, "server").await {
-            Ok(s) => {
-                s.gauge(names::REDIS_UP) == Some(1.0)
-                    && s.gauge(names::QUEUE_WAITING) == Some(0.0)
-                    && s.gauge(names::QUEUE_ACTIVE) == Some(0.0)
-                    && s.gauge(names::SPOOL_DEPTH).unwrap_or(0.0) == 0.0
-            }
+            Ok(s) => s.gauge(names::REDIS_UP) == Some(1.0) && s.backlog() == Some(0.0),
             Err(_) => false,
         }
     }

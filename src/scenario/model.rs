@@ -681,6 +681,14 @@ pub enum Check {
     ReplayIdentical(Vec<At<String>>),
     /// Every replay with `verify: true` matched the live store.
     ReplayVerify,
+    /// The live board (`GET /boards/{owner}/{repo}`) equals the board the payload generator's
+    /// own model gives for the deliveries the store reports processed (newest `updated_at` per
+    /// card wins, `merged` only goes true, tombstones win); a failure names the differing cards
+    /// field by field.
+    BoardMatchesModel,
+    /// Once a delivery id was accepted, every other request for it got the duplicate answer
+    /// (`200 duplicate`), concurrent copies included.
+    DuplicateAnswers,
 }
 
 impl Check {
@@ -696,6 +704,8 @@ impl Check {
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
+            Check::BoardMatchesModel => "board_matches_model",
+            Check::DuplicateAnswers => "duplicate_answers",
         }
     }
 }

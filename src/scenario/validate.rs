@@ -621,6 +621,8 @@ impl Validator<'_> {
                     | Check::Failed(_)
                     | Check::Retries(_)
                     | Check::JobDurationP95(_)
+                    | Check::BoardMatchesModel
+                    | Check::DuplicateAnswers
             );
             if judges_deliveries && self.sends == 0 {
                 self.push(

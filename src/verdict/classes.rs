@@ -184,7 +184,7 @@ pub struct DeliveryVerdict {
 }
 
 /// The per-delivery verdict of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Sender and store numbers.
     pub tally: Tally,
