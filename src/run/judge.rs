@@ -69,6 +69,18 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),
     };
+    let workers = {
+        let mut sys = ctx.sys.lock().await;
+        sys.workers
+            .iter_mut()
+            .map(|w| {
+                if !w.is_running() {
+                    w.ended("exited");
+                }
+                (w.role.name(), w.instances.clone())
+            })
+            .collect()
+    };
     let mut boards = BTreeMap::new();
     for repo in model.repos() {
         boards.insert(repo.clone(), fetch_board(ctx, &repo).await);
@@ -111,6 +123,7 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         replays,
         t0_unix_ms: ctx.t0_unix_ms,
         kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
+        workers,
         verdict: Default::default(),
     };
     ev.classify();

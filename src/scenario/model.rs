@@ -671,9 +671,11 @@ pub enum Check {
     Failed(MaxCount),
     /// p95 of `gitspy_job_duration_ms` over the run, from the histogram's increase.
     JobDurationP95(MaxDuration),
-    /// Increase of `gitspy_jobs_processed_total` equals the number of distinct accepted
-    /// deliveries, give or take `tolerance` (increments made just before a SIGKILL are lost).
-    ProcessedMatchesAccepted(Tolerance),
+    /// Exact accounting, per worker process: `gitspy_jobs_processed_total` at every scrape is at
+    /// most what the store says that process had applied by then, and equals it after the final
+    /// drain; a killed or stopped process's last segment is computed from the store. No
+    /// tolerance: nothing here is configured.
+    ProcessedMatchesStore,
     /// Increase of `gitspy_jobs_retried_total` over the run.
     Retries(MaxCount),
     /// The named replays (at least two, none a dry run) wrote byte-identical boards, e.g. two
@@ -700,7 +702,7 @@ impl Check {
             Check::Backlog(_) => "backlog",
             Check::Failed(_) => "failed",
             Check::JobDurationP95(_) => "job_duration_p95",
-            Check::ProcessedMatchesAccepted(_) => "processed_matches_accepted",
+            Check::ProcessedMatchesStore => "processed_matches_store",
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
@@ -756,13 +758,4 @@ pub struct MaxCount {
 pub struct MaxDuration {
     /// The longest allowed.
     pub max: At<Dur>,
-}
-
-/// An allowed difference between two counts.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tolerance {
-    /// The largest difference that still passes (default 0).
-    #[serde(default)]
-    pub tolerance: u64,
 }

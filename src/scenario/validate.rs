@@ -617,7 +617,7 @@ impl Validator<'_> {
             let judges_deliveries = matches!(
                 check.value,
                 Check::Deliveries(_)
-                    | Check::ProcessedMatchesAccepted(_)
+                    | Check::ProcessedMatchesStore
                     | Check::Failed(_)
                     | Check::Retries(_)
                     | Check::JobDurationP95(_)
@@ -637,13 +637,6 @@ impl Validator<'_> {
                     "`job_duration_p95` with `max: 0s` can never pass",
                     "give a threshold such as `max: 500ms`",
                 ),
-                Check::ProcessedMatchesAccepted(t) if t.tolerance == 0 && self.worker_kills => {
-                    self.push(
-                        pos,
-                        "`processed_matches_accepted` with tolerance 0 in a scenario that kills workers",
-                        "a SIGKILLed worker loses the increments made since its last scrape: set `tolerance:` to the number of kills times the worker concurrency",
-                    );
-                }
                 Check::ReplayIdentical(names) => self.replay_identical(names, pos),
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(
                     pos,

@@ -80,6 +80,9 @@ pub struct Lookup {
     /// When it was applied, as GitSpy reports it (kept verbatim for the report).
     #[serde(default)]
     pub applied_at: Option<serde_json::Value>,
+    /// The consumer name of the worker that applied it (per-process accounting).
+    #[serde(default)]
+    pub applied_by: Option<String>,
 }
 
 /// A verdict class.
@@ -369,6 +372,7 @@ mod tests {
             logged,
             effects,
             applied_at: None,
+            applied_by: None,
         }
     }
 

@@ -5,14 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::board;
 use super::checks::{self as vchecks, Measured};
 use super::classes::Class;
 use super::evidence::Evidence;
+use super::{accounting, board};
 use crate::observe::prom::names;
 use crate::observe::{TargetSel, Window};
-use crate::report::{self, CheckOp, CheckRecord};
-use crate::scenario::model::{BacklogLimit, DeliveryLimits, MaxCount, MaxDuration, Tolerance};
+use crate::report::{CheckOp, CheckRecord};
+use crate::scenario::model::{BacklogLimit, DeliveryLimits, MaxCount, MaxDuration};
 use crate::scenario::{At, Check};
 
 /// Every check of a run: the automatic ones first, then the scenario's in file order.
@@ -28,7 +28,7 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             Check::Failed(m) => out.push(counter_max(ev, "failed", names::JOBS_FAILED, m)),
             Check::Retries(m) => out.push(counter_max(ev, "retries", names::JOBS_RETRIED, m)),
             Check::JobDurationP95(m) => out.push(job_duration_p95(ev, m)),
-            Check::ProcessedMatchesAccepted(t) => out.push(processed_matches_accepted(ev, t)),
+            Check::ProcessedMatchesStore => out.push(accounting::processed_matches_store(ev)),
             Check::ReplayIdentical(names) => out.push(replay_identical(ev, names)),
             Check::ReplayVerify => out.push(replay_verify(ev)),
             Check::BoardMatchesModel => out.push(board_matches_model(ev)),
@@ -181,39 +181,6 @@ pub fn job_duration_p95(ev: &Evidence, m: &MaxDuration) -> CheckRecord {
         CheckOp::Le,
         max_ms,
         "ms",
-    )
-}
-
-/// `processed_matches_accepted`: the workers' processed increase against the server's accepted
-/// increase minus the dead-lettered.
-pub fn processed_matches_accepted(ev: &Evidence, t: &Tolerance) -> CheckRecord {
-    let w = whole_run(ev);
-    let inc = |sel, metric| ev.series.counter_increase(sel, metric, &[], w);
-    let accepted = inc(TargetSel::Named("server"), names::EVENTS_RECEIVED);
-    let processed = inc(TargetSel::Role("worker"), names::JOBS_PROCESSED);
-    let failed = inc(TargetSel::Role("worker"), names::JOBS_FAILED);
-    let expected = accepted.total - failed.total;
-    let diff = (processed.total - expected).abs();
-    let mut note = format!(
-        "processed {} vs accepted {} − failed {}",
-        report::fmt_num(processed.total),
-        report::fmt_num(accepted.total),
-        report::fmt_num(failed.total)
-    );
-    if ev.kills > 0 {
-        note.push_str(&format!(
-            "; {} SIGKILL(s): {}",
-            ev.kills,
-            vchecks::KILL_TOLERANCE_NOTE
-        ));
-    }
-    record(
-        "processed_matches_accepted",
-        Some(diff),
-        CheckOp::Le,
-        t.tolerance as f64,
-        "deliveries",
-        note,
     )
 }
 

@@ -13,6 +13,7 @@ use super::classes::{self, Lookup, SendOutcome, Verdict, VerdictInput};
 use crate::load::{Ledger, Outcome};
 use crate::observe::{RedisProbe, Series};
 use crate::report::FaultWindow;
+use crate::system::procs::Instance;
 
 /// What one replay step left for the checks.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,9 @@ pub struct Evidence {
     pub t0_unix_ms: u64,
     /// SIGKILLs the run sent.
     pub kills: u32,
+    /// Every managed worker (its metrics target name) with every instance it ran as; empty in
+    /// attach mode.
+    pub workers: Vec<(String, Vec<Instance>)>,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }

@@ -3,6 +3,7 @@
 //! per-delivery verdict (`classes`, one class per delivery id), the board oracle (`board`), and
 //! one function per check kind (`evaluate`, built on the measurement helpers in `checks`).
 
+pub mod accounting;
 pub mod board;
 pub mod checks;
 pub mod classes;

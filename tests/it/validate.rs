@@ -93,7 +93,7 @@ broken! {
     duplicate_mark: "duplicate-mark.yaml" => 2,
     empty_parallel_and_repeat: "empty-parallel.yaml" => 4,
     worker_fault_without_workers: "worker-fault-no-workers.yaml" => 1,
-    worker_faults_misaddressed: "worker-index-out-of-range.yaml" => 5,
+    worker_faults_misaddressed: "worker-index-out-of-range.yaml" => 4,
     replay_chain_errors: "replay-chain.yaml" => 7,
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,

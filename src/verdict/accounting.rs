@@ -1,0 +1,356 @@
+//! Exact accounting of `processed` (`processed_matches_store`): per worker process, the
+//! `gitspy_jobs_processed_total` it exposed at each scrape against what the store says that
+//! process applied (`applied_by`, `applied_at` in the delivery lookup) up to the same instant.
+//! No tolerance is configured anywhere:
+//!
+//! - at every scrape of an instance, its counter may not exceed what the store says it had
+//!   applied by then (a count without a store row is a delivery marked processed that was
+//!   never applied; the scrape's time is taken after the answer, and a worker counts only after
+//!   its commit, so this holds exactly);
+//! - an instance still running at the end was scraped after the final drain: its counter must
+//!   equal what the store says it applied, exactly;
+//! - an instance that was killed or stopped cannot report what it applied after its last scrape:
+//!   that last segment is computed from the store (applied by it after its last scrape) and
+//!   reported, never guessed.
+//!
+//! Where the store does not say which consumer applied a delivery, the same rules are applied
+//! to the workers' sum.
+
+use std::collections::BTreeMap;
+
+use super::evidence::Evidence;
+use crate::observe::prom::names;
+use crate::report::{self, CheckOp, CheckRecord};
+use crate::system::procs::Instance;
+
+/// One instance's accounting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceAccount {
+    /// `worker-0.2`-style label: target and consumer.
+    pub label: String,
+    /// What its counter said at its last scrape (`None`: never scraped).
+    pub counted: Option<f64>,
+    /// What the store says it applied over its whole life.
+    pub applied: u64,
+    /// Applied after its last scrape (ended instances only): metrics cannot see these.
+    pub unseen: u64,
+    /// Discrepancies found, in deliveries, with their explanations.
+    pub off_by: f64,
+    pub problems: Vec<String>,
+}
+
+fn applied_at_ms(v: &serde_json::Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().map(|f| f as u64))
+}
+
+/// Per consumer, the sorted `applied_at` of every delivery the store reports it applied (key
+/// `None`: the store did not say who).
+fn applied_by_consumer(ev: &Evidence) -> BTreeMap<Option<String>, Vec<u64>> {
+    let mut out: BTreeMap<Option<String>, Vec<u64>> = BTreeMap::new();
+    for l in ev.lookups.values() {
+        if !(l.logged > 0 || l.effects > 0) {
+            continue;
+        }
+        let at = l.applied_at.as_ref().and_then(applied_at_ms).unwrap_or(0);
+        out.entry(l.applied_by.clone()).or_default().push(at);
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+/// The accounting of one instance against the applied times `applied` (sorted).
+fn account(ev: &Evidence, target: &str, inst: &Instance, applied: &[u64]) -> InstanceAccount {
+    let label = match &inst.consumer {
+        Some(c) => format!("{target} ({c})"),
+        None => target.to_owned(),
+    };
+    let end = inst.ended_ms.unwrap_or(u64::MAX);
+    let scrapes: Vec<(u64, f64)> = ev
+        .series
+        .scrapes(target)
+        .iter()
+        .filter(|s| s.at_ms >= inst.started_ms && s.at_ms <= end)
+        .map(|s| {
+            (
+                s.at_ms,
+                s.counter_where(names::JOBS_PROCESSED, &[]).unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let mut acc = InstanceAccount {
+        label: label.clone(),
+        counted: scrapes.last().map(|(_, c)| *c),
+        applied: applied.len() as u64,
+        unseen: 0,
+        off_by: 0.0,
+        problems: Vec::new(),
+    };
+    for (at, counted) in &scrapes {
+        let by_then = applied.partition_point(|a| a <= at) as f64;
+        if *counted > by_then {
+            acc.off_by += counted - by_then;
+            acc.problems.push(format!(
+                "{label} counted {} processed at {} ms but the store says it had applied {}",
+                report::fmt_num(*counted),
+                at.saturating_sub(ev.t0_unix_ms),
+                report::fmt_num(by_then)
+            ));
+            break;
+        }
+    }
+    let total = applied.len() as f64;
+    match (inst.ended_ms, scrapes.last()) {
+        (None, Some((_, last))) => {
+            if *last != total {
+                acc.off_by += (last - total).abs();
+                acc.problems.push(format!(
+                    "{label} counted {} processed after the final drain, the store says it applied {}",
+                    report::fmt_num(*last),
+                    report::fmt_num(total)
+                ));
+            }
+        }
+        (None, None) if total > 0.0 => {
+            acc.off_by += total;
+            acc.problems.push(format!(
+                "{label} applied {} but was never scraped",
+                report::fmt_num(total)
+            ));
+        }
+        (Some(_), Some((at, _))) => {
+            acc.unseen = applied.iter().filter(|a| *a > at).count() as u64;
+        }
+        (Some(_), None) => acc.unseen = applied.len() as u64,
+        (None, None) => {}
+    }
+    acc
+}
+
+/// `processed_matches_store`. Measured: deliveries by which counters and store disagree.
+pub fn processed_matches_store(ev: &Evidence) -> CheckRecord {
+    let name = "processed_matches_store";
+    let record = |measured: Option<f64>, note: String| CheckRecord {
+        name: name.into(),
+        measured,
+        op: CheckOp::Le,
+        threshold: 0.0,
+        unit: "deliveries".into(),
+        passed: CheckOp::Le.holds(measured, 0.0),
+        note,
+    };
+    if ev.workers.is_empty() {
+        return record(
+            None,
+            "no managed worker: per-process accounting needs the workers the harness started"
+                .into(),
+        );
+    }
+    let mut applied = applied_by_consumer(ev);
+    let attributed = !applied.contains_key(&None);
+    let mut accounts = Vec::new();
+    let mut notes = Vec::new();
+    if attributed {
+        for (target, instances) in &ev.workers {
+            for inst in instances {
+                let mine = inst
+                    .consumer
+                    .as_ref()
+                    .and_then(|c| applied.remove(&Some(c.clone())))
+                    .unwrap_or_default();
+                accounts.push((inst.ended_by.clone(), account(ev, target, inst, &mine)));
+            }
+        }
+        for (consumer, at) in &applied {
+            notes.push(format!(
+                "{} applied by consumer {} that the harness did not start",
+                at.len(),
+                consumer.as_deref().unwrap_or("?")
+            ));
+        }
+    } else {
+        notes.push(
+            "the store does not say which consumer applied a delivery (no `applied_by`): \
+             compared over all workers"
+                .into(),
+        );
+        let all: Vec<u64> = {
+            let mut v: Vec<u64> = applied.values().flatten().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        let counted: f64 = ev
+            .workers
+            .iter()
+            .flat_map(|(t, is)| is.iter().map(move |i| (t, i)))
+            .filter_map(|(t, i)| {
+                ev.series
+                    .scrapes(t)
+                    .iter()
+                    .rfind(|s| s.at_ms >= i.started_ms && s.at_ms <= i.ended_ms.unwrap_or(u64::MAX))
+                    .map(|s| s.counter_where(names::JOBS_PROCESSED, &[]).unwrap_or(0.0))
+            })
+            .sum();
+        let any_ended = ev
+            .workers
+            .iter()
+            .any(|(_, is)| is.iter().any(|i| i.ended_ms.is_some()));
+        let total = all.len() as f64;
+        let off = if any_ended {
+            (counted - total).max(0.0)
+        } else {
+            (counted - total).abs()
+        };
+        notes.push(format!(
+            "counted {} processed, the store applied {}{}",
+            report::fmt_num(counted),
+            report::fmt_num(total),
+            if any_ended && counted < total {
+                format!(
+                    " ({} by processes that ended after their last scrape)",
+                    report::fmt_num(total - counted)
+                )
+            } else {
+                String::new()
+            }
+        ));
+        return record(Some(off), notes.join("; "));
+    }
+    let off: f64 = accounts.iter().map(|(_, a)| a.off_by).sum();
+    let counted: f64 = accounts.iter().filter_map(|(_, a)| a.counted).sum();
+    let applied_total: u64 = accounts.iter().map(|(_, a)| a.applied).sum();
+    let mut head = format!(
+        "{} process instance(s): counted {}, the store says they applied {}",
+        accounts.len(),
+        report::fmt_num(counted),
+        applied_total
+    );
+    for (how, a) in &accounts {
+        if a.unseen > 0 {
+            head.push_str(&format!(
+                "; {} ({}) applied {} after its last scrape, unseen by metrics",
+                a.label,
+                how.as_deref().unwrap_or("ended"),
+                a.unseen
+            ));
+        }
+    }
+    let mut all_notes = vec![head];
+    all_notes.extend(
+        accounts
+            .iter()
+            .flat_map(|(_, a)| a.problems.iter().cloned()),
+    );
+    all_notes.extend(notes);
+    record(Some(off), all_notes.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Scrape;
+    use crate::verdict::{DeliveryState, Lookup};
+
+    fn scrape(target: &str, at: u64, processed: f64) -> Scrape {
+        let text = format!("# TYPE gitspy_jobs_processed_total counter\ngitspy_jobs_processed_total{{event_type=\"issues\"}} {processed}\n");
+        Scrape::parse(target, at, &text).unwrap()
+    }
+
+    fn applied(ev: &mut Evidence, id: &str, by: Option<&str>, at: u64) {
+        ev.lookups.insert(
+            id.into(),
+            Lookup {
+                delivery: id.into(),
+                state: DeliveryState::Processed,
+                attempts: 1,
+                logged: 1,
+                effects: 1,
+                applied_at: Some(serde_json::json!(at)),
+                applied_by: by.map(str::to_owned),
+            },
+        );
+    }
+
+    fn inst(consumer: &str, started: u64, ended: Option<(u64, &str)>) -> Instance {
+        Instance {
+            consumer: Some(consumer.into()),
+            started_ms: started,
+            ended_ms: ended.map(|e| e.0),
+            ended_by: ended.map(|e| e.1.to_owned()),
+        }
+    }
+
+    /// worker-0 ran as w.1 (killed at 250 after a scrape at 200) and then as w.2 to the end.
+    fn run() -> Evidence {
+        let mut ev = Evidence {
+            workers: vec![(
+                "worker-0".into(),
+                vec![inst("w.1", 0, Some((250, "kill"))), inst("w.2", 300, None)],
+            )],
+            ..Evidence::default()
+        };
+        for (i, at) in [50, 150, 220, 240].iter().enumerate() {
+            applied(&mut ev, &format!("a{i}"), Some("w.1"), *at);
+        }
+        for (i, at) in [350, 400].iter().enumerate() {
+            applied(&mut ev, &format!("b{i}"), Some("w.2"), *at);
+        }
+        ev.series.push(scrape("worker-0", 100, 1.0));
+        ev.series.push(scrape("worker-0", 200, 2.0));
+        ev.series.push(scrape("worker-0", 500, 2.0));
+        ev
+    }
+
+    #[test]
+    fn a_healthy_run_with_a_kill_passes_and_names_the_unseen_tail() {
+        let r = processed_matches_store(&run());
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.measured, Some(0.0));
+        assert!(
+            r.note
+                .contains("worker-0 (w.1) (kill) applied 2 after its last scrape"),
+            "{}",
+            r.note
+        );
+    }
+
+    #[test]
+    fn counting_without_applying_and_undercounting_both_fail() {
+        // Marked processed, never applied: the counter runs ahead of the store.
+        let mut ev = run();
+        ev.series.push(scrape("worker-0", 600, 3.0));
+        let r = processed_matches_store(&ev);
+        assert!(!r.passed);
+        assert!(r.note.contains("counted 3 processed at"), "{}", r.note);
+
+        // Applied without counting (one event kind not counted): the final scrape is short.
+        let mut ev = run();
+        applied(&mut ev, "b9", Some("w.2"), 450);
+        let r = processed_matches_store(&ev);
+        assert!(!r.passed);
+        assert_eq!(r.measured, Some(1.0));
+        assert!(
+            r.note
+                .contains("counted 2 processed after the final drain, the store says it applied 3"),
+            "{}",
+            r.note
+        );
+    }
+
+    #[test]
+    fn without_applied_by_the_sum_is_compared() {
+        let mut ev = Evidence {
+            workers: vec![("worker-0".into(), vec![inst("w.1", 0, None)])],
+            ..Evidence::default()
+        };
+        applied(&mut ev, "a", None, 10);
+        applied(&mut ev, "b", None, 20);
+        ev.series.push(scrape("worker-0", 100, 2.0));
+        assert!(processed_matches_store(&ev).passed);
+        ev.series.push(scrape("worker-0", 200, 1.0));
+        let r = processed_matches_store(&ev);
+        assert!(!r.passed);
+        assert!(r.note.contains("no `applied_by`"), "{}", r.note);
+    }
+}
