@@ -160,9 +160,9 @@ impl RedisBackend {
     pub fn supports(self, action: RedisAction) -> bool {
         use RedisAction::*;
         match self {
-            RedisBackend::Docker => true,
-            RedisBackend::Process | RedisBackend::Auto => {
-                matches!(action, Stop | Start | Restart | Kill)
+            // The process backend pauses with SIGSTOP and unpauses with SIGCONT.
+            RedisBackend::Docker | RedisBackend::Process | RedisBackend::Auto => {
+                matches!(action, Stop | Start | Restart | Kill | Pause | Unpause)
             }
             RedisBackend::External => false,
         }

@@ -450,7 +450,7 @@ impl Validator<'_> {
                             "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned()
                         }
                         _ => format!(
-                            "the `{}` backend can stop, start, restart and kill; use `backend: docker` to {}",
+                            "the `{}` backend cannot {}",
                             backend.as_str(),
                             action.as_str()
                         ),
