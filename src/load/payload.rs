@@ -274,34 +274,44 @@ impl PayloadGen {
         }
     }
 
-    /// The events generated payloads are restricted to (all of [`EVENTS`] by default); `None`
-    /// for user payloads.
-    pub fn events(&self) -> Option<Vec<String>> {
-        match &self.source {
-            Source::Generated(sim) => Some(sim.events.iter().map(|e| e.to_string()).collect()),
-            Source::User(_) => None,
-        }
-    }
-
-    /// A batch like [`PayloadGen::plan`] restricted to `events`, from this same simulated
-    /// repository (so every card has one history), then back to the previous event set.
-    pub fn plan_events(
+    /// `count` new deliveries (no copies) from this same simulated repository, each of an
+    /// event drawn from `weights` (`X-GitHub-Event` name → weight) by the seed; then back to the
+    /// previous event set. Generated payloads only.
+    pub fn plan_weighted(
         &mut self,
         count: usize,
-        dups: &Duplicates,
-        events: &[String],
+        weights: &[(String, u32)],
     ) -> anyhow::Result<Vec<PlannedSend>> {
         let Source::Generated(sim) = &self.source else {
             bail!("an event mix needs generated payloads");
         };
         let before = sim.events.clone();
-        self.set_generated_events(events)?;
-        // Undelivered neighbours of the previous event set are kept: they go out first.
-        let plan = self.plan(count, dups);
+        let mut table: Vec<(&'static str, u32)> = Vec::new();
+        for (e, w) in weights {
+            match EVENTS.iter().find(|known| **known == e.as_str()) {
+                Some(known) => table.push((known, *w)),
+                None => bail!(
+                    "unknown event {e:?}: the generator knows {}",
+                    EVENTS.join(", ")
+                ),
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            if let (Some(event), Source::Generated(sim)) =
+                (weighted(&mut self.rng, &table), &mut self.source)
+            {
+                sim.events = vec![event];
+            }
+            out.push(PlannedSend {
+                delivery: Arc::new(self.next_delivery()),
+                duplicate_of: None,
+            });
+        }
         if let Source::Generated(sim) = &mut self.source {
             sim.events = before;
         }
-        Ok(plan)
+        Ok(out)
     }
 
     /// A batch of `count` requests with the duplicate pattern `dups` (see [`Duplicates`]).
@@ -673,7 +683,22 @@ impl Sim {
             return ("ping", self.ping(rng), None);
         }
         let now = self.tick(rng);
-        let number = rng.random_range(1..=POOL);
+        // An item whose kind has no allowed event is skipped (an issue when only pull_request
+        // events are wanted), so an event mix never turns into pings.
+        let fits = |it: &Item| match it.kind {
+            None => true,
+            Some(Kind::Issue) => self.allows("issues") || self.allows("issue_comment"),
+            Some(Kind::PullRequest) => {
+                self.allows("pull_request") || self.allows("issue_comment") || self.allows("issues")
+            }
+        };
+        let mut number = rng.random_range(1..=POOL);
+        for _ in 0..4 * POOL {
+            if fits(&self.items[(number - 1) as usize]) {
+                break;
+            }
+            number = rng.random_range(1..=POOL);
+        }
         let index = (number - 1) as usize;
         let can_issue = self.allows("issues") || self.allows("issue_comment");
         // Pull requests only where their own events are wanted (or where comments are all that
@@ -1127,6 +1152,38 @@ mod tests {
 
     fn gen(seed: u64) -> PayloadGen {
         PayloadGen::new(seed, RunNonce::random(), "chaos/board", 4242).unwrap()
+    }
+
+    #[test]
+    fn a_weighted_mix_is_honored_and_every_item_carries_its_snapshot() {
+        let mut g = gen(9);
+        let weights = vec![("issues".to_string(), 3), ("pull_request".to_string(), 1)];
+        let plan = g.plan_weighted(400, &weights).unwrap();
+        assert_eq!(plan.len(), 400);
+        let count = |e: &str| plan.iter().filter(|p| p.delivery.event == e).count();
+        let (issues, prs) = (count("issues"), count("pull_request"));
+        assert_eq!(issues + prs, 400, "only the mix's events");
+        // 3:1 by weight, from one seeded draw per delivery.
+        assert!((250..=350).contains(&issues), "{issues} issues, {prs} prs");
+        for p in &plan {
+            let snap = p
+                .delivery
+                .snapshot
+                .as_ref()
+                .expect("an item event has a snapshot");
+            let body: Value = serde_json::from_slice(&p.delivery.body).unwrap();
+            let item = if p.delivery.event == "pull_request" {
+                &body["pull_request"]
+            } else {
+                &body["issue"]
+            };
+            assert_eq!(item["number"].as_u64(), Some(snap.number));
+            assert_eq!(item["title"].as_str(), Some(snap.title.as_str()));
+        }
+        // The generator's own mix is back afterwards.
+        let rest = g.plan(200, &Duplicates::default());
+        assert!(rest.iter().any(|p| p.delivery.event == "issue_comment"));
+        assert!(g.plan_weighted(1, &[("push".to_string(), 1)]).is_err());
     }
 
     #[test]

@@ -174,6 +174,56 @@ pub struct StepRecord {
     pub end_ms: Option<u64>,
     pub ok: bool,
     pub note: String,
+    /// For a send step: what was planned and what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<SendFidelity>,
+}
+
+/// A send step's plan next to what the sender did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendFidelity {
+    pub planned: SendCounts,
+    pub done: SendCounts,
+}
+
+impl SendFidelity {
+    /// Where done differs from planned, one phrase each (empty: the step did what it said):
+    /// distinct ids, requests and copies must be equal, and no more requests in flight than the
+    /// bound. Slipped requests (started late because every slot was busy) are recorded and shown
+    /// but are not a difference: how fast the system under test answers is what they measure,
+    /// not what the harness did.
+    pub fn differences(&self) -> Vec<String> {
+        let (p, d) = (&self.planned, &self.done);
+        let mut out = Vec::new();
+        for (what, planned, done) in [
+            ("distinct ids", p.distinct_ids, d.distinct_ids),
+            ("requests", p.requests, d.requests),
+            ("copies", p.copies, d.copies),
+        ] {
+            if planned != done {
+                out.push(format!("{what}: planned {planned}, done {done}"));
+            }
+        }
+        if d.max_in_flight > p.max_in_flight {
+            out.push(format!(
+                "in flight: at most {} planned, {} done",
+                p.max_in_flight, d.max_in_flight
+            ));
+        }
+        out
+    }
+}
+
+/// Counts of one send step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendCounts {
+    pub distinct_ids: u64,
+    pub requests: u64,
+    pub copies: u64,
+    pub max_in_flight: u64,
+    pub slipped: u64,
 }
 
 /// A named instant.
@@ -689,6 +739,46 @@ pub fn create_run_dir(reports_root: &Path, run: &RunReport) -> anyhow::Result<Pa
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn send_fidelity_names_every_difference_but_not_slips() {
+        let planned = SendCounts {
+            distinct_ids: 40,
+            requests: 120,
+            copies: 80,
+            max_in_flight: 16,
+            slipped: 0,
+        };
+        let same = SendFidelity {
+            planned: planned.clone(),
+            done: SendCounts {
+                max_in_flight: 9,
+                slipped: 3,
+                ..planned.clone()
+            },
+        };
+        assert!(same.differences().is_empty());
+        let off = SendFidelity {
+            planned: planned.clone(),
+            done: SendCounts {
+                distinct_ids: 5,
+                requests: 40,
+                copies: 35,
+                max_in_flight: 17,
+                slipped: 0,
+            },
+        };
+        assert_eq!(
+            off.differences(),
+            [
+                "distinct ids: planned 40, done 5",
+                "requests: planned 120, done 40",
+                "copies: planned 80, done 35",
+                "in flight: at most 16 planned, 17 done",
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

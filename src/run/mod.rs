@@ -406,17 +406,23 @@ async fn gitspy_version(bin: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
 }
 
+/// The sender's overall bound: the most requests the scenario's send steps may have in flight
+/// at once (parallel branches add up; each step also keeps its own bound).
 fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
     steps
         .iter()
-        .map(|s| match &s.value {
-            scenario::Step::Send(x) => x.concurrency.value,
-            scenario::Step::Parallel(p) => max_concurrency(&p.value),
-            scenario::Step::Repeat(r) => max_concurrency(&r.steps.value),
-            _ => 1,
-        })
+        .map(|s| step_concurrency(&s.value))
         .max()
         .unwrap_or(1)
+}
+
+fn step_concurrency(step: &scenario::Step) -> u32 {
+    match step {
+        scenario::Step::Send(x) => x.concurrency.value,
+        scenario::Step::Parallel(p) => p.value.iter().map(|s| step_concurrency(&s.value)).sum(),
+        scenario::Step::Repeat(r) => max_concurrency(&r.steps.value),
+        _ => 1,
+    }
 }
 
 async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {

@@ -1,7 +1,7 @@
 //! Executes a scenario's steps in order, `parallel:` blocks concurrently and `repeat:` blocks on
 //! their period, recording every step, mark and fault window for the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -10,13 +10,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use rand::rngs::StdRng;
-use rand::Rng as _;
+use rand::{Rng as _, SeedableRng as _};
 use tokio::time::Instant;
 
 use super::system::{System, STOP_GRACE};
-use crate::load::{Duplicates, PayloadGen, RunNonce, Sender};
+use crate::load::{BatchOptions, Duplicates, PayloadGen, PlannedSend, RunNonce, Scheduled, Sender};
 use crate::observe::prom::{self, names};
-use crate::report::{FaultWindow, Mark, ReplayRecord, StepRecord};
+use crate::report::{FaultWindow, Mark, ReplayRecord, SendCounts, SendFidelity, StepRecord};
 use crate::scenario::model::{
     Expect, Fault, FaultKind, ProcessAction, RedisAction, Replay, Send, Step, Wait, Which,
 };
@@ -210,8 +210,13 @@ impl Ctx {
                 "[{:>7.1}s] step {index}: {kind} {description}",
                 start as f64 / 1000.0
             );
+            let mut fidelity = None;
             let result: anyhow::Result<String> = match step {
-                Step::Send(s) => self.send(s).await,
+                Step::Send(s) => {
+                    let (result, f) = self.send(s).await;
+                    fidelity = f;
+                    result
+                }
                 Step::Wait(w) => self.wait(w).await,
                 Step::Sleep(d) => {
                     tokio::time::sleep(d.value.get()).await;
@@ -265,47 +270,56 @@ impl Ctx {
                 end_ms: Some(end),
                 ok,
                 note,
+                send: fidelity,
             });
         }
         .boxed()
     }
 
-    async fn send(&self, s: &Send) -> anyhow::Result<String> {
-        let dups = match &s.duplicates {
-            Some(d) => Duplicates {
-                same: s.same,
-                copies: d.copies.value,
-                fraction: d.fraction.value,
-            },
-            None => Duplicates {
-                same: s.same,
-                copies: 0,
-                fraction: 0.0,
-            },
-        };
-        let count = s.count() as usize;
-        let plan = match &s.events {
-            Some(mix) => {
-                let events: Vec<String> = mix
-                    .value
-                    .iter()
-                    .filter(|(_, w)| **w > 0)
-                    .map(|(e, _)| e.clone())
-                    .collect();
-                lock(&self.gen).plan_events(count, &dups, &events)?
-            }
-            None => lock(&self.gen).plan(count, &dups),
+    /// A send step: `count` new deliveries (with `same`, `count` requests of one id), then
+    /// `duplicates` adds copies on top — `copies − 1` more requests for a `fraction` of them,
+    /// chosen by the seed, at the same instant as the original (`concurrent`) or in the slots
+    /// right after it — sent with the step's rate, concurrency and timeout. Returns the note
+    /// and what was planned next to what was done.
+    async fn send(&self, s: &Send) -> (anyhow::Result<String>, Option<SendFidelity>) {
+        let (plan, planned) = match self.plan_send(s) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), None),
         };
         {
             let mut model = lock(&self.model);
             for p in &plan {
-                if let Some(snap) = &p.delivery.snapshot {
-                    model.record(&p.delivery.id, snap);
+                if let Some(snap) = &p.send.delivery.snapshot {
+                    model.record(&p.send.delivery.id, snap);
                 }
             }
         }
-        let rate = s.rate.map(|r| r.per_second());
-        let report = self.sender.send_at(plan, rate).await?;
+        let opts = BatchOptions {
+            rate: s.rate.map(|r| r.per_second()),
+            concurrency: Some(s.concurrency.value.max(1) as usize),
+            timeout: Some(s.timeout.value.get()),
+        };
+        let report = match self.sender.send_scheduled(plan, &opts).await {
+            Ok(r) => r,
+            Err(e) => return (Err(e), None),
+        };
+        let mut seen = BTreeSet::new();
+        let mut copies = 0u64;
+        for e in &report.entries {
+            if !seen.insert(e.delivery.as_str()) {
+                copies += 1;
+            }
+        }
+        let fidelity = SendFidelity {
+            planned,
+            done: SendCounts {
+                distinct_ids: seen.len() as u64,
+                requests: report.entries.len() as u64,
+                copies,
+                max_in_flight: report.max_in_flight as u64,
+                slipped: report.slipped,
+            },
+        };
         let sum = report.summary();
         let note = format!(
             "sent {}, accepted {}, duplicates {}, rejected {}, indeterminate {}{}",
@@ -320,16 +334,106 @@ impl Ctx {
                 String::new()
             }
         );
+        let differences = fidelity.differences();
+        if !differences.is_empty() {
+            return (
+                Err(anyhow::anyhow!(
+                    "the step did not do what it says: {}",
+                    differences.join("; ")
+                )),
+                Some(fidelity),
+            );
+        }
         let ok_2xx = sum.accepted + sum.duplicates;
-        match s.expect {
+        let result = match s.expect {
             Expect::Accepted if ok_2xx != sum.sent => {
-                anyhow::bail!("expected every request accepted: {note}")
+                Err(anyhow::anyhow!("expected every request accepted: {note}"))
             }
             Expect::Rejected if ok_2xx != 0 => {
-                anyhow::bail!("expected every request rejected: {note}")
+                Err(anyhow::anyhow!("expected every request rejected: {note}"))
             }
             _ => Ok(note),
+        };
+        (result, Some(fidelity))
+    }
+
+    /// The requests of a send step on their schedule slots, and the counts they add up to.
+    fn plan_send(&self, s: &Send) -> anyhow::Result<(Vec<Scheduled>, SendCounts)> {
+        let count = s.count() as usize;
+        let new = if s.same { 1 } else { count };
+        let originals = match &s.events {
+            Some(mix) => {
+                let weights: Vec<(String, u32)> = mix
+                    .value
+                    .iter()
+                    .filter(|(_, w)| **w > 0)
+                    .map(|(e, w)| (e.clone(), *w))
+                    .collect();
+                lock(&self.gen).plan_weighted(new, &weights)?
+            }
+            None => lock(&self.gen).plan(new, &Duplicates::default()),
+        };
+        let mut out = Vec::new();
+        let mut slot = 0u64;
+        if s.same {
+            for p in originals {
+                for i in 0..count {
+                    let send = if i == 0 {
+                        p.clone()
+                    } else {
+                        PlannedSend {
+                            delivery: p.delivery.clone(),
+                            duplicate_of: Some(p.delivery.id.clone()),
+                        }
+                    };
+                    out.push(Scheduled { send, slot });
+                    slot += 1;
+                }
+            }
+        } else {
+            let chosen: BTreeSet<usize> = match &s.duplicates {
+                Some(d) => {
+                    let k = ((count as f64) * d.fraction.value).round() as usize;
+                    let n = self.step_counter.load(Ordering::SeqCst);
+                    let mut rng = StdRng::seed_from_u64(self.seed ^ 0xd0_b1e5 ^ u64::from(n));
+                    rand::seq::index::sample(&mut rng, count, k.min(count))
+                        .into_iter()
+                        .collect()
+                }
+                None => BTreeSet::new(),
+            };
+            for (i, p) in originals.into_iter().enumerate() {
+                let extra = match &s.duplicates {
+                    Some(d) if chosen.contains(&i) => d.copies.value.saturating_sub(1),
+                    _ => 0,
+                };
+                let concurrent = s.duplicates.as_ref().is_some_and(|d| d.concurrent);
+                let copy = PlannedSend {
+                    delivery: p.delivery.clone(),
+                    duplicate_of: Some(p.delivery.id.clone()),
+                };
+                out.push(Scheduled { send: p, slot });
+                for _ in 0..extra {
+                    if !concurrent {
+                        slot += 1;
+                    }
+                    out.push(Scheduled {
+                        send: copy.clone(),
+                        slot,
+                    });
+                }
+                slot += 1;
+            }
         }
+        let distinct: BTreeSet<&str> = out.iter().map(|p| p.send.delivery.id.as_str()).collect();
+        let planned = SendCounts {
+            distinct_ids: distinct.len() as u64,
+            requests: out.len() as u64,
+            copies: (out.len() - distinct.len()) as u64,
+            max_in_flight: u64::from(s.concurrency.value.max(1)),
+            slipped: 0,
+        };
+        Ok((out, planned))
     }
 
     /// Drained: the backlog (waiting + active + delayed retries + spool) is 0 — read from the

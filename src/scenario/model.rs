@@ -270,8 +270,8 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Send {
-    /// Number of deliveries to send; at least 1. With `same: true`, the number of requests,
-    /// all with one delivery id.
+    /// Number of new deliveries to send; at least 1 (`duplicates` adds copies on top). With
+    /// `same: true`, the number of requests, all with one delivery id.
     pub count: At<i64>,
     /// Pace of the requests, e.g. `20/s`. Absent: as fast as `concurrency` allows.
     #[serde(default)]
@@ -290,8 +290,9 @@ pub struct Send {
     /// duplicates). `duplicates` cannot be combined with it.
     #[serde(default)]
     pub same: bool,
-    /// Weights of the event types to send, e.g. `{issues: 3, pull_request: 2}`. Absent: an even
-    /// mix of issues, pull_request and issue_comment. Names as in `X-GitHub-Event`.
+    /// Weights of the event types to send, e.g. `{issues: 3, pull_request: 2}`: each delivery's
+    /// event is drawn by these weights. Absent: the generator's own mix. Names as in
+    /// `X-GitHub-Event`, one of `issues`, `pull_request`, `issue_comment`, `ping`.
     #[serde(default)]
     pub events: Option<At<BTreeMap<String, u32>>>,
     /// How long one request may take before it counts as indeterminate (default `5s`).
@@ -306,12 +307,12 @@ impl Send {
         u64::try_from(self.count.value).unwrap_or(0)
     }
 
-    /// How many HTTP requests this step makes, copies included.
+    /// How many HTTP requests this step makes: `count` new deliveries, plus `copies − 1` more
+    /// for the `fraction` of them (rounded to the nearest delivery) that get copies.
     pub fn requests(&self) -> u64 {
         let n = self.count();
         match &self.duplicates {
             Some(d) if !self.same => {
-                // Rounded to the nearest delivery, like the sender picks them.
                 let with_copies = (n as f64 * d.fraction.value).round() as u64;
                 n + with_copies * u64::from(d.copies.value.saturating_sub(1))
             }

@@ -11,21 +11,9 @@ use super::model::{
 };
 use super::Problem;
 
-/// The event types the sender has payloads for (`X-GitHub-Event` names).
-pub const KNOWN_EVENTS: &[&str] = &[
-    "issue_comment",
-    "issues",
-    "label",
-    "milestone",
-    "ping",
-    "projects_v2_item",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "pull_request_review_thread",
-    "push",
-    "repository",
-];
+/// The event types a send step can generate (`X-GitHub-Event` names): the generator's own list,
+/// so `validate` accepts exactly what `run` can send.
+pub const KNOWN_EVENTS: &[&str] = crate::load::payload::EVENTS;
 
 /// Every problem with `scenario`, in file order. Empty means valid.
 pub fn validate(scenario: &Scenario) -> Vec<Problem> {
