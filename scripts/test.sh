@@ -29,8 +29,17 @@ if [ -x docker/build-redis-image.sh ]; then
   bash docker/build-redis-image.sh
 fi
 
+# Two passes: the whole workspace as shipped (default features: this is what proves a default build
+# refuses FAILPOINTS and GITSPY_SABOTAGE), then only the gitspy tests that need its optional
+# `failpoints` and `sabotage` features (crash points, broken variants, build info). The second pass
+# recompiles only the gitspy crate, not the workspace, and runs ~30 tests instead of all of them.
+# It leaves target/debug/gitspy as a feature build; `cargo build` (scripts/scenarios.sh,
+# scripts/smoke.sh) relinks the default one.
+feature_tests='test(/^(failpoints|sabotage|build)::/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run -p gitspy --features failpoints,sabotage --no-fail-fast -E "$feature_tests" "$@"
 else
   cargo test --workspace --no-fail-fast "$@"
+  cargo test -p gitspy --features failpoints,sabotage --no-fail-fast -- failpoints:: sabotage:: build:: "$@"
 fi

@@ -12,7 +12,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use comfy_table::{presets, ContentArrangement, Table};
 
+use crate::run::RunOptions;
 use crate::scenario::{self, Diagnostic, Dur, Scenario};
+use crate::system::BackendKind;
 
 /// Breaks GitSpy on purpose and proves nothing was lost or duplicated.
 #[derive(Debug, Parser)]
@@ -68,6 +70,11 @@ pub struct RunArgs {
     /// Where run directories are written.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+    /// A target profile (YAML): the names of the system under test (Redis keys, metric names,
+    /// states, env names, endpoints); overrides the scenario's `target.profile`. Default:
+    /// GitSpy's, e.g. `--profile profiles/acme.yaml`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 /// Redis backends selectable on the command line.
@@ -79,6 +86,26 @@ pub enum BackendArg {
     Process,
     /// Docker when available, else a process.
     Auto,
+}
+
+impl RunArgs {
+    /// The engine's options from the flags (the engine never sees clap types).
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            backend: self.backend.map(|b| match b {
+                BackendArg::Docker => BackendKind::Docker,
+                BackendArg::Process => BackendKind::Process,
+                BackendArg::Auto => BackendKind::Auto,
+            }),
+            gitspy_bin: self.gitspy_bin.clone(),
+            seed: self.seed,
+            poll_interval: self.poll_interval.map(|d| d.get()),
+            time_scale: self.time_scale,
+            report_dir: self.report_dir.clone(),
+            profile: self.profile.clone(),
+            target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+        }
+    }
 }
 
 fn parse_time_scale(text: &str) -> Result<f64, String> {
@@ -137,7 +164,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate(&args),
         Command::List(args) => list(&args),
-        Command::Run(args) => runtime()?.block_on(crate::run::run_cmd(args)),
+        Command::Run(args) => {
+            runtime()?.block_on(crate::run::run_cmd(&args.scenarios, args.options()))
+        }
         Command::Report(args) => {
             crate::report::report_cmd(&args.run_json, &args.format, None)?;
             Ok(ExitCode::SUCCESS)

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gitspy_contract::env as contract_env;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "gitspy",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about = "GitHub webhooks → Redis Stream → workers → a Kanban board per repository"
 )]
 pub struct Cli {
@@ -39,17 +40,17 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = contract_env::REDIS_URL, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Timeout for connecting and for every Redis command (a down Redis is answered 503 within it).
-    #[arg(long, env = "GITSPY_REDIS_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::REDIS_TIMEOUT, default_value = "1s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
     /// TTL of the per-delivery state, attempt and error keys.
     #[arg(long, env = "GITSPY_STATE_TTL", default_value = "7d", value_parser = parse_duration)]
     pub state_ttl: Duration,
     /// TEST ONLY: disable every duplicate check (ingress, worker and store) so a chaos harness can
     /// prove it detects duplicates. Never set this in a real deployment.
-    #[arg(long, env = "GITSPY_TEST_DISABLE_DEDUPE", hide = true)]
+    #[arg(long, env = contract_env::TEST_DISABLE_DEDUPE, hide = true)]
     pub test_disable_dedupe: bool,
 }
 
@@ -65,29 +66,29 @@ pub enum OnRedisDown {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed as the first stdout line).
-    #[arg(long, env = "GITSPY_LISTEN", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = contract_env::LISTEN, default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Webhook secret(s), comma-separated for rotation. Required unless --allow-unsigned.
-    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(long, env = contract_env::WEBHOOK_SECRET, hide_env_values = true)]
     pub secret: Option<String>,
     /// Accept deliveries without a valid signature. Local demos only; logged loudly.
     #[arg(long, env = "GITSPY_ALLOW_UNSIGNED")]
     pub allow_unsigned: bool,
     /// SQLite board store.
-    #[arg(long, env = "GITSPY_DB", default_value = "./data/gitspy.db")]
+    #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// Behaviour while Redis is unreachable.
     #[arg(
         long,
-        env = "GITSPY_ON_REDIS_DOWN",
+        env = contract_env::ON_REDIS_DOWN,
         value_enum,
         default_value = "reject"
     )]
     pub on_redis_down: OnRedisDown,
     /// Directory of the durable spool (mode `spool`).
-    #[arg(long, env = "GITSPY_SPOOL_DIR", default_value = "./data/spool")]
+    #[arg(long, env = contract_env::SPOOL_DIR, default_value = "./data/spool")]
     pub spool_dir: PathBuf,
     /// Largest accepted body (GitHub caps payloads at 25 MiB).
     #[arg(long, env = "GITSPY_MAX_BODY", default_value = "25MiB", value_parser = parse_size)]
@@ -106,10 +107,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
     /// SQLite board store (shared by all workers and the server).
-    #[arg(long, env = "GITSPY_DB", default_value = "./data/gitspy.db")]
+    #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// Port of the worker's `/metrics/prom` and `/healthz`; 0 picks a free port (printed first).
-    #[arg(long, env = "WORKER_METRICS_PORT", default_value_t = 9091)]
+    #[arg(long, env = contract_env::WORKER_METRICS_PORT, default_value_t = 9091)]
     pub metrics_port: u16,
     /// Address the metrics port binds to.
     #[arg(long, env = "WORKER_METRICS_HOST", default_value = "127.0.0.1")]
@@ -118,10 +119,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "GITSPY_WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
     /// TTL of a delivery lock; renewed by the heartbeat while the delivery is in flight.
-    #[arg(long, env = "GITSPY_LOCK_TTL", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::LOCK_TTL, default_value = "30s", value_parser = parse_duration)]
     pub lock_ttl: Duration,
     /// Pending entries idle longer than this are reclaimed from dead workers (never less than the lock TTL).
-    #[arg(long, env = "GITSPY_CLAIM_IDLE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::CLAIM_IDLE, default_value = "30s", value_parser = parse_duration)]
     pub claim_idle: Duration,
     /// Attempts before a delivery is dead-lettered.
     #[arg(long, env = "GITSPY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -130,7 +131,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "GITSPY_RETRY_BASE", default_value = "500ms", value_parser = parse_duration)]
     pub retry_base: Duration,
     /// How long one blocking read waits for new entries.
-    #[arg(long, env = "GITSPY_BLOCK", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::BLOCK, default_value = "2s", value_parser = parse_duration)]
     pub block: Duration,
     /// Consumer name in the group (default: host-pid-random).
     #[arg(long, env = "GITSPY_CONSUMER")]
@@ -167,15 +168,15 @@ pub struct HealthcheckArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
     /// SQLite board store to read (opened read-only).
-    #[arg(long, env = "GITSPY_DB", default_value = "./data/gitspy.db")]
+    #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// Start of the received-at window (inclusive): RFC 3339, unix seconds, or unix milliseconds
     /// (an integer of 100000000000 or more is milliseconds; a suffix `s`/`ms` forces the unit).
     /// Default: the beginning of the log.
-    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_instant_ms, allow_hyphen_values = true)]
     pub from: Option<i64>,
     /// End of the window (exclusive), same forms as --from. Default: the end of the log.
-    #[arg(long, value_parser = crate::replay::parse_instant_ms, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_instant_ms, allow_hyphen_values = true)]
     pub to: Option<i64>,
     /// Only this board (`owner/name`, the repository's current name).
     #[arg(long, value_parser = parse_repo)]
@@ -193,6 +194,21 @@ pub struct ReplayArgs {
     /// exit 1 naming the first differing card.
     #[arg(long)]
     pub verify: bool,
+    /// Print one JSON object on stdout instead of the per-board lines: `window` (`from_ms`,
+    /// `to_ms`, null for an open end), `deliveries` folded, `unparseable`, `order`
+    /// (`shuffle_seed`, `duplicates`), `boards` (`repo`, `digest`, `counts` per column), the
+    /// overall `digest`, `wrote` (the output directory, or null with --dry-run) and, with
+    /// --verify, `verify` (`matches`, `difference`).
+    #[arg(long)]
+    pub json: bool,
+    /// Fold the window in a shuffled order drawn from this seed instead of log order (the fold is
+    /// order-independent, so the boards must not change). The same seed gives the same order.
+    #[arg(long)]
+    pub shuffle_seed: Option<u64>,
+    /// With --shuffle-seed: also fold this many extra copies of deliveries of the window, drawn
+    /// from the seed and placed at seeded positions (the fold is idempotent).
+    #[arg(long, default_value_t = 0, requires = "shuffle_seed")]
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -235,58 +251,41 @@ pub fn parse_repo(s: &str) -> Result<String, String> {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m`, `1h`, `7d` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 500ms, 30s, 2m, 7d"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "invalid duration unit `{other}` in `{s}`: use ms, s, m, h or d"
-            ))
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration `{s}`"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+/// Durations (`500ms`, `30s`, `1m30s`, `7d`) and sizes (`25MiB`) in the one grammar both crates
+/// share ([`gitspy_contract::units`]): a duration needs its unit (only `0` may be bare).
+pub use gitspy_contract::units::{duration_arg as parse_duration, size_arg as parse_size};
 
-/// Parses byte sizes: `1024`, `64KiB`, `25MiB`, `1GiB` (also `KB`/`MB` as powers of 1000).
-pub fn parse_size(s: &str) -> Result<usize, String> {
+/// Integers at or above this are unix milliseconds, below it unix seconds.
+pub const MS_THRESHOLD: i64 = 100_000_000_000;
+
+/// Parses a window bound to unix milliseconds: RFC 3339, unix seconds or unix milliseconds (an
+/// integer at or above [`MS_THRESHOLD`] is milliseconds, below it seconds).
+pub fn parse_instant_ms(s: &str) -> Result<i64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected e.g. 25MiB"))?;
-    let mul: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB"
-            ))
-        }
+    let bad = || {
+        format!(
+            "invalid instant `{s}`: expected RFC 3339 (2024-05-01T12:00:00Z), unix seconds \
+             (1714564800) or unix milliseconds (1714564800000)"
+        )
     };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("size `{s}` is too large"))
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.trim().parse::<i64>().map_err(|_| bad());
+    }
+    if let Some(secs) = s.strip_suffix('s') {
+        if let Ok(n) = secs.trim().parse::<i64>() {
+            return n.checked_mul(1000).ok_or_else(bad);
+        }
+    }
+    if let Ok(n) = s.parse::<i64>() {
+        return if n.unsigned_abs() >= MS_THRESHOLD.unsigned_abs() {
+            Ok(n)
+        } else {
+            Ok(n * 1000)
+        };
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| bad())?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -300,8 +299,33 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
         assert_eq!(parse_size("25MiB"), Ok(25 << 20));
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("1XB").is_err());
+    }
+
+    #[test]
+    fn instants_in_every_accepted_form() {
+        assert_eq!(parse_instant_ms("1714564800"), Ok(1_714_564_800_000));
+        assert_eq!(parse_instant_ms("1714564800000"), Ok(1_714_564_800_000));
+        assert_eq!(
+            parse_instant_ms("2024-05-01T12:00:00Z"),
+            Ok(1_714_564_800_000)
+        );
+        assert_eq!(
+            parse_instant_ms("2024-05-01T14:00:00.250+02:00"),
+            Ok(1_714_564_800_250)
+        );
+        assert_eq!(parse_instant_ms("5s"), Ok(5_000));
+        assert_eq!(parse_instant_ms("5ms"), Ok(5));
+        assert_eq!(parse_instant_ms("0"), Ok(0));
+        // Just below the threshold is seconds, at it milliseconds.
+        assert_eq!(parse_instant_ms("99999999999"), Ok(99_999_999_999_000));
+        assert_eq!(parse_instant_ms("100000000000"), Ok(100_000_000_000));
+        assert!(parse_instant_ms("yesterday")
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert!(parse_instant_ms("2024-05-01").is_err());
     }
 }

@@ -4,15 +4,18 @@
 //! ([`worker`]) fold them into a board store ([`store`]) using the pure event model in [`github`].
 //! [`server`] wires `gitspy serve` together.
 
+pub mod build_info;
 pub mod config;
 pub mod dead;
 pub mod delivery;
+pub mod failpoints;
 pub mod github;
 pub mod http;
 pub mod ingress_spool;
 pub mod metrics;
 pub mod queue;
 pub mod replay;
+pub mod sabotage;
 pub mod server;
 pub mod spool;
 pub mod store;

@@ -9,24 +9,19 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::queue::QueueGauges;
+/// The names themselves are the shared contract's, so the harness reads exactly these.
+pub use gitspy_contract::metrics::*;
 
-pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
-pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
-pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
-pub const JOBS_PROCESSED: &str = "gitspy_jobs_processed_total";
-pub const JOBS_FAILED: &str = "gitspy_jobs_failed_total";
-pub const JOBS_RETRIED: &str = "gitspy_jobs_retried_total";
-pub const JOBS_DUPLICATE: &str = "gitspy_jobs_duplicate_total";
-pub const JOB_DURATION: &str = "gitspy_job_duration_ms";
-pub const QUEUE_WAITING: &str = "gitspy_queue_waiting";
-pub const QUEUE_ACTIVE: &str = "gitspy_queue_active";
-pub const QUEUE_DEAD: &str = "gitspy_queue_dead";
-pub const SPOOL_DEPTH: &str = "gitspy_spool_depth";
-pub const SPOOL_TORN: &str = "gitspy_spool_torn_records_total";
-pub const REDIS_UP: &str = "gitspy_redis_up";
-pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
-pub const PROCESS_START: &str = "process_start_time_seconds";
+/// Queue depth as SPEC §1.4 defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueGauges {
+    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
+    pub waiting: u64,
+    /// Entries delivered to a consumer and not yet acknowledged.
+    pub active: u64,
+    /// Length of the dead-letter stream.
+    pub dead: u64,
+}
 
 /// Job duration buckets, milliseconds: sub-millisecond to 10 s.
 pub const DURATION_BUCKETS_MS: [f64; 15] = [
@@ -114,6 +109,8 @@ pub struct Metrics {
     pub spool_depth: AtomicI64,
     pub spool_torn: Counter,
     pub redis_data_loss: Counter,
+    /// Retries waiting out their backoff in this worker ([`QUEUE_DELAYED`]).
+    pub queue_delayed: AtomicI64,
     redis_up: AtomicBool,
     start_time: f64,
 }
@@ -142,6 +139,7 @@ impl Metrics {
             spool_depth: AtomicI64::new(0),
             spool_torn: Counter::default(),
             redis_data_loss: Counter::default(),
+            queue_delayed: AtomicI64::new(0),
             redis_up: AtomicBool::new(false),
             start_time,
         }
@@ -271,6 +269,12 @@ impl Metrics {
             "Deliveries in the local spool waiting for Redis.",
             self.spool_depth.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            &mut out,
+            QUEUE_DELAYED,
+            "Entries this worker holds that wait out a retry backoff (a subset of gitspy_queue_active).",
+            self.queue_delayed.load(Ordering::Relaxed) as f64,
+        );
         counter(
             &mut out,
             SPOOL_TORN,
@@ -288,6 +292,17 @@ impl Metrics {
             PROCESS_START,
             "Start time of the process since unix epoch in seconds.",
             self.start_time,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {BUILD_INFO} The gitspy version and the optional features it was built with."
+        );
+        let _ = writeln!(out, "# TYPE {BUILD_INFO} gauge");
+        let _ = writeln!(
+            out,
+            "{BUILD_INFO}{{version=\"{}\",features=\"{}\"}} 1",
+            escape(crate::build_info::VERSION),
+            escape(crate::build_info::FEATURES)
         );
         out
     }
@@ -337,6 +352,11 @@ mod tests {
         assert!(up.contains("gitspy_redis_up 1"));
         assert!(up.contains("gitspy_queue_waiting 3"));
         assert!(up.contains("gitspy_queue_active 1"));
+        assert!(up.contains(&format!(
+            "gitspy_build_info{{version=\"{}\",features=\"{}\"}} 1",
+            crate::build_info::VERSION,
+            crate::build_info::FEATURES
+        )));
     }
 
     #[test]

@@ -23,6 +23,14 @@
 //!   make the comparison meaningless). It compares repository names and card states (every
 //!   per-field version and tombstone), then the rendered boards, and reports the first
 //!   difference in key order.
+//! - **`--shuffle-seed N [--duplicates K]`** reads the window into memory, shuffles it with a
+//!   seeded Fisher–Yates (splitmix64, so the order depends only on the seed and the window, not
+//!   on a library version), inserts K extra copies of seeded rows at seeded positions, and folds
+//!   that. A correct fold is order-independent and idempotent, so the boards and digests equal
+//!   the in-order replay's; the harness compares the two.
+//! - **`--json`** replaces the per-board lines with one JSON object (see `gitspy replay --help`).
+//!   Its `digest` is `sha256:` of the lines `<repo> <board digest>\n` in repository-name order,
+//!   one value for "every board of the window".
 //! - **Exit codes**: 0 done (and, with `--verify`, no difference), 1 `--verify` found a
 //!   difference, 2 the replay could not run (bad flags, unreadable store or state file).
 
@@ -37,39 +45,6 @@ use crate::github::board::{self, Board, Column};
 use crate::github::fold::{address_boards, CardKey, CardState, FoldState, RepoState};
 use crate::store::{SqliteStore, Store, StoreError, StoreSnapshot};
 
-/// Integers at or above this are unix milliseconds, below it unix seconds.
-pub const MS_THRESHOLD: i64 = 100_000_000_000;
-
-/// Parses a window bound to unix milliseconds: RFC 3339, unix seconds or unix milliseconds (see
-/// the module docs for how the two are told apart).
-pub fn parse_instant_ms(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let bad = || {
-        format!(
-            "invalid instant `{s}`: expected RFC 3339 (2024-05-01T12:00:00Z), unix seconds \
-             (1714564800) or unix milliseconds (1714564800000)"
-        )
-    };
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms.trim().parse::<i64>().map_err(|_| bad());
-    }
-    if let Some(secs) = s.strip_suffix('s') {
-        if let Ok(n) = secs.trim().parse::<i64>() {
-            return n.checked_mul(1000).ok_or_else(bad);
-        }
-    }
-    if let Ok(n) = s.parse::<i64>() {
-        return if n.unsigned_abs() >= MS_THRESHOLD.unsigned_abs() {
-            Ok(n)
-        } else {
-            Ok(n * 1000)
-        };
-    }
-    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| bad())?;
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
-}
-
 /// What a replay produced.
 #[derive(Debug)]
 pub struct Replayed {
@@ -79,6 +54,90 @@ pub struct Replayed {
     pub deliveries: u64,
     /// Rows whose payload was not JSON (skipped, as the worker logs them without effect).
     pub unparseable: u64,
+}
+
+/// A small seeded generator (splitmix64): the shuffled order depends only on the seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`), without modulo bias worth caring about for these sizes.
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// The order `--shuffle-seed` folds in: indexes into the window's rows, shuffled, with
+/// `duplicates` extra copies of seeded rows at seeded positions.
+pub fn shuffled_order(rows: usize, seed: u64, duplicates: u64) -> Vec<usize> {
+    let mut rng = SplitMix(seed);
+    let mut order: Vec<usize> = (0..rows).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    if rows > 0 {
+        for _ in 0..duplicates {
+            let copy = rng.below(rows);
+            let at = rng.below(order.len() + 1);
+            order.insert(at, copy);
+        }
+    }
+    order
+}
+
+/// [`fold_window`] in the order of [`shuffled_order`]; `deliveries` counts the folds, copies
+/// included.
+pub fn fold_window_shuffled(
+    store: &dyn Store,
+    from_ms: i64,
+    to_ms: i64,
+    seed: FoldState,
+    shuffle_seed: u64,
+    duplicates: u64,
+) -> Result<Replayed, StoreError> {
+    let mut rows = Vec::new();
+    store.scan_log(from_ms, to_ms, &mut |row| {
+        rows.push(row.delivery);
+        Ok(())
+    })?;
+    let mut out = Replayed {
+        state: seed,
+        deliveries: 0,
+        unparseable: 0,
+    };
+    for i in shuffled_order(rows.len(), shuffle_seed, duplicates) {
+        let d = &rows[i];
+        out.deliveries += 1;
+        match serde_json::from_slice::<serde_json::Value>(&d.body) {
+            Ok(payload) => {
+                out.state.apply(&d.event, &payload);
+            }
+            Err(e) => {
+                out.unparseable += 1;
+                tracing::warn!(delivery = %d.id, "payload is not JSON, skipped: {e}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The overall digest of a set of boards (see the module docs).
+pub fn overall_digest(boards: &[Board]) -> String {
+    use sha2::Digest as _;
+    let mut sorted: Vec<&Board> = boards.iter().collect();
+    sorted.sort_by(|a, b| a.repo.cmp(&b.repo));
+    let mut h = sha2::Sha256::new();
+    for b in sorted {
+        h.update(format!("{} {}\n", b.repo, b.digest).as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 /// Folds the window `[from_ms, to_ms)` of the store's event log into `seed`.
@@ -371,7 +430,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         Some(path) => read_state(path)?,
         None => FoldState::default(),
     };
-    let replayed = fold_window(&store, from, to, seed).context("reading the event log")?;
+    let replayed = match args.shuffle_seed {
+        Some(s) => fold_window_shuffled(&store, from, to, seed, s, args.duplicates),
+        None => fold_window(&store, from, to, seed),
+    }
+    .context("reading the event log")?;
     tracing::info!(
         deliveries = replayed.deliveries,
         unparseable = replayed.unparseable,
@@ -388,29 +451,83 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     }
 
     let mut out = std::io::stdout().lock();
-    for b in &boards {
-        writeln!(out, "{}", summary_line(b)).context("writing to stdout")?;
+    if !args.json {
+        for b in &boards {
+            writeln!(out, "{}", summary_line(b)).context("writing to stdout")?;
+        }
     }
     if !args.dry_run {
         write_outputs(&args.out, &boards, &replayed.state)?;
-        writeln!(
-            out,
-            "wrote {} board(s) and {STATE_FILE} to {}",
-            boards.len(),
-            args.out.display()
-        )
-        .context("writing to stdout")?;
+        if !args.json {
+            writeln!(
+                out,
+                "wrote {} board(s) and {STATE_FILE} to {}",
+                boards.len(),
+                args.out.display()
+            )
+            .context("writing to stdout")?;
+        }
+    }
+
+    let difference = if args.verify {
+        let snap = store.snapshot().context("reading the live store")?;
+        let d = compare(&replayed.state, &snap, args.repo.as_deref());
+        if d.is_none() {
+            tracing::info!("verify: the replay matches the live store");
+        }
+        d
+    } else {
+        None
+    };
+    if args.json {
+        let doc = json_summary(args, &replayed, &boards, difference.as_ref());
+        writeln!(out, "{doc}").context("writing to stdout")?;
     }
     out.flush().context("writing to stdout")?;
+    Ok(match difference {
+        Some(diff) => Outcome::Differs(diff),
+        None => Outcome::Ok,
+    })
+}
 
+/// The `--json` document.
+pub fn json_summary(
+    args: &ReplayArgs,
+    replayed: &Replayed,
+    boards: &[Board],
+    difference: Option<&Difference>,
+) -> serde_json::Value {
+    let boards_json: Vec<serde_json::Value> = boards
+        .iter()
+        .map(|b| {
+            let counts: serde_json::Map<String, serde_json::Value> = Column::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        c.as_str().to_owned(),
+                        b.counts.get(c).copied().unwrap_or(0).into(),
+                    )
+                })
+                .collect();
+            serde_json::json!({ "repo": b.repo, "digest": b.digest, "counts": counts })
+        })
+        .collect();
+    let mut doc = serde_json::json!({
+        "window": { "from_ms": args.from, "to_ms": args.to },
+        "deliveries": replayed.deliveries,
+        "unparseable": replayed.unparseable,
+        "order": { "shuffle_seed": args.shuffle_seed, "duplicates": args.duplicates },
+        "boards": boards_json,
+        "digest": overall_digest(boards),
+        "wrote": (!args.dry_run).then(|| args.out.display().to_string()),
+    });
     if args.verify {
-        let snap = store.snapshot().context("reading the live store")?;
-        if let Some(diff) = compare(&replayed.state, &snap, args.repo.as_deref()) {
-            return Ok(Outcome::Differs(diff));
-        }
-        tracing::info!("verify: the replay matches the live store");
+        doc["verify"] = serde_json::json!({
+            "matches": difference.is_none(),
+            "difference": difference.map(ToString::to_string),
+        });
     }
-    Ok(Outcome::Ok)
+    doc
 }
 
 fn write_outputs(dir: &Path, boards: &[Board], state: &FoldState) -> anyhow::Result<()> {
@@ -426,27 +543,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instants_in_every_accepted_form() {
-        assert_eq!(parse_instant_ms("1714564800"), Ok(1_714_564_800_000));
-        assert_eq!(parse_instant_ms("1714564800000"), Ok(1_714_564_800_000));
-        assert_eq!(
-            parse_instant_ms("2024-05-01T12:00:00Z"),
-            Ok(1_714_564_800_000)
-        );
-        assert_eq!(
-            parse_instant_ms("2024-05-01T14:00:00.250+02:00"),
-            Ok(1_714_564_800_250)
-        );
-        assert_eq!(parse_instant_ms("5s"), Ok(5_000));
-        assert_eq!(parse_instant_ms("5ms"), Ok(5));
-        assert_eq!(parse_instant_ms("0"), Ok(0));
-        // Just below the threshold is seconds, at it milliseconds.
-        assert_eq!(parse_instant_ms("99999999999"), Ok(99_999_999_999_000));
-        assert_eq!(parse_instant_ms("100000000000"), Ok(100_000_000_000));
-        assert!(parse_instant_ms("yesterday")
-            .unwrap_err()
-            .contains("RFC 3339"));
-        assert!(parse_instant_ms("2024-05-01").is_err());
+    fn the_shuffled_order_is_a_seeded_permutation_plus_copies() {
+        let a = shuffled_order(50, 7, 0);
+        assert_eq!(a, shuffled_order(50, 7, 0));
+        assert_ne!(a, shuffled_order(50, 8, 0));
+        assert_ne!(a, (0..50).collect::<Vec<_>>());
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        let with = shuffled_order(50, 7, 5);
+        assert_eq!(with.len(), 55);
+        assert!(with.iter().all(|i| *i < 50));
+        assert!(shuffled_order(0, 7, 5).is_empty());
     }
 
     #[test]

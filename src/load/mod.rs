@@ -52,8 +52,8 @@ pub struct SendArgs {
     /// Share of requests, 0 to 1, that repeat an earlier delivery of the batch (seeded).
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
     pub duplicate_fraction: f64,
-    /// Arrival rate: `20/s`, `600/m`, `20` (per second); `0` sends as fast as the concurrency
-    /// allows. The schedule never waits for responses (open model).
+    /// Arrival rate: `20/s`, `600/m`, `10/500ms` (a bare number is refused: write its unit);
+    /// `max` sends as fast as the concurrency allows. The schedule never waits for responses (open model).
     #[arg(long, default_value = "50/s", value_parser = parse_rate)]
     pub rate: f64,
     /// Requests in flight at most; a request due while all are busy starts late and is counted.
@@ -176,55 +176,19 @@ fn write_summary(
     out.flush()
 }
 
-/// Parses an arrival rate: `20/s`, `1200/m`, `3/h`, or a bare number per second. `0` = unpaced.
+/// Parses `--rate`: a rate in the shared grammar (`20/s`, `1200/m`, `10/500ms`;
+/// [`gitspy_contract::units`]) as events per second, or `max` (0: unpaced). A bare number is
+/// refused here as in scenario files.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let (number, per) = match text.trim().split_once('/') {
-        Some((n, unit)) => {
-            let per = match unit.trim() {
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                other => {
-                    return Err(format!(
-                        "unknown rate unit {other:?} in {text:?}; use /s, /m or /h"
-                    ))
-                }
-            };
-            (n.trim(), per)
-        }
-        None => (text.trim(), 1.0),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid rate {text:?}; expected e.g. 20/s"))?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(format!("invalid rate {text:?}; it must be 0 or positive"));
+    if text.trim() == "max" {
+        return Ok(0.0);
     }
-    Ok(n / per)
+    gitspy_contract::units::rate_arg(text).map(|r| r.per_second())
 }
 
-/// Parses a duration: `500ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+/// Parses `--timeout` and other durations in the shared grammar (`500ms`, `10s`, `1m30s`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}; expected e.g. 10s or 500ms"))?;
-    let seconds = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {text:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration {text:?}"))
+    gitspy_contract::units::duration_arg(text)
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -248,23 +212,16 @@ mod tests {
     }
 
     #[test]
-    fn rates() {
+    fn rates_and_durations_use_the_shared_grammar() {
         assert_eq!(parse_rate("20/s"), Ok(20.0));
-        assert_eq!(parse_rate("20"), Ok(20.0));
         assert_eq!(parse_rate("120/m"), Ok(2.0));
-        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("max"), Ok(0.0));
+        assert!(parse_rate("20").unwrap_err().contains("<count>/<unit>"));
         assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("5/d").is_err());
         assert!(parse_rate("-1/s").is_err());
-    }
-
-    #[test]
-    fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("3").unwrap_err().contains("no unit"));
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("s").is_err());
     }

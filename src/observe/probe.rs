@@ -3,26 +3,17 @@
 //! pending count, and the dead-letter stream's length.
 //!
 //! Keys are walked with `SCAN` (never `KEYS`, which blocks a production Redis), optionally
-//! narrowed to the delivery ids of one run. The key layout
-//! of GitSpy is defined once, in the constants below. A missing stream or consumer group is not
-//! an error: a Redis that lost its data, or a run that has not sent anything yet, has neither.
+//! narrowed to the delivery ids of one run. Every name (stream, group, key patterns, state
+//! values) is read from the run's target profile ([`Profile`]; GitSpy's by default, from the
+//! shared contract), never written here. A missing stream or consumer group is not an error: a
+//! Redis that lost its data, or a run that has not sent anything yet, has neither.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use gitspy_contract::{keys, DeliveryState, Profile};
 use serde::{Deserialize, Serialize};
-
-/// Suffix of the per-delivery state keys (`events:<delivery>:state`).
-pub const STATE_SUFFIX: &str = "state";
-/// Suffix of the per-delivery lock keys (`events:<delivery>:lock`).
-pub const LOCK_SUFFIX: &str = "lock";
-/// The work stream.
-pub const STREAM: &str = "gitspy:events";
-/// The consumer group of the workers.
-pub const GROUP: &str = "gitspy-workers";
-/// The dead-letter stream.
-pub const DEAD_STREAM: &str = "gitspy:events:dead";
 
 /// How long to wait for a TCP connection to Redis. A paused or stopped Redis must cost the
 /// probe a bounded time, never a hang.
@@ -50,25 +41,10 @@ pub struct ProbeConfig {
 }
 
 impl ProbeConfig {
-    /// The `SCAN` pattern for keys `events:<id>:<suffix>` of the selected ids.
-    fn pattern(&self, suffix: &str) -> String {
-        match &self.id_prefix {
-            Some(p) => format!("events:{}*:{suffix}", glob_escape(p)),
-            None => format!("events:*:{suffix}"),
-        }
+    /// The `SCAN` pattern for the keys of `key_pattern` (`events:{id}:state`) of the selected ids.
+    fn pattern(&self, key_pattern: &str) -> String {
+        keys::scan_glob(key_pattern, self.id_prefix.as_deref())
     }
-}
-
-/// Escapes the glob metacharacters of Redis `MATCH` patterns.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Why a lock is stuck.
@@ -175,15 +151,26 @@ pub async fn connect(url: &str) -> Result<redis::aio::MultiplexedConnection> {
         .with_context(|| format!("connecting to Redis at {url}"))
 }
 
-/// Runs one probe on `conn`.
+/// Runs one probe on `conn` with GitSpy's names.
 pub async fn probe(
     conn: &mut redis::aio::MultiplexedConnection,
     config: &ProbeConfig,
 ) -> Result<RedisProbe> {
+    probe_as(conn, config, &Profile::default()).await
+}
+
+/// Runs one probe on `conn` with the names of `profile`. State values are reported under the
+/// contract's names (`processed`, …); a value the profile does not name is kept as found.
+pub async fn probe_as(
+    conn: &mut redis::aio::MultiplexedConnection,
+    config: &ProbeConfig,
+    profile: &Profile,
+) -> Result<RedisProbe> {
     let at_ms = super::prom::now_ms();
+    let layout = &profile.redis;
 
     let mut states = BTreeMap::new();
-    for batch in scan(conn, &config.pattern(STATE_SUFFIX)).await? {
+    for batch in scan(conn, &config.pattern(&layout.state_key)).await? {
         let mut pipe = redis::pipe();
         for k in &batch {
             pipe.cmd("GET").arg(k);
@@ -194,7 +181,11 @@ pub async fn probe(
             .context("reading delivery state keys")?;
         // A key that expired between SCAN and GET reads None and is not counted.
         for v in values.into_iter().flatten() {
-            *states.entry(v).or_insert(0) += 1;
+            let name = match profile.states.state_of(&v) {
+                DeliveryState::Unknown => v,
+                known => known.as_str().to_owned(),
+            };
+            *states.entry(name).or_insert(0) += 1;
         }
     }
 
@@ -202,7 +193,7 @@ pub async fn probe(
         .drained_since_ms
         .map(|since| at_ms.saturating_sub(since));
     let mut locks = Vec::new();
-    for batch in scan(conn, &config.pattern(LOCK_SUFFIX)).await? {
+    for batch in scan(conn, &config.pattern(&layout.lock_key)).await? {
         let mut pipe = redis::pipe();
         for k in &batch {
             pipe.cmd("PTTL").arg(k).cmd("GET").arg(k);
@@ -225,7 +216,7 @@ pub async fn probe(
                 .flatten();
             locks.push(LockInfo {
                 key: k.clone(),
-                delivery: delivery_of(k),
+                delivery: keys::id_of(&layout.lock_key, k).unwrap_or(k).to_owned(),
                 pttl_ms: pttl,
                 value,
                 stuck: classify_lock(pttl, config.lock_ttl_ms, drained_for),
@@ -235,23 +226,23 @@ pub async fn probe(
     locks.sort_by(|a, b| a.key.cmp(&b.key));
 
     let stream_exists: bool = redis::cmd("EXISTS")
-        .arg(STREAM)
+        .arg(&layout.stream)
         .query_async::<u64>(conn)
         .await
         .context("checking the work stream")?
         == 1;
     let stream_len: u64 = redis::cmd("XLEN")
-        .arg(STREAM)
+        .arg(&layout.stream)
         .query_async(conn)
         .await
         .context("reading the work stream length")?;
     let pending = if stream_exists {
-        pending_count(conn).await?
+        pending_count(conn, &layout.stream, &layout.group).await?
     } else {
         None
     };
     let dead_len: u64 = redis::cmd("XLEN")
-        .arg(DEAD_STREAM)
+        .arg(&layout.dead_stream)
         .query_async(conn)
         .await
         .context("reading the dead-letter stream length")?;
@@ -268,10 +259,14 @@ pub async fn probe(
 }
 
 /// `XPENDING <stream> <group>` summary count; `None` when the group does not exist.
-async fn pending_count(conn: &mut redis::aio::MultiplexedConnection) -> Result<Option<u64>> {
+async fn pending_count(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> Result<Option<u64>> {
     let reply: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
-        .arg(STREAM)
-        .arg(GROUP)
+        .arg(stream)
+        .arg(group)
         .query_async(conn)
         .await;
     match reply {
@@ -315,13 +310,6 @@ async fn scan(
     }
 }
 
-/// `events:<delivery>:lock` → `<delivery>` (the id may itself contain colons).
-fn delivery_of(key: &str) -> String {
-    key.strip_prefix("events:")
-        .and_then(|rest| rest.rsplit_once(':'))
-        .map_or_else(|| key.to_owned(), |(id, _)| id.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,19 +338,12 @@ mod tests {
     #[test]
     fn patterns_escape_the_prefix() {
         let all = ProbeConfig::default();
-        assert_eq!(all.pattern(STATE_SUFFIX), "events:*:state");
+        assert_eq!(all.pattern(keys::STATE), "events:*:state");
         let run = ProbeConfig {
             id_prefix: Some("r[1]*".into()),
             ..ProbeConfig::default()
         };
-        assert_eq!(run.pattern(LOCK_SUFFIX), "events:r\\[1\\]\\**:lock");
-    }
-
-    #[test]
-    fn delivery_id_from_key() {
-        assert_eq!(delivery_of("events:abc-1:lock"), "abc-1");
-        assert_eq!(delivery_of("events:run:7:lock"), "run:7");
-        assert_eq!(delivery_of("odd"), "odd");
+        assert_eq!(run.pattern(keys::LOCK), "events:r\\[1\\]\\**:lock");
     }
 
     #[test]

@@ -13,42 +13,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use gitspy_contract::MetricNames;
 use serde::{Deserialize, Serialize};
 
-/// The metric names of SPEC §1.4 that the harness reads. One place defines each name.
+/// The metric names the harness reads: the shared contract's (GitSpy's). A target with other
+/// names is read through [`Scrape::canonical`], which renames its samples to these.
 pub mod names {
-    /// Server: deliveries accepted (queued or spooled).
-    pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
-    /// Server: duplicate deliveries answered 200.
-    pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
-    /// Server: rejected deliveries, label `reason`.
-    pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
-    /// Worker: deliveries applied (or logged) successfully.
-    pub const JOBS_PROCESSED: &str = "gitspy_jobs_processed_total";
-    /// Worker: deliveries dead-lettered.
-    pub const JOBS_FAILED: &str = "gitspy_jobs_failed_total";
-    /// Worker: retries scheduled.
-    pub const JOBS_RETRIED: &str = "gitspy_jobs_retried_total";
-    /// Worker: entries skipped as already processed.
-    pub const JOBS_DUPLICATE: &str = "gitspy_jobs_duplicate_total";
+    pub use gitspy_contract::metrics::*;
     /// Worker: histogram of job durations in milliseconds (base name, without `_bucket`).
-    pub const JOB_DURATION_MS: &str = "gitspy_job_duration_ms";
-    /// Gauge: entries not yet delivered to a consumer.
-    pub const QUEUE_WAITING: &str = "gitspy_queue_waiting";
-    /// Gauge: entries pending (delivered, not acknowledged).
-    pub const QUEUE_ACTIVE: &str = "gitspy_queue_active";
-    /// Gauge: dead-lettered entries.
-    pub const QUEUE_DEAD: &str = "gitspy_queue_dead";
-    /// Gauge: retries waiting out a backoff (scheduled, not yet back in the stream).
-    pub const QUEUE_DELAYED: &str = "gitspy_queue_delayed";
-    /// Server gauge: records in the local spool.
-    pub const SPOOL_DEPTH: &str = "gitspy_spool_depth";
-    /// Gauge: 1 while the process reaches Redis. While 0, the queue gauges are absent.
-    pub const REDIS_UP: &str = "gitspy_redis_up";
-    /// Counter: times a process found Redis had lost its data.
-    pub const REDIS_DATA_LOSS: &str = "gitspy_redis_data_loss_total";
-    /// Gauge: unix seconds the process started; a new value means a restart.
-    pub const PROCESS_START: &str = "process_start_time_seconds";
+    pub const JOB_DURATION_MS: &str = gitspy_contract::metrics::JOB_DURATION;
 }
 
 /// How long one scrape may take. A worker answering slower than this is treated as not
@@ -111,6 +84,39 @@ impl Scrape {
         let delayed = self.gauge(names::QUEUE_DELAYED).unwrap_or(0.0);
         let spooled = self.gauge(names::SPOOL_DEPTH).unwrap_or(0.0);
         Some(waiting + active + delayed + spooled)
+    }
+
+    /// The samples renamed from a target's metric names (`names`, from its profile) to the
+    /// contract's. A sample no role names is kept as it is, unless its name is one of the
+    /// contract's (it would be misread as that role) — then it is dropped.
+    #[must_use]
+    pub fn canonical(mut self, names: &MetricNames) -> Scrape {
+        if *names == MetricNames::default() {
+            return self;
+        }
+        let ours: Vec<&str> = MetricNames::default().pairs().iter().map(|p| p.1).collect();
+        let taken = |name: &str| {
+            ours.iter().any(|o| {
+                name == *o
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|suffix| name.strip_suffix(suffix) == Some(o))
+            })
+        };
+        self.samples = std::mem::take(&mut self.samples)
+            .into_iter()
+            .filter_map(|mut s| match names.canonical(&s.name) {
+                Some(name) => {
+                    s.name = name;
+                    Some(s)
+                }
+                None if taken(&s.name) => None,
+                None => Some(s),
+            })
+            .collect();
+        self.samples
+            .sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+        self
     }
 
     /// Parses a text exposition taken from `target` at `at_ms`.
@@ -268,6 +274,17 @@ fn format_le(le: f64) -> String {
 /// Scrapes `url` (a `/metrics/prom` endpoint) as `target`, with [`SCRAPE_TIMEOUT`] for the
 /// whole exchange. A non-2xx answer is an error naming the status.
 pub async fn scrape(client: &reqwest::Client, url: &str, target: &str) -> Result<Scrape> {
+    scrape_as(client, url, target, &MetricNames::default()).await
+}
+
+/// [`scrape`] of a target whose metric names are `names` (its profile's), renamed to the
+/// contract's names so every reader downstream is indifferent to the target's naming.
+pub async fn scrape_as(
+    client: &reqwest::Client,
+    url: &str,
+    target: &str,
+    names: &MetricNames,
+) -> Result<Scrape> {
     let resp = client
         .get(url)
         .timeout(SCRAPE_TIMEOUT)
@@ -282,7 +299,7 @@ pub async fn scrape(client: &reqwest::Client, url: &str, target: &str) -> Result
         .text()
         .await
         .with_context(|| format!("reading the metrics body of {target} at {url}"))?;
-    Scrape::parse(target, now_ms(), &text)
+    Ok(Scrape::parse(target, now_ms(), &text)?.canonical(names))
 }
 
 /// Current unix time in milliseconds (0 if the clock is before 1970, which it never is).

@@ -191,19 +191,17 @@ async fn listing(ctx: &Ctx) -> anyhow::Result<BTreeSet<String>> {
 /// The Redis probe (the system is drained; locks still present after a drain longer than the
 /// lock TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
 async fn redis_probe(ctx: &Ctx, end: &Ending) -> Option<crate::observe::RedisProbe> {
-    let lock_ttl_ms = WORKER_LOCK_TTL
-        .parse::<crate::scenario::Dur>()
-        .map(|d| d.get().as_millis() as u64)
-        .unwrap_or(10_000);
+    let lock_ttl_ms = WORKER_LOCK_TTL.as_millis() as u64;
     let redis_url = ctx.sys.lock().await.redis.url().ok()?;
     let mut conn = probe::connect(&redis_url).await.ok()?;
-    probe::probe(
+    probe::probe_as(
         &mut conn,
         &probe::ProbeConfig {
             lock_ttl_ms,
             drained_since_ms: end.drain_error.is_none().then_some(end.drained_at_ms),
             id_prefix: Some(ctx.nonce.as_str().to_string()),
         },
+        &ctx.profile,
     )
     .await
     .ok()

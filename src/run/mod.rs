@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rand::SeedableRng as _;
 
-use crate::cli::{BackendArg, RunArgs};
 use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
@@ -35,6 +34,8 @@ pub struct RunOptions {
     pub poll_interval: Option<Duration>,
     pub time_scale: f64,
     pub report_dir: PathBuf,
+    /// A target profile file (the system's names); overrides the scenario's `target.profile`.
+    pub profile: Option<PathBuf>,
     /// Test-only: start GitSpy with its duplicate checks off.
     pub target_disable_dedupe: bool,
 }
@@ -50,24 +51,13 @@ pub struct RunOutcome {
     pub dir: PathBuf,
 }
 
-pub async fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let opts = RunOptions {
-        backend: args.backend.map(|b| match b {
-            BackendArg::Docker => BackendKind::Docker,
-            BackendArg::Process => BackendKind::Process,
-            BackendArg::Auto => BackendKind::Auto,
-        }),
-        gitspy_bin: args.gitspy_bin.clone(),
-        seed: args.seed,
-        poll_interval: args.poll_interval.map(|d| d.get()),
-        time_scale: args.time_scale,
-        report_dir: args.report_dir.clone(),
-        target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
-    };
+/// `gitspy-chaos run`: loads and validates every scenario first, then runs them in order with
+/// `opts`. The exit code is the worst verdict (0 passed, 1 a check failed, 2 could not run).
+pub async fn run_cmd(scenarios: &[PathBuf], opts: RunOptions) -> anyhow::Result<ExitCode> {
     // Parse and validate every file first: a typo in the third file must not cost two runs.
     let mut loaded = Vec::new();
     let mut bad = 0;
-    for path in &args.scenarios {
+    for path in scenarios {
         match scenario::load_and_validate(path) {
             Ok(s) => loaded.push((path.clone(), s)),
             Err(diags) => {
@@ -172,6 +162,11 @@ pub async fn run_scenario(
         run_dir.display()
     );
 
+    let profile = crate::system::profile::resolve_profile(
+        opts.profile.as_deref(),
+        path,
+        s.target.value.profile.as_deref(),
+    )?;
     let system = match &s.target.value.attach {
         None => {
             System::start(SystemSpec {
@@ -184,6 +179,7 @@ pub async fn run_scenario(
                 spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
                 dir: &run_dir.join("system"),
                 disable_dedupe: opts.target_disable_dedupe,
+                profile: &profile,
             })
             .await
         }
@@ -225,7 +221,7 @@ pub async fn run_scenario(
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url("/webhooks"),
+        url: system.server_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
@@ -233,7 +229,7 @@ pub async fn run_scenario(
     })?;
     let (repo, repo_id) = steps::run_repo(&nonce);
     let gen = PayloadGen::new(seed, nonce.clone(), &repo, repo_id)?;
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         system,
         sender,
         gen,
@@ -242,7 +238,9 @@ pub async fn run_scenario(
         rand::rngs::StdRng::seed_from_u64(seed),
         gitspy_bin.clone(),
         run_dir.join("replays"),
-    )?);
+    )?;
+    ctx.profile = profile;
+    let ctx = Arc::new(ctx);
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
@@ -430,7 +428,7 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     let scrapes = futures::future::join_all(
         targets
             .iter()
-            .map(|(name, url)| prom::scrape(&ctx.http, url, name)),
+            .map(|(name, url)| prom::scrape_as(&ctx.http, url, name, &ctx.profile.metrics)),
     )
     .await;
     let mut s = match series.lock() {

@@ -61,6 +61,8 @@ pub struct Ctx {
     pub redis_down: Mutex<Option<RedisAction>>,
     /// A spinner on a terminal; `None` writes plain stderr lines (CI logs, pipes).
     progress: Option<indicatif::ProgressBar>,
+    /// The names of the system under test (GitSpy's unless the scenario or `--profile` says).
+    pub profile: gitspy_contract::Profile,
 }
 
 /// Everything the steps record.
@@ -122,6 +124,7 @@ impl Ctx {
             step_counter: AtomicU32::new(0),
             redis_down: Mutex::new(None),
             progress: progress_bar(),
+            profile: gitspy_contract::Profile::default(),
         })
     }
 
@@ -440,7 +443,7 @@ impl Ctx {
     /// server's gauges (absent gauges, i.e. Redis down, are not drained).
     pub async fn is_drained(&self) -> bool {
         let url = format!("{}/metrics/prom", self.server_url);
-        match prom::scrape(&self.http, &url, "server").await {
+        match prom::scrape_as(&self.http, &url, "server", &self.profile.metrics).await {
             Ok(s) => s.gauge(names::REDIS_UP) == Some(1.0) && s.backlog() == Some(0.0),
             Err(_) => false,
         }
@@ -616,7 +619,7 @@ impl Ctx {
     /// Scrapes one process now (before it is killed or stopped), so its counters are known up to
     /// the fault: what it counts after this scrape and before the signal is all that is lost.
     pub async fn scrape_one(&self, name: &str, url: &str) {
-        if let Ok(scrape) = prom::scrape(&self.http, url, name).await {
+        if let Ok(scrape) = prom::scrape_as(&self.http, url, name, &self.profile.metrics).await {
             lock(&self.series).push(scrape);
         }
     }
@@ -628,7 +631,7 @@ impl Ctx {
     ) -> anyhow::Result<()> {
         let name = p.role.name();
         if action != ProcessAction::Start {
-            if let Some(url) = p.url("/metrics/prom") {
+            if let Some(url) = p.url(&self.profile.endpoints.metrics) {
                 if p.is_running() {
                     self.scrape_one(&name, &url).await;
                 }

@@ -8,12 +8,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use gitspy_contract::units::Dur;
+use gitspy_contract::{EndpointPaths, Profile};
+
 use crate::system::procs::{proc_start_ticks, ManagedProc, Role};
 use crate::system::{BackendKind, BackendOptions, RedisBackend, RUN_LABEL};
 
 /// Lock TTL and claim-idle the harness gives managed workers: short enough that a crashed
-/// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat.
-pub const WORKER_LOCK_TTL: &str = "10s";
+/// worker's deliveries are reclaimed within a scenario, long enough for the heartbeat. Typed:
+/// the env value is written from it in the shared grammar, never re-parsed.
+pub const WORKER_LOCK_TTL: Duration = Duration::from_secs(10);
 /// How long a managed process gets for a clean SIGTERM exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
@@ -58,6 +62,8 @@ pub struct System {
     pub workers: Vec<ManagedProc>,
     pub secret: String,
     pub dir: PathBuf,
+    /// HTTP paths of the system (its profile's; GitSpy's by default).
+    pub paths: EndpointPaths,
     run_file: PathBuf,
 }
 
@@ -74,6 +80,8 @@ pub struct SystemSpec<'a> {
     pub dir: &'a Path,
     /// Test-only: start GitSpy with every duplicate check off (proves the harness sees duplicates).
     pub disable_dedupe: bool,
+    /// The names of the system (env variables, endpoints) from its target profile.
+    pub profile: &'a Profile,
 }
 
 impl System {
@@ -101,6 +109,7 @@ impl System {
             workers: Vec::new(),
             secret: format!("chaos-{}", spec.run_id),
             dir: spec.dir.to_path_buf(),
+            paths: spec.profile.endpoints.clone(),
             run_file: runs_dir().join(format!("{}.json", spec.run_id)),
         };
         sys.record();
@@ -108,31 +117,33 @@ impl System {
         sys.record();
         let redis_url = sys.redis.url()?;
         let db = spec.dir.join("gitspy.db").display().to_string();
+        let env = &spec.profile.env;
+        let lock_ttl = Dur(WORKER_LOCK_TTL).to_string();
         let mut common = vec![
-            ("REDIS_URL".to_string(), redis_url),
-            ("GITSPY_DB".to_string(), db),
-            ("GITSPY_REDIS_TIMEOUT".to_string(), "1s".to_string()),
+            (env.redis_url.clone(), redis_url),
+            (env.db.clone(), db),
+            (env.redis_timeout.clone(), "1s".to_string()),
         ];
         if spec.disable_dedupe {
-            common.push(("GITSPY_TEST_DISABLE_DEDUPE".into(), "true".into()));
+            common.push((env.test_disable_dedupe.clone(), "true".into()));
         }
         let mut server_env = common.clone();
-        server_env.push(("GITHUB_WEBHOOK_SECRET".into(), sys.secret.clone()));
+        server_env.push((env.webhook_secret.clone(), sys.secret.clone()));
         server_env.push((
-            "GITSPY_ON_REDIS_DOWN".into(),
+            env.on_redis_down.clone(),
             if spec.spool { "spool" } else { "reject" }.into(),
         ));
         server_env.push((
-            "GITSPY_SPOOL_DIR".into(),
+            env.spool_dir.clone(),
             spec.dir.join("spool").display().to_string(),
         ));
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
         sys.server.start().await?;
         sys.record();
         let mut worker_env = common;
-        worker_env.push(("GITSPY_LOCK_TTL".into(), WORKER_LOCK_TTL.into()));
-        worker_env.push(("GITSPY_CLAIM_IDLE".into(), WORKER_LOCK_TTL.into()));
-        worker_env.push(("GITSPY_BLOCK".into(), "1s".into()));
+        worker_env.push((env.lock_ttl.clone(), lock_ttl.clone()));
+        worker_env.push((env.claim_idle.clone(), lock_ttl));
+        worker_env.push((env.block.clone(), "1s".into()));
         for i in 0..spec.workers as usize {
             let mut w = ManagedProc::new(
                 Role::Worker(i),
@@ -180,6 +191,7 @@ impl System {
             workers: Vec::new(),
             secret,
             dir: dir.to_path_buf(),
+            paths: EndpointPaths::default(),
             run_file: runs_dir().join(format!("{run_id}.json")),
         };
         sys.record();
@@ -197,15 +209,15 @@ impl System {
     /// `(target name, metrics URL)` of every process.
     pub fn metric_targets(&self) -> Vec<(String, String)> {
         if let Some(a) = &self.attach {
-            let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+            let mut v = vec![("server".to_string(), self.server_url(&self.paths.metrics))];
             for (i, u) in a.worker_urls.iter().enumerate() {
                 v.push((format!("worker-{i}"), u.clone()));
             }
             return v;
         }
-        let mut v = vec![("server".to_string(), self.server_url("/metrics/prom"))];
+        let mut v = vec![("server".to_string(), self.server_url(&self.paths.metrics))];
         for w in &self.workers {
-            if let Some(u) = w.url("/metrics/prom") {
+            if let Some(u) = w.url(&self.paths.metrics) {
                 v.push((w.role.name(), u));
             }
         }
@@ -213,7 +225,7 @@ impl System {
     }
 
     pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
-        let url = self.server_url("/readyz");
+        let url = self.server_url(&self.paths.readyz);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()?;

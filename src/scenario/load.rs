@@ -15,7 +15,7 @@ use super::Problem;
 /// Separates a message from its hint inside a serde error text, so that errors raised by our own
 /// `Deserialize` impls (durations, rates, worker choices) can carry their fix through the
 /// parser. Not a character anyone types in a scenario.
-const HINT_SEPARATOR: &str = "\u{2063}hint\u{2063}";
+use gitspy_contract::units::HINT_SEPARATOR;
 
 /// An error text for a `Deserialize` impl that also carries a hint for the user.
 pub(crate) fn with_hint(message: &str, hint: &str) -> String {

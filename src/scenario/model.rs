@@ -113,6 +113,12 @@ pub struct Target {
     /// starts and stops the server and the workers itself (managed mode).
     #[serde(default)]
     pub attach: Option<Attach>,
+    /// The names of the system under test — Redis key patterns, metric names, state values,
+    /// env names, endpoints — as a YAML profile file, relative to this scenario file (see
+    /// `docs/contract.md`). Absent: GitSpy's names. `run --profile` overrides it. Example:
+    /// `profile: profiles/acme.yaml`.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 fn default_workers() -> At<u32> {

@@ -10,6 +10,7 @@ pub mod attach;
 pub mod docker;
 pub mod process_redis;
 pub mod procs;
+pub mod profile;
 pub mod redis_ready;
 
 use std::fmt;

@@ -42,24 +42,8 @@ impl SendOutcome {
     }
 }
 
-/// A delivery's state as GitSpy reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Enqueued, not yet taken by a worker.
-    Received,
-    /// A worker holds it.
-    Processing,
-    /// Applied (or logged) successfully.
-    Processed,
-    /// Dead-lettered after the maximum number of attempts.
-    Failed,
-    /// In the server's local spool, not yet in Redis.
-    Spooled,
-    /// GitSpy knows nothing of it (or reported a state this harness does not know).
-    #[serde(other)]
-    Unknown,
-}
+/// A delivery's state as GitSpy reports it: the one enum of the shared contract.
+pub use gitspy_contract::DeliveryState;
 
 /// One entry of `POST /deliveries/lookup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,14 +332,7 @@ pub fn classify(
 }
 
 fn state_name(s: DeliveryState) -> &'static str {
-    match s {
-        DeliveryState::Received => "received",
-        DeliveryState::Processing => "processing",
-        DeliveryState::Processed => "processed",
-        DeliveryState::Failed => "failed",
-        DeliveryState::Spooled => "spooled",
-        DeliveryState::Unknown => "unknown",
-    }
+    s.as_str()
 }
 
 #[cfg(test)]

@@ -17,14 +17,6 @@ impl Drop for Kill {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `gitspy <args>` and returns it with the address from its first stdout line.
 fn gitspy(bin: &Path, args: &[&str], env: &[(&str, String)]) -> (Child, String) {
     let mut c = Command::new(bin);
@@ -53,32 +45,9 @@ fn attach_mode_drives_a_system_it_did_not_start_and_kills_only_the_matched_worke
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy");
     assert!(bin.is_file(), "build gitspy first: cargo build -p gitspy");
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let redis = crate::util::Redis::start();
+    let redis_url = redis.url.trim_end_matches('/').to_owned();
     let mut kids = Kill(Vec::new());
-    kids.0.push(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)"),
-    );
-    let redis_url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let db = dir.path().join("gitspy.db").display().to_string();
     let marker = format!("t-{}", std::process::id());
     let common = vec![("REDIS_URL", redis_url.clone()), ("GITSPY_DB", db)];

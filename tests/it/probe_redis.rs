@@ -1,65 +1,15 @@
 //! The Redis probe against a real `redis-server` spawned by the test on a free port with its
 //! own temporary directory, filled with keys and streams the test creates itself.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::util::{free_port, Redis};
+use gitspy_chaos::observe::probe::{self, ProbeConfig, StuckReason};
+use gitspy_contract::keys::{DEAD_STREAM, GROUP, STREAM};
 
-use gitspy_chaos::observe::probe::{self, ProbeConfig, StuckReason, DEAD_STREAM, GROUP, STREAM};
-
-/// A `redis-server` child killed when dropped.
-struct RedisGuard {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    l.local_addr().expect("reading the bound address").port()
-}
-
-async fn spawn_redis() -> RedisGuard {
-    let dir = tempfile::tempdir().expect("creating a temp dir");
-    let port = free_port();
-    let child = Command::new("/usr/bin/redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--appendonly", "yes", "--save", ""])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed for this test: install it (apt-get install redis-server)");
-    let guard = RedisGuard {
-        child,
-        url: format!("redis://127.0.0.1:{port}/"),
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut c) = probe::connect(&guard.url).await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
-            {
-                return guard;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} never answered PING within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A real `redis-server` from the shared support module.
+async fn spawn_redis() -> Redis {
+    tokio::task::spawn_blocking(Redis::start)
+        .await
+        .expect("starting redis-server")
 }
 
 async fn run(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> redis::Value {
@@ -228,4 +178,136 @@ async fn probe_of_an_unreachable_redis_fails_within_the_connect_timeout() {
         format!("{err:#}").contains(&format!("127.0.0.1:{port}")),
         "error does not name the address: {err:#}"
     );
+}
+
+/// A second, differently named system: keys, stream, group, state values and metric names all
+/// differ from GitSpy's. Loaded from a profile file, it drives the probe against a real
+/// redis-server holding keys in that naming, and the metric reading of an exposition in it;
+/// GitSpy's default profile over the same data sees none of it.
+#[tokio::test]
+async fn a_second_profile_drives_the_probe_and_the_metric_names() {
+    use gitspy_chaos::observe::prom::{names, Scrape};
+    use gitspy_chaos::system::profile::load_profile;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.yaml");
+    std::fs::write(
+        &file,
+        r#"name: acme-hooks
+redis:
+  stream: "acme:inbox"
+  dead_stream: "acme:inbox:dlq"
+  group: "acme-crew"
+  state_key: "acme/{id}/st"
+  lock_key: "acme/{id}/lk"
+states:
+  processed: done
+  failed: gave_up
+metrics:
+  jobs_processed: acme_jobs_done_total
+  queue_waiting: acme_backlog
+  job_duration: acme_job_ms
+"#,
+    )
+    .unwrap();
+    let acme = load_profile(&file).unwrap();
+
+    let redis = spawn_redis().await;
+    let mut c = probe::connect(&redis.url).await.unwrap();
+    for (key, value) in [
+        ("acme/run7-a/st", "done"),
+        ("acme/run7-b/st", "done"),
+        ("acme/run7-c/st", "gave_up"),
+        ("acme/run7-d/st", "received"),
+        ("acme/run7-e/st", "teleported"),
+        ("acme/other-x/st", "done"),
+        // GitSpy's naming of the same kind of key: not this system's.
+        ("events:run7-z:state", "processed"),
+    ] {
+        run(&mut c, &["SET", key, value]).await;
+    }
+    run(&mut c, &["SET", "acme/run7-a/lk", "tok:1"]).await;
+    for i in 0..3 {
+        run(&mut c, &["XADD", "acme:inbox", "*", "d", &i.to_string()]).await;
+    }
+    run(
+        &mut c,
+        &["XGROUP", "CREATE", "acme:inbox", "acme-crew", "0"],
+    )
+    .await;
+    run(
+        &mut c,
+        &[
+            "XREADGROUP",
+            "GROUP",
+            "acme-crew",
+            "w",
+            "COUNT",
+            "1",
+            "STREAMS",
+            "acme:inbox",
+            ">",
+        ],
+    )
+    .await;
+    run(&mut c, &["XADD", "acme:inbox:dlq", "*", "d", "c"]).await;
+
+    let cfg = ProbeConfig {
+        lock_ttl_ms: LOCK_TTL_MS,
+        id_prefix: Some("run7".into()),
+        ..ProbeConfig::default()
+    };
+    let p = probe::probe_as(&mut c, &cfg, &acme).await.unwrap();
+    let states: Vec<(&str, u64)> = p.states.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        states,
+        [
+            ("failed", 1),
+            ("processed", 2),
+            ("received", 1),
+            ("teleported", 1)
+        ],
+        "states in the contract's names; an unknown value kept as found"
+    );
+    assert_eq!(p.locks.len(), 1);
+    assert_eq!(p.locks[0].delivery, "run7-a");
+    assert_eq!(p.locks[0].stuck, Some(StuckReason::NoTtl));
+    assert_eq!(
+        (p.stream_exists, p.stream_len, p.pending, p.dead_len),
+        (true, 3, Some(1), 1)
+    );
+
+    // GitSpy's profile over the same Redis sees only its own key.
+    let g = probe::probe(&mut c, &cfg).await.unwrap();
+    assert_eq!(g.states.get("processed"), Some(&1));
+    assert_eq!((g.stream_exists, g.dead_len, g.locks.len()), (false, 0, 0));
+
+    // Metric names: the acme exposition read through its profile lands on the contract's names.
+    let text = "\
+# TYPE acme_jobs_done_total counter
+acme_jobs_done_total 42
+# TYPE acme_backlog gauge
+acme_backlog 5
+# TYPE acme_job_ms histogram
+acme_job_ms_bucket{le=\"10\"} 3
+acme_job_ms_bucket{le=\"+Inf\"} 4
+acme_job_ms_sum 31
+acme_job_ms_count 4
+# TYPE gitspy_queue_waiting gauge
+gitspy_queue_waiting 999
+";
+    let s = Scrape::parse("worker-0", 0, text)
+        .unwrap()
+        .canonical(&acme.metrics);
+    assert_eq!(s.counter(names::JOBS_PROCESSED), Some(42.0));
+    assert_eq!(
+        s.gauge(names::QUEUE_WAITING),
+        Some(5.0),
+        "a sample in GitSpy's name that the profile does not use is dropped, not misread"
+    );
+    let h = s.histogram(names::JOB_DURATION_MS).expect("the histogram");
+    assert_eq!((h.sum, h.count), (Some(31.0), Some(4.0)));
+    // Read with GitSpy's names, the same exposition has no processed counter.
+    let plain = Scrape::parse("worker-0", 0, text).unwrap();
+    assert_eq!(plain.counter(names::JOBS_PROCESSED), None);
 }

@@ -49,3 +49,68 @@ pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// A free TCP port on 127.0.0.1 (bound, read, released). Prefer port 0 where the program under
+/// test can report what it bound; this is for programs that cannot (redis-server).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    l.local_addr().expect("reading the bound address").port()
+}
+
+/// `redis-server` from `PATH`; fails saying what to install when it is absent.
+pub fn redis_server_bin() -> PathBuf {
+    gitspy_chaos::system::find_on_path("redis-server").unwrap_or_else(|| {
+        panic!("redis-server is not on PATH: install it (`apt-get install -y redis-server`)")
+    })
+}
+
+/// A real `redis-server` on a free port with its own temporary directory and AOF; killed (and
+/// the directory removed) when dropped.
+pub struct Redis {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Redis {
+    /// Starts one and waits (up to 20 s) until it answers `PING`.
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let port = free_port();
+        let child = std::process::Command::new(redis_server_bin())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning redis-server");
+        let redis = Redis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            _dir: dir,
+            child,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let pong = redis::Client::open(redis.url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_millis(500)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return redis;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server on port {port} never answered PING within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -15,6 +15,16 @@ fn main() -> ExitCode {
         )
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .init();
+    // Crash points (FAILPOINTS) and sabotage (GITSPY_SABOTAGE): both refused by a build without
+    // the feature, so a chaos run can never silently test something other than it asked for.
+    if !matches!(cli.command, Command::Healthcheck(_)) {
+        if let Err(e) =
+            gitspy::failpoints::init_from_env().and_then(|()| gitspy::sabotage::init_from_env())
+        {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

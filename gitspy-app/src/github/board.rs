@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::fold::{CardState, Kind};
+use super::fold::{CardState, FoldState, Kind};
 
 /// A board column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,6 +112,23 @@ pub struct Board {
     pub digest: String,
     /// Cards per column; every column present.
     pub counts: BTreeMap<Column, usize>,
+}
+
+/// Boards of a folded state: the same rendering the store and `gitspy replay` use.
+impl FoldState {
+    /// One board per repository that has cards and a name, sorted by name.
+    pub fn boards(&self) -> Vec<Board> {
+        self.addressed()
+            .into_iter()
+            .map(|(name, repo_id)| render(name, self.repo_cards(repo_id)))
+            .collect()
+    }
+
+    /// The board addressed by `owner/name`, if that repository has cards.
+    pub fn board(&self, full_name: &str) -> Option<Board> {
+        let repo_id = *self.addressed().get(full_name)?;
+        Some(render(full_name, self.repo_cards(repo_id)))
+    }
 }
 
 /// Renders the board of `repo_full_name` from its cards (`(number, state)`); hidden cards are

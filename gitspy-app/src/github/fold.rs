@@ -67,8 +67,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::board::{self, Board};
-
 /// Identity of a card: the repository id (stable across renames) and the issue/PR number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CardKey {
@@ -165,6 +163,11 @@ fn join_register<T: Serialize + Clone + PartialEq>(
     };
     match mine {
         Some(current) if current == incoming => false,
+        // Sabotage `fold-arrival-order`: whatever arrives last wins.
+        Some(_) if crate::sabotage::is(crate::sabotage::Variant::FoldArrivalOrder) => {
+            *mine = Some(incoming.clone());
+            true
+        }
         Some(current) if incoming.cmp_rank(current) != Ordering::Greater => false,
         _ => {
             *mine = Some(incoming.clone());
@@ -572,7 +575,7 @@ impl FoldState {
     }
 
     /// Which repository id each board name addresses (see [`address_boards`]).
-    fn addressed(&self) -> BTreeMap<&str, i64> {
+    pub fn addressed(&self) -> BTreeMap<&str, i64> {
         address_boards(
             self.cards
                 .iter()
@@ -581,23 +584,13 @@ impl FoldState {
         )
     }
 
-    fn render_repo(&self, full_name: &str, repo_id: i64) -> Board {
-        let cards = self.cards.get(&repo_id).into_iter().flatten();
-        board::render(full_name, cards.map(|(number, card)| (*number, card)))
-    }
-
-    /// One board per repository that has cards and a name, sorted by name.
-    pub fn boards(&self) -> Vec<Board> {
-        self.addressed()
+    /// The cards of one repository, by number.
+    pub fn repo_cards(&self, repo_id: i64) -> impl Iterator<Item = (i64, &CardState)> {
+        self.cards
+            .get(&repo_id)
             .into_iter()
-            .map(|(name, repo_id)| self.render_repo(name, repo_id))
-            .collect()
-    }
-
-    /// The board addressed by `owner/name`, if that repository has cards.
-    pub fn board(&self, full_name: &str) -> Option<Board> {
-        let repo_id = *self.addressed().get(full_name)?;
-        Some(self.render_repo(full_name, repo_id))
+            .flatten()
+            .map(|(number, card)| (*number, card))
     }
 }
 
@@ -871,7 +864,7 @@ mod tests {
         state.apply("repository", &new);
         assert!(state.board("o/old").is_none());
         let board = state.board("o/new").unwrap();
-        assert_eq!(board.counts[&crate::github::board::Column::Backlog], 1);
+        assert_eq!(board.counts.values().sum::<usize>(), 1);
         assert_eq!(state.boards().len(), 1);
     }
 

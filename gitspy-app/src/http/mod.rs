@@ -1,6 +1,8 @@
 //! The HTTP surface of `gitspy serve` (axum only lives here): `POST /webhooks`, the read APIs and
 //! `/metrics/prom`. `app(state)` builds the router so handlers are testable without a socket.
 
+#[cfg(feature = "failpoints")]
+mod debug;
 mod error;
 mod read;
 mod webhooks;
@@ -38,7 +40,7 @@ pub struct AppState {
 
 /// The router of `gitspy serve`.
 pub fn app(state: AppState, max_body: usize) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/webhooks", post(webhooks::receive))
         .layer(DefaultBodyLimit::max(max_body))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -47,8 +49,15 @@ pub fn app(state: AppState, max_body: usize) -> Router {
         .route("/boards/{owner}/{repo}", get(read::board))
         .route("/deliveries", get(read::list_deliveries))
         .route("/deliveries/lookup", post(read::lookup))
-        .route("/deliveries/{id}", get(read::delivery))
-        .with_state(state)
+        .route("/deliveries/{id}", get(read::delivery));
+    with_debug_routes(router).with_state(state)
+}
+
+/// Adds `/debug/failpoints` in `failpoints` builds; without the feature the routes do not exist.
+fn with_debug_routes<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    #[cfg(feature = "failpoints")]
+    let router = router.merge(debug::routes());
+    router
 }
 
 async fn metrics_prom(State(st): State<AppState>) -> impl IntoResponse {
@@ -65,9 +74,10 @@ async fn metrics_prom(State(st): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The router of a worker's metrics port: `/metrics/prom` and `/healthz`.
+/// The router of a worker's metrics port: `/metrics/prom` and `/healthz` (and `/debug/failpoints`
+/// in `failpoints` builds).
 pub fn worker_metrics_app(queue: Arc<Queue>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics/prom",
@@ -85,7 +95,8 @@ pub fn worker_metrics_app(queue: Arc<Queue>, metrics: Arc<Metrics>) -> Router {
                     )
                 }
             }),
-        )
+        );
+    with_debug_routes(router)
 }
 
 /// `Retry-After` default: a few seconds, enough for a Redis restart, short for GitHub's retries.

@@ -68,6 +68,8 @@ pub struct DeliveryView {
     pub logged: u64,
     pub effects: u64,
     pub applied_at: Option<i64>,
+    /// Consumer name of the worker whose transaction applied it.
+    pub applied_by: Option<String>,
 }
 
 async fn views(st: &AppState, ids: Vec<String>) -> Result<Vec<DeliveryView>, ApiError> {
@@ -99,6 +101,7 @@ async fn views(st: &AppState, ids: Vec<String>) -> Result<Vec<DeliveryView>, Api
                 logged: r.logged,
                 effects: r.effects,
                 applied_at: r.applied_at,
+                applied_by: r.applied_by,
             }
         })
         .collect())
@@ -147,11 +150,13 @@ pub async fn list_deliveries(
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let after = q.after.clone();
-    let ids = blocking(&st.store, move |s| s.list_applied(after.as_deref(), limit)).await?;
-    let next = if ids.len() == limit {
-        ids.last().cloned()
+    let rows = blocking(&st.store, move |s| s.list_applied(after.as_deref(), limit)).await?;
+    let next = if rows.len() == limit {
+        rows.last().map(|r| r.delivery.clone())
     } else {
         None
     };
-    Ok(Json(json!({ "deliveries": ids, "next": next })).into_response())
+    // `deliveries`: the ids (as always); `items`: the same ids with when and by whom applied.
+    let ids: Vec<&str> = rows.iter().map(|r| r.delivery.as_str()).collect();
+    Ok(Json(json!({ "deliveries": ids, "items": rows, "next": next })).into_response())
 }

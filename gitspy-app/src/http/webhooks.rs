@@ -12,7 +12,9 @@ use super::{ApiError, AppState};
 use crate::config::OnRedisDown;
 use crate::delivery::{now_ms, valid_delivery_id, Delivery};
 use crate::github::{event, signature};
+use crate::ingress_spool::SpoolOutcome;
 use crate::queue::{is_connection_error, Enqueued};
+use crate::sabotage::{self, Variant};
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
@@ -61,12 +63,13 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
 
     // Order is kept: while the spool holds anything, new deliveries go behind it.
     if let Some(spool) = &st.spool {
-        if let Some(r) = spool.accept_if_spooling(&d, &st.metrics).await? {
-            return Ok(r);
+        if let Some(outcome) = spool.accept_if_spooling(&d, &st.metrics).await {
+            return spooled_response(&d, outcome);
         }
     }
     match st.queue.enqueue(&d).await {
         Ok(Enqueued::Queued(_)) => {
+            crate::failpoint!(crate::failpoints::AFTER_ENQUEUE);
             st.metrics.events_received.inc(&d.event);
             Ok((
                 StatusCode::ACCEPTED,
@@ -82,10 +85,20 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
             )
                 .into_response())
         }
+        Err(e) if sabotage::is(Variant::AcceptOnEnqueueFailure) => {
+            // Sabotage: the failure is swallowed and the sender told it is queued.
+            tracing::warn!(delivery = %d.id, error = %e, "enqueue failed");
+            st.metrics.events_received.inc(&d.event);
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "queued", "delivery": d.id})),
+            )
+                .into_response())
+        }
         Err(e) if is_connection_error(&e) => {
             if st.on_redis_down == OnRedisDown::Spool {
                 if let Some(spool) = &st.spool {
-                    return spool.spool(&d, &st.metrics).await;
+                    return spooled_response(&d, spool.spool(&d, &st.metrics).await);
                 }
             }
             st.metrics.events_rejected.inc("queue_unavailable");
@@ -103,5 +116,26 @@ async fn accept(st: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Respo
                 st.retry_after_secs,
             ))
         }
+    }
+}
+
+/// The answer for what the spool did with `d`: 202 `spooled`, 200 `duplicate`, or 503 (not
+/// durable; GitHub retries).
+fn spooled_response(d: &Delivery, outcome: SpoolOutcome) -> Result<Response, ApiError> {
+    match outcome {
+        SpoolOutcome::Spooled => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "spooled", "delivery": d.id})),
+        )
+            .into_response()),
+        SpoolOutcome::Duplicate { state } => Ok((
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "delivery": d.id, "state": state})),
+        )
+            .into_response()),
+        SpoolOutcome::Failed { .. } => Err(ApiError::unavailable(
+            "queue unavailable and spool failed",
+            5,
+        )),
     }
 }

@@ -1,32 +1,26 @@
-//! Every Redis key and stream name GitSpy uses, in one place.
+//! Every Redis key and stream name GitSpy uses: the patterns of the shared contract
+//! ([`gitspy_contract::keys`]), filled in for one delivery.
 
-/// The stream every accepted delivery is appended to.
-pub const STREAM: &str = "gitspy:events";
-/// Dead-lettered deliveries (attempts exhausted).
-pub const DEAD_STREAM: &str = "gitspy:events:dead";
-/// The consumer group all workers share.
-pub const GROUP: &str = "gitspy-workers";
+use gitspy_contract::keys;
+
+pub use gitspy_contract::keys::{DEAD_STREAM, GROUP, STREAM};
 
 /// `received|processing|processed|failed` for a delivery; carries the state TTL.
 pub fn state(delivery: &str) -> String {
-    format!("events:{delivery}:state")
+    keys::fill(keys::STATE, delivery)
 }
 
 /// The per-delivery processing lock: `<token>:<acquired-ms>`, `SET NX PX <lock-ttl>`.
 pub fn lock(delivery: &str) -> String {
-    format!("events:{delivery}:lock")
+    keys::fill(keys::LOCK, delivery)
 }
 
 /// Explicit attempt counter (not the stream's delivery count, which also grows on crash and reclaim).
 pub fn attempts(delivery: &str) -> String {
-    format!("events:{delivery}:attempts")
+    keys::fill(keys::ATTEMPTS, delivery)
 }
 
 /// The last processing error of a delivery (shown by `gitspy dead list`).
 pub fn last_error(delivery: &str) -> String {
-    format!("events:{delivery}:error")
+    keys::fill(keys::ERROR, delivery)
 }
-
-/// Scan patterns used by introspection.
-pub const STATE_PATTERN: &str = "events:*:state";
-pub const LOCK_PATTERN: &str = "events:*:lock";

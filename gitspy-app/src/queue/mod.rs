@@ -13,7 +13,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisError, RedisResult, Value};
 
 use crate::delivery::Delivery;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, QueueGauges};
+use crate::sabotage::{self, Variant};
 pub use conn::{is_connection_error, RedisConn};
 
 /// Settings shared by every process that talks to the queue.
@@ -36,17 +37,6 @@ pub enum Enqueued {
     Queued(String),
     /// The delivery is already known in this state; nothing was written.
     Duplicate(String),
-}
-
-/// Queue depth as SPEC §1.4 defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueGauges {
-    /// Entries not yet delivered to any consumer (`XLEN − pending`; acknowledged entries are deleted).
-    pub waiting: u64,
-    /// Entries delivered to a consumer and not yet acknowledged.
-    pub active: u64,
-    /// Length of the dead-letter stream.
-    pub dead: u64,
 }
 
 /// One entry read from the stream.
@@ -105,7 +95,11 @@ impl Queue {
     /// The atomic enqueue: one script round trip.
     pub async fn enqueue(&self, d: &Delivery) -> RedisResult<Enqueued> {
         let ttl = self.ttl_ms();
-        let dedupe = if self.cfg.dedupe { "1" } else { "0" };
+        let dedupe = if self.cfg.dedupe && !sabotage::is(Variant::EnqueueDuplicates) {
+            "1"
+        } else {
+            "0"
+        };
         let r = self
             .conn
             .run(|mut c| async move {
@@ -367,10 +361,15 @@ impl Queue {
     pub async fn lock(&self, delivery: &str, token: &str, ttl: Duration) -> RedisResult<bool> {
         let value = format!("{token}:{}", crate::delivery::now_ms());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let script = if sabotage::is(Variant::LockWithoutTtl) {
+            &*scripts::SABOTAGE_ACQUIRE_LOCK_WITHOUT_TTL
+        } else {
+            &*scripts::ACQUIRE_LOCK
+        };
         let r = self
             .conn
             .run(|mut c| async move {
-                let v: i64 = scripts::ACQUIRE_LOCK
+                let v: i64 = script
                     .key(keys::lock(delivery))
                     .arg(token)
                     .arg(value)
@@ -423,6 +422,10 @@ impl Queue {
                 }
                 claim.arg("JUSTID");
                 let _: Value = claim.query_async(&mut c).await?;
+                if sabotage::is(Variant::LockWithoutTtl) {
+                    // Sabotage: the lock has no TTL, so there is "nothing to renew".
+                    return Ok(());
+                }
                 for (delivery, _) in inflight {
                     let _: i64 = scripts::RENEW_LOCK
                         .key(keys::lock(delivery))
@@ -478,6 +481,145 @@ impl Queue {
                     .invoke_async(&mut c)
                     .await?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// [`Queue::finish`] in two steps, for the `after-ack` failpoint only: `processed` + `XACK` +
+    /// release the lock, then `between()`, then `XDEL`. A crash in `between` leaves an acknowledged
+    /// entry in the stream (counted as waiting until a restarted worker sweeps it).
+    pub async fn finish_split(
+        &self,
+        delivery: &str,
+        stream_id: &str,
+        token: &str,
+        between: impl FnOnce(),
+    ) -> RedisResult<()> {
+        let ttl = self.ttl_ms();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = scripts::FINISH_ACK_ONLY
+                    .key(keys::state(delivery))
+                    .key(keys::STREAM)
+                    .key(keys::lock(delivery))
+                    .arg(keys::GROUP)
+                    .arg(stream_id)
+                    .arg(token)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        between();
+        self.conn
+            .run(|mut c| async move {
+                let _: i64 = redis::cmd("XDEL")
+                    .arg(keys::STREAM)
+                    .arg(stream_id)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Deletes entries that were acknowledged but not deleted (a crash between `XACK` and `XDEL`,
+    /// possible only through [`Queue::finish_split`]): they would count as waiting forever and no
+    /// consumer would ever read them again. Cheap when there are none: the group's counters show
+    /// `XLEN = lag + pending`, and only otherwise are the delivered entries scanned (bounded
+    /// pages). Safe against live workers: an entry at or before the group's last-delivered id
+    /// is either pending or acknowledged, and every other acknowledgement deletes atomically.
+    /// Returns how many it deleted.
+    pub async fn sweep_acked(&self) -> RedisResult<u64> {
+        self.conn
+            .run(|mut c| async move {
+                let (len, groups): (u64, Value) = redis::pipe()
+                    .cmd("XLEN")
+                    .arg(keys::STREAM)
+                    .cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(keys::STREAM)
+                    .query_async(&mut c)
+                    .await?;
+                let Value::Array(groups) = groups else {
+                    return Ok(0);
+                };
+                let Some(group) = groups
+                    .into_iter()
+                    .map(fields_map)
+                    .find(|g| g.get("name").map(Vec::as_slice) == Some(keys::GROUP.as_bytes()))
+                else {
+                    return Ok(0);
+                };
+                let num = |k: &str| {
+                    group
+                        .get(k)
+                        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                };
+                let pending = num("pending").unwrap_or(0);
+                if let Some(lag) = num("lag") {
+                    if len <= lag + pending {
+                        return Ok(0);
+                    }
+                }
+                let last = group
+                    .get("last-delivered-id")
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                if last.is_empty() || last == "0-0" {
+                    return Ok(0);
+                }
+                let mut deleted = 0;
+                let mut start = "-".to_string();
+                for _ in 0..16 {
+                    let v: Value = redis::cmd("XRANGE")
+                        .arg(keys::STREAM)
+                        .arg(&start)
+                        .arg(&last)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut c)
+                        .await?;
+                    let ids: Vec<String> =
+                        parse_entries(v).into_iter().map(|e| e.stream_id).collect();
+                    let (Some(first), Some(end)) = (ids.first(), ids.last()) else {
+                        break;
+                    };
+                    let p: Value = redis::cmd("XPENDING")
+                        .arg(keys::STREAM)
+                        .arg(keys::GROUP)
+                        .arg(first)
+                        .arg(end)
+                        .arg(ids.len())
+                        .query_async(&mut c)
+                        .await?;
+                    let pending: std::collections::HashSet<String> = match p {
+                        Value::Array(items) => items
+                            .iter()
+                            .filter_map(|i| match i {
+                                Value::Array(parts) => parts.first().map(value_string),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => Default::default(),
+                    };
+                    let acked: Vec<&String> =
+                        ids.iter().filter(|id| !pending.contains(*id)).collect();
+                    if !acked.is_empty() {
+                        let n: u64 = redis::cmd("XDEL")
+                            .arg(keys::STREAM)
+                            .arg(&acked)
+                            .query_async(&mut c)
+                            .await?;
+                        deleted += n;
+                    }
+                    if ids.len() < 500 {
+                        break;
+                    }
+                    start = format!("({end}");
+                }
+                Ok(deleted)
             })
             .await
     }

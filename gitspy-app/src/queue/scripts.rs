@@ -127,3 +127,39 @@ return 0
 "#,
     )
 });
+
+/// KEYS: state, stream, lock. ARGV: group, entry id, token, state-ttl-ms.
+/// [`FINISH`] without its `XDEL`: used only while the `after-ack` failpoint is armed, so the
+/// window between the acknowledgement and the delete exists.
+pub static FINISH_ACK_ONLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then ttl = ARGV[4] end
+redis.call('SET', KEYS[1], 'processed', 'PX', ttl)
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+local v = redis.call('GET', KEYS[3])
+if v and string.sub(v, 1, string.len(ARGV[3]) + 1) == ARGV[3] .. ':' then
+  redis.call('DEL', KEYS[3])
+end
+return 1
+"#,
+    )
+});
+
+/// SABOTAGE `lock-without-ttl` only: [`ACQUIRE_LOCK`] with its `PX` forgotten, so the lock of a
+/// worker that dies is never freed.
+pub static SABOTAGE_ACQUIRE_LOCK_WITHOUT_TTL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[2], 'NX') then
+  return 1
+end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ':' then
+  return 1
+end
+return 0
+"#,
+    )
+});

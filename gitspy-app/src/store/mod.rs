@@ -44,6 +44,19 @@ pub struct DeliveryRows {
     pub effects: u64,
     /// When it was applied, unix ms (`None` if never).
     pub applied_at: Option<i64>,
+    /// The consumer name of the worker whose transaction applied it (the first one, should there
+    /// be more); `None` if never applied, or applied before this was recorded.
+    pub applied_by: Option<String>,
+}
+
+/// One processed delivery of the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedRow {
+    pub delivery: String,
+    /// When it was (first) applied, unix ms.
+    pub applied_at: i64,
+    /// The consumer that applied it (see [`DeliveryRows::applied_by`]).
+    pub applied_by: Option<String>,
 }
 
 /// One event-log row.
@@ -79,13 +92,22 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a batch of deliveries in ONE write transaction: per delivery, skip it if
     /// `applied_deliveries` has it, else append it to the event log, fold it into its card, write
     /// `card_history`, record it in `applied_deliveries`.
-    fn apply_batch(&self, batch: &[Delivery]) -> Result<Vec<ApplyOutcome>, StoreError>;
+    /// `applied_by` is the worker's consumer name, recorded with each delivery it applies.
+    fn apply_batch(
+        &self,
+        batch: &[Delivery],
+        applied_by: &str,
+    ) -> Result<Vec<ApplyOutcome>, StoreError>;
     /// The board of a repository by its current `owner/name`; `None` if no card was ever seen there.
     fn board(&self, full_name: &str) -> Result<Option<Board>, StoreError>;
     /// Row counts per delivery id (unknown ids get zeros).
     fn lookup(&self, ids: &[String]) -> Result<Vec<DeliveryRows>, StoreError>;
-    /// Processed delivery ids after `after` (exclusive, in id order), at most `limit`.
-    fn list_applied(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Processed deliveries with id after `after` (exclusive, in id order), at most `limit`.
+    fn list_applied(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AppliedRow>, StoreError>;
     /// Visits the event log for received-at in `[from_ms, to_ms)`, in log order.
     fn scan_log(
         &self,

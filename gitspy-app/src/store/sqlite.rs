@@ -13,7 +13,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    ApplyOutcome, DeliveryRows, LoggedDelivery, Store, StoreError, StoreOptions, StoreSnapshot,
+    AppliedRow, ApplyOutcome, DeliveryRows, LoggedDelivery, Store, StoreError, StoreOptions,
+    StoreSnapshot,
 };
 use crate::delivery::{now_ms, Delivery};
 use crate::github::board::{self, Board};
@@ -34,7 +35,8 @@ CREATE INDEX IF NOT EXISTS deliveries_by_id ON deliveries(delivery_id);
 CREATE INDEX IF NOT EXISTS deliveries_by_received ON deliveries(received_at_ms);
 CREATE TABLE IF NOT EXISTS applied_deliveries (
     delivery_id   TEXT    NOT NULL,
-    applied_at_ms INTEGER NOT NULL
+    applied_at_ms INTEGER NOT NULL,
+    applied_by    TEXT
 );
 CREATE INDEX IF NOT EXISTS applied_by_id ON applied_deliveries(delivery_id);
 CREATE TABLE IF NOT EXISTS repos (
@@ -99,6 +101,7 @@ impl SqliteStore {
         // deliveries `processed` in Redis right after the commit.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
             opts,
@@ -135,6 +138,34 @@ impl SqliteStore {
     }
 }
 
+/// Brings a database created by an older gitspy up to date. Each step checks, inside one
+/// `BEGIN IMMEDIATE`, whether it is needed, so processes opening the same file at once never
+/// apply a step twice.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let has_applied_by: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('applied_deliveries') WHERE name = 'applied_by'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_applied_by {
+            // Rows applied before this column existed keep `NULL`: "unknown consumer".
+            conn.execute_batch("ALTER TABLE applied_deliveries ADD COLUMN applied_by TEXT")?;
+            tracing::info!("store migrated: applied_deliveries.applied_by added");
+        }
+        Ok::<(), rusqlite::Error>(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
 fn load_json<T: serde::de::DeserializeOwned + Default>(s: Option<String>) -> Result<T, StoreError> {
     match s {
         None => Ok(T::default()),
@@ -151,6 +182,7 @@ fn apply_one(
     d: &Delivery,
     dedupe: bool,
     now: i64,
+    applied_by: &str,
 ) -> Result<ApplyOutcome, StoreError> {
     if dedupe {
         let hit: Option<i64> = tx
@@ -223,8 +255,8 @@ fn apply_one(
         card = Some(key);
     }
     tx.execute(
-        "INSERT INTO applied_deliveries (delivery_id, applied_at_ms) VALUES (?1, ?2)",
-        params![d.id, now],
+        "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by) VALUES (?1, ?2, ?3)",
+        params![d.id, now, applied_by],
     )?;
     Ok(ApplyOutcome {
         delivery: d.id.clone(),
@@ -234,13 +266,19 @@ fn apply_one(
 }
 
 impl Store for SqliteStore {
-    fn apply_batch(&self, batch: &[Delivery]) -> Result<Vec<ApplyOutcome>, StoreError> {
+    fn apply_batch(
+        &self,
+        batch: &[Delivery],
+        applied_by: &str,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.len());
+        // Sabotage `apply-twice`: a redelivered entry is not checked against applied_deliveries.
+        let dedupe = self.opts.dedupe && !crate::sabotage::is(crate::sabotage::Variant::ApplyTwice);
         for d in batch {
-            out.push(apply_one(&tx, d, self.opts.dedupe, now)?);
+            out.push(apply_one(&tx, d, dedupe, now, applied_by)?);
         }
         tx.commit()?;
         Ok(out)
@@ -287,27 +325,44 @@ impl Store for SqliteStore {
             conn.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1")?;
         let mut effects =
             conn.prepare_cached("SELECT COUNT(*) FROM card_history WHERE delivery_id = ?1")?;
+        // The first application (SQLite takes bare columns from the MIN() row).
         let mut applied = conn.prepare_cached(
-            "SELECT MIN(applied_at_ms) FROM applied_deliveries WHERE delivery_id = ?1",
+            "SELECT MIN(applied_at_ms), applied_by FROM applied_deliveries WHERE delivery_id = ?1",
         )?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
+            let (applied_at, applied_by) = applied.query_row([id], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<String>>(1)?))
+            })?;
             out.push(DeliveryRows {
                 delivery: id.clone(),
                 logged: logged.query_row([id], |r| r.get::<_, i64>(0))?.max(0) as u64,
                 effects: effects.query_row([id], |r| r.get::<_, i64>(0))?.max(0) as u64,
-                applied_at: applied.query_row([id], |r| r.get::<_, Option<i64>>(0))?,
+                applied_at,
+                applied_by,
             });
         }
         Ok(out)
     }
 
-    fn list_applied(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    fn list_applied(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AppliedRow>, StoreError> {
         let conn = self.conn();
+        // One row per id: its first application (bare columns come from the MIN() row).
         let mut stmt = conn.prepare(
-            "SELECT DISTINCT delivery_id FROM applied_deliveries WHERE delivery_id > ?1 ORDER BY delivery_id LIMIT ?2",
+            "SELECT delivery_id, MIN(applied_at_ms), applied_by FROM applied_deliveries
+             WHERE delivery_id > ?1 GROUP BY delivery_id ORDER BY delivery_id LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], |r| r.get(0))?;
+        let rows = stmt.query_map(params![after.unwrap_or(""), limit as i64], |r| {
+            Ok(AppliedRow {
+                delivery: r.get(0)?,
+                applied_at: r.get(1)?,
+                applied_by: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -402,7 +457,9 @@ mod tests {
     fn pruning_the_log_keeps_what_dedupes_redeliveries() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
-        store.apply_batch(&[delivery("a"), delivery("b")]).unwrap();
+        store
+            .apply_batch(&[delivery("a"), delivery("b")], "w1")
+            .unwrap();
         // Nothing is older than a cutoff in the past.
         assert_eq!(store.prune_log(0).unwrap(), 0);
         assert_eq!(store.lookup(&["a".into()]).unwrap()[0].logged, 1);
@@ -415,8 +472,41 @@ mod tests {
             "applied_deliveries must survive retention"
         );
         // A redelivery of a pruned delivery is still recognised as already applied.
-        let again = store.apply_batch(&[delivery("a")]).unwrap();
+        let again = store.apply_batch(&[delivery("a")], "w2").unwrap();
         assert!(!again[0].applied);
         assert_eq!(store.lookup(&["a".into()]).unwrap()[0].logged, 0);
+    }
+
+    #[test]
+    fn applied_by_is_recorded_and_an_old_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            // A database as an older gitspy left it: no applied_by column.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE applied_deliveries (delivery_id TEXT NOT NULL, applied_at_ms INTEGER NOT NULL);
+                 INSERT INTO applied_deliveries VALUES ('old', 5);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, StoreOptions::default()).unwrap();
+        // Opening again (another process) finds the column and does nothing.
+        let _again = SqliteStore::open(&path, StoreOptions::default()).unwrap();
+        store.apply_batch(&[delivery("new")], "worker-7").unwrap();
+        let rows = store.lookup(&["old".into(), "new".into()]).unwrap();
+        assert_eq!(
+            (rows[0].applied_at, rows[0].applied_by.as_deref()),
+            (Some(5), None)
+        );
+        assert_eq!(rows[1].applied_by.as_deref(), Some("worker-7"));
+        let listed = store.list_applied(None, 10).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|r| (r.delivery.as_str(), r.applied_by.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![("new", Some("worker-7")), ("old", None)]
+        );
     }
 }

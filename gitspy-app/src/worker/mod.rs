@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerArgs;
 use crate::delivery::Delivery;
+use crate::failpoints;
 use crate::metrics::Metrics;
 use crate::queue::{is_connection_error, Entry, Queue};
+use crate::sabotage::{self, Variant};
 use crate::store::Store;
 
 /// Worker settings after validation.
@@ -57,6 +59,10 @@ struct Worker {
     /// the heartbeat keeps these from being reclaimed.
     held: Arc<Mutex<HashMap<String, String>>>,
     waiting: Vec<Waiting>,
+    /// How many of `waiting` wait out a retry backoff (not a lock wait): `gitspy_queue_delayed`.
+    delayed: Vec<String>,
+    /// Sabotage `stop-after-redis-error` only: set by the first Redis error, then nothing is read.
+    stalled: bool,
 }
 
 /// Runs a worker until `shutdown`, then finishes what is in flight and returns.
@@ -133,6 +139,8 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         token,
         held,
         waiting: Vec::new(),
+        delayed: Vec::new(),
+        stalled: false,
     };
     let retention_stop = CancellationToken::new();
     let retention = (!args.log_retention.is_zero()).then(|| {
@@ -220,6 +228,14 @@ impl Worker {
         let mut last_claim = Instant::now() - self.cfg.claim_idle;
         let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(500));
         while !shutdown.is_cancelled() {
+            if self.stalled {
+                // Sabotage `stop-after-redis-error`: alive, healthy, and reading nothing.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {},
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                }
+                continue;
+            }
             if !group_ready {
                 match self.queue.ensure_group().await {
                     Ok(()) => group_ready = true,
@@ -235,13 +251,25 @@ impl Worker {
                 .into_iter()
                 .partition(|w| w.due <= now);
             self.waiting = later;
+            self.delayed
+                .retain(|sid| !due.iter().any(|w| w.entry.stream_id == *sid));
+            self.publish_delayed();
             if !due.is_empty() {
                 self.process(due.into_iter().map(|w| w.entry).collect())
                     .await;
                 continue;
             }
-            if last_claim.elapsed() >= claim_every {
+            if last_claim.elapsed() >= claim_every && !sabotage::is(Variant::NeverReclaim) {
                 last_claim = Instant::now();
+                match self.queue.sweep_acked().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        entries = n,
+                        "deleted stream entries that were acknowledged but not deleted (a crash \
+                         between XACK and XDEL)"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "sweeping acknowledged entries failed"),
+                }
                 match self
                     .queue
                     .autoclaim(&self.cfg.consumer, self.cfg.claim_idle, self.cfg.batch)
@@ -318,13 +346,18 @@ impl Worker {
     }
 
     async fn redis_down(
-        &self,
+        &mut self,
         e: &redis::RedisError,
         backoff: &mut Duration,
         shutdown: &CancellationToken,
     ) {
         if is_connection_error(e) {
             self.metrics.set_redis_up(false);
+        }
+        if sabotage::is(Variant::StopAfterRedisError) {
+            tracing::warn!(error = %e, "redis error");
+            self.stalled = true;
+            return;
         }
         tracing::warn!(error = %e, retry_in = ?*backoff, "redis unavailable; the worker waits");
         tokio::select! {
@@ -351,6 +384,20 @@ impl Worker {
         });
     }
 
+    /// Like [`Worker::wait`], for a retry backoff: counted in `gitspy_queue_delayed`.
+    fn wait_retry(&mut self, entry: Entry, after: Duration) {
+        self.delayed.push(entry.stream_id.clone());
+        self.wait(entry, after);
+        self.publish_delayed();
+    }
+
+    fn publish_delayed(&self) {
+        self.metrics.queue_delayed.store(
+            i64::try_from(self.delayed.len()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Processes entries we hold. Every path either finishes (ack), dead-letters, or schedules a
     /// later try of the entry; nothing is dropped.
     async fn process(&mut self, entries: Vec<Entry>) {
@@ -365,7 +412,7 @@ impl Worker {
                 continue;
             };
             match self.queue.lock(&d.id, &self.token, self.cfg.lock_ttl).await {
-                Ok(true) => {}
+                Ok(true) => crate::failpoint!(failpoints::AFTER_LOCK),
                 Ok(false) => {
                     // Another worker (or a dead one whose lock has not expired) holds it: wait, no
                     // attempt is spent.
@@ -409,6 +456,28 @@ impl Worker {
             ready.push(e);
         }
         if ready.is_empty() {
+            return;
+        }
+        if sabotage::is(Variant::DropOneInTwenty) {
+            // Sabotage: marked processed, nothing applied.
+            let (dropped, kept): (Vec<Entry>, Vec<Entry>) = ready.into_iter().partition(|e| {
+                e.delivery
+                    .as_ref()
+                    .is_some_and(|d| sabotage::dropped(&d.id))
+            });
+            self.committed(dropped, started).await;
+            ready = kept;
+        }
+        if sabotage::is(Variant::AckBeforeCommit) {
+            // Sabotage: acknowledged first, applied afterwards; a crash in between loses it.
+            self.committed(ready.clone(), started).await;
+            if let Some(delay) = self.cfg.test_processing_delay {
+                tokio::time::sleep(delay).await;
+            }
+            let batch: Vec<Delivery> = ready.iter().filter_map(|e| e.delivery.clone()).collect();
+            if let Err(err) = self.apply(batch).await {
+                tracing::warn!(error = %err, "processing failed");
+            }
             return;
         }
         if let Some(delay) = self.cfg.test_processing_delay {
@@ -456,7 +525,8 @@ impl Worker {
 
     async fn apply(&self, batch: Vec<Delivery>) -> Result<(), String> {
         let store = self.store.clone();
-        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch))
+        let consumer = self.cfg.consumer.clone();
+        let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch, &consumer))
             .await
             .map_err(|e| format!("store task failed: {e}"))?
             .map_err(|e| e.to_string())?;
@@ -464,6 +534,7 @@ impl Worker {
             tracing::error!("GITSPY_TEST_CRASH_AFTER_COMMIT: aborting after the store commit");
             std::process::abort();
         }
+        crate::failpoint!(failpoints::AFTER_COMMIT);
         for o in &r {
             if !o.applied {
                 tracing::info!(delivery = %o.delivery, "already applied by an earlier attempt; not applying again");
@@ -477,10 +548,23 @@ impl Worker {
             let Some(d) = e.delivery.clone() else {
                 continue;
             };
-            match self.queue.finish(&d.id, &e.stream_id, &self.token).await {
+            let finished = if failpoints::armed(failpoints::AFTER_ACK) {
+                // Only while `after-ack` is armed: the finish in two steps, so the window
+                // between XACK and XDEL exists to crash in.
+                self.queue
+                    .finish_split(&d.id, &e.stream_id, &self.token, || {
+                        crate::failpoint!(failpoints::AFTER_ACK)
+                    })
+                    .await
+            } else {
+                self.queue.finish(&d.id, &e.stream_id, &self.token).await
+            };
+            match finished {
                 Ok(()) => {
                     self.unhold(&e.stream_id);
-                    self.metrics.jobs_processed.inc(&d.event);
+                    if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
+                        self.metrics.jobs_processed.inc(&d.event);
+                    }
                     self.metrics
                         .job_duration
                         .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
@@ -508,7 +592,7 @@ impl Worker {
                 return;
             }
         };
-        if attempts >= self.cfg.max_attempts {
+        if attempts >= self.cfg.max_attempts && !sabotage::is(Variant::RetryForever) {
             match self
                 .queue
                 .dead_letter(&d, &e.stream_id, &self.token, attempts, &error)
@@ -533,7 +617,7 @@ impl Worker {
         let backoff = (self.cfg.retry_base * 2u32.pow(shift)).min(Duration::from_secs(60));
         self.metrics.jobs_retried.inc(&d.event);
         tracing::warn!(delivery = %d.id, attempts, retry_in = ?backoff, error = %error, "processing failed; retrying");
-        self.wait(e, backoff);
+        self.wait_retry(e, backoff);
     }
 }
 

@@ -3,12 +3,18 @@
 mod util;
 
 mod board;
+mod build;
 mod dataloss;
 mod dead;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod fold;
 mod ingress;
 mod metrics;
 mod outage;
 mod replay;
+mod router;
+#[cfg(feature = "sabotage")]
+mod sabotage;
 mod spool;
 mod worker;

@@ -319,3 +319,62 @@ fn replay_verify_is_clean_then_names_a_tampered_card() {
         "replay created the store it was pointed at"
     );
 }
+
+fn replay_json(db: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["replay", "--db", db, "--dry-run", "--json"];
+    args.extend_from_slice(extra);
+    let out = gitspy(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {}", text(&out));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+#[test]
+fn replay_json_and_a_shuffled_replay_with_duplicates_give_the_same_boards() {
+    let f = fill();
+    let db = f.db();
+    let human = gitspy(&["replay", "--db", &db, "--dry-run"]);
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+
+    let plain = replay_json(&db, &["--verify"]);
+    assert_eq!(plain["deliveries"], 7, "{plain}");
+    assert_eq!(
+        plain["window"]["from_ms"],
+        serde_json::Value::Null,
+        "{plain}"
+    );
+    assert_eq!(plain["wrote"], serde_json::Value::Null, "{plain}");
+    assert_eq!(plain["verify"]["matches"], true, "{plain}");
+    let boards = plain["boards"].as_array().unwrap();
+    assert_eq!(boards.len(), 2, "{plain}");
+    // The same digests as the human lines, which stay the default output.
+    for (b, line) in boards.iter().zip(human.lines()) {
+        assert!(line.starts_with(b["repo"].as_str().unwrap()), "{line}");
+        assert!(line.ends_with(b["digest"].as_str().unwrap()), "{line}");
+    }
+    assert_eq!(boards[0]["counts"]["done"], 1, "{plain}");
+    assert!(plain["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let shuffled = replay_json(&db, &["--shuffle-seed", "3", "--duplicates", "4"]);
+    assert_eq!(shuffled["deliveries"], 11, "{shuffled}");
+    assert_eq!(
+        shuffled["order"],
+        serde_json::json!({"shuffle_seed": 3, "duplicates": 4})
+    );
+    assert_eq!(shuffled["boards"], plain["boards"]);
+    assert_eq!(shuffled["digest"], plain["digest"]);
+
+    // A window is reported as given.
+    let windowed = replay_json(&db, &["--to", &f.cuts[0].to_string()]);
+    assert_eq!(windowed["window"]["to_ms"], f.cuts[0], "{windowed}");
+    assert_eq!(windowed["deliveries"], 2, "{windowed}");
+
+    let out = gitspy(&["replay", "--db", &db, "--duplicates", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--shuffle-seed"),
+        "{}",
+        text(&out)
+    );
+}

@@ -22,13 +22,16 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn redis_server_bin() -> String {
-    for c in ["/usr/bin/redis-server", "/usr/local/bin/redis-server"] {
-        if Path::new(c).exists() {
-            return c.into();
-        }
-    }
-    panic!("redis-server is not installed: run `apt-get install -y redis-server` (scripts/test.sh does it)");
+/// `redis-server` from `PATH`; fails saying what to install when it is absent.
+pub fn redis_server_bin() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("redis-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("redis-server is not on PATH: install it (`apt-get install -y redis-server`)")
+        })
 }
 
 /// A redis-server child; killed on drop.

@@ -252,3 +252,58 @@ fn event_log_retention_prunes_old_rows_but_not_deduplication() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn the_lookup_and_the_listing_say_which_consumer_applied_a_delivery() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let ids = post_many(&server, "by", 2);
+    let _w = sys.worker(&redis, &[("GITSPY_CONSUMER", "worker-by-7".into())], "w");
+    wait_processed(&server, &ids, Duration::from_secs(60));
+    let (_, v) = post_json(
+        &server.url("/deliveries/lookup"),
+        serde_json::json!({ "ids": ids }),
+    );
+    for d in v["deliveries"].as_array().unwrap() {
+        assert_eq!(d["applied_by"], "worker-by-7", "{d}");
+        assert!(d["applied_at"].is_i64(), "{d}");
+    }
+    let (_, l) = get_json(&server.url("/deliveries"));
+    let items = l["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{l}");
+    for (item, id) in items.iter().zip(l["deliveries"].as_array().unwrap()) {
+        assert_eq!(&item["delivery"], id, "{l}");
+        assert_eq!(item["applied_by"], "worker-by-7", "{l}");
+    }
+}
+
+#[test]
+fn a_retry_waiting_out_its_backoff_is_counted_as_delayed() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let bad = format!("poison-{}", id("delayed"));
+    let r = post(
+        &server,
+        &Post::signed("issues", &bad, fixture("issues/opened.json")),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let w = sys.worker(
+        &redis,
+        &[
+            ("GITSPY_TEST_FAIL_PREFIX", "poison-".into()),
+            ("GITSPY_RETRY_BASE", "30s".into()),
+        ],
+        "w",
+    );
+    wait_for(Duration::from_secs(30), "one retry to be delayed", || {
+        let (_, m) = get_text(&worker_metrics_url(&w));
+        sample(&m, "gitspy_queue_delayed") == Some(1.0)
+    });
+    // Still pending in Redis: delayed is a part of active, not in addition to it.
+    let (_, m) = get_text(&worker_metrics_url(&w));
+    assert_eq!(sample(&m, "gitspy_queue_active"), Some(1.0), "{m}");
+    let (_, m) = get_text(&server.url("/metrics/prom"));
+    assert_eq!(sample(&m, "gitspy_queue_delayed"), Some(0.0), "{m}");
+}
