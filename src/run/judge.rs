@@ -89,7 +89,7 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),
     };
-    let (faults, step_problems, replays) = {
+    let (faults, step_problems, replays, shuffles) = {
         let t = ctx.timeline();
         let replays = t
             .replay_out
@@ -105,7 +105,12 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
                 )
             })
             .collect();
-        (t.faults.clone(), t.problems.clone(), replays)
+        (
+            t.faults.clone(),
+            t.problems.clone(),
+            replays,
+            t.shuffles.clone(),
+        )
     };
     let mut ev = Evidence {
         ledger,
@@ -121,6 +126,7 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         panicked: end.panicked,
         drain_error: end.drain_error,
         replays,
+        shuffles,
         t0_unix_ms: ctx.t0_unix_ms,
         kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
         workers,

@@ -21,7 +21,7 @@ use crate::scenario::model::{
     Expect, Fault, FaultKind, ProcessAction, RedisAction, Replay, Send, Step, Wait, Which,
 };
 use crate::system::{RedisFault, Signal};
-use crate::verdict::BoardModel;
+use crate::verdict::{BoardModel, ShuffleOutcome};
 
 /// The owner of the repository every generated payload of a run belongs to; the name is
 /// `run-<nonce>`, so a second run against the same store never shares a board with the first.
@@ -77,6 +77,8 @@ pub struct Timeline {
     pub replay_out: BTreeMap<String, (PathBuf, bool, Option<bool>)>,
     /// Step expectations that did not hold (a failed check of their own).
     pub problems: Vec<String>,
+    /// Replays with `shuffle`, by name.
+    pub shuffles: BTreeMap<String, ShuffleOutcome>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -721,23 +723,15 @@ impl Ctx {
             (bound(&r.from)?, bound(&r.to)?)
         };
         let out = self.replay_dir.join(&name);
-        let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
-        cmd.arg("replay")
-            .arg("--db")
-            .arg(&self.db)
-            .kill_on_drop(true);
+        // The window and starting state, shared by the in-order and the shuffled fold.
+        let mut window: Vec<std::ffi::OsString> = vec!["--db".into(), self.db.clone().into()];
         if let Some(f) = from {
-            cmd.arg("--from").arg(f.to_string());
+            window.extend(["--from".into(), f.to_string().into()]);
         }
         let to_ms = to.unwrap_or_else(|| prom::now_ms() + 1);
-        cmd.arg("--to").arg(to_ms.to_string());
+        window.extend(["--to".into(), to_ms.to_string().into()]);
         if let Some(repo) = &r.repo {
-            cmd.arg("--repo").arg(repo);
-        }
-        if r.dry_run {
-            cmd.arg("--dry-run");
-        } else {
-            cmd.arg("--out").arg(&out);
+            window.extend(["--repo".into(), repo.into()]);
         }
         if let Some(prev) = &r.state_from {
             let t = self.timeline();
@@ -745,49 +739,33 @@ impl Ctx {
                 .replay_out
                 .get(&prev.value)
                 .ok_or_else(|| anyhow::anyhow!("replay `{}` has not run", prev.value))?;
-            cmd.arg("--state").arg(dir.join("replay-state.json"));
+            window.extend([
+                "--state".into(),
+                dir.join("replay-state.json").into_os_string(),
+            ]);
+        }
+        let mut args = window.clone();
+        if r.dry_run {
+            args.push("--dry-run".into());
+        } else {
+            args.extend(["--out".into(), out.clone().into_os_string()]);
         }
         if r.verify {
-            cmd.arg("--verify");
+            args.push("--verify".into());
         }
-        let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-            .await
-            .map_err(|_| anyhow::anyhow!("gitspy replay did not finish within 300 s"))??;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (output, json) = self.gitspy_replay(&args).await?;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let verify_ok = r.verify.then_some(output.status.success());
-        let mut digests = BTreeMap::new();
-        if !r.dry_run && output.status.success() {
-            if let Ok(entries) = std::fs::read_dir(&out) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if p.to_string_lossy().ends_with(".kanban.json") {
-                        let parsed = std::fs::read(&p)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                        if let Some(v) = parsed {
-                            let repo = v["repo"].as_str().unwrap_or_default().to_string();
-                            let d = v["digest"].as_str().unwrap_or_default().to_string();
-                            digests.insert(repo, d);
-                        }
-                    }
-                }
-            }
-        } else if r.dry_run {
-            // Dry-run lines carry the digest: keep them as the record.
-            for line in stdout.lines() {
-                if let Some(i) = line.find("sha256:") {
-                    let repo = line.split_whitespace().next().unwrap_or("").to_string();
-                    digests.insert(
-                        repo,
-                        line[i..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
-            }
+        let digests = json.as_ref().map(replay_digests).unwrap_or_default();
+        if let Some(shuffle) = &r.shuffle {
+            let result = self
+                .shuffled_replay(r, &window, shuffle, &digests)
+                .await
+                .unwrap_or_else(|e| ShuffleOutcome {
+                    error: Some(format!("{e:#}")),
+                    ..ShuffleOutcome::default()
+                });
+            self.timeline().shuffles.insert(name.clone(), result);
         }
         {
             let mut t = self.timeline();
@@ -812,11 +790,112 @@ impl Ctx {
         if !output.status.success() && !r.verify {
             anyhow::bail!("gitspy replay failed: {}", stderr.trim());
         }
+        let summary = json.as_ref().map_or_else(String::new, |v| {
+            format!(
+                "{} deliveries folded, digest {}",
+                v["deliveries"].as_u64().unwrap_or(0),
+                v["digest"].as_str().unwrap_or("?")
+            )
+        });
         if verify_ok == Some(false) {
-            return Ok(format!("verify found a difference: {}", stdout.trim()));
+            let diff = json
+                .as_ref()
+                .and_then(|v| v["verify"]["difference"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| stderr.trim().to_owned());
+            return Ok(format!("verify found a difference: {diff}"));
         }
-        Ok(stdout.lines().take(5).collect::<Vec<_>>().join("; "))
+        Ok(summary)
     }
+
+    /// Runs `gitspy replay --json` with `args`; the answer's JSON object when it printed one.
+    async fn gitspy_replay(
+        &self,
+        args: &[std::ffi::OsString],
+    ) -> anyhow::Result<(std::process::Output, Option<serde_json::Value>)> {
+        let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
+        cmd.arg("replay")
+            .args(args)
+            .arg("--json")
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+            .await
+            .map_err(|_| anyhow::anyhow!("gitspy replay did not finish within 300 s"))??;
+        let json = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .ok()
+            .filter(serde_json::Value::is_object);
+        Ok((output, json))
+    }
+
+    /// The same window folded in log order and in a seeded shuffled order with duplicates (both
+    /// dry runs), and the live boards when the window is the whole log.
+    async fn shuffled_replay(
+        &self,
+        r: &Replay,
+        window: &[std::ffi::OsString],
+        shuffle: &crate::scenario::model::Shuffle,
+        main: &BTreeMap<String, String>,
+    ) -> anyhow::Result<ShuffleOutcome> {
+        let seed = shuffle.seed.unwrap_or(self.seed);
+        let mut in_order_args = window.to_vec();
+        in_order_args.push("--dry-run".into());
+        let mut shuffled_args = in_order_args.clone();
+        shuffled_args.extend([
+            "--shuffle-seed".into(),
+            seed.to_string().into(),
+            "--duplicates".into(),
+            shuffle.duplicates.to_string().into(),
+        ]);
+        let mut outcome = ShuffleOutcome {
+            seed,
+            duplicates: shuffle.duplicates,
+            ..ShuffleOutcome::default()
+        };
+        for (args, into) in [
+            (&in_order_args, &mut outcome.in_order),
+            (&shuffled_args, &mut outcome.shuffled),
+        ] {
+            let (output, json) = self.gitspy_replay(args).await?;
+            let json = json.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "gitspy replay --json printed no JSON object (exit {:?}): {}",
+                    output.status.code(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )
+            })?;
+            *into = replay_digests(&json);
+        }
+        if main != &outcome.in_order && !main.is_empty() {
+            outcome.error = Some("the replay step and its in-order dry run disagree".into());
+        }
+        if r.from.is_none() && r.to.is_none() && r.state_from.is_none() {
+            let mut live = BTreeMap::new();
+            for repo in outcome.in_order.keys() {
+                let url = format!("{}/boards/{repo}", self.server_url);
+                let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
+                live.insert(
+                    repo.clone(),
+                    v["digest"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+            outcome.live = Some(live);
+        }
+        Ok(outcome)
+    }
+}
+
+/// `repo → digest` of a `gitspy replay --json` answer.
+fn replay_digests(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["boards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            Some((
+                b["repo"].as_str()?.to_owned(),
+                b["digest"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// A spinner when stderr is a terminal (and `NO_COLOR`/CI do not ask for plain output).

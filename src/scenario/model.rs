@@ -616,6 +616,28 @@ pub struct Replay {
     /// Only this repository (`owner/name`). Absent: all.
     #[serde(default)]
     pub repo: Option<String>,
+    /// Also fold the same window in a seeded shuffled order with injected duplicates
+    /// (`gitspy replay --shuffle-seed --duplicates`), e.g. `shuffle: { duplicates: 20 }`. The
+    /// `replay_order_independent` check compares it with the in-order replay and, for a window
+    /// over the whole log, with the live boards.
+    #[serde(default)]
+    pub shuffle: Option<Shuffle>,
+}
+
+/// A shuffled replay's order.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shuffle {
+    /// Seed of the order. Absent: the run's seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Extra copies of deliveries of the window folded in as well (default 20).
+    #[serde(default = "default_shuffle_duplicates")]
+    pub duplicates: u32,
+}
+
+fn default_shuffle_duplicates() -> u32 {
+    20
 }
 
 impl Replay {
@@ -690,6 +712,10 @@ pub enum Check {
     ReplayIdentical(Vec<At<String>>),
     /// Every replay with `verify: true` matched the live store.
     ReplayVerify,
+    /// Every replay with `shuffle` gave the same boards in the shuffled order (with injected
+    /// duplicates) as in log order, and, for a window over the whole log, the same as the live
+    /// boards.
+    ReplayOrderIndependent,
     /// The live board (`GET /boards/{owner}/{repo}`) equals the board the payload generator's
     /// own model gives for the deliveries the store reports processed (newest `updated_at` per
     /// card wins, `merged` only goes true, tombstones win); a failure names the differing cards
@@ -713,6 +739,7 @@ impl Check {
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
+            Check::ReplayOrderIndependent => "replay_order_independent",
             Check::BoardMatchesModel => "board_matches_model",
             Check::DuplicateAnswers => "duplicate_answers",
         }

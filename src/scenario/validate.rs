@@ -626,6 +626,15 @@ impl Validator<'_> {
                     "give a threshold such as `max: 500ms`",
                 ),
                 Check::ReplayIdentical(names) => self.replay_identical(names, pos),
+                Check::ReplayOrderIndependent
+                    if !self.scenario.replays().iter().any(|(_, r)| r.shuffle.is_some()) =>
+                {
+                    self.push(
+                        pos,
+                        "check `replay_order_independent` references nothing: no replay step has `shuffle`",
+                        "add `shuffle: { duplicates: 20 }` to a replay step, or remove the check",
+                    )
+                }
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(
                     pos,
                     "check `replay_verify` references nothing: no replay step has `verify: true`",

@@ -31,6 +31,7 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             Check::ProcessedMatchesStore => out.push(accounting::processed_matches_store(ev)),
             Check::ReplayIdentical(names) => out.push(replay_identical(ev, names)),
             Check::ReplayVerify => out.push(replay_verify(ev)),
+            Check::ReplayOrderIndependent => out.push(replay_order_independent(ev)),
             Check::BoardMatchesModel => out.push(board_matches_model(ev)),
             Check::DuplicateAnswers => out.push(duplicate_answers(ev)),
         }
@@ -230,6 +231,78 @@ pub fn replay_verify(ev: &Evidence) -> CheckRecord {
         } else {
             format!("differences in {}", bad.join(", "))
         },
+    )
+}
+
+/// `replay_order_independent`: every replay with `shuffle` folded to the same boards in a
+/// seeded shuffled order with injected duplicates as in log order, and — for a window over the
+/// whole log — as the live boards. Measured: boards that differ (a replay that could not be
+/// compared counts as one).
+pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
+    let mut differing = 0usize;
+    let mut notes = Vec::new();
+    let mut boards = 0usize;
+    for (name, s) in &ev.shuffles {
+        if let Some(e) = &s.error {
+            differing += 1;
+            notes.push(format!("{name}: {e}"));
+            continue;
+        }
+        if s.in_order.is_empty() {
+            differing += 1;
+            notes.push(format!("{name}: the replay folded no board"));
+            continue;
+        }
+        let repos: BTreeSet<&String> = s.in_order.keys().chain(s.shuffled.keys()).collect();
+        for repo in repos {
+            boards += 1;
+            let a = s.in_order.get(repo);
+            let b = s.shuffled.get(repo);
+            if a != b {
+                differing += 1;
+                notes.push(format!(
+                    "{name} {repo}: shuffled (seed {}, {} duplicates) {} ≠ in order {}",
+                    s.seed,
+                    s.duplicates,
+                    b.map_or("no board", String::as_str),
+                    a.map_or("no board", String::as_str)
+                ));
+            }
+            if let Some(live) = &s.live {
+                let l = live.get(repo);
+                if l != a {
+                    differing += 1;
+                    notes.push(format!(
+                        "{name} {repo}: live {} ≠ replayed {}",
+                        l.map_or("no board", String::as_str),
+                        a.map_or("no board", String::as_str)
+                    ));
+                }
+            }
+        }
+    }
+    let measured = (!ev.shuffles.is_empty()).then_some(differing as f64);
+    let note = if ev.shuffles.is_empty() {
+        "no replay with `shuffle` ran".to_owned()
+    } else if notes.is_empty() {
+        format!(
+            "{boards} board(s) equal in log order, shuffled with duplicates{}",
+            if ev.shuffles.values().any(|s| s.live.is_some()) {
+                " and live"
+            } else {
+                ""
+            }
+        )
+    } else {
+        notes.join("; ")
+    };
+    record(
+        "replay_order_independent",
+        measured,
+        CheckOp::Le,
+        0.0,
+        "boards",
+        note,
     )
 }
 
@@ -509,6 +582,37 @@ mod tests {
         );
         ev.faults.clear();
         assert!(!duplicate_answers(&ev).passed);
+    }
+
+    #[test]
+    fn replay_order_independence_compares_shuffled_in_order_and_live() {
+        use crate::verdict::ShuffleOutcome;
+        let digests = |d: &str| BTreeMap::from([("o/r".to_owned(), d.to_owned())]);
+        let mut ev = Evidence::default();
+        assert_eq!(replay_order_independent(&ev).measured, None);
+        ev.shuffles.insert(
+            "s".into(),
+            ShuffleOutcome {
+                seed: 7,
+                duplicates: 20,
+                in_order: digests("sha256:a"),
+                shuffled: digests("sha256:a"),
+                live: Some(digests("sha256:a")),
+                error: None,
+            },
+        );
+        let r = replay_order_independent(&ev);
+        assert!(r.passed, "{r:?}");
+        assert!(r.note.contains("and live"), "{}", r.note);
+        if let Some(s) = ev.shuffles.get_mut("s") {
+            s.shuffled = digests("sha256:b");
+        }
+        let r = replay_order_independent(&ev);
+        assert!(!r.passed);
+        assert_eq!(
+            r.note,
+            "s o/r: shuffled (seed 7, 20 duplicates) sha256:b ≠ in order sha256:a"
+        );
     }
 
     #[test]

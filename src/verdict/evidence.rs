@@ -25,6 +25,21 @@ pub struct ReplayOutcome {
     pub verified: Option<bool>,
 }
 
+/// What a replay with `shuffle` found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShuffleOutcome {
+    pub seed: u64,
+    pub duplicates: u32,
+    /// `repo → digest` folded in log order.
+    pub in_order: BTreeMap<String, String>,
+    /// `repo → digest` folded in the shuffled order with duplicates.
+    pub shuffled: BTreeMap<String, String>,
+    /// `repo → digest` of the live boards (whole-log windows only).
+    pub live: Option<BTreeMap<String, String>>,
+    /// Why the comparison could not be made.
+    pub error: Option<String>,
+}
+
 /// The evidence of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -54,6 +69,8 @@ pub struct Evidence {
     pub drain_error: Option<String>,
     /// Replay steps by name.
     pub replays: BTreeMap<String, ReplayOutcome>,
+    /// Replay steps with `shuffle`, by name.
+    pub shuffles: BTreeMap<String, ShuffleOutcome>,
     /// Unix ms of the run's start (the origin of `faults`).
     pub t0_unix_ms: u64,
     /// SIGKILLs the run sent.
