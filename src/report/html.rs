@@ -191,7 +191,10 @@ fn render(run: &RunReport) -> String {
     );
     let t = &run.target;
     let rows: [(&str, String); 10] = [
-        ("scenario file", format!("<code>{}</code>", esc(&run.scenario.file))),
+        (
+            "scenario file",
+            format!("<code>{}</code>", esc(&run.scenario.file)),
+        ),
         ("seed", run.scenario.seed.to_string()),
         (
             "time scale",
@@ -229,18 +232,7 @@ fn render(run: &RunReport) -> String {
                 opt(t.redis_version.as_deref())
             ),
         ),
-        (
-            "ledger",
-            format!(
-                "sent {} · accepted {} · duplicates {} · rejected {} · indeterminate {} · processed {}",
-                run.ledger.sent,
-                run.ledger.accepted,
-                run.ledger.duplicates,
-                run.ledger.rejected,
-                run.ledger.indeterminate,
-                run.ledger.processed
-            ),
-        ),
+        ("ledger", run.ledger.counts_line(" · ")),
     ];
     o.push_str("<section id=\"summary\">\n<dl class=\"summary\">\n");
     for (k, v) in rows {

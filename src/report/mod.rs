@@ -248,15 +248,23 @@ pub struct Series {
     pub points: Vec<(u64, f64)>,
 }
 
-/// Ledger totals and the per-delivery classification (SPEC §2.5).
+/// Ledger totals and the per-delivery classification (SPEC §2.5). The vocabulary, used the same
+/// way in every report format, the step notes and the checks:
+/// - **sent**: HTTP requests the harness sent (copies and redeliveries included);
+/// - **acknowledged**: requests answered 2xx — `accepted` (new: 202 queued or spooled) plus
+///   `duplicates` (200 duplicate);
+/// - **rejected**: requests answered with a non-2xx status; **no answer** (`indeterminate`):
+///   timeouts and transport errors;
+/// - **processed**: distinct delivery ids the store reports applied (event-log row, effect, or
+///   listed).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSummary {
     /// Requests sent (every attempt, duplicates included).
     pub sent: u64,
-    /// 2xx `queued` or `spooled`.
+    /// Acknowledged as new: 2xx `queued` or `spooled`.
     pub accepted: u64,
-    /// 200 `duplicate`.
+    /// Acknowledged as a duplicate: 200 `duplicate`.
     pub duplicates: u64,
     /// Non-2xx answers.
     pub rejected: u64,
@@ -267,6 +275,28 @@ pub struct LedgerSummary {
     /// Class name (`ok`, `recovered`, `lost`, `duplicated`, `unexpected`, `failed`,
     /// `unacknowledged`) to its count and a few example delivery ids.
     pub classes: BTreeMap<String, LedgerClass>,
+}
+
+impl LedgerSummary {
+    /// Requests answered 2xx: accepted as new plus duplicate answers.
+    pub fn acknowledged(&self) -> u64 {
+        self.accepted + self.duplicates
+    }
+
+    /// The counts in the report's one vocabulary, joined by `sep`:
+    /// `sent 20 · acknowledged 20 (20 new, 0 duplicate) · rejected 0 · no answer 0 · processed 20`.
+    pub fn counts_line(&self, sep: &str) -> String {
+        format!(
+            "sent {}{sep}acknowledged {} ({} new, {} duplicate){sep}rejected {}{sep}no answer {}{sep}processed {}",
+            self.sent,
+            self.acknowledged(),
+            self.accepted,
+            self.duplicates,
+            self.rejected,
+            self.indeterminate,
+            self.processed
+        )
+    }
 }
 
 /// One ledger class.

@@ -327,8 +327,9 @@ impl Ctx {
         };
         let sum = report.summary();
         let note = format!(
-            "sent {}, accepted {}, duplicates {}, rejected {}, indeterminate {}{}",
+            "sent {}, acknowledged {} ({} new, {} duplicate), rejected {}, no answer {}{}",
             sum.sent,
+            sum.accepted + sum.duplicates,
             sum.accepted,
             sum.duplicates,
             sum.rejected,
@@ -351,9 +352,9 @@ impl Ctx {
         }
         let ok_2xx = sum.accepted + sum.duplicates;
         let result = match s.expect {
-            Expect::Accepted if ok_2xx != sum.sent => {
-                Err(anyhow::anyhow!("expected every request accepted: {note}"))
-            }
+            Expect::Accepted if ok_2xx != sum.sent => Err(anyhow::anyhow!(
+                "expected every request acknowledged: {note}"
+            )),
             Expect::Rejected if ok_2xx != 0 => {
                 Err(anyhow::anyhow!("expected every request rejected: {note}"))
             }
@@ -480,8 +481,13 @@ impl Ctx {
         let report = self.sender.redeliver_failed().await?;
         let s = report.summary();
         Ok(format!(
-            "redelivered {}: accepted {}, duplicates {}, rejected {}, indeterminate {}",
-            s.sent, s.accepted, s.duplicates, s.rejected, s.indeterminate
+            "redelivered {}: acknowledged {} ({} new, {} duplicate), rejected {}, no answer {}",
+            s.sent,
+            s.accepted + s.duplicates,
+            s.accepted,
+            s.duplicates,
+            s.rejected,
+            s.indeterminate
         ))
     }
 
