@@ -394,6 +394,24 @@ gitspy_job_duration_ms_count{event_type="push"} 2
     }
 
     #[test]
+    fn backlog_is_everything_not_yet_processed_including_the_spool() {
+        let with = |extra: &str| {
+            let text = format!("gitspy_queue_waiting 2\ngitspy_queue_active 1\n{extra}");
+            Scrape::parse("server", 0, &text).unwrap().backlog()
+        };
+        assert_eq!(with(""), Some(3.0));
+        // A record stuck in the spool keeps the backlog above 0, so `backlog` cannot pass and
+        // `wait: drained` does not return.
+        assert_eq!(
+            with("gitspy_spool_depth 1\ngitspy_queue_delayed 4\n"),
+            Some(8.0)
+        );
+        // Redis down: the queue gauges are absent, the backlog is unknown (not the spool alone).
+        let down = Scrape::parse("server", 0, "gitspy_spool_depth 5\n").unwrap();
+        assert_eq!(down.backlog(), None);
+    }
+
+    #[test]
     fn absent_gauge_is_none_not_zero() {
         let s = Scrape::parse("server", 0, TYPED).unwrap();
         assert_eq!(s.gauge(names::QUEUE_WAITING), Some(4.0));
