@@ -333,7 +333,10 @@ fn render(run: &RunReport) -> String {
             fmt_ms(s.start_ms),
             s.end_ms.map_or_else(|| "—".to_string(), fmt_ms),
             if s.ok { "yes" } else { "no" },
-            esc(&s.note)
+            esc(&match &s.send {
+                Some(f) => format!("{} — {}", s.note, f.summary()),
+                None => s.note.clone(),
+            })
         );
     }
     o.push_str("</tbody>\n</table>\n");

@@ -188,6 +188,24 @@ pub struct SendFidelity {
 }
 
 impl SendFidelity {
+    /// `planned 40 ids, 120 requests, 80 copies, ≤ 16 in flight; done 40, 120, 80, 9 in flight,
+    /// 0 slipped`.
+    pub fn summary(&self) -> String {
+        let (p, d) = (&self.planned, &self.done);
+        format!(
+            "planned {} ids, {} requests, {} copies, ≤ {} in flight; done {}, {}, {}, {} in flight, {} slipped",
+            p.distinct_ids,
+            p.requests,
+            p.copies,
+            p.max_in_flight,
+            d.distinct_ids,
+            d.requests,
+            d.copies,
+            d.max_in_flight,
+            d.slipped
+        )
+    }
+
     /// Where done differs from planned, one phrase each (empty: the step did what it said):
     /// distinct ids, requests and copies must be equal, and no more requests in flight than the
     /// bound. Slipped requests (started late because every slot was busy) are recorded and shown
