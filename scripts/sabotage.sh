@@ -141,7 +141,8 @@ for variant in $variants; do
     printf ' %-16s' "$cell"
     if [ "$k" -eq "$seeds" ]; then
       checks=$(awk -F'\t' -v v="$variant" -v n="$n" '$1==v && $2==n && $4==1 {print $5}' "$results" \
-        | tr ',' '\n' | sort | uniq -c | sort -rn | head -1 | awk '{print $2}')
+        | tr ',' '\n' | grep -v '^-$' | sort | uniq -c | sort -rn | head -3 | awk '{print $2}' \
+        | paste -sd+)
       best="${best:+$best, }$n${checks:+ [$checks]}"
     fi
   done

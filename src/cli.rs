@@ -2,7 +2,8 @@
 //! runs a parsed command and says which exit code it earned.
 //!
 //! Exit codes: 0 all good, 1 a check failed (`run`), 2 could not do the job (bad scenario file,
-//! missing environment, a command this build does not have).
+//! missing environment, a command this build does not have), 3 inconclusive (`run`: every check
+//! passed but `faults_effective` — the crash faults hit nothing in flight).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,7 +29,14 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run.
+    /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run,
+    /// 3 inconclusive (the crash faults hit nothing in flight, so the run proves nothing).
+    ///
+    /// Faults can wait for a condition and say what they hit, e.g.
+    /// `fault: {worker: kill, which: random, when: {holding: 3}, within: 20s}` (also `backlog`,
+    /// `spooled`, `in_flight_requests`); `worker: freeze|thaw` (SIGSTOP/SIGCONT). With a crash
+    /// fault the check `faults_effective` (default `min: 1`) makes a run whose kills hit no
+    /// in-flight delivery INCONCLUSIVE, never a pass.
     Run(RunArgs),
     /// Parse and check scenario files (no side effects); every error with file:line:column.
     Validate(ValidateArgs),
@@ -70,11 +78,24 @@ pub struct RunArgs {
     /// Where run directories are written.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+    /// Environment for every managed GitSpy process, over the scenario's `target.env` and the
+    /// harness defaults (see `list`); repeatable, e.g. `--target-env GITSPY_CLAIM_IDLE=20s
+    /// --target-env GITSPY_LOCK_TTL=20s`. Recorded in run.json.
+    #[arg(long, value_name = "KEY=VAL", value_parser = parse_target_env)]
+    pub target_env: Vec<(String, String)>,
     /// A target profile (YAML): the names of the system under test (Redis keys, metric names,
     /// states, env names, endpoints); overrides the scenario's `target.profile`. Default:
     /// GitSpy's, e.g. `--profile profiles/acme.yaml`.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+}
+
+fn parse_target_env(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VAL"))?;
+    crate::run::system::check_target_env_key(k).map_err(|why| format!("`{k}`: {why}"))?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Redis backends selectable on the command line.
@@ -104,6 +125,7 @@ impl RunArgs {
             report_dir: self.report_dir.clone(),
             profile: self.profile.clone(),
             target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
+            target_env: self.target_env.clone(),
         }
     }
 }
@@ -172,8 +194,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {
-            runtime()?.block_on(crate::load::send_cmd(args))?;
-            Ok(ExitCode::SUCCESS)
+            let url = args.url.clone();
+            let ledger = runtime()?.block_on(crate::load::send_cmd(args))?;
+            match crate::load::send_outcome(&ledger, &url) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(failure) => {
+                    eprintln!("error: {}", failure.message);
+                    Ok(ExitCode::from(failure.code))
+                }
+            }
         }
         Command::Cleanup(_) => {
             let done = runtime()?.block_on(crate::run::system::cleanup())?;
@@ -310,7 +339,7 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             faults.join(", ")
         };
         // Whole seconds are precise enough for "how long will this take".
-        let secs = s.expected_duration().as_secs_f64().round() as u64;
+        let secs = s.estimated_run_time().as_secs_f64().round() as u64;
         table.add_row([
             s.name.value.clone(),
             s.description.clone(),
@@ -318,7 +347,17 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             Dur::secs(secs).to_string(),
         ]);
     }
-    writeln!(std::io::stdout().lock(), "{table}").context("writing to stdout")?;
+    let defaults: Vec<String> =
+        crate::run::system::default_target_env(&gitspy_contract::EnvNames::default())
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+    writeln!(
+        std::io::stdout().lock(),
+        "{table}\nmanaged GitSpy processes get {} unless `target.env` or `run --target-env` says otherwise",
+        defaults.join(" ")
+    )
+    .context("writing to stdout")?;
     if problems > 0 {
         eprintln!("error: some scenarios are invalid; run `gitspy-chaos validate` on them");
         return Ok(ExitCode::from(2));

@@ -109,6 +109,8 @@ pub struct Sender {
     rate: Option<f64>,
     timeout: Duration,
     slots: Arc<Semaphore>,
+    /// The size of `slots`: requests in flight = this − available permits.
+    concurrency: usize,
     state: Arc<Mutex<State>>,
 }
 
@@ -151,8 +153,15 @@ impl Sender {
             rate: config.rate,
             timeout: config.timeout,
             slots: Arc::new(Semaphore::new(config.concurrency)),
+            concurrency: config.concurrency,
             state: Arc::new(Mutex::new(State::default())),
         })
+    }
+
+    /// Webhook requests in flight right now (what a server or Redis fault would cut short).
+    pub fn in_flight(&self) -> u64 {
+        self.concurrency
+            .saturating_sub(self.slots.available_permits()) as u64
     }
 
     /// A copy of every attempt so far.

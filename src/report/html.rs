@@ -30,7 +30,7 @@ h1 { font-size: 24px; margin: 8px 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 16px 0 4px; }
 .verdict { display: inline-block; font-weight: 700; padding: 3px 10px; border-radius: 4px; color: #fff; }
-.verdict.passed { background: #1a7f37; } .verdict.failed { background: #cf222e; } .verdict.error { background: #9a6700; }
+.verdict.passed { background: #1a7f37; } .verdict.failed { background: #cf222e; } .verdict.error { background: #9a6700; } .verdict.inconclusive { background: #6e7781; }
 .error-box { border: 1px solid #cf222e; background: #fff0f0; padding: 8px 12px; border-radius: 4px; white-space: pre-wrap; }
 dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 8px 0; }
 dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
@@ -39,6 +39,7 @@ th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical
 th { background: #f0f2f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.fail td { background: #fff0f0; } tr.fail td.result { color: #cf222e; font-weight: 700; }
+tr.inconclusive td { background: #f3f4f6; } tr.inconclusive td.result { color: #57606a; font-weight: 700; } p.inconclusive { background: #f3f4f6; padding: .5em; }
 tr.pass td.result { color: #1a7f37; font-weight: 700; }
 tr.bad td { background: #fff0f0; }
 code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; background: #eef0f2; padding: 0 3px; border-radius: 3px; }
@@ -164,12 +165,8 @@ fn opt(v: Option<&str>) -> String {
     esc(v.unwrap_or("unknown"))
 }
 
+/// The whole page: the head, then one section after another.
 fn render(run: &RunReport) -> String {
-    let verdict_class = match run.verdict {
-        Verdict::Passed => "passed",
-        Verdict::Failed => "failed",
-        Verdict::Error => "error",
-    };
     let mut o = String::new();
     // `write!` into a String cannot fail.
     let _ = write!(
@@ -178,8 +175,27 @@ fn render(run: &RunReport) -> String {
         run.verdict.label(),
         esc(&run.scenario.name)
     );
+    summary(run, &mut o);
+    checks(run, &mut o);
+    ledger(run, &mut o);
+    charts_section(run, &mut o);
+    faults(run, &mut o);
+    steps(run, &mut o);
+    probe(run, &mut o);
+    replays(run, &mut o);
+    processes(run, &mut o);
+    scenario_and_footer(run, &mut o);
+    o
+}
 
-    // Summary.
+/// The title, the verdict and the run's facts (what ran, against what, the ledger totals).
+fn summary(run: &RunReport, o: &mut String) {
+    let verdict_class = match run.verdict {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+        Verdict::Error => "error",
+        Verdict::Inconclusive => "inconclusive",
+    };
     let _ = writeln!(
         o,
         "<header>\n<h1>{}</h1>\n<p><span class=\"verdict {verdict_class}\" id=\"verdict\">{}</span> {}/{} checks passed</p>\n<p class=\"description\">{}</p>\n</header>",
@@ -190,7 +206,12 @@ fn render(run: &RunReport) -> String {
         esc(&run.scenario.description)
     );
     let t = &run.target;
-    let rows: [(&str, String); 10] = [
+    let env: Vec<String> = t
+        .env
+        .iter()
+        .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
+        .collect();
+    let rows: [(&str, String); 11] = [
         (
             "scenario file",
             format!("<code>{}</code>", esc(&run.scenario.file)),
@@ -225,6 +246,14 @@ fn render(run: &RunReport) -> String {
             ),
         ),
         (
+            "gitspy env",
+            if env.is_empty() {
+                "—".to_string()
+            } else {
+                env.join(" ")
+            },
+        ),
+        (
             "redis",
             format!(
                 "{} backend, version {}",
@@ -247,9 +276,18 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</section>\n");
+}
 
-    // Checks.
+/// One row per check: result, measured value, threshold, note.
+fn checks(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Checks</h2>\n");
+    for c in run.checks.iter().filter(|c| !c.passed && c.is_efficacy()) {
+        let _ = writeln!(
+            o,
+            "<p class=\"inconclusive\"><strong>Inconclusive</strong> (not data loss): {}</p>",
+            esc(&c.note)
+        );
+    }
     if run.checks.is_empty() {
         o.push_str("<p>No check was evaluated.</p>\n");
     }
@@ -258,8 +296,12 @@ fn render(run: &RunReport) -> String {
         let _ = writeln!(
             o,
             "<tr class=\"{}\"><td class=\"result\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            if c.passed { "pass" } else { "fail" },
-            if c.passed { "pass" } else { "FAIL" },
+            match c.status_label() {
+                "pass" => "pass",
+                "INCONCLUSIVE" => "inconclusive",
+                _ => "fail",
+            },
+            c.status_label(),
             esc(&c.name),
             esc(&c.measured_text()),
             esc(&c.threshold_text()),
@@ -267,8 +309,10 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
+}
 
-    // Ledger.
+/// One row per delivery class with example ids; lost, duplicated and unexpected stand out.
+fn ledger(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Ledger</h2>\n<table id=\"ledger\">\n<thead><tr><th>class</th><th>deliveries</th><th>example ids</th></tr></thead>\n<tbody>\n");
     for (name, class) in ordered_classes(run) {
         let bad = matches!(name, "lost" | "duplicated" | "unexpected") && class.count > 0;
@@ -287,40 +331,51 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
+}
 
-    // Charts.
+/// The charts over time, fault windows shaded.
+fn charts_section(run: &RunReport, o: &mut String) {
     o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. Gaps are missing samples (queue gauges are absent while Redis is down).</p>\n");
-    charts(run, &mut o);
+    charts(run, o);
     o.push_str("</section>\n");
+}
 
-    // Fault timeline.
+/// The fault timeline: what was broken, when, for how long.
+fn faults(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Fault timeline</h2>\n");
     if run.faults.is_empty() {
         o.push_str("<p>No fault was injected.</p>\n");
     } else {
-        o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>from</th><th>to</th><th>lasted</th><th>note</th></tr></thead>\n<tbody>\n");
-        for fw in &run.faults {
+        o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>requested</th><th>applied</th><th>healed</th><th>lasted</th><th>outcome</th><th>hit</th><th>note</th></tr></thead>\n<tbody>\n");
+        for (fw, line) in run.faults.iter().zip(run.fault_lines()) {
             let (to, lasted) = match fw.end_ms {
                 Some(e) if e == fw.start_ms => ("instant".to_string(), "—".to_string()),
                 Some(e) => (fmt_ms(e), fmt_ms(e.saturating_sub(fw.start_ms))),
                 None => ("not undone".to_string(), "—".to_string()),
             };
+            let ineffective = fw.crash && !fw.effective();
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if ineffective { " class=\"bad\"" } else { "" },
                 esc(&fw.kind),
                 esc(&fw.target),
+                fw.requested_ms.map(fmt_ms).unwrap_or_default(),
                 fmt_ms(fw.start_ms),
                 to,
                 lasted,
+                fw.outcome.as_str(),
+                esc(&line),
                 esc(&fw.note)
             );
         }
         o.push_str("</tbody>\n</table>\n");
     }
     o.push_str("</section>\n");
+}
 
-    // Steps and marks.
+/// The steps as they ran, and the marks.
+fn steps(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Steps</h2>\n<table id=\"steps\">\n<thead><tr><th>#</th><th>step</th><th>description</th><th>from</th><th>to</th><th>ok</th><th>note</th></tr></thead>\n<tbody>\n");
     for s in &run.steps {
         let _ = writeln!(
@@ -349,8 +404,10 @@ fn render(run: &RunReport) -> String {
         let _ = writeln!(o, "<p>Marks: {}</p>", marks.join(", "));
     }
     o.push_str("</section>\n");
+}
 
-    // Probe.
+/// The Redis probe taken at the end.
+fn probe(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Redis at the end</h2>\n");
     match &run.probe {
         None => o.push_str("<p>Redis could not be probed at the end of the run.</p>\n"),
@@ -377,8 +434,10 @@ fn render(run: &RunReport) -> String {
         }
     }
     o.push_str("</section>\n");
+}
 
-    // Replays.
+/// The replays and the board digests they produced.
+fn replays(run: &RunReport, o: &mut String) {
     if !run.replays.is_empty() {
         o.push_str("<section>\n<h2>Replays</h2>\n<table id=\"replays\">\n<thead><tr><th>replay</th><th>from</th><th>to</th><th>dry run</th><th>board digests</th></tr></thead>\n<tbody>\n");
         for r in &run.replays {
@@ -399,8 +458,10 @@ fn render(run: &RunReport) -> String {
         }
         o.push_str("</tbody>\n</table>\n</section>\n");
     }
+}
 
-    // Processes.
+/// Each managed process with its log tail.
+fn processes(run: &RunReport, o: &mut String) {
     if !run.processes.is_empty() {
         o.push_str("<section>\n<h2>Processes</h2>\n");
         for p in &run.processes {
@@ -416,8 +477,10 @@ fn render(run: &RunReport) -> String {
         }
         o.push_str("</section>\n");
     }
+}
 
-    // Scenario.
+/// The scenario as run and the footer.
+fn scenario_and_footer(run: &RunReport, o: &mut String) {
     let _ = writeln!(
         o,
         "<section>\n<h2>Scenario</h2>\n<pre id=\"scenario-yaml\">{}</pre>\n</section>",
@@ -430,5 +493,4 @@ fn render(run: &RunReport) -> String {
         esc(&run.tool.version),
         run.schema_version
     );
-    o
 }

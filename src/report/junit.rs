@@ -89,10 +89,21 @@ fn render(run: &RunReport) -> String {
                 body.push('\n');
                 body.push_str(&c.note);
             }
+            // An ineffective fault is not data loss: its own failure type and message.
+            let (kind, message) = if c.is_efficacy() {
+                let note = if c.note.starts_with("inconclusive") {
+                    c.note.clone()
+                } else {
+                    format!("inconclusive: {}", c.note)
+                };
+                ("inconclusive", note)
+            } else {
+                ("threshold", failure_message(c))
+            };
             let _ = writeln!(
                 o,
-                "    <testcase name=\"{name}\" classname=\"{classname}\" time=\"0\">\n      <failure message=\"{}\" type=\"threshold\">{}</failure>\n    </testcase>",
-                a(&failure_message(c)),
+                "    <testcase name=\"{name}\" classname=\"{classname}\" time=\"0\">\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n    </testcase>",
+                a(&message),
                 xml_text(&body)
             );
         }
@@ -110,6 +121,9 @@ fn render(run: &RunReport) -> String {
     let mut out = format!("{}\n", l.counts_line(", "));
     for (name, class) in super::ordered_classes(run) {
         let _ = writeln!(out, "{name}: {} {}", class.count, class.examples.join(" "));
+    }
+    for line in run.fault_lines() {
+        let _ = writeln!(out, "fault: {line}");
     }
     let _ = writeln!(o, "    <system-out>{}</system-out>", xml_text(&out));
     o.push_str("  </testsuite>\n</testsuites>\n");

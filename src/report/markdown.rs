@@ -29,6 +29,7 @@ pub fn headline(run: &RunReport) -> String {
         Verdict::Passed => "✅",
         Verdict::Failed => "❌",
         Verdict::Error => "⚠️",
+        Verdict::Inconclusive => "❔",
     };
     let l = &run.ledger;
     format!(
@@ -70,9 +71,21 @@ fn render(run: &RunReport) -> String {
         t.workers,
         if t.workers == 1 { "" } else { "s" },
     );
+    if !t.env.is_empty() {
+        let env: Vec<String> = t.env.iter().map(|(k, v)| md(&format!("{k}={v}"))).collect();
+        o.push('\n');
+        let _ = writeln!(o, "GitSpy settings: {}", env.join(" "));
+    }
     if let Some(err) = &run.error {
         o.push('\n');
         let _ = writeln!(o, "> **Could not run:** {}", md(err));
+    }
+
+    if run.verdict == Verdict::Inconclusive {
+        o.push('\n');
+        for c in run.checks.iter().filter(|c| !c.passed && c.is_efficacy()) {
+            let _ = writeln!(o, "> **Inconclusive** (not data loss): {}", md(&c.note));
+        }
     }
 
     o.push_str("\n### Checks\n\n");
@@ -84,7 +97,11 @@ fn render(run: &RunReport) -> String {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} |",
-                if c.passed { "✅" } else { "❌" },
+                match c.status_label() {
+                    "pass" => "✅",
+                    "INCONCLUSIVE" => "❔",
+                    _ => "❌",
+                },
                 md(&c.name),
                 md(&c.measured_text()),
                 md(&c.threshold_text()),
@@ -116,20 +133,23 @@ fn render(run: &RunReport) -> String {
 
     if !run.faults.is_empty() {
         o.push_str(
-            "\n### Faults\n\n| Fault | Target | From | To | Note |\n|---|---|--:|--:|---|\n",
+            "\n### Faults\n\n| Fault | Target | Requested | Applied | Healed | Outcome | Hit | Note |\n|---|---|--:|--:|--:|---|---|---|\n",
         );
-        for f in &run.faults {
+        for (f, line) in run.faults.iter().zip(run.fault_lines()) {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 md(&f.kind),
                 md(&f.target),
+                f.requested_ms.map(fmt_ms).unwrap_or_default(),
                 fmt_ms(f.start_ms),
                 match f.end_ms {
                     Some(e) if e == f.start_ms => "instant".to_string(),
                     Some(e) => fmt_ms(e),
                     None => "not undone".to_string(),
                 },
+                f.outcome.as_str(),
+                md(&line),
                 md(&f.note),
             );
         }

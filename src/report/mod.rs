@@ -68,6 +68,9 @@ pub struct RunReport {
     /// Managed processes (and the managed Redis), with the tail of their output.
     pub processes: Vec<ProcessLog>,
     pub replays: Vec<ReplayRecord>,
+    /// The run was stopped by Ctrl-C: a partial report (verdict `error`, nothing judged).
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// The harness that produced the run.
@@ -93,6 +96,10 @@ pub struct TargetInfo {
     pub redis_version: Option<String>,
     /// Number of worker processes.
     pub workers: u32,
+    /// Environment of the managed GitSpy processes (harness defaults, `target.env`,
+    /// `--target-env`); empty in attach mode.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Whether the harness started the system or attached to a running one.
@@ -131,6 +138,9 @@ pub enum Verdict {
     Failed,
     /// The run could not complete (environment missing, setup failed).
     Error,
+    /// Every check passed but `faults_effective`: the crash faults hit nothing in flight, so
+    /// the run proves nothing about crash safety (exit 3).
+    Inconclusive,
 }
 
 impl Verdict {
@@ -140,12 +150,26 @@ impl Verdict {
             Verdict::Passed => "PASSED",
             Verdict::Failed => "FAILED",
             Verdict::Error => "ERROR",
+            Verdict::Inconclusive => "INCONCLUSIVE",
+        }
+    }
+
+    /// The process exit code of a run with this verdict: 0, 1 (a check failed), 2 (could not
+    /// run), 3 (inconclusive).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::Error => 2,
+            Verdict::Inconclusive => 3,
         }
     }
 }
 
-/// One injected fault, from the moment it was applied to the moment it was undone.
+/// One fault of the typed fault log: when it was asked for, applied and healed, whether it
+/// landed, and what it hit.
 ///
+/// `start_ms` is when it was applied (for a missed or refused fault: when it gave up);
 /// `end_ms == Some(start_ms)` is an instantaneous fault (a SIGKILL); `end_ms == None` means it
 /// was still in force when the run ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,9 +179,143 @@ pub struct FaultWindow {
     pub kind: String,
     /// What it was done to, e.g. `gitspy-redis`, `worker-2`.
     pub target: String,
+    /// When the step asked for it (a triggered fault then waits for its condition).
+    #[serde(default)]
+    pub requested_ms: Option<u64>,
+    /// When it was applied (`applied_at`).
     pub start_ms: u64,
+    /// When it was healed (`healed_at`): the process started again, Redis back.
     pub end_ms: Option<u64>,
+    /// Whether it landed.
+    #[serde(default)]
+    pub outcome: FaultOutcome,
+    /// A crash fault (kill, freeze, crash point): judged by `faults_effective`.
+    #[serde(default)]
+    pub crash: bool,
+    /// The condition it waited for (`holding >= 3`), when triggered.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    /// What it hit at the moment it was applied; `None` when not measured.
+    #[serde(default)]
+    pub hit: Option<FaultHit>,
     pub note: String,
+}
+
+/// Whether a fault landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultOutcome {
+    /// It was injected.
+    #[default]
+    Applied,
+    /// Its trigger condition never held within the deadline; nothing was injected.
+    Missed,
+    /// The harness would not inject it (e.g. the attached process did not match any more).
+    Refused,
+}
+
+impl FaultOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultOutcome::Applied => "applied",
+            FaultOutcome::Missed => "missed",
+            FaultOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// What a fault hit: the work in flight at the victim when it struck.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultHit {
+    /// Delivery ids pending at the victim worker's consumer (`XPENDING`).
+    #[serde(default)]
+    pub pending: Vec<String>,
+    /// Of those, the ones whose `events:<id>:lock` was held.
+    #[serde(default)]
+    pub locks: u64,
+    /// Webhook requests of the sender in flight.
+    #[serde(default)]
+    pub in_flight_requests: u64,
+    /// Requests answered non-2xx or not at all while the fault was in force (Redis faults).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Requests answered `spooled` while the fault was in force (Redis faults).
+    #[serde(default)]
+    pub spooled: u64,
+    /// Of `pending`, how many ended processed exactly once (filled after the verdict).
+    #[serde(default)]
+    pub recovered: Option<u64>,
+}
+
+impl FaultHit {
+    /// Whether the fault hit anything at all.
+    pub fn hit_something(&self) -> bool {
+        !self.pending.is_empty()
+            || self.in_flight_requests > 0
+            || self.rejected > 0
+            || self.spooled > 0
+    }
+}
+
+impl FaultWindow {
+    /// Whether this is a crash fault that hit something.
+    pub fn effective(&self) -> bool {
+        self.outcome == FaultOutcome::Applied
+            && self.hit.as_ref().is_some_and(FaultHit::hit_something)
+    }
+
+    /// What it hit, in words: `hit 7 in-flight deliveries (7 locked); all 7 recovered`.
+    pub fn hit_text(&self) -> String {
+        match self.outcome {
+            FaultOutcome::Missed => {
+                return format!(
+                    "missed: {} never held",
+                    self.trigger.as_deref().unwrap_or("the condition")
+                )
+            }
+            FaultOutcome::Refused if self.note.is_empty() => return "refused".into(),
+            FaultOutcome::Refused => return format!("refused: {}", self.note),
+            FaultOutcome::Applied => {}
+        }
+        let Some(h) = &self.hit else {
+            return String::new();
+        };
+        let mut parts = Vec::new();
+        if !h.pending.is_empty() || self.crash && self.kind.starts_with("worker") {
+            let n = h.pending.len();
+            let mut t = format!(
+                "hit {n} in-flight deliver{}",
+                if n == 1 { "y" } else { "ies" }
+            );
+            if h.locks > 0 {
+                t.push_str(&format!(" ({} locked)", h.locks));
+            }
+            parts.push(t);
+        }
+        if h.in_flight_requests > 0 || self.kind.starts_with("server") && self.crash {
+            parts.push(format!("{} requests in flight", h.in_flight_requests));
+        }
+        if h.rejected > 0 {
+            parts.push(format!("{} requests rejected", h.rejected));
+        }
+        if h.spooled > 0 {
+            parts.push(format!("{} spooled", h.spooled));
+        }
+        if let (Some(r), false) = (h.recovered, h.pending.is_empty()) {
+            let n = h.pending.len() as u64;
+            parts.push(if r == n {
+                format!("all {n} recovered")
+            } else {
+                format!("{r} of {n} recovered")
+            });
+        }
+        if parts.is_empty() {
+            "hit nothing in flight".into()
+        } else {
+            parts.join("; ")
+        }
+    }
 }
 
 /// One scenario step as executed.
@@ -386,6 +544,24 @@ impl CheckOp {
 }
 
 impl CheckRecord {
+    /// The name of the efficacy check: failing it makes a run INCONCLUSIVE, not FAILED.
+    pub const FAULTS_EFFECTIVE: &'static str = "faults_effective";
+
+    /// Whether this is the `faults_effective` check (its failure is "inconclusive", not data
+    /// loss).
+    pub fn is_efficacy(&self) -> bool {
+        self.name == Self::FAULTS_EFFECTIVE
+    }
+
+    /// `pass`, `FAIL`, or `INCONCLUSIVE` for a failed efficacy check.
+    pub fn status_label(&self) -> &'static str {
+        match (self.passed, self.is_efficacy()) {
+            (true, _) => "pass",
+            (false, true) => "INCONCLUSIVE",
+            (false, false) => "FAIL",
+        }
+    }
+
     /// `"640 ms"`, or `"n/a"` when nothing was measured.
     pub fn measured_text(&self) -> String {
         match self.measured {
@@ -509,6 +685,41 @@ impl RunReport {
             }
         }
         Ok(())
+    }
+
+    /// The verdict a completed run's checks give: FAILED when a check other than
+    /// `faults_effective` failed, INCONCLUSIVE when only that one did, else PASSED.
+    pub fn verdict_of(checks: &[CheckRecord]) -> Verdict {
+        if checks.iter().any(|c| !c.passed && !c.is_efficacy()) {
+            Verdict::Failed
+        } else if checks.iter().any(|c| !c.passed) {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Passed
+        }
+    }
+
+    /// One line per fault: `worker kill #2 of worker-1 at 12.3s: hit 7 in-flight deliveries;
+    /// all 7 recovered`. The number counts faults of that kind on that target.
+    pub fn fault_lines(&self) -> Vec<String> {
+        let mut seen: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        self.faults
+            .iter()
+            .map(|f| {
+                let n = seen
+                    .entry((f.kind.as_str(), f.target.as_str()))
+                    .or_insert(0);
+                *n += 1;
+                let action = f.kind.rsplit(' ').next().unwrap_or(&f.kind);
+                let hit = f.hit_text();
+                let mut line = format!("{action} #{n} of {} at {}", f.target, fmt_ms(f.start_ms));
+                if !hit.is_empty() {
+                    line.push_str(": ");
+                    line.push_str(&hit);
+                }
+                line
+            })
+            .collect()
     }
 
     /// Number of checks that passed.

@@ -30,7 +30,7 @@ pub fn render_terminal(run: &RunReport) -> String {
             .set_header(vec!["result", "check", "measured", "threshold", "note"]);
         for c in &run.checks {
             t.add_row(vec![
-                if c.passed { "pass" } else { "FAIL" }.to_string(),
+                c.status_label().to_string(),
                 esc(&c.name),
                 c.measured_text(),
                 c.threshold_text(),
@@ -44,6 +44,12 @@ pub fn render_terminal(run: &RunReport) -> String {
         }
         out.push_str(&t.to_string());
         out.push('\n');
+    }
+    for line in run.fault_lines() {
+        out.push_str(&format!("fault: {}\n", esc(&line)));
+    }
+    for c in run.checks.iter().filter(|c| !c.passed && c.is_efficacy()) {
+        out.push_str(&format!("INCONCLUSIVE (not data loss): {}\n", esc(&c.note)));
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)

@@ -13,13 +13,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rand::SeedableRng as _;
 
+use crate::fault;
 use crate::load::{PayloadGen, RunNonce, Sender, SenderConfig};
 use crate::observe::{prom, Series};
 use crate::report::{self, Format, RunReport};
 use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
 use crate::system::procs::find_gitspy_bin;
 use crate::system::BackendKind;
-use steps::Ctx;
+use steps::{Ctx, Timeline};
 use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub profile: Option<PathBuf>,
     /// Test-only: start GitSpy with its duplicate checks off.
     pub target_disable_dedupe: bool,
+    /// `--target-env KEY=VAL`, over each scenario's `target.env`.
+    pub target_env: Vec<(String, String)>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -94,11 +97,7 @@ pub async fn run_cmd(scenarios: &[PathBuf], opts: RunOptions) -> anyhow::Result<
             Ok(out) => {
                 println!("{}", report::render_terminal(&out.report));
                 println!("report: {}", out.dir.display());
-                code = code.max(match out.report.verdict {
-                    report::Verdict::Passed => 0,
-                    report::Verdict::Failed => 1,
-                    report::Verdict::Error => 2,
-                });
+                code = worse(code, out.report.verdict.exit_code());
             }
             Err(e) if e.is::<Interrupted>() => {
                 eprintln!("error: {}: {e:#}", path.display());
@@ -106,11 +105,27 @@ pub async fn run_cmd(scenarios: &[PathBuf], opts: RunOptions) -> anyhow::Result<
             }
             Err(e) => {
                 eprintln!("error: {}: {e:#}", path.display());
-                code = 2;
+                code = worse(code, 2);
             }
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// The exit code of several runs: could not run (2) over a failed check (1) over inconclusive
+/// (3) over passed (0).
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |c: u8| match c {
+        0 => 0,
+        3 => 1,
+        1 => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 fn scenario_backend(s: &Scenario) -> BackendKind {
@@ -144,6 +159,19 @@ pub async fn run_scenario(
         (Some(_), Err(_)) => PathBuf::from("gitspy"),
         (None, Err(e)) => return Err(e),
     };
+    if s.needs_failpoints() {
+        let version = gitspy_version(&gitspy_bin).await.unwrap_or_default();
+        if !fault::crash::has_failpoints(&version) {
+            anyhow::bail!(
+                "scenario `{}` arms crash points, but {} has no failpoints (`gitspy --version`: {})\n\
+                 hint: build it with `{}` and pass it with --gitspy-bin",
+                s.name.value,
+                gitspy_bin.display(),
+                if version.is_empty() { "no answer" } else { version.as_str() },
+                fault::crash::BUILD_HINT
+            );
+        }
+    }
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -167,56 +195,26 @@ pub async fn run_scenario(
         path,
         s.target.value.profile.as_deref(),
     )?;
-    let system = match &s.target.value.attach {
-        None => {
-            System::start(SystemSpec {
-                run_id: &run_id,
-                gitspy_bin: &gitspy_bin,
-                backend,
-                container: s.target.value.redis.container.clone(),
-                image: s.target.value.redis.image.clone(),
-                workers: s.target.value.workers.value,
-                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
-                dir: &run_dir.join("system"),
-                disable_dedupe: opts.target_disable_dedupe,
-                profile: &profile,
-            })
-            .await
-        }
-        Some(a) => {
-            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
-                anyhow::anyhow!(
-                    "attach mode signs webhooks with the deployment's secret\n\
-                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
-                )
-            })?;
-            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
-            System::attach(
-                &run_id,
-                &gitspy_bin,
-                backend,
-                s.target.value.redis.container.clone(),
-                &redis_url,
-                system::AttachTarget {
-                    server_url: a.server_url.clone(),
-                    worker_urls: a.worker_metrics_urls.clone(),
-                    worker_matcher: a.worker_process.clone(),
-                    server_matcher: a.server_process.clone(),
-                },
-                secret,
-                &run_dir.join("system"),
-            )
-            .await
-        }
+    let target_env = match &s.target.value.attach {
+        None => system::effective_target_env(&profile.env, &s.target.value.env, &opts.target_env),
+        Some(_) => Default::default(),
     };
-    let mut system = match system {
+    let system = start_system(
+        &s,
+        opts,
+        backend,
+        &gitspy_bin,
+        &run_id,
+        &run_dir,
+        &profile,
+        target_env.clone(),
+    )
+    .await;
+    let system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
     };
-    if interrupt.is_cancelled() {
-        system.teardown().await;
-        return Err(Interrupted.into());
-    }
+    // A Ctrl-C during the start is handled below like one during the steps (partial report).
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
@@ -246,94 +244,43 @@ pub async fn run_scenario(
     let series = ctx.series.clone();
     scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
-    let poller = {
-        let ctx = ctx.clone();
-        let series = series.clone();
-        let stop = stop_poll.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
-                }
-            }
-        })
-    };
+    let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
     // Steps, then undo what is still broken, then drain.
-    let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
-    let panicked = tokio::select! {
-        r = futures::FutureExt::catch_unwind(steps_result) => r.is_err(),
-        _ = interrupt.cancelled() => {
-            stop_poll.cancel();
-            ctx.undo_faults().await;
-            ctx.sys.lock().await.teardown().await;
-            return Err(Interrupted.into());
-        }
-    };
-    ctx.undo_faults().await;
-    ctx.say("undoing faults done; waiting for the final drain".into());
-    let drain = ctx.wait_drained(FINAL_DRAIN).await;
+    let (panicked, interrupted, drain) = run_steps_and_drain(&ctx, &s, interrupt).await;
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let judged = judge::judge(
-        &ctx,
-        &s,
-        &series,
-        judge::Ending {
-            drain_error: drain.as_ref().err().map(|e| e.to_string()),
-            drained_at_ms: drained_at,
-            panicked,
-        },
-    )
-    .await;
+    let (judged, timeline) =
+        judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
-    let processes = {
-        let mut sys = ctx.sys.lock().await;
-        sys.teardown().await;
-        let mut v = vec![process_log(&sys.server)];
-        v.extend(sys.workers.iter().map(process_log));
-        v
-    };
-    let yaml = std::fs::read_to_string(path).unwrap_or_default();
+    let processes = teardown_and_collect_logs(&ctx).await;
     let (verdict, error) = match &judged {
-        Ok(j) if j.checks.iter().all(|c| c.passed) => (report::Verdict::Passed, None),
-        Ok(_) => (report::Verdict::Failed, None),
+        Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
     };
-    let timeline = std::mem::take(&mut *ctx.timeline());
-    let j = judged.unwrap_or_default();
+    let mut j = judged.unwrap_or_default();
+    if interrupted {
+        j.ledger = sent_so_far(&ctx);
+    }
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
         tool: report::ToolInfo {
             name: "gitspy-chaos".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        target: report::TargetInfo {
-            kind: if s.target.value.attach.is_some() {
-                report::TargetKind::Attached
-            } else {
-                report::TargetKind::Managed
-            },
-            gitspy_version: gitspy_version(&gitspy_bin).await,
-            redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
-            redis_version: None,
-            workers: s.target.value.workers.value,
-        },
-        scenario: report::ScenarioInfo {
-            name: name.clone(),
-            description: s.description.clone(),
-            file: path.display().to_string(),
-            yaml,
-            seed,
-            time_scale: opts.time_scale,
-            poll_interval_ms: poll.as_millis() as u64,
-        },
+        target: target_info(
+            &s,
+            &gitspy_bin,
+            format!("{} ({redis_desc})", redis_kind.as_str()),
+            target_env,
+        )
+        .await,
+        scenario: scenario_info(&s, path, seed, opts.time_scale, poll),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
         duration_ms: (finished - started).whole_milliseconds().max(0) as u64,
@@ -348,14 +295,263 @@ pub async fn run_scenario(
         probe: j.probe,
         processes,
         replays: timeline.replays,
+        interrupted,
     };
     report::write_all(&run, &run_dir, &Format::ALL)?;
     let ledger_path = run_dir.join("ledger.json");
     let _ = ctx.sender.ledger().write(&ledger_path);
+    if interrupted {
+        eprintln!("partial report (interrupted): {}", run_dir.display());
+        return Err(Interrupted.into());
+    }
     Ok(RunOutcome {
         report: run,
         dir: run_dir,
     })
+}
+
+/// Starts the managed system (with `target_env`), or attaches to the running one the scenario
+/// names.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
+async fn start_system(
+    s: &Scenario,
+    opts: &RunOptions,
+    backend: BackendKind,
+    gitspy_bin: &Path,
+    run_id: &str,
+    run_dir: &Path,
+    profile: &crate::system::profile::Profile,
+    target_env: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<System> {
+    match &s.target.value.attach {
+        None => {
+            System::start(SystemSpec {
+                run_id,
+                gitspy_bin,
+                backend,
+                container: s.target.value.redis.container.clone(),
+                image: s.target.value.redis.image.clone(),
+                workers: s.target.value.workers.value,
+                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
+                dir: &run_dir.join("system"),
+                disable_dedupe: opts.target_disable_dedupe,
+                env: target_env,
+                profile,
+            })
+            .await
+        }
+        Some(a) => {
+            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
+                anyhow::anyhow!(
+                    "attach mode signs webhooks with the deployment's secret\n\
+                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
+                )
+            })?;
+            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
+            System::attach(
+                run_id,
+                gitspy_bin,
+                backend,
+                s.target.value.redis.container.clone(),
+                &redis_url,
+                system::AttachTarget {
+                    server_url: a.server_url.clone(),
+                    worker_urls: a.worker_metrics_urls.clone(),
+                    worker_matcher: a.worker_process.clone(),
+                    server_matcher: a.server_process.clone(),
+                },
+                secret,
+                &run_dir.join("system"),
+            )
+            .await
+        }
+    }
+}
+
+/// Scrapes every process each `poll` until `stop` (the caller scrapes once before and once
+/// after).
+fn spawn_poller(
+    ctx: Arc<Ctx>,
+    poll: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let series = ctx.series.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+            }
+        }
+    })
+}
+
+/// Runs the steps, undoes the faults still in force and waits for the final drain. Ctrl-C stops
+/// the steps (and the drain): the run then writes a partial report marked interrupted, in every
+/// format, tears down and exits 2. Returns (a step panicked, interrupted, the drain's outcome).
+async fn run_steps_and_drain(
+    ctx: &Ctx,
+    s: &Scenario,
+    interrupt: &tokio_util::sync::CancellationToken,
+) -> (bool, bool, anyhow::Result<Duration>) {
+    let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
+    let (panicked, mut interrupted) = tokio::select! {
+        biased;
+        _ = interrupt.cancelled() => (false, true),
+        r = futures::FutureExt::catch_unwind(steps_result) => (r.is_err(), false),
+    };
+    ctx.undo_faults().await;
+    let drain = if interrupted {
+        Err(anyhow::anyhow!("interrupted"))
+    } else {
+        ctx.say("undoing faults done; waiting for the final drain".into());
+        tokio::select! {
+            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            _ = interrupt.cancelled() => {
+                interrupted = true;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    };
+    (panicked, interrupted, drain)
+}
+
+/// The judgement (none when interrupted), then what the faults hit — known only now that the
+/// ledger and the final states are — with the `faults_effective` check added to the checks.
+async fn judge_with_efficacy(
+    ctx: &Ctx,
+    s: &Scenario,
+    series: &Mutex<Series>,
+    drain: &anyhow::Result<Duration>,
+    drained_at: u64,
+    panicked: bool,
+    interrupted: bool,
+) -> (anyhow::Result<judge::Judged>, Timeline) {
+    let mut judged = if interrupted {
+        let done = ctx.timeline().steps.len();
+        Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C) after {done} completed step(s): a partial report; nothing was judged"
+        ))
+    } else {
+        judge::judge(
+            ctx,
+            s,
+            series,
+            judge::Ending {
+                drain_error: drain.as_ref().err().map(|e| e.to_string()),
+                drained_at_ms: drained_at,
+                panicked,
+            },
+        )
+        .await
+    };
+    let mut timeline = std::mem::take(&mut *ctx.timeline());
+    // What the faults hit, now that the ledger and the final states are known.
+    let hit_lookups = lookup_ids(ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
+    fault::efficacy::fill_after_run(
+        &mut timeline.faults,
+        &ctx.sender.ledger(),
+        ctx.t0_unix_ms,
+        ctx.now_ms(),
+        &hit_lookups,
+    );
+    if let Ok(j) = judged.as_mut() {
+        if let Some(c) = fault::efficacy::check(s, &timeline.faults) {
+            j.checks.push(c);
+        }
+    }
+    (judged, timeline)
+}
+
+/// Tears the system down and returns each managed process's log tail (complete only after
+/// teardown, which is why it comes first).
+async fn teardown_and_collect_logs(ctx: &Ctx) -> Vec<report::ProcessLog> {
+    let mut sys = ctx.sys.lock().await;
+    sys.teardown().await;
+    let mut v = vec![process_log(&sys.server)];
+    v.extend(sys.workers.iter().map(process_log));
+    v
+}
+
+/// What an interrupted run sent so far, without a verdict.
+fn sent_so_far(ctx: &Ctx) -> report::LedgerSummary {
+    let l = ctx.sender.ledger().summary();
+    report::LedgerSummary {
+        sent: l.sent,
+        accepted: l.accepted,
+        duplicates: l.duplicates,
+        rejected: l.rejected,
+        indeterminate: l.indeterminate,
+        ..Default::default()
+    }
+}
+
+/// What was tested: managed or attached, GitSpy's version, the Redis backend, the workers and
+/// the env the harness gave them.
+async fn target_info(
+    s: &Scenario,
+    gitspy_bin: &Path,
+    redis_backend: String,
+    env: std::collections::BTreeMap<String, String>,
+) -> report::TargetInfo {
+    report::TargetInfo {
+        kind: if s.target.value.attach.is_some() {
+            report::TargetKind::Attached
+        } else {
+            report::TargetKind::Managed
+        },
+        gitspy_version: gitspy_version(gitspy_bin).await,
+        redis_backend,
+        redis_version: None,
+        workers: s.target.value.workers.value,
+        env,
+    }
+}
+
+/// The scenario as run: the file, its text, the seed and pace actually used.
+fn scenario_info(
+    s: &Scenario,
+    path: &Path,
+    seed: u64,
+    time_scale: f64,
+    poll: Duration,
+) -> report::ScenarioInfo {
+    report::ScenarioInfo {
+        name: s.name.value.clone(),
+        description: s.description.clone(),
+        file: path.display().to_string(),
+        yaml: std::fs::read_to_string(path).unwrap_or_default(),
+        seed,
+        time_scale,
+        poll_interval_ms: poll.as_millis() as u64,
+    }
+}
+
+/// The lookups of `ids` (empty on any error: efficacy then says "not measured").
+async fn lookup_ids(ctx: &Ctx, ids: &[String]) -> Vec<crate::verdict::classes::Lookup> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let r = ctx
+        .http
+        .post(format!(
+            "{}{}",
+            ctx.server_url, ctx.profile.endpoints.lookup
+        ))
+        .json(&serde_json::json!({ "ids": ids }))
+        .send()
+        .await;
+    let Ok(r) = r else { return Vec::new() };
+    let Ok(v) = r.json::<serde_json::Value>().await else {
+        return Vec::new();
+    };
+    v["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d).ok())
+        .collect()
 }
 
 fn create_run_dir(
@@ -401,7 +597,19 @@ async fn gitspy_version(bin: &Path) -> Option<String> {
         .output()
         .await
         .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    version_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The version from `gitspy --version`'s first line (`gitspy 0.1.0 (features: none)` →
+/// `0.1.0 (features: none)`): reports print "gitspy <version>" themselves, so keeping the
+/// program name gave "gitspy gitspy 0.1.0".
+fn version_of(stdout: &str) -> Option<String> {
+    let mut words = stdout.lines().next()?.split_whitespace().peekable();
+    if words.peek() == Some(&"gitspy") {
+        words.next();
+    }
+    let version = words.collect::<Vec<_>>().join(" ");
+    (!version.is_empty()).then_some(version)
 }
 
 /// The sender's overall bound: the most requests the scenario's send steps may have in flight
@@ -437,5 +645,22 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     };
     for r in scrapes.into_iter().flatten() {
         s.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_stored_without_the_program_name() {
+        assert_eq!(version_of("gitspy 0.1.0\n").as_deref(), Some("0.1.0"));
+        assert_eq!(
+            version_of("gitspy 0.2.0 (features: failpoints)\nmore\n").as_deref(),
+            Some("0.2.0 (features: failpoints)")
+        );
+        assert_eq!(version_of("1.2.3").as_deref(), Some("1.2.3"));
+        assert_eq!(version_of(""), None);
+        assert_eq!(version_of("gitspy \n"), None);
     }
 }

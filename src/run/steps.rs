@@ -10,17 +10,14 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
+use rand::SeedableRng as _;
 use tokio::time::Instant;
 
-use super::system::{System, STOP_GRACE};
+use super::system::System;
 use crate::load::{BatchOptions, Duplicates, PayloadGen, PlannedSend, RunNonce, Scheduled, Sender};
 use crate::observe::prom::{self, names};
 use crate::report::{FaultWindow, Mark, ReplayRecord, SendCounts, SendFidelity, StepRecord};
-use crate::scenario::model::{
-    Expect, Fault, FaultKind, ProcessAction, RedisAction, Replay, Send, Step, Wait, Which,
-};
-use crate::system::{RedisFault, Signal};
+use crate::scenario::model::{Expect, RedisAction, Replay, Send, Step, Wait};
 use crate::verdict::{BoardModel, ShuffleOutcome};
 
 /// The owner of the repository every generated payload of a run belongs to; the name is
@@ -59,6 +56,15 @@ pub struct Ctx {
     step_counter: AtomicU32,
     /// Whether Redis is currently down on purpose (for undoing faults at the end).
     pub redis_down: Mutex<Option<RedisAction>>,
+    /// Attached processes a `freeze` stopped (thawed by `thaw` or at the end).
+    pub attach_frozen: Mutex<
+        Vec<(
+            crate::system::attach::MatchedProc,
+            crate::scenario::ProcessMatcher,
+        )>,
+    >,
+    /// The store lock a `store` fault holds, if any.
+    pub store_lock: Mutex<Option<crate::fault::store::HeldLock>>,
     /// A spinner on a terminal; `None` writes plain stderr lines (CI logs, pipes).
     progress: Option<indicatif::ProgressBar>,
     /// The names of the system under test (GitSpy's unless the scenario or `--profile` says).
@@ -125,6 +131,8 @@ impl Ctx {
             kills: AtomicU32::new(0),
             step_counter: AtomicU32::new(0),
             redis_down: Mutex::new(None),
+            attach_frozen: Mutex::new(Vec::new()),
+            store_lock: Mutex::new(None),
             progress: progress_bar(),
             profile: gitspy_contract::Profile::default(),
         })
@@ -153,38 +161,6 @@ impl Ctx {
 
     pub fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
         lock(&self.log)
-    }
-
-    fn open_fault(&self, kind: String, target: String, note: String) {
-        let at = self.now_ms();
-        self.timeline().faults.push(FaultWindow {
-            kind,
-            target,
-            start_ms: at,
-            end_ms: None,
-            note,
-        });
-    }
-
-    fn instant_fault(&self, kind: String, target: String, note: String) {
-        let at = self.now_ms();
-        self.timeline().faults.push(FaultWindow {
-            kind,
-            target,
-            start_ms: at,
-            end_ms: Some(at),
-            note,
-        });
-    }
-
-    /// Closes the open fault windows of `target`.
-    fn close_faults(&self, target: &str) {
-        let at = self.now_ms();
-        for f in self.timeline().faults.iter_mut() {
-            if f.target == target && f.end_ms.is_none() {
-                f.end_ms = Some(at);
-            }
-        }
     }
 
     /// Runs steps in order.
@@ -238,8 +214,9 @@ impl Ctx {
                         .insert(name.value.clone(), self.t0_unix_ms + at);
                     Ok(String::new())
                 }
-                Step::Fault(f) => self.fault(f).await,
+                Step::Fault(f) => crate::fault::run(self, f).await,
                 Step::Redeliver(_) => self.redeliver().await,
+                Step::DeadRequeue(_) => crate::fault::store::dead_requeue(self).await,
                 Step::Replay(r) => self.replay(r, index).await,
                 Step::Parallel(steps) => {
                     let futs = steps.value.iter().map(|s| self.run_step(&s.value));
@@ -491,139 +468,6 @@ impl Ctx {
         ))
     }
 
-    fn pick_workers(&self, which: Which, n: usize) -> anyhow::Result<Vec<usize>> {
-        Ok(match which {
-            Which::Index(i) => {
-                let i = i as usize;
-                anyhow::ensure!(
-                    i < n,
-                    "worker {i} does not exist (the target has {n} workers)"
-                );
-                vec![i]
-            }
-            Which::All => (0..n).collect(),
-            Which::Random => {
-                anyhow::ensure!(n > 0, "the target has no workers");
-                vec![lock(&self.rng).random_range(0..n)]
-            }
-        })
-    }
-
-    async fn fault(&self, f: &Fault) -> anyhow::Result<String> {
-        let Some(kind) = f.kind() else {
-            anyhow::bail!("a fault names exactly one of redis, worker, server");
-        };
-        match kind {
-            FaultKind::Redis(action) => {
-                let sys = self.sys.lock().await;
-                let fault = match action {
-                    RedisAction::Stop => RedisFault::Stop,
-                    RedisAction::Start => RedisFault::Start,
-                    RedisAction::Restart => RedisFault::Restart,
-                    RedisAction::Kill => RedisFault::Kill(Signal::Sigkill),
-                    RedisAction::Pause => RedisFault::Pause,
-                    RedisAction::Unpause => RedisFault::Unpause,
-                };
-                let describe = sys.redis.describe();
-                match action {
-                    RedisAction::Stop | RedisAction::Kill | RedisAction::Pause => {
-                        sys.redis.apply(fault).await?;
-                        *lock(&self.redis_down) = Some(action);
-                        self.open_fault(
-                            format!("redis {}", action.as_str()),
-                            "redis".into(),
-                            describe,
-                        );
-                    }
-                    RedisAction::Start | RedisAction::Unpause => {
-                        sys.redis.apply(fault).await?;
-                        *lock(&self.redis_down) = None;
-                        self.close_faults("redis");
-                    }
-                    RedisAction::Restart => {
-                        self.open_fault("redis restart".into(), "redis".into(), describe);
-                        sys.redis.apply(fault).await?;
-                        *lock(&self.redis_down) = None;
-                        self.close_faults("redis");
-                    }
-                }
-                Ok(String::new())
-            }
-            FaultKind::Worker(action, which) => {
-                let mut sys = self.sys.lock().await;
-                if let Some(a) = sys.attach.clone() {
-                    let m = a.worker_matcher.ok_or_else(|| {
-                        anyhow::anyhow!("attach mode: no `worker_process` matcher")
-                    })?;
-                    return self.attached_action(&m, action, which, "worker").await;
-                }
-                let n = sys.workers.len();
-                let picked = self.pick_workers(which, n)?;
-                for i in &picked {
-                    let w = &mut sys.workers[*i];
-                    self.proc_action(w, action).await?;
-                }
-                sys.record();
-                Ok(format!("workers {picked:?}"))
-            }
-            FaultKind::Server(action) => {
-                let mut sys = self.sys.lock().await;
-                if let Some(a) = sys.attach.clone() {
-                    let m = a.server_matcher.ok_or_else(|| {
-                        anyhow::anyhow!("attach mode: no `server_process` matcher")
-                    })?;
-                    return self.attached_action(&m, action, Which::All, "server").await;
-                }
-                let server = &mut sys.server;
-                self.proc_action(server, action).await?;
-                sys.record();
-                Ok(String::new())
-            }
-        }
-    }
-
-    /// A fault on processes the harness did not start: found by executable and environment
-    /// marker, re-checked (pid, start time) right before the signal; only kill and stop.
-    async fn attached_action(
-        &self,
-        m: &crate::scenario::ProcessMatcher,
-        action: ProcessAction,
-        which: Which,
-        role: &str,
-    ) -> anyhow::Result<String> {
-        use crate::system::attach;
-        attach::check_action(action)?;
-        let matcher = m.clone();
-        let found = tokio::task::spawn_blocking(move || attach::find(&matcher)).await??;
-        anyhow::ensure!(
-            !found.is_empty(),
-            "attach mode: no running process matches executable `{}` with `{}`",
-            m.executable,
-            m.env_marker
-        );
-        let picked = self.pick_workers(which, found.len())?;
-        let mut pids = Vec::new();
-        for i in picked {
-            let p = &found[i];
-            let name = format!("{role} pid {}", p.pid);
-            match action {
-                ProcessAction::Kill => {
-                    attach::kill(p, m, Duration::from_secs(10)).await?;
-                    self.kills.fetch_add(1, Ordering::SeqCst);
-                    self.instant_fault(format!("{role} kill"), name, "SIGKILL (attached)".into());
-                }
-                _ => {
-                    attach::stop(p, m, STOP_GRACE, Duration::from_secs(10)).await?;
-                    self.instant_fault(format!("{role} stop"), name, "SIGTERM (attached)".into());
-                }
-            }
-            pids.push(p.pid);
-        }
-        Ok(format!(
-            "pids {pids:?} (the deployment's supervisor restarts them)"
-        ))
-    }
-
     /// Scrapes one process now (before it is killed or stopped), so its counters are known up to
     /// the fault: what it counts after this scrape and before the signal is all that is lost.
     pub async fn scrape_one(&self, name: &str, url: &str) {
@@ -632,81 +476,9 @@ impl Ctx {
         }
     }
 
-    async fn proc_action(
-        &self,
-        p: &mut crate::system::procs::ManagedProc,
-        action: ProcessAction,
-    ) -> anyhow::Result<()> {
-        let name = p.role.name();
-        if action != ProcessAction::Start {
-            if let Some(url) = p.url(&self.profile.endpoints.metrics) {
-                if p.is_running() {
-                    self.scrape_one(&name, &url).await;
-                }
-            }
-        }
-        match action {
-            ProcessAction::Kill => {
-                p.kill().await?;
-                self.kills.fetch_add(1, Ordering::SeqCst);
-                self.open_fault(format!("{name} kill"), name, "SIGKILL".into());
-            }
-            ProcessAction::Stop => {
-                let code = p.stop(STOP_GRACE).await?;
-                self.open_fault(
-                    format!("{name} stop"),
-                    name,
-                    format!("SIGTERM, exit {code:?}"),
-                );
-            }
-            ProcessAction::Start => {
-                p.start_again().await?;
-                self.close_faults(&name);
-            }
-            ProcessAction::Restart => {
-                p.restart(STOP_GRACE).await?;
-                self.close_faults(&name);
-                self.instant_fault(format!("{name} restart"), name, "SIGTERM + start".into());
-            }
-        }
-        Ok(())
-    }
-
-    /// Undoes faults still in force: Redis started/unpaused, stopped or killed processes started.
+    /// Undoes faults still in force (see [`crate::fault::heal_all`]).
     pub async fn undo_faults(&self) {
-        let down = *lock(&self.redis_down);
-        let mut sys = self.sys.lock().await;
-        if let Some(action) = down {
-            let r = match action {
-                RedisAction::Pause => sys.redis.apply(RedisFault::Unpause).await,
-                _ => sys.redis.apply(RedisFault::Start).await,
-            };
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "undoing the Redis fault");
-            }
-            *lock(&self.redis_down) = None;
-            self.close_faults("redis");
-        }
-        let mut names = Vec::new();
-        if !sys.server.is_running() {
-            if let Err(e) = sys.server.start_again().await {
-                tracing::warn!(error = %e, "restarting the server");
-            }
-            names.push(sys.server.role.name());
-        }
-        for w in sys.workers.iter_mut() {
-            if !w.is_running() {
-                if let Err(e) = w.start_again().await {
-                    tracing::warn!(error = %e, "restarting a worker");
-                }
-                names.push(w.role.name());
-            }
-        }
-        sys.record();
-        drop(sys);
-        for n in names {
-            self.close_faults(&n);
-        }
+        crate::fault::heal_all(self).await;
     }
 
     async fn replay(&self, r: &Replay, index: u32) -> anyhow::Result<String> {
@@ -949,8 +721,18 @@ fn describe(step: &Step) -> (&'static str, String) {
         ),
         Step::Sleep(d) => ("sleep", d.value.to_string()),
         Step::Mark(m) => ("mark", m.value.clone()),
-        Step::Fault(f) => ("fault", f.kind().map(|k| k.to_string()).unwrap_or_default()),
+        Step::Fault(f) => (
+            "fault",
+            format!(
+                "{}{}",
+                f.kind().map(|k| k.to_string()).unwrap_or_default(),
+                f.when
+                    .map(|w| format!(" when {w} (within {})", f.within()))
+                    .unwrap_or_default()
+            ),
+        ),
         Step::Redeliver(_) => ("redeliver", "failed".into()),
+        Step::DeadRequeue(_) => ("dead_requeue", "all".into()),
         Step::Replay(r) => (
             "replay",
             format!(

@@ -21,6 +21,64 @@ pub const WORKER_LOCK_TTL: Duration = Duration::from_secs(10);
 /// How long a managed process gets for a clean SIGTERM exit.
 pub const STOP_GRACE: Duration = Duration::from_secs(20);
 
+/// The environment the harness gives every managed GitSpy process unless `target.env` or
+/// `--target-env` says otherwise (shown by `list` and recorded in run.json), under the names of
+/// the target profile.
+pub fn default_target_env(env: &gitspy_contract::EnvNames) -> Vec<(String, String)> {
+    let ttl = Dur(WORKER_LOCK_TTL).to_string();
+    vec![
+        (env.redis_timeout.clone(), "1s".into()),
+        (env.lock_ttl.clone(), ttl.clone()),
+        (env.claim_idle.clone(), ttl),
+        (env.block.clone(), "1s".into()),
+    ]
+}
+
+/// Variables the harness sets itself for each managed process: `target.env` may not.
+pub const HARNESS_OWNED_ENV: &[&str] = &[
+    "REDIS_URL",
+    "GITSPY_DB",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITSPY_LISTEN",
+    "WORKER_METRICS_PORT",
+    "GITSPY_CONSUMER",
+    "GITSPY_SPOOL_DIR",
+    "GITSPY_ON_REDIS_DOWN",
+];
+
+/// Whether `key` may be set through `target.env` / `--target-env`.
+pub fn check_target_env_key(key: &str) -> Result<(), String> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err("not an environment variable name (A-Z, 0-9 and _)".into());
+    }
+    if HARNESS_OWNED_ENV.contains(&key) {
+        return Err(if key == "GITSPY_ON_REDIS_DOWN" {
+            "set by the harness from `target.on_redis_down`".into()
+        } else {
+            "set by the harness for each process".into()
+        });
+    }
+    Ok(())
+}
+
+/// The environment in force: the defaults, then the scenario's `target.env`, then
+/// `--target-env`, later ones winning.
+pub fn effective_target_env(
+    names: &gitspy_contract::EnvNames,
+    scenario: &std::collections::BTreeMap<String, String>,
+    cli: &[(String, String)],
+) -> std::collections::BTreeMap<String, String> {
+    let mut env: std::collections::BTreeMap<String, String> =
+        default_target_env(names).into_iter().collect();
+    env.extend(scenario.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(cli.iter().cloned());
+    env
+}
+
 /// What the run file records: enough for `cleanup` to find and undo everything.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunFile {
@@ -28,8 +86,12 @@ pub struct RunFile {
     pub harness_pid: u32,
     pub processes: Vec<RecordedProc>,
     pub container: Option<String>,
-    /// Data dir of a process-backend redis-server (found again through /proc by `cleanup`).
+    /// Data dir of a process-backend redis-server.
     pub redis_dir: Option<PathBuf>,
+    /// The process-backend redis-server itself (it rewrites its command line, so `cleanup`
+    /// finds it by pid and start time).
+    #[serde(default)]
+    pub redis_proc: Option<RecordedProc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +99,11 @@ pub struct RecordedProc {
     pub role: String,
     pub pid: u32,
     pub start_ticks: Option<u64>,
+}
+
+/// The consumer name the harness gives managed worker `i` of run `run_id`.
+pub fn consumer_name(run_id: &str, i: usize) -> String {
+    format!("{run_id}-worker-{i}")
 }
 
 /// Where run files live: one JSON per live run.
@@ -80,6 +147,8 @@ pub struct SystemSpec<'a> {
     pub dir: &'a Path,
     /// Test-only: start GitSpy with every duplicate check off (proves the harness sees duplicates).
     pub disable_dedupe: bool,
+    /// Environment of every GitSpy process ([`effective_target_env`]).
+    pub env: std::collections::BTreeMap<String, String>,
     /// The names of the system (env variables, endpoints) from its target profile.
     pub profile: &'a Profile,
 }
@@ -118,12 +187,8 @@ impl System {
         let redis_url = sys.redis.url()?;
         let db = spec.dir.join("gitspy.db").display().to_string();
         let env = &spec.profile.env;
-        let lock_ttl = Dur(WORKER_LOCK_TTL).to_string();
-        let mut common = vec![
-            (env.redis_url.clone(), redis_url),
-            (env.db.clone(), db),
-            (env.redis_timeout.clone(), "1s".to_string()),
-        ];
+        let mut common = vec![(env.redis_url.clone(), redis_url), (env.db.clone(), db)];
+        common.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         if spec.disable_dedupe {
             common.push((env.test_disable_dedupe.clone(), "true".into()));
         }
@@ -140,17 +205,12 @@ impl System {
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
         sys.server.start().await?;
         sys.record();
-        let mut worker_env = common;
-        worker_env.push((env.lock_ttl.clone(), lock_ttl.clone()));
-        worker_env.push((env.claim_idle.clone(), lock_ttl));
-        worker_env.push((env.block.clone(), "1s".into()));
+        let worker_env = common;
         for i in 0..spec.workers as usize {
-            let mut w = ManagedProc::new(
-                Role::Worker(i),
-                spec.gitspy_bin,
-                worker_env.clone(),
-                spec.dir,
-            );
+            // A consumer name per worker, so the harness can read what each one holds.
+            let mut env = worker_env.clone();
+            env.push(("GITSPY_CONSUMER".into(), consumer_name(spec.run_id, i)));
+            let mut w = ManagedProc::new(Role::Worker(i), spec.gitspy_bin, env, spec.dir);
             w.start().await?;
             sys.workers.push(w);
             sys.record();
@@ -197,6 +257,11 @@ impl System {
         sys.record();
         sys.wait_ready(Duration::from_secs(30)).await?;
         Ok(sys)
+    }
+
+    /// The consumer name of managed worker `i` (`GITSPY_CONSUMER`).
+    pub fn consumer(&self, i: usize) -> String {
+        consumer_name(&self.run_id, i)
     }
 
     pub fn server_url(&self, path: &str) -> String {
@@ -265,6 +330,11 @@ impl System {
         }
         if let RedisBackend::Process(p) = &self.redis {
             f.redis_dir = Some(p.dir().to_path_buf());
+            f.redis_proc = p.pid().map(|pid| RecordedProc {
+                role: "redis".into(),
+                pid,
+                start_ticks: proc_start_ticks(pid),
+            });
         }
         let _ = std::fs::create_dir_all(runs_dir());
         if let Ok(json) = serde_json::to_vec_pretty(&f) {
@@ -315,24 +385,27 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 live_runs.insert(f.run_id.clone());
                 continue;
             }
-            for p in &f.processes {
+            let mut killed: Vec<&RecordedProc> = Vec::new();
+            for p in f.processes.iter().chain(f.redis_proc.iter()) {
                 if p.pid == std::process::id() {
                     continue;
                 }
                 match (proc_start_ticks(p.pid), p.start_ticks) {
                     (Some(now), Some(then)) if now == then => {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(p.pid as i32),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
+                        // A frozen process dies of SIGKILL too; SIGCONT first does no harm.
+                        let pid = nix::unistd::Pid::from_raw(p.pid as i32);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
                         done.push(format!(
                             "killed {} (pid {}) of run {}",
                             p.role, p.pid, f.run_id
                         ));
+                        killed.push(p);
                     }
                     _ => {}
                 }
             }
+            let mut by_dir = Vec::new();
             if let Some(dir) = &f.redis_dir {
                 for pid in redis_servers_in(dir) {
                     let _ = nix::sys::signal::kill(
@@ -343,9 +416,34 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                         "killed redis-server (pid {pid}) of run {}",
                         f.run_id
                     ));
+                    by_dir.push(pid);
                 }
             }
-            let _ = std::fs::remove_file(&path);
+            // The record goes only once everything in it is gone: a second `cleanup` can
+            // still find what this one could not.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let alive = || {
+                killed
+                    .iter()
+                    .filter(|p| p.start_ticks.is_some() && proc_start_ticks(p.pid) == p.start_ticks)
+                    .count()
+                    + by_dir
+                        .iter()
+                        .filter(|pid| proc_start_ticks(**pid).is_some())
+                        .count()
+            };
+            while alive() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive() == 0 {
+                let _ = std::fs::remove_file(&path);
+            } else {
+                done.push(format!(
+                    "run {}: {} process(es) still alive; its record is kept for the next cleanup",
+                    f.run_id,
+                    alive()
+                ));
+            }
         }
     }
     match crate::system::docker::connect().await {
@@ -385,6 +483,13 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
         )),
     }
     Ok(done)
+}
+
+/// The pid of the harness running `run_id`, when its run file exists and that harness is alive.
+pub fn live_harness_of(run_id: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(runs_dir().join(format!("{run_id}.json"))).ok()?;
+    let f: RunFile = serde_json::from_str(&text).ok()?;
+    (f.harness_pid == std::process::id() || is_live_harness(f.harness_pid)).then_some(f.harness_pid)
 }
 
 fn is_live_harness(pid: u32) -> bool {

@@ -113,6 +113,14 @@ pub struct Target {
     /// starts and stops the server and the workers itself (managed mode).
     #[serde(default)]
     pub attach: Option<Attach>,
+    /// Managed mode: environment of every GitSpy process the harness starts (server and
+    /// workers), over the harness's defaults (`gitspy-chaos list` shows them: 10 s claim idle
+    /// and lock TTL, 1 s block and Redis timeout), e.g. `{GITSPY_CLAIM_IDLE: 20s,
+    /// GITSPY_LOCK_TTL: 20s, GITSPY_WORKER_CONCURRENCY: "8", GITSPY_LOG_RETENTION: 1h}`. Recorded in
+    /// run.json. `run --target-env KEY=VAL` adds to it and wins. Variables the harness sets
+    /// itself (Redis URL, database, secret, listen ports, consumer names) are refused.
+    #[serde(default)]
+    pub env: At<BTreeMap<String, String>>,
     /// The names of the system under test — Redis key patterns, metric names, state values,
     /// env names, endpoints — as a YAML profile file, relative to this scenario file (see
     /// `docs/contract.md`). Absent: GitSpy's names. `run --profile` overrides it. Example:
@@ -132,11 +140,13 @@ pub struct RedisTarget {
     /// How Redis is run and broken. `run --backend` overrides it (except `external`).
     #[serde(default)]
     pub backend: At<RedisBackend>,
-    /// Docker backend: the container name (default `gitspy-redis`). In attach mode, the name of
-    /// the running container the faults act on.
+    /// Docker backend: the container name (default `gitspy-redis-<run nonce>`: one per run, so
+    /// two runs at once share nothing). A container another run created is refused (exit 2,
+    /// naming that run). In attach mode, the name of the running container the faults act on.
     #[serde(default)]
     pub container: Option<String>,
-    /// Docker backend: the image (default `redis:7-alpine`).
+    /// Docker backend: the image (default `gitspy-redis:7`, built offline by
+    /// `docker/build-redis-image.sh`).
     #[serde(default)]
     pub image: Option<String>,
     /// The Redis URL. Required for the `external` backend and in attach mode; the harness
@@ -151,27 +161,22 @@ pub struct RedisTarget {
 pub enum RedisBackend {
     /// A container driven through the Docker API: stop, start, restart, kill, pause, unpause.
     Docker,
-    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart.
+    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart, pause
+    /// (SIGSTOP) and unpause (SIGCONT).
     Process,
     /// A Redis the harness must not touch: observation only, no Redis faults.
     External,
-    /// `docker` when an engine answers and the image is available, else `process`. Only the
-    /// faults both can do are allowed (no pause/unpause).
+    /// `docker` when an engine answers and the image is available, else `process`. Both can do
+    /// every Redis fault.
     #[default]
     Auto,
 }
 
 impl RedisBackend {
     /// The Redis faults this backend can inject.
-    pub fn supports(self, action: RedisAction) -> bool {
-        use RedisAction::*;
-        match self {
-            // The process backend pauses with SIGSTOP and unpauses with SIGCONT.
-            RedisBackend::Docker | RedisBackend::Process | RedisBackend::Auto => {
-                matches!(action, Stop | Start | Restart | Kill | Pause | Unpause)
-            }
-            RedisBackend::External => false,
-        }
+    pub fn supports(self, _action: RedisAction) -> bool {
+        // Docker and process (and so auto) do every fault; a process is paused with SIGSTOP.
+        !matches!(self, RedisBackend::External)
     }
 
     /// The spelling used in scenario files.
@@ -265,6 +270,10 @@ pub enum Step {
     Redeliver(Redeliver),
     /// Run `gitspy replay` over a window between marks and keep its output.
     Replay(Replay),
+    /// Run `gitspy dead requeue --all` against the run's Redis: every dead-lettered delivery
+    /// goes back through the normal enqueue with its attempts reset. Written
+    /// `- dead_requeue: all`.
+    DeadRequeue(DeadRequeue),
     /// Run these steps at the same time; the block ends when all of them ended.
     Parallel(At<Vec<At<Step>>>),
     /// Run these steps again and again on a fixed period.
@@ -397,23 +406,115 @@ impl Wait {
     }
 }
 
-/// A fault: exactly one of `redis`, `worker`, `server`.
+/// A fault: exactly one of `redis`, `worker`, `server`, `store`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     /// Act on Redis.
     #[serde(default)]
     pub redis: Option<RedisAction>,
-    /// Act on worker processes (see `which`).
+    /// Act on worker processes (see `which`): an action (`kill`, `freeze`, …) or a crash point
+    /// `{crash_at: after-commit, nth: 3}`.
     #[serde(default)]
-    pub worker: Option<ProcessAction>,
-    /// Act on the `gitspy serve` process.
+    pub worker: Option<ProcessFault>,
+    /// Act on the `gitspy serve` process: an action or `{crash_at: after-enqueue, nth: 1}`.
     #[serde(default)]
-    pub server: Option<ProcessAction>,
+    pub server: Option<ProcessFault>,
+    /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
+    #[serde(default)]
+    pub store: Option<StoreFault>,
     /// Worker faults only: which worker, a 0-based index, `random` (chosen by the seed) or
     /// `all` (default `random`).
     #[serde(default)]
     pub which: Option<Which>,
+    /// Wait for a condition in the system before injecting, e.g. `when: {holding: 3}`: the fault
+    /// fires as soon as it holds (polled every 25 ms). Run it in a `parallel` block next to the
+    /// `send` that creates the condition. A condition that never holds within `within` is
+    /// recorded as a missed fault (it counts as ineffective for `faults_effective`).
+    #[serde(default)]
+    pub when: Option<When>,
+    /// With `when`: how long to wait for the condition (default `30s`).
+    #[serde(default)]
+    pub within: Option<At<Dur>>,
+}
+
+impl Fault {
+    /// Default deadline of a triggered fault.
+    pub const DEFAULT_WITHIN: Dur = Dur::secs(30);
+
+    /// The deadline of a triggered fault, default applied.
+    pub fn within(&self) -> Dur {
+        self.within
+            .as_ref()
+            .map_or(Self::DEFAULT_WITHIN, |w| w.value)
+    }
+}
+
+/// A fault on the SQLite store of a managed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFault {
+    /// Hold an exclusive lock on the run's `gitspy.db` for this long (`BEGIN EXCLUSIVE` from the
+    /// harness), so GitSpy's writes wait and, past its 10 s busy timeout, fail with "database
+    /// is locked": retries, backoff and dead letters happen. The step returns at once; the lock
+    /// is released after `lock` (or at the end of the run).
+    pub lock: Dur,
+}
+
+/// The condition a triggered fault waits for: exactly one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
+    /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
+    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    #[serde(default)]
+    pub holding: Option<u64>,
+    /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +
+    /// pending).
+    #[serde(default)]
+    pub backlog: Option<u64>,
+    /// At least this many deliveries in the server's spool (`gitspy_spool_depth`).
+    #[serde(default)]
+    pub spooled: Option<u64>,
+    /// At least this many webhook requests of the sender in flight at once.
+    #[serde(default)]
+    pub in_flight_requests: Option<u64>,
+}
+
+impl When {
+    /// How many conditions are set (validation wants exactly one).
+    pub fn count(&self) -> usize {
+        [
+            self.holding.is_some(),
+            self.backlog.is_some(),
+            self.spooled.is_some(),
+            self.in_flight_requests.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+}
+
+impl std::fmt::Display for When {
+    /// `holding ≥ 3`, `backlog ≥ 100`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.holding {
+            parts.push(format!("holding >= {n}"));
+        }
+        if let Some(n) = self.backlog {
+            parts.push(format!("backlog >= {n}"));
+        }
+        if let Some(n) = self.spooled {
+            parts.push(format!("spooled >= {n}"));
+        }
+        if let Some(n) = self.in_flight_requests {
+            parts.push(format!("in_flight_requests >= {n}"));
+        }
+        f.write_str(&parts.join(", "))
+    }
 }
 
 /// What the fault acts on, once validated.
@@ -425,16 +526,28 @@ pub enum FaultKind {
     Worker(ProcessAction, Which),
     /// A server action.
     Server(ProcessAction),
+    /// A store lock held this long.
+    Store(Dur),
+    /// Arm a crash point in the chosen worker.
+    WorkerCrashAt(CrashAt, Which),
+    /// Arm a crash point in the server.
+    ServerCrashAt(CrashAt),
 }
 
 impl Fault {
     /// The single action this fault names, or `None` when it names none or several (which
     /// validation refuses).
     pub fn kind(&self) -> Option<FaultKind> {
-        match (self.redis, self.worker, self.server) {
-            (Some(r), None, None) => Some(FaultKind::Redis(r)),
-            (None, Some(w), None) => Some(FaultKind::Worker(w, self.which.unwrap_or_default())),
-            (None, None, Some(s)) => Some(FaultKind::Server(s)),
+        let which = self.which.unwrap_or_default();
+        match (self.redis, self.worker, self.server, self.store) {
+            (Some(r), None, None, None) => Some(FaultKind::Redis(r)),
+            (None, Some(ProcessFault::Action(w)), None, None) => Some(FaultKind::Worker(w, which)),
+            (None, Some(ProcessFault::CrashAt(c)), None, None) => {
+                Some(FaultKind::WorkerCrashAt(c, which))
+            }
+            (None, None, Some(ProcessFault::Action(s)), None) => Some(FaultKind::Server(s)),
+            (None, None, Some(ProcessFault::CrashAt(c)), None) => Some(FaultKind::ServerCrashAt(c)),
+            (None, None, None, Some(st)) => Some(FaultKind::Store(st.lock)),
             _ => None,
         }
     }
@@ -447,6 +560,9 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Redis(a) => write!(f, "redis {}", a.as_str()),
             FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
+            FaultKind::Store(d) => write!(f, "store lock {d}"),
+            FaultKind::WorkerCrashAt(c, w) => write!(f, "worker crash at {c} ({w})"),
+            FaultKind::ServerCrashAt(c) => write!(f, "server crash at {c}"),
         }
     }
 }
@@ -463,7 +579,7 @@ pub enum RedisAction {
     Restart,
     /// SIGKILL: a crash.
     Kill,
-    /// Freeze it (`docker pause`): connections hang instead of failing.
+    /// Freeze it (`docker pause`, or SIGSTOP for a process): connections hang instead of failing.
     Pause,
     /// Thaw it after a pause.
     Unpause,
@@ -483,6 +599,133 @@ impl RedisAction {
     }
 }
 
+/// A worker or server fault: an action, or a crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessFault {
+    /// `kill`, `stop`, `restart`, `start`, `freeze`, `thaw`.
+    Action(ProcessAction),
+    /// `{crash_at: <point>, nth: N}`.
+    CrashAt(CrashAt),
+}
+
+impl Serialize for ProcessFault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ProcessFault::Action(a) => a.serialize(s),
+            ProcessFault::CrashAt(c) => c.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessFault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProcessFault;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an action (kill, stop, restart, start, freeze, thaw) or `{crash_at: <point>, nth: N}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ProcessFault, E> {
+                ProcessAction::deserialize(serde::de::value::StrDeserializer::<E>::new(v))
+                    .map(ProcessFault::Action)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ProcessFault, A::Error> {
+                CrashAt::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(ProcessFault::CrashAt)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A crash point armed in a failpoints build of GitSpy (`cargo build -p gitspy --features
+/// failpoints`): the process aborts (SIGABRT) the `nth` time it reaches `crash_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashAt {
+    /// Where: worker `after-lock`, `after-commit`, `after-ack`; server `after-enqueue`,
+    /// `spool-append`, `spool-drain`.
+    pub crash_at: CrashPoint,
+    /// Crash on this hit, from 1 (default 1: the first time).
+    #[serde(default = "default_nth")]
+    pub nth: u32,
+}
+
+fn default_nth() -> u32 {
+    1
+}
+
+/// A crash point of GitSpy (its `failpoints` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// Worker: lock taken, state not yet `processing`.
+    AfterLock,
+    /// Worker: store transaction committed, entry not yet acknowledged.
+    AfterCommit,
+    /// Worker: `XACK` done, `XDEL` not yet.
+    AfterAck,
+    /// Server: enqueue script succeeded, HTTP answer not yet sent.
+    AfterEnqueue,
+    /// Server: spool record written, not yet fsynced or acknowledged.
+    SpoolAppend,
+    /// Server: spooled record added to Redis, spool head not yet advanced.
+    SpoolDrain,
+}
+
+impl CrashPoint {
+    /// The failpoint name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::AfterLock => "after-lock",
+            CrashPoint::AfterCommit => "after-commit",
+            CrashPoint::AfterAck => "after-ack",
+            CrashPoint::AfterEnqueue => "after-enqueue",
+            CrashPoint::SpoolAppend => "spool-append",
+            CrashPoint::SpoolDrain => "spool-drain",
+        }
+    }
+
+    /// Whether the point is in the worker (else in the server).
+    pub fn in_worker(self) -> bool {
+        matches!(
+            self,
+            CrashPoint::AfterLock | CrashPoint::AfterCommit | CrashPoint::AfterAck
+        )
+    }
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CrashAt {
+    /// `after-commit (3rd hit)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (hit {})", self.crash_point(), self.nth)
+    }
+}
+
+impl CrashAt {
+    /// The point.
+    pub fn crash_point(&self) -> CrashPoint {
+        self.crash_at
+    }
+
+    /// The fail-rs actions that fire on the `nth` hit: `2*off->return` for the third.
+    pub fn actions(&self) -> String {
+        match self.nth {
+            0 | 1 => "return".into(),
+            n => format!("{}*off->return", n - 1),
+        }
+    }
+}
+
 /// Something done to a gitspy process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -495,6 +738,12 @@ pub enum ProcessAction {
     Restart,
     /// Start a stopped or killed process with the same command line.
     Start,
+    /// SIGSTOP: the process hangs (a zombie worker: it holds its entries and locks but renews
+    /// nothing, so another worker reclaims them). Workers only.
+    Freeze,
+    /// SIGCONT after a freeze: the zombie wakes up and must not apply or acknowledge what it
+    /// no longer owns. Workers only.
+    Thaw,
 }
 
 impl ProcessAction {
@@ -505,7 +754,15 @@ impl ProcessAction {
             ProcessAction::Stop => "stop",
             ProcessAction::Restart => "restart",
             ProcessAction::Start => "start",
+            ProcessAction::Freeze => "freeze",
+            ProcessAction::Thaw => "thaw",
         }
+    }
+
+    /// Whether this action can cut a delivery's processing short (a crash fault for
+    /// `faults_effective`): kill and freeze.
+    pub fn is_crash(self) -> bool {
+        matches!(self, ProcessAction::Kill | ProcessAction::Freeze)
     }
 }
 
@@ -577,6 +834,14 @@ impl<'de> Deserialize<'de> for Which {
         }
         d.deserialize_any(V)
     }
+}
+
+/// The dead letters a `dead_requeue` step puts back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadRequeue {
+    /// Every dead-lettered delivery.
+    All,
 }
 
 /// The deliveries a `redeliver` step resends.
@@ -724,6 +989,30 @@ pub enum Check {
     /// Once a delivery id was accepted, every other request for it got the duplicate answer
     /// (`200 duplicate`), concurrent copies included.
     DuplicateAnswers,
+    /// At least `min` crash faults (worker/server kill, worker freeze) hit something in flight:
+    /// pending deliveries of the victim, or requests in flight. On by default (`min: 1`) in
+    /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
+    /// a pass. `faults_effective: {min: 0}` turns it off.
+    FaultsEffective(EffectiveMin),
+}
+
+/// The `faults_effective` check's limit.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectiveMin {
+    /// Crash faults that must have hit something (default 1).
+    #[serde(default = "default_effective_min")]
+    pub min: u64,
+}
+
+impl Default for EffectiveMin {
+    fn default() -> Self {
+        EffectiveMin { min: 1 }
+    }
+}
+
+fn default_effective_min() -> u64 {
+    1
 }
 
 impl Check {
@@ -742,6 +1031,7 @@ impl Check {
             Check::ReplayOrderIndependent => "replay_order_independent",
             Check::BoardMatchesModel => "board_matches_model",
             Check::DuplicateAnswers => "duplicate_answers",
+            Check::FaultsEffective(_) => "faults_effective",
         }
     }
 }

@@ -86,6 +86,7 @@ impl Validator<'_> {
     }
 
     fn scenario_level(&mut self) {
+        self.target_env();
         let s = self.scenario;
         let name = &s.name;
         if name.is_empty()
@@ -191,6 +192,17 @@ impl Validator<'_> {
             Step::Mark(name) => self.mark(name, ctx, set),
             Step::Fault(fault) => self.fault(fault, pos),
             Step::Redeliver(_) => {}
+            Step::DeadRequeue(_) => {
+                if self.scenario.target.redis.backend.value == RedisBackend::External
+                    && self.scenario.target.redis.url.is_none()
+                {
+                    self.push(
+                        pos,
+                        "`dead_requeue` needs the Redis URL",
+                        "give `target.redis.url`",
+                    );
+                }
+            }
             Step::Replay(replay) => self.replay(replay, pos, ctx, set),
             Step::Parallel(children) => {
                 if children.is_empty() {
@@ -407,6 +419,7 @@ impl Validator<'_> {
                 fault.redis.is_some(),
                 fault.worker.is_some(),
                 fault.server.is_some(),
+                fault.store.is_some(),
             ]
             .iter()
             .filter(|b| **b)
@@ -418,31 +431,105 @@ impl Validator<'_> {
                 } else {
                     "the fault names more than one thing to break"
                 },
-                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}` or `fault: {server: restart}`",
+                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}`, `fault: {server: restart}` or `fault: {store: {lock: 25s}}`",
             );
             return;
         };
-        if fault.which.is_some() && !matches!(kind, FaultKind::Worker(..)) {
+        if fault.which.is_some()
+            && !matches!(kind, FaultKind::Worker(..) | FaultKind::WorkerCrashAt(..))
+        {
             self.push(
                 pos,
                 "`which` only applies to worker faults",
                 "remove `which`",
             );
         }
+        self.trigger(fault, kind, pos);
         match kind {
+            FaultKind::WorkerCrashAt(c, _) | FaultKind::ServerCrashAt(c) => {
+                let worker = matches!(kind, FaultKind::WorkerCrashAt(..));
+                if c.crash_point().in_worker() != worker {
+                    let (is, other) = if c.crash_point().in_worker() {
+                        ("a worker", "worker")
+                    } else {
+                        ("a server", "server")
+                    };
+                    self.push(
+                        pos,
+                        format!("`{}` is {is} crash point", c.crash_point()),
+                        format!("write it under `{other}:`; worker points: after-lock, after-commit, after-ack; server points: after-enqueue, spool-append, spool-drain"),
+                    );
+                }
+                if c.nth == 0 {
+                    self.push(
+                        pos,
+                        "`nth: 0` never fires",
+                        "hits count from 1: `nth: 1` is the first",
+                    );
+                }
+                if matches!(kind, FaultKind::WorkerCrashAt(_, Which::All)) {
+                    self.push(
+                        pos,
+                        "`crash_at` with `which: all`",
+                        "a crash point is armed in one worker: use an index or `random`",
+                    );
+                }
+                if let (FaultKind::WorkerCrashAt(_, Which::Index(i)), w) = (kind, t.workers.value) {
+                    if i >= w {
+                        self.push(
+                            pos,
+                            format!(
+                                "worker index {i} is out of range: the target has {w} worker(s)"
+                            ),
+                            "indexes count from 0",
+                        );
+                    }
+                }
+                if worker && t.workers.value == 0 {
+                    self.push(
+                        pos,
+                        "a worker crash point, but the target has no workers",
+                        "set `workers:` to 1 or more",
+                    );
+                }
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "`crash_at` in attach mode",
+                        "crash points are armed in processes the harness started: use managed mode",
+                    );
+                }
+                if fault.when.is_some() {
+                    self.push(
+                        pos,
+                        "`when` with `crash_at`",
+                        "a crash point waits for its own hit: remove `when` (keep `within` as the deadline)",
+                    );
+                }
+                if worker {
+                    self.worker_kills = true;
+                }
+            }
+            FaultKind::Store(d) => {
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "a store fault in attach mode",
+                        "the harness locks the SQLite file of a system it started: use managed mode",
+                    );
+                }
+                if d.is_zero() {
+                    self.push(
+                        pos,
+                        "`store: {lock: 0s}` locks nothing",
+                        "give a duration such as `lock: 25s`",
+                    );
+                }
+            }
             FaultKind::Redis(action) => {
                 let backend = t.redis.backend.value;
                 if !backend.supports(action) {
-                    let hint = match backend {
-                        RedisBackend::External => {
-                            "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned()
-                        }
-                        _ => format!(
-                            "the `{}` backend cannot {}",
-                            backend.as_str(),
-                            action.as_str()
-                        ),
-                    };
+                    let hint = "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned();
                     self.push(
                         pos,
                         format!(
@@ -489,7 +576,14 @@ impl Validator<'_> {
                     self.worker_kills = true;
                 }
             }
-            FaultKind::Server(_) => {
+            FaultKind::Server(action) => {
+                if matches!(action, ProcessAction::Freeze | ProcessAction::Thaw) {
+                    self.push(
+                        pos,
+                        format!("the server cannot `{}`", action.as_str()),
+                        "freeze and thaw are worker faults: `fault: {worker: freeze}`",
+                    );
+                }
                 if let Some(attach) = &t.attach {
                     if attach.server_process.is_none() {
                         self.push(
@@ -500,6 +594,84 @@ impl Validator<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// `target.env`: managed mode only, well-formed names, none the harness sets itself.
+    fn target_env(&mut self) {
+        let t = &self.scenario.target;
+        let env = &t.env;
+        let pos = env.pos_or(t.pos);
+        if env.is_empty() {
+            return;
+        }
+        if t.attach.is_some() {
+            self.push(
+                pos,
+                "`target.env` in attach mode",
+                "the harness starts no GitSpy process in attach mode: configure the deployment instead",
+            );
+        }
+        for key in env.keys() {
+            if let Err(why) = crate::run::system::check_target_env_key(key) {
+                self.push(pos, format!("`target.env.{key}`: {why}"), "remove it");
+            }
+        }
+    }
+
+    /// `when` names exactly one condition that fits the fault; `within` only with `when`.
+    fn trigger(&mut self, fault: &super::model::Fault, kind: FaultKind, pos: Pos) {
+        let within_pos = fault.within.as_ref().map_or(pos, |w| w.pos_or(pos));
+        let crash_at = matches!(
+            kind,
+            FaultKind::WorkerCrashAt(..) | FaultKind::ServerCrashAt(_)
+        );
+        let Some(when) = &fault.when else {
+            if fault.within.is_some() && !crash_at {
+                self.push(
+                    within_pos,
+                    "`within` without `when`",
+                    "add a condition such as `when: {holding: 3}`, or remove `within`",
+                );
+            }
+            return;
+        };
+        if when.count() != 1 {
+            self.push(
+                pos,
+                "`when` must name exactly one condition",
+                "write one of `when: {holding: N}`, `{backlog: N}`, `{spooled: N}`, `{in_flight_requests: N}`",
+            );
+        }
+        if when.holding.is_some() {
+            match kind {
+                FaultKind::Worker(_, Which::All) => self.push(
+                    pos,
+                    "`when: {holding: N}` with `which: all`",
+                    "a holding condition watches one worker: use `which: random` or an index",
+                ),
+                FaultKind::Worker(..) => {
+                    if self.scenario.target.attach.is_some() {
+                        self.push(
+                            pos,
+                            "`when: {holding: N}` in attach mode",
+                            "the harness cannot tell which consumer an attached worker is: use `backlog` instead",
+                        );
+                    }
+                }
+                _ => self.push(
+                    pos,
+                    "`when: {holding: N}` only applies to worker faults",
+                    "use `backlog`, `spooled` or `in_flight_requests` for Redis and server faults",
+                ),
+            }
+        }
+        if fault.within.as_ref().is_some_and(|w| w.is_zero()) {
+            self.push(
+                within_pos,
+                "`within: 0s` gives the condition no time to hold",
+                "give a deadline such as `within: 20s`",
+            );
         }
     }
 

@@ -136,7 +136,9 @@ pub enum AttachError {
 /// refused with [`Refusal::CannotStart`]. Scenario validation should call this before a run.
 pub fn check_action(action: ProcessAction) -> Result<(), Refusal> {
     match action {
-        ProcessAction::Kill | ProcessAction::Stop => Ok(()),
+        ProcessAction::Kill | ProcessAction::Stop | ProcessAction::Freeze | ProcessAction::Thaw => {
+            Ok(())
+        }
         ProcessAction::Start | ProcessAction::Restart => Err(Refusal::CannotStart {
             action: action.as_str(),
         }),

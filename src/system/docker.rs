@@ -71,11 +71,24 @@ pub struct DockerConfig {
     pub extra_args: Vec<String>,
 }
 
+/// The default container name of a run: [`DEFAULT_CONTAINER`] and the run id's last part
+/// (its random nonce), e.g. `gitspy-redis-1339d710a903`.
+pub fn per_run_container(run_id: &str) -> String {
+    let suffix = run_id.rsplit('-').next().unwrap_or(run_id);
+    if suffix.is_empty() {
+        DEFAULT_CONTAINER.to_string()
+    } else {
+        format!("{DEFAULT_CONTAINER}-{suffix}")
+    }
+}
+
 impl DockerConfig {
-    /// Defaults: container [`DEFAULT_CONTAINER`], image [`DEFAULT_IMAGE`], a free host port.
+    /// Defaults: container `gitspy-redis-<run nonce>` ([`per_run_container`]), image
+    /// [`DEFAULT_IMAGE`], a free host port.
     pub fn new(run_id: &str) -> Self {
         DockerConfig {
-            container: DEFAULT_CONTAINER.to_string(),
+            // Per run: two runs at once never share a Redis.
+            container: per_run_container(run_id),
             image: DEFAULT_IMAGE.to_string(),
             run_id: run_id.to_string(),
             host_port: None,
@@ -255,6 +268,21 @@ impl DockerRedis {
                     .as_ref()
                     .and_then(|c| c.labels.as_ref())
                     .and_then(|l| l.get(RUN_LABEL));
+                if let Some(owner) = labels.filter(|l| **l != self.config.run_id) {
+                    // Another run's Redis: sharing it would mix both runs' deliveries.
+                    match crate::run::system::live_harness_of(owner) {
+                        Some(pid) => anyhow::bail!(
+                            "container {} belongs to run {owner}, which is still running (harness pid {pid})\n\
+                             hint: give this scenario another `target.redis.container`, or leave it out (each run then gets its own)",
+                            self.config.container
+                        ),
+                        None => anyhow::bail!(
+                            "container {} was left by the interrupted run {owner}\n\
+                             hint: run `gitspy-chaos cleanup`, or give this scenario another `target.redis.container`",
+                            self.config.container
+                        ),
+                    }
+                }
                 if labels.map(String::as_str) != Some(self.config.run_id.as_str()) {
                     tracing::warn!(
                         "reusing existing container {} (label {RUN_LABEL}={}); it is not ours to remove",

@@ -72,6 +72,10 @@ pub struct ProcessRedis {
     _temp: Option<tempfile::TempDir>,
     /// The port, readable without the async lock (for `url()`).
     port: std::sync::Mutex<Option<u16>>,
+    /// Pid of the last redis-server started, readable without the async lock (for the run
+    /// file: redis-server rewrites its command line, so `cleanup` finds it by pid and start
+    /// time, not by its `--dir`).
+    pid: std::sync::Mutex<Option<u32>>,
 }
 
 impl ProcessRedis {
@@ -100,12 +104,18 @@ impl ProcessRedis {
                 last_exit: None,
             }),
             port: std::sync::Mutex::new(port),
+            pid: std::sync::Mutex::new(None),
         })
     }
 
     /// The data dir (AOF under `appendonlydir/`, the log in `redis-server.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Pid of the last redis-server started (it may have exited since).
+    pub fn pid(&self) -> Option<u32> {
+        self.pid.lock().map(|p| *p).unwrap_or(None)
     }
 
     /// The port, once chosen.
@@ -199,6 +209,9 @@ impl ProcessRedis {
                     .context(format!("spawn {}", self.config.redis_server.display()))
             }
         })?;
+        if let Ok(mut p) = self.pid.lock() {
+            *p = child.id();
+        }
         inner.child = Some(child);
         inner.paused = false;
         drop(inner);

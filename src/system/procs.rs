@@ -129,6 +129,8 @@ pub struct ManagedProc {
     pub restarts: u32,
     /// Every start of this process, in order.
     pub instances: Vec<Instance>,
+    /// Stopped with SIGSTOP (a `freeze` fault) and not yet continued.
+    pub frozen: bool,
     log_path: PathBuf,
     tail: Arc<Mutex<Tail>>,
 }
@@ -151,6 +153,7 @@ impl ManagedProc {
             start_ticks: None,
             restarts: 0,
             instances: Vec::new(),
+            frozen: false,
             log_path: log_dir.join(format!("{}.log", role.name())),
             tail: Arc::new(Mutex::new(Tail::default())),
         }
@@ -332,6 +335,7 @@ impl ManagedProc {
         }
         self.child = None;
         self.ended("kill");
+        self.frozen = false;
         Ok(())
     }
 
@@ -347,6 +351,14 @@ impl ManagedProc {
             nix::sys::signal::Signal::SIGTERM,
         )
         .context("SIGTERM")?;
+        if self.frozen {
+            // A stopped process acts on SIGTERM only once continued.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+            self.frozen = false;
+        }
         let code = match self.child.as_mut() {
             Some(c) => match tokio::time::timeout(grace, c.wait()).await {
                 Ok(Ok(st)) => st.code(),
@@ -361,6 +373,35 @@ impl ManagedProc {
         self.child = None;
         self.ended("stop");
         Ok(code)
+    }
+
+    /// The environment the process is started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Sets (or replaces) one environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// SIGSTOP (freeze) or SIGCONT (thaw) to the live process; a process that is not running
+    /// gets nothing and the call says so.
+    pub fn pause(&mut self, freeze: bool) -> anyhow::Result<()> {
+        let Some(pid) = self.live_pid() else {
+            anyhow::bail!("{} is not running", self.role.name());
+        };
+        let pid = i32::try_from(pid).context("pid out of range")?;
+        let sig = if freeze {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .with_context(|| format!("{sig} to {}", self.role.name()))?;
+        self.frozen = freeze;
+        Ok(())
     }
 
     /// Stop (SIGTERM) and start again with the same command line and address.

@@ -34,6 +34,8 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             Check::ReplayOrderIndependent => out.push(replay_order_independent(ev)),
             Check::BoardMatchesModel => out.push(board_matches_model(ev)),
             Check::DuplicateAnswers => out.push(duplicate_answers(ev)),
+            // Judged with the fault log in `fault::efficacy::check`.
+            Check::FaultsEffective(_) => {}
         }
     }
     out
@@ -569,8 +571,13 @@ mod tests {
         ev.faults.push(FaultWindow {
             kind: "redis stop".into(),
             target: "redis".into(),
+            requested_ms: None,
             start_ms: 2_000,
             end_ms: Some(9_000),
+            outcome: Default::default(),
+            crash: false,
+            trigger: None,
+            hit: None,
             note: String::new(),
         });
         let r = duplicate_answers(&ev);

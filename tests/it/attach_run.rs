@@ -93,6 +93,7 @@ steps:
   - wait: {{ drained: true, timeout: 60s }}
 checks:
   - deliveries: {{ lost: 0, duplicated: 0, unexpected: 0 }}
+  - faults_effective: {{ min: 0 }}
 "#,
         w0 = worker_urls[0],
         w1 = worker_urls[1],

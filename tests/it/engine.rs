@@ -136,23 +136,35 @@ fn a_small_scenario_passes_against_the_real_gitspy_and_leaves_nothing_behind() {
         v["ledger"]["duplicates"].as_u64().unwrap() > 0,
         "the scenario sends duplicates"
     );
-    let faults: Vec<&str> = v["faults"]
+    let faults: Vec<String> = v["faults"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["kind"].as_str().unwrap())
+        .map(|f| {
+            format!(
+                "{} of {}",
+                f["kind"].as_str().unwrap(),
+                f["target"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
         faults,
         [
-            "worker-0 kill",
-            "server restart",
-            "redis stop",
-            "worker-1 kill",
-            "redis stop"
+            "worker kill of worker-0",
+            "server restart of server",
+            "redis stop of redis",
+            "worker kill of worker-1",
+            "redis stop of redis"
         ],
         "{faults:?}"
     );
+    // The typed fault log: a kill is a crash fault, applied, with what it hit measured.
+    let kill = &v["faults"][0];
+    assert_eq!(kill["outcome"], "applied");
+    assert_eq!(kill["crash"], true);
+    assert!(kill["hit"]["pending"].is_array(), "{kill}");
+    assert!(kill["requested_ms"].as_u64().unwrap() <= kill["start_ms"].as_u64().unwrap());
     // Every fault window is closed: the last two were undone by the harness at the end.
     assert!(
         v["faults"]
@@ -236,6 +248,20 @@ fn ctrl_c_tears_everything_down() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     assert_nothing_left(reports.path());
+    // A partial report, marked interrupted, in every format.
+    let v = run_json(reports.path());
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["verdict"], "error");
+    let run_dir = std::fs::read_dir(reports.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    for f in ["report.md", "report.html", "junit.xml"] {
+        let text = std::fs::read_to_string(run_dir.join(f)).unwrap();
+        assert!(text.contains("interrupted (Ctrl-C)"), "{f}: {text}");
+    }
 }
 
 #[test]

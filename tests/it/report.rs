@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gitspy_chaos::report::{
-    self, CheckOp, CheckRecord, FaultWindow, Format, ReplayRecord, RunReport, Verdict,
+    self, CheckOp, CheckRecord, FaultHit, FaultOutcome, FaultWindow, Format, ReplayRecord,
+    RunReport, Verdict,
 };
 
 const HOSTILE: &str = "<script>alert(\"pwned\")</script>";
@@ -75,15 +76,42 @@ fn variants() -> Vec<(&'static str, RunReport)> {
     rich.faults.push(FaultWindow {
         kind: "worker kill".into(),
         target: "worker-1".into(),
+        requested_ms: Some(18_000),
         start_ms: 20_000,
         end_ms: Some(20_000),
+        outcome: FaultOutcome::Applied,
+        crash: true,
+        trigger: Some("holding >= 3".into()),
+        hit: Some(FaultHit {
+            pending: (1..=7).map(|i| format!("chaos-3f9c2a-{i:04}")).collect(),
+            locks: 7,
+            recovered: Some(7),
+            ..FaultHit::default()
+        }),
         note: "instantaneous".into(),
+    });
+    rich.faults.push(FaultWindow {
+        kind: "worker freeze".into(),
+        target: "worker-0".into(),
+        requested_ms: Some(21_000),
+        start_ms: 41_000,
+        end_ms: Some(41_000),
+        outcome: FaultOutcome::Missed,
+        crash: true,
+        trigger: Some("holding >= 50".into()),
+        hit: None,
+        note: String::new(),
     });
     rich.faults.push(FaultWindow {
         kind: "redis pause".into(),
         target: "gitspy-redis".into(),
+        requested_ms: None,
         start_ms: 45_000,
         end_ms: None,
+        outcome: FaultOutcome::Applied,
+        crash: false,
+        trigger: None,
+        hit: None,
         note: "never undone".into(),
     });
     rich.replays.push(ReplayRecord {
@@ -118,7 +146,119 @@ fn variants() -> Vec<(&'static str, RunReport)> {
         ("aborted", aborted),
         ("rich", rich),
         ("hostile", hostile()),
+        ("inconclusive", inconclusive()),
     ]
+}
+
+/// The sample as a run whose only failed check is `faults_effective`: a kill that hit nothing.
+fn inconclusive() -> RunReport {
+    let mut run = sample();
+    run.checks.retain(|c| c.passed);
+    run.faults.push(FaultWindow {
+        kind: "worker kill".into(),
+        target: "worker-0".into(),
+        requested_ms: Some(9_000),
+        start_ms: 9_000,
+        end_ms: None,
+        outcome: FaultOutcome::Applied,
+        crash: true,
+        trigger: None,
+        hit: Some(FaultHit::default()),
+        note: "SIGKILL".into(),
+    });
+    run.checks.push(CheckRecord {
+        name: "faults_effective".into(),
+        measured: Some(0.0),
+        op: CheckOp::Ge,
+        threshold: 1.0,
+        unit: "faults".into(),
+        passed: false,
+        note: "inconclusive: the kill hit no in-flight delivery, so this run proves nothing about crash safety".into(),
+    });
+    run.verdict = RunReport::verdict_of(&run.checks);
+    run
+}
+
+#[test]
+fn inconclusive_is_shown_apart_from_data_loss_in_every_format() {
+    let run = inconclusive();
+    assert_eq!(run.verdict, Verdict::Inconclusive);
+    assert_eq!(run.verdict.exit_code(), 3);
+    let why = "the kill hit no in-flight delivery, so this run proves nothing about crash safety";
+    let md = render(&run, Format::Md);
+    assert!(md.starts_with("❔ **INCONCLUSIVE** redis-down"), "{md}");
+    assert!(
+        md.contains(&format!(
+            "> **Inconclusive** (not data loss): inconclusive: {why}"
+        )),
+        "{md}"
+    );
+    assert!(md.contains("| ❔ | faults\\_effective |"), "{md}");
+    assert!(
+        md.contains("kill \\#1 of worker-0 at 9s: hit 0 in-flight deliveries"),
+        "{md}"
+    );
+    let html = render(&run, Format::Html);
+    assert!(
+        html.contains("class=\"verdict inconclusive\""),
+        "html verdict"
+    );
+    assert!(html.contains("<tr class=\"inconclusive\"><td class=\"result\">INCONCLUSIVE</td>"));
+    let junit = render(&run, Format::Junit);
+    assert!(junit.contains("type=\"inconclusive\""), "{junit}");
+    assert!(
+        junit.contains(&format!("message=\"inconclusive: {why}\"")),
+        "{junit}"
+    );
+    assert!(
+        !junit.contains("type=\"threshold\""),
+        "no data-loss failure: {junit}"
+    );
+    let term = report::render_terminal(&run);
+    assert!(term.starts_with("INCONCLUSIVE redis-down"), "{term}");
+    assert!(
+        term.contains(&format!(
+            "INCONCLUSIVE (not data loss): inconclusive: {why}"
+        )),
+        "{term}"
+    );
+    // A data-loss failure next to it wins: the run is FAILED.
+    let mut both = run.clone();
+    both.checks.push(
+        sample()
+            .checks
+            .into_iter()
+            .find(|c| !c.passed)
+            .expect("a failed check"),
+    );
+    assert_eq!(RunReport::verdict_of(&both.checks), Verdict::Failed);
+}
+
+#[test]
+fn fault_lines_number_each_fault_and_say_what_it_hit() {
+    let (_, rich) = variants()
+        .into_iter()
+        .find(|(n, _)| *n == "rich")
+        .expect("rich");
+    let lines = rich.fault_lines();
+    assert!(
+        lines.contains(
+            &"kill #1 of worker-1 at 20s: hit 7 in-flight deliveries (7 locked); all 7 recovered"
+                .to_string()
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"freeze #1 of worker-0 at 41s: missed: holding >= 50 never held".to_string()
+        ),
+        "{lines:?}"
+    );
+    let md = render(&rich, Format::Md);
+    assert!(
+        md.contains("| applied | kill \\#1 of worker-1 at 20s: hit 7"),
+        "{md}"
+    );
 }
 
 /// The sample with `HOSTILE` in every text field the system under test (or a scenario

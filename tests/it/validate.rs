@@ -98,6 +98,7 @@ broken! {
     replay_chain_errors: "replay-chain.yaml" => 7,
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
+    fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
 }
 
 #[test]
@@ -114,6 +115,8 @@ fn every_shipped_scenario_validates() {
             "scenarios/04-duplicates.yaml",
             "scenarios/05-replay.yaml",
             "scenarios/06-combined.yaml",
+            "scenarios/07-crash-points.yaml",
+            "scenarios/08-store-faults.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")

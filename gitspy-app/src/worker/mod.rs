@@ -59,7 +59,8 @@ struct Worker {
     /// the heartbeat keeps these from being reclaimed.
     held: Arc<Mutex<HashMap<String, String>>>,
     waiting: Vec<Waiting>,
-    /// How many of `waiting` wait out a retry backoff (not a lock wait): `gitspy_queue_delayed`.
+    /// Stream ids of the `waiting` entries that wait out a retry backoff (not a lock wait): their
+    /// count is `gitspy_queue_delayed`.
     delayed: Vec<String>,
     /// Sabotage `stop-after-redis-error` only: set by the first Redis error, then nothing is read.
     stalled: bool,
@@ -80,7 +81,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         queue,
         store,
         dedupe,
-    } = crate::open_backends(&args.redis, &args.db)?;
+    } = crate::open_backends(&args.redis, &args.db, args.store_busy_timeout)?;
     let token = random_hex(8);
     let consumer = args
         .consumer
