@@ -176,19 +176,32 @@ pub fn processed_matches_store(ev: &Evidence) -> CheckRecord {
     let mut accounts = Vec::new();
     let mut notes = Vec::new();
     if attributed {
+        // Instances of one worker may share a consumer name (restarts keep it); they never
+        // overlap in time, so a row belongs to the instance alive when it was applied.
         for (target, instances) in &ev.workers {
             for inst in instances {
-                let mine = inst
+                let end = inst.ended_ms.unwrap_or(u64::MAX);
+                let mine: Vec<u64> = match inst
                     .consumer
                     .as_ref()
-                    .and_then(|c| applied.remove(&Some(c.clone())))
-                    .unwrap_or_default();
+                    .and_then(|c| applied.get_mut(&Some(c.clone())))
+                {
+                    Some(rows) => {
+                        let (inside, rest): (Vec<u64>, Vec<u64>) = rows
+                            .iter()
+                            .partition(|at| **at >= inst.started_ms && **at <= end);
+                        *rows = rest;
+                        inside
+                    }
+                    None => Vec::new(),
+                };
                 accounts.push((inst.ended_by.clone(), account(ev, target, inst, &mine)));
             }
         }
+        applied.retain(|_, rows| !rows.is_empty());
         for (consumer, at) in &applied {
             notes.push(format!(
-                "{} applied by consumer {} that the harness did not start",
+                "{} applied by consumer {} outside every worker instance the harness started",
                 at.len(),
                 consumer.as_deref().unwrap_or("?")
             ));
@@ -404,6 +417,26 @@ mod tests {
         assert!(
             r.note
                 .contains("1 applied but counted as worker duplicates"),
+            "{}",
+            r.note
+        );
+    }
+
+    #[test]
+    fn instances_sharing_a_consumer_name_are_told_apart_by_time() {
+        let mut ev = run();
+        for (_, instances) in ev.workers.iter_mut() {
+            for i in instances.iter_mut() {
+                i.consumer = Some("w".into());
+            }
+        }
+        for l in ev.lookups.values_mut() {
+            l.applied_by = Some("w".into());
+        }
+        let r = processed_matches_store(&ev);
+        assert!(r.passed, "{r:?}");
+        assert!(
+            r.note.contains("applied 2 after its last scrape"),
             "{}",
             r.note
         );
