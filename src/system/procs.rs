@@ -103,8 +103,8 @@ impl Tail {
 /// compares metrics and store by (a restart is a new instance with fresh counters).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
-    /// The worker's consumer name in the group (`<role>.<n>`, set by the harness through
-    /// `GITSPY_CONSUMER`; the store's `applied_by`); `None` for the server.
+    /// The worker's consumer name in the group (`GITSPY_CONSUMER` from its env, else `<role>.<n>`;
+    /// the store's `applied_by`); `None` for the server.
     pub consumer: Option<String>,
     /// Unix ms right before the process was spawned.
     pub started_ms: u64,
