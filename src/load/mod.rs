@@ -23,8 +23,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome};
-pub use payload::{Delivery, Duplicates, PayloadGen, Plan, PlannedSend, RunNonce};
-pub use sender::{BatchReport, Sender, SenderConfig};
+pub use payload::{Delivery, Duplicates, ItemSnapshot, PayloadGen, Plan, PlannedSend, RunNonce};
+pub use sender::{BatchOptions, BatchReport, Scheduled, Sender, SenderConfig};
 
 /// Flags of `gitspy-chaos send`.
 #[derive(Clone, Debug, clap::Args)]
@@ -398,6 +398,7 @@ mod tests {
         let batch = BatchReport {
             entries: ledger.entries.clone(),
             slipped: 0,
+            max_in_flight: 1,
         };
         let mut out = Vec::new();
         let mut schedule = Schedule::default();

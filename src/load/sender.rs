@@ -51,6 +51,27 @@ pub struct BatchReport {
     pub entries: Vec<LedgerEntry>,
     /// Requests that found every concurrency slot taken when they were due, so started late.
     pub slipped: u64,
+    /// The most requests of this batch in flight at once.
+    pub max_in_flight: usize,
+}
+
+/// What one batch asks of the sender beyond its plan (a scenario's send step has its own).
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// Schedule slots per second; `None` starts every request as soon as it may.
+    pub rate: Option<f64>,
+    /// Requests of this batch in flight at most (besides the sender's own bound).
+    pub concurrency: Option<usize>,
+    /// Per-request timeout of this batch (default: the sender's).
+    pub timeout: Option<Duration>,
+}
+
+/// A planned request with its slot on the rate schedule: requests sharing a slot start at the
+/// same instant (concurrent copies).
+#[derive(Clone, Debug)]
+pub struct Scheduled {
+    pub send: PlannedSend,
+    pub slot: u64,
 }
 
 impl BatchReport {
@@ -163,26 +184,76 @@ impl Sender {
         self.send_at(plan, self.rate).await
     }
 
-    /// [`Sender::send`] at another rate (a scenario's send steps each have their own).
+    /// [`Sender::send`] at another rate.
     pub async fn send_at<I>(&self, plan: I, rate: Option<f64>) -> anyhow::Result<BatchReport>
     where
         I: IntoIterator<Item = PlannedSend>,
+    {
+        let scheduled = plan.into_iter().enumerate().map(|(i, send)| Scheduled {
+            send,
+            slot: i as u64,
+        });
+        self.send_scheduled(
+            scheduled,
+            &BatchOptions {
+                rate,
+                ..BatchOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Sends the plan on its schedule (`slot / rate` after the start) with the batch's own
+    /// concurrency bound and timeout, and waits for every answer.
+    pub async fn send_scheduled<I>(
+        &self,
+        plan: I,
+        opts: &BatchOptions,
+    ) -> anyhow::Result<BatchReport>
+    where
+        I: IntoIterator<Item = Scheduled>,
     {
         let (writer, collector) = ledger::collector();
         let mut tasks = JoinSet::new();
         let start = Instant::now();
         let start_ms = unix_ms();
         let mut slipped = 0;
-        for (slot, planned) in plan.into_iter().enumerate() {
-            let offset = match rate {
+        let batch_slots = opts.concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let timeout = opts.timeout.unwrap_or(self.timeout);
+        for (
+            index,
+            Scheduled {
+                send: planned,
+                slot,
+            },
+        ) in plan.into_iter().enumerate()
+        {
+            let offset = match opts.rate {
                 Some(rate) => Duration::from_secs_f64(slot as f64 / rate),
                 None => Duration::ZERO,
             };
             tokio::time::sleep_until(start + offset).await;
+            let mut late = false;
+            let batch_permit = match &batch_slots {
+                None => None,
+                Some(sem) => match sem.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(TryAcquireError::NoPermits) => {
+                        late = true;
+                        match sem.clone().acquire_owned().await {
+                            Ok(p) => Some(p),
+                            Err(_closed) => break,
+                        }
+                    }
+                    Err(TryAcquireError::Closed) => break,
+                },
+            };
             let permit = match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(TryAcquireError::NoPermits) => {
-                    slipped += 1;
+                    late = true;
                     match self.slots.clone().acquire_owned().await {
                         Ok(permit) => permit,
                         Err(_closed) => break,
@@ -190,24 +261,30 @@ impl Sender {
                 }
                 Err(TryAcquireError::Closed) => break,
             };
+            slipped += u64::from(late);
+            let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            max_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
             let attempt = self.register(&planned.delivery);
             let request = Request {
                 client: self.client.clone(),
                 url: self.url.clone(),
                 secret: self.secret.clone(),
-                timeout: self.timeout,
+                timeout,
             };
             let writer = writer.clone();
             let state = self.state.clone();
+            let in_flight = in_flight.clone();
             let scheduled_at_ms = start_ms + offset.as_millis() as u64;
             tasks.spawn(async move {
                 let result = request.send(&planned.delivery).await;
+                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 drop(permit);
+                drop(batch_permit);
                 if result.outcome.is_success() {
                     lock(&state).unaccepted.remove(&planned.delivery.id);
                 }
                 writer.record(
-                    slot,
+                    index,
                     LedgerEntry {
                         delivery: planned.delivery.id.clone(),
                         attempt,
@@ -233,7 +310,11 @@ impl Sender {
         }
         let entries = collector.finish().await?;
         self.state().ledger.extend(entries.iter().cloned());
-        Ok(BatchReport { entries, slipped })
+        Ok(BatchReport {
+            entries,
+            slipped,
+            max_in_flight: max_in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        })
     }
 
     /// Resends, once each and on the same schedule, every id none of whose attempts got a 2xx —
