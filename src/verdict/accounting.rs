@@ -8,7 +8,8 @@
 //!   never applied; the scrape's time is taken after the answer, and a worker counts only after
 //!   its commit, so this holds exactly);
 //! - a worker that ended (killed or stopped) cannot report what it applied after its last
-//!   scrape; those rows ("orphans", computed from the store) were counted either by it, unseen,
+//!   scrape, nor finish what it had committed but not yet counted at that scrape; those rows
+//!   ("orphans", computed from the store) were counted either by it, unseen,
 //!   or by another worker that finished the entry it left: they are the only slack, per scrape
 //!   (an instance may be ahead of its own rows by the orphans of others applied by then) and in
 //!   total (after the final drain the workers' counters add up to what the store applied, minus
@@ -178,8 +179,14 @@ pub fn processed_matches_store(ev: &Evidence) -> CheckRecord {
     let mut orphans: Vec<(usize, u64)> = Vec::new();
     for (i, (_, a)) in accounts.iter().enumerate() {
         if a.ended {
-            let last = a.scrapes.last().map_or(0, |(at, _)| *at);
-            orphans.extend(a.rows.iter().filter(|at| **at > last).map(|at| (i, *at)));
+            // After its last scrape, plus what it had committed but not yet counted at that
+            // scrape (a kill between commit and finish leaves those to be finished elsewhere):
+            // its latest rows.
+            let (last_at, last_count) = a.scrapes.last().copied().unwrap_or((0, 0.0));
+            let by_then = a.rows.partition_point(|r| *r <= last_at);
+            let uncounted = (by_then as f64 - last_count).max(0.0) as usize;
+            let from = by_then.saturating_sub(uncounted);
+            orphans.extend(a.rows[from..].iter().map(|at| (i, *at)));
         }
     }
     let mut off = 0.0;
