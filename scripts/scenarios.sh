@@ -11,7 +11,7 @@ out=${REPORT_DIR:-reports}
 "$chaos" cleanup
 failed=0
 for backend in docker process; do
-  for s in scenarios/0*.yaml; do
+  for s in scenarios/[0-9]*.yaml; do
     scale=1
     case "$s" in
       *06-combined*) [ "$backend" = process ] && scale=0.2 ;;

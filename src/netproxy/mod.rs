@@ -12,10 +12,13 @@
 //! per link `reset` (every open connection and every new one gets a RST: `SO_LINGER` 0, then
 //! close). Each change applies to open connections at once. [`Stats`] count what the toxics hit.
 //!
-//! The pumps live in `pump.rs`; this file holds the listener, the per-connection task and the
-//! counters.
+//! The pumps live in `pump.rs`, a run's set of links in `links.rs`; this file holds the
+//! listener, the per-connection task and the counters.
 
+pub mod links;
 mod pump;
+
+pub use links::{LinkRecord, NetLinks};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -226,6 +229,18 @@ impl Proxy {
             stats,
             task,
         })
+    }
+
+    /// [`Proxy::start`], with an owned name and an `anyhow` error that names the link.
+    pub async fn start_named(
+        name: String,
+        upstream: SocketAddr,
+        seed: u64,
+    ) -> anyhow::Result<Proxy> {
+        use anyhow::Context as _;
+        Proxy::start(&name, upstream, seed)
+            .await
+            .with_context(|| format!("starting the proxy of link {name} (to {upstream})"))
     }
 
     /// The link's name (`server-redis`, `worker-0-redis`, `sender-server`).

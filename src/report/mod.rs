@@ -100,6 +100,10 @@ pub struct TargetInfo {
     /// `--target-env`); empty in attach mode.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Managed mode: the harness's TCP proxy on every link (`sender-server`, `server-redis`,
+    /// `worker-<i>-redis`), with the address GitSpy was given and the real one behind it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::netproxy::LinkRecord>,
 }
 
 /// Whether the harness started the system or attached to a running one.
@@ -246,6 +250,45 @@ pub struct FaultHit {
     /// Of `pending`, how many ended processed exactly once (filled after the verdict).
     #[serde(default)]
     pub recovered: Option<u64>,
+    /// Network faults: what the toxic did on its links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkHit>,
+}
+
+/// What a network fault did on its proxied links while it was in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkHit {
+    /// The links it acted on.
+    pub links: Vec<String>,
+    /// Connections open when it struck plus those opened while it was in force.
+    pub connections: u64,
+    /// New connections a partition held (accepted, not connected upstream until it healed).
+    pub held_connections: u64,
+    /// Bytes a partition held back (delivered when it healed).
+    pub bytes_held: u64,
+    /// Bytes delivered late by latency, bandwidth or slicing.
+    pub bytes_delayed: u64,
+    /// Bytes that passed the links while it was in force.
+    pub bytes_passed: u64,
+    /// Connections reset.
+    pub resets: u64,
+    /// Connections closed by `limit_data`.
+    pub cut: u64,
+    /// Ends of stream passed on late.
+    pub slow_closed: u64,
+}
+
+impl NetworkHit {
+    /// Whether the toxic changed anything on the wire.
+    pub fn hit_something(&self) -> bool {
+        self.held_connections
+            + self.bytes_held
+            + self.bytes_delayed
+            + self.resets
+            + self.cut
+            + self.slow_closed
+            > 0
+    }
 }
 
 impl FaultHit {
@@ -255,6 +298,7 @@ impl FaultHit {
             || self.in_flight_requests > 0
             || self.rejected > 0
             || self.spooled > 0
+            || self.network.as_ref().is_some_and(NetworkHit::hit_something)
     }
 }
 

@@ -200,6 +200,7 @@ pub async fn run_scenario(
                 disable_dedupe: opts.target_disable_dedupe,
                 env: target_env.clone(),
                 profile: &profile,
+                seed,
             })
             .await
         }
@@ -234,11 +235,12 @@ pub async fn run_scenario(
         Err(e) => return Err(e.context("could not start the system under test")),
     };
     // A Ctrl-C during the start is handled below like one during the steps (partial report).
+    let net_links = system.net.records();
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url(&profile.endpoints.webhooks),
+        url: system.ingress_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
@@ -380,6 +382,7 @@ pub async fn run_scenario(
             redis_version: None,
             workers: s.target.value.workers.value,
             env: target_env,
+            links: net_links,
         },
         scenario: report::ScenarioInfo {
             name: name.clone(),
