@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # Every shipped scenario, on the Docker backend and on the process backend, against real GitSpy
 # processes. The combined scenario runs its full 5 minutes on Docker and time-scaled (0.2) on the
-# process backend. Needs: a running dockerd and the offline image (scripts/test.sh prepares both).
+# process backend; 07-crash-points runs against a gitspy built with `--features failpoints`. Needs: a running dockerd and the offline image (scripts/test.sh prepares both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bins
 chaos=target/debug/gitspy-chaos
 out=${REPORT_DIR:-reports}
+# 07-crash-points arms GitSpy's crash points: it runs against a `failpoints` build, made in its own
+# target dir so target/debug/gitspy stays the default build.
+fp_target=${FAILPOINTS_TARGET_DIR:-target/failpoints}
+CARGO_TARGET_DIR="$fp_target" cargo build --quiet -p gitspy --features failpoints
+fp_bin="$fp_target/debug/gitspy"
 
 "$chaos" cleanup
 failed=0
 for backend in docker process; do
   for s in scenarios/[0-9]*.yaml; do
     scale=1
+    bin=()
     case "$s" in
       *06-combined*) [ "$backend" = process ] && scale=0.2 ;;
+      *07-crash-points*) bin=(--gitspy-bin "$fp_bin") ;;
     esac
     echo "=== $s on $backend (time scale $scale)" >&2
     start=$(date +%s)
-    if ! "$chaos" run "$s" --backend "$backend" --time-scale "$scale" --report-dir "$out" >/tmp/gitspy-chaos-scenario.out; then
+    if ! "$chaos" run "$s" --backend "$backend" --time-scale "$scale" "${bin[@]}" --report-dir "$out" >/tmp/gitspy-chaos-scenario.out; then
       failed=$((failed + 1))
       echo "FAILED: $s on $backend" >&2
     fi

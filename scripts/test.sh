@@ -39,7 +39,12 @@ feature_tests='test(/^(failpoints|sabotage|build)::/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
   cargo nextest run -p gitspy --features failpoints,sabotage --no-fail-fast -E "$feature_tests" "$@"
+  # The harness's crash_at test against that feature build (skipped in the first pass).
+  GITSPY_FAILPOINTS_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
+    cargo nextest run -p gitspy-chaos --no-fail-fast -E 'test(/^faults::crash_at/)' "$@"
 else
   cargo test --workspace --no-fail-fast "$@"
   cargo test -p gitspy --features failpoints,sabotage --no-fail-fast -- failpoints:: sabotage:: build:: "$@"
+  GITSPY_FAILPOINTS_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
+    cargo test -p gitspy-chaos --no-fail-fast --test it -- faults::crash_at "$@"
 fi

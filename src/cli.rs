@@ -194,8 +194,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(args) => {
-            runtime()?.block_on(crate::load::send_cmd(args))?;
-            Ok(ExitCode::SUCCESS)
+            let url = args.url.clone();
+            let ledger = runtime()?.block_on(crate::load::send_cmd(args))?;
+            match crate::load::send_outcome(&ledger, &url) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(failure) => {
+                    eprintln!("error: {}", failure.message);
+                    Ok(ExitCode::from(failure.code))
+                }
+            }
         }
         Command::Cleanup(_) => {
             let done = runtime()?.block_on(crate::run::system::cleanup())?;
@@ -332,7 +339,7 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
             faults.join(", ")
         };
         // Whole seconds are precise enough for "how long will this take".
-        let secs = s.expected_duration().as_secs_f64().round() as u64;
+        let secs = s.estimated_run_time().as_secs_f64().round() as u64;
         table.add_row([
             s.name.value.clone(),
             s.description.clone(),

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// SQLite board store.
     #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
+    /// How long a store write waits for another process's lock before it fails with "database is
+    /// locked" (the delivery is then retried with backoff, and dead-lettered after the maximum
+    /// attempts).
+    #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub store_busy_timeout: Duration,
     /// Behaviour while Redis is unreachable.
     #[arg(
         long,
@@ -109,6 +114,11 @@ pub struct WorkerArgs {
     /// SQLite board store (shared by all workers and the server).
     #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
+    /// How long a store write waits for another process's lock before it fails with "database is
+    /// locked" (the delivery is then retried with backoff, and dead-lettered after the maximum
+    /// attempts).
+    #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub store_busy_timeout: Duration,
     /// Port of the worker's `/metrics/prom` and `/healthz`; 0 picks a free port (printed first).
     #[arg(long, env = contract_env::WORKER_METRICS_PORT, default_value_t = 9091)]
     pub metrics_port: u16,

@@ -63,7 +63,11 @@ pub struct Backends {
 
 /// Opens metrics, the queue and the store, with the test-only dedupe switch applied to both (and
 /// logged loudly).
-pub fn open_backends(redis: &config::RedisArgs, db: &std::path::Path) -> anyhow::Result<Backends> {
+pub fn open_backends(
+    redis: &config::RedisArgs,
+    db: &std::path::Path,
+    busy_timeout: std::time::Duration,
+) -> anyhow::Result<Backends> {
     use anyhow::Context as _;
     use std::sync::Arc;
     let metrics = Arc::new(metrics::Metrics::new());
@@ -84,8 +88,14 @@ pub fn open_backends(redis: &config::RedisArgs, db: &std::path::Path) -> anyhow:
         .context("invalid REDIS_URL")?,
     );
     let store: Arc<dyn store::Store> = Arc::new(
-        store::SqliteStore::open(db, store::StoreOptions { dedupe })
-            .with_context(|| format!("cannot open the store at {}", db.display()))?,
+        store::SqliteStore::open(
+            db,
+            store::StoreOptions {
+                dedupe,
+                busy_timeout,
+            },
+        )
+        .with_context(|| format!("cannot open the store at {}", db.display()))?,
     );
     Ok(Backends {
         metrics,

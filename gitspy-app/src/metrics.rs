@@ -157,138 +157,125 @@ impl Metrics {
     /// is 0 and the queue gauges are left out entirely.
     pub fn render(&self, queue: Option<QueueGauges>) -> String {
         let mut out = String::with_capacity(4096);
-        labeled(
-            &mut out,
-            EVENTS_RECEIVED,
-            "Deliveries accepted by the ingress (queued or spooled).",
-            "event_type",
-            &self.events_received,
-        );
-        labeled(
-            &mut out,
-            EVENTS_DUPLICATE,
-            "Deliveries answered as duplicates by the ingress.",
-            "event_type",
-            &self.events_duplicate,
-        );
-        labeled(
-            &mut out,
-            EVENTS_REJECTED,
-            "Deliveries the ingress refused, by reason.",
-            "reason",
-            &self.events_rejected,
-        );
-        labeled(
-            &mut out,
-            JOBS_PROCESSED,
-            "Deliveries applied (or logged) successfully by a worker.",
-            "event_type",
-            &self.jobs_processed,
-        );
-        labeled(
-            &mut out,
-            JOBS_FAILED,
-            "Deliveries dead-lettered after the maximum attempts.",
-            "event_type",
-            &self.jobs_failed,
-        );
-        labeled(
-            &mut out,
-            JOBS_RETRIED,
-            "Retries scheduled after a failed attempt.",
-            "event_type",
-            &self.jobs_retried,
-        );
-        labeled(
-            &mut out,
-            JOBS_DUPLICATE,
-            "Stream entries skipped because the delivery was already processed.",
-            "event_type",
-            &self.jobs_duplicate,
-        );
+        self.render_ingress_and_jobs(&mut out);
+        self.render_job_duration(&mut out);
+        render_queue(&mut out, queue);
+        self.render_process(&mut out);
+        out
+    }
 
+    /// The labelled counters of the ingress and the workers.
+    fn render_ingress_and_jobs(&self, out: &mut String) {
+        let counters: [(&str, &str, &str, &LabeledCounter); 7] = [
+            (
+                EVENTS_RECEIVED,
+                "Deliveries accepted by the ingress (queued or spooled).",
+                "event_type",
+                &self.events_received,
+            ),
+            (
+                EVENTS_DUPLICATE,
+                "Deliveries answered as duplicates by the ingress.",
+                "event_type",
+                &self.events_duplicate,
+            ),
+            (
+                EVENTS_REJECTED,
+                "Deliveries the ingress refused, by reason.",
+                "reason",
+                &self.events_rejected,
+            ),
+            (
+                JOBS_PROCESSED,
+                "Deliveries applied (or logged) successfully by a worker.",
+                "event_type",
+                &self.jobs_processed,
+            ),
+            (
+                JOBS_FAILED,
+                "Deliveries dead-lettered after the maximum attempts.",
+                "event_type",
+                &self.jobs_failed,
+            ),
+            (
+                JOBS_RETRIED,
+                "Retries scheduled after a failed attempt.",
+                "event_type",
+                &self.jobs_retried,
+            ),
+            (
+                JOBS_DUPLICATE,
+                "Stream entries skipped because the delivery was already processed.",
+                "event_type",
+                &self.jobs_duplicate,
+            ),
+        ];
+        for (name, help, label, values) in counters {
+            labeled(out, name, help, label, values);
+        }
+    }
+
+    /// The job-duration histogram, one set of buckets per event type.
+    fn render_job_duration(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP {JOB_DURATION} Time to apply one delivery, milliseconds."
         );
         let _ = writeln!(out, "# TYPE {JOB_DURATION} histogram");
-        if let Ok(m) = self.job_duration.0.lock() {
-            for (event, h) in m.iter() {
-                let ev = escape(event);
-                for (i, le) in DURATION_BUCKETS_MS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{JOB_DURATION}_bucket{{event_type=\"{ev}\",le=\"{le}\"}} {}",
-                        h.buckets[i]
-                    );
-                }
+        let Ok(m) = self.job_duration.0.lock() else {
+            return;
+        };
+        for (event, h) in m.iter() {
+            let ev = escape(event);
+            for (i, le) in DURATION_BUCKETS_MS.iter().enumerate() {
                 let _ = writeln!(
                     out,
-                    "{JOB_DURATION}_bucket{{event_type=\"{ev}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(out, "{JOB_DURATION}_sum{{event_type=\"{ev}\"}} {}", h.sum);
-                let _ = writeln!(
-                    out,
-                    "{JOB_DURATION}_count{{event_type=\"{ev}\"}} {}",
-                    h.count
+                    "{JOB_DURATION}_bucket{{event_type=\"{ev}\",le=\"{le}\"}} {}",
+                    h.buckets[i]
                 );
             }
+            let _ = writeln!(
+                out,
+                "{JOB_DURATION}_bucket{{event_type=\"{ev}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "{JOB_DURATION}_sum{{event_type=\"{ev}\"}} {}", h.sum);
+            let _ = writeln!(
+                out,
+                "{JOB_DURATION}_count{{event_type=\"{ev}\"}} {}",
+                h.count
+            );
         }
+    }
 
-        let up = queue.is_some();
+    /// Spool, delayed-retry, data-loss, process and build-info series.
+    fn render_process(&self, out: &mut String) {
         gauge(
-            &mut out,
-            REDIS_UP,
-            "1 when Redis answered the last queue query, else 0.",
-            if up { 1.0 } else { 0.0 },
-        );
-        if let Some(q) = queue {
-            gauge(
-                &mut out,
-                QUEUE_WAITING,
-                "Entries not yet delivered to a consumer (XLEN - pending).",
-                q.waiting as f64,
-            );
-            gauge(
-                &mut out,
-                QUEUE_ACTIVE,
-                "Entries delivered to a consumer and not yet acknowledged.",
-                q.active as f64,
-            );
-            gauge(
-                &mut out,
-                QUEUE_DEAD,
-                "Entries in the dead-letter stream.",
-                q.dead as f64,
-            );
-        }
-        gauge(
-            &mut out,
+            out,
             SPOOL_DEPTH,
             "Deliveries in the local spool waiting for Redis.",
             self.spool_depth.load(Ordering::Relaxed) as f64,
         );
         gauge(
-            &mut out,
+            out,
             QUEUE_DELAYED,
             "Entries this worker holds that wait out a retry backoff (a subset of gitspy_queue_active).",
             self.queue_delayed.load(Ordering::Relaxed) as f64,
         );
         counter(
-            &mut out,
+            out,
             SPOOL_TORN,
             "Torn spool records dropped at start-up (never acknowledged).",
             self.spool_torn.get(),
         );
         counter(
-            &mut out,
+            out,
             REDIS_DATA_LOSS,
             "Times Redis was found without the consumer group it had (data lost).",
             self.redis_data_loss.get(),
         );
         gauge(
-            &mut out,
+            out,
             PROCESS_START,
             "Start time of the process since unix epoch in seconds.",
             self.start_time,
@@ -304,8 +291,39 @@ impl Metrics {
             escape(crate::build_info::VERSION),
             escape(crate::build_info::FEATURES)
         );
-        out
     }
+}
+
+/// `gitspy_redis_up`, and the queue gauges only when Redis answered (absent, never a misleading
+/// 0, while it is down).
+fn render_queue(out: &mut String, queue: Option<QueueGauges>) {
+    gauge(
+        out,
+        REDIS_UP,
+        "1 when Redis answered the last queue query, else 0.",
+        if queue.is_some() { 1.0 } else { 0.0 },
+    );
+    let Some(q) = queue else {
+        return;
+    };
+    gauge(
+        out,
+        QUEUE_WAITING,
+        "Entries not yet delivered to a consumer (XLEN - pending).",
+        q.waiting as f64,
+    );
+    gauge(
+        out,
+        QUEUE_ACTIVE,
+        "Entries delivered to a consumer and not yet acknowledged.",
+        q.active as f64,
+    );
+    gauge(
+        out,
+        QUEUE_DEAD,
+        "Entries in the dead-letter stream.",
+        q.dead as f64,
+    );
 }
 
 fn labeled(out: &mut String, name: &str, help: &str, label: &str, c: &LabeledCounter) {

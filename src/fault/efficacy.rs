@@ -21,6 +21,9 @@ use gitspy_contract::{keys, RedisLayout};
 /// One `XRANGE` entry: id and field/value pairs.
 type StreamEntry = (String, Vec<(String, String)>);
 
+/// How long before it was noticed a server's death may have happened (the crash watcher polls).
+const SERVER_DEATH_MARGIN_MS: f64 = 100.0;
+
 /// Most pending entries read per consumer (a worker holds its batch, far fewer).
 const MAX_PENDING: u64 = 10_000;
 
@@ -146,6 +149,29 @@ pub fn fill_after_run(
                 }
             }
         }
+        if f.crash && f.target == "server" {
+            // The requests the server's death cut short: in flight at that instant (the death
+            // is noticed within a poll, hence the margin) and never answered 2xx.
+            let t = t0_unix_ms + f.start_ms;
+            let cut = ledger
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.sent_at_ms <= t
+                        && e.sent_at_ms as f64 + e.latency_ms + SERVER_DEATH_MARGIN_MS >= t as f64
+                        && !e.outcome.is_success()
+                })
+                .count() as u64;
+            hit.in_flight_requests = hit.in_flight_requests.max(cut);
+            if f.kind.ends_with("spool-drain") {
+                // A drain crash hits what the spool held: deliveries answered `spooled` before.
+                hit.spooled = ledger
+                    .entries
+                    .iter()
+                    .filter(|e| e.sent_at_ms <= t && e.answer.as_deref() == Some("spooled"))
+                    .count() as u64;
+            }
+        }
         if !hit.pending.is_empty() {
             let ok = hit
                 .pending
@@ -230,7 +256,11 @@ pub fn check(s: &Scenario, faults: &[FaultWindow]) -> Option<CheckRecord> {
 fn crash_words(crash: &[&FaultWindow]) -> String {
     let mut counts: Vec<(String, usize)> = Vec::new();
     for f in crash {
-        let action = f.kind.rsplit(' ').next().unwrap_or("fault").to_string();
+        let action = if f.kind.contains("crash_at") {
+            "crash point".to_string()
+        } else {
+            f.kind.rsplit(' ').next().unwrap_or("fault").to_string()
+        };
         match counts.iter_mut().find(|(a, _)| *a == action) {
             Some((_, n)) => *n += 1,
             None => counts.push((action, 1)),

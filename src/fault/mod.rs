@@ -8,6 +8,7 @@
 //!
 //! A new fault kind is one file here plus its entry in `scenario::model::Fault`.
 
+pub mod crash;
 pub mod efficacy;
 pub mod log;
 pub mod network;
@@ -24,7 +25,7 @@ use rand::Rng as _;
 
 use crate::report::FaultHit;
 use crate::run::steps::Ctx;
-use crate::scenario::model::{Fault, FaultKind, ProcessAction, RedisAction, Which};
+use crate::scenario::model::{CrashAt, Fault, FaultKind, ProcessAction, RedisAction, Which};
 
 /// One fault kind, ready to inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub enum Nemesis {
     Store(crate::scenario::Dur),
     /// A toxic on proxied links, or their heal.
     Network(crate::scenario::model::NetworkFault),
+    /// A crash point armed in a worker (`Some(which)`) or the server (`None`).
+    CrashAt(CrashAt, Option<Which>),
 }
 
 impl Nemesis {
@@ -50,6 +53,8 @@ impl Nemesis {
             FaultKind::Server(a) => Nemesis::Server(a),
             FaultKind::Store(d) => Nemesis::Store(d),
             FaultKind::Network(n) => Nemesis::Network(n),
+            FaultKind::WorkerCrashAt(c, w) => Nemesis::CrashAt(c, Some(w)),
+            FaultKind::ServerCrashAt(c) => Nemesis::CrashAt(c, None),
         })
     }
 
@@ -59,12 +64,20 @@ impl Nemesis {
             Nemesis::Redis(a) => a == RedisAction::Kill,
             Nemesis::Worker(a, _) | Nemesis::Server(a) => a.is_crash(),
             Nemesis::Store(_) | Nemesis::Network(_) => false,
+            Nemesis::CrashAt(..) => true,
         }
     }
 
-    /// Injects the fault (or its repair) now; returns the step note.
-    pub async fn inject(self, ctx: &Ctx, pending: &Pending) -> anyhow::Result<String> {
+    /// Injects the fault (or its repair) now; returns the step note. `within` bounds how long
+    /// a crash point may take to fire.
+    pub async fn inject(
+        self,
+        ctx: &Ctx,
+        pending: &Pending,
+        within: std::time::Duration,
+    ) -> anyhow::Result<String> {
         match self {
+            Nemesis::CrashAt(c, w) => crash::inject(ctx, c, w, within, pending).await,
             Nemesis::Redis(a) => redis::inject(ctx, a, pending).await,
             Nemesis::Worker(a, w) => worker::inject(ctx, a, w, pending).await,
             Nemesis::Server(a) => server::inject(ctx, a, pending).await,
@@ -110,6 +123,8 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
                 Nemesis::Server(_) => "server".to_string(),
                 Nemesis::Store(_) => store::TARGET.to_string(),
                 Nemesis::Network(n) => format!("network {}", n.link),
+                Nemesis::CrashAt(_, Some(_)) => "worker".to_string(),
+                Nemesis::CrashAt(_, None) => "server".to_string(),
             };
             let kind = kind_name(nemesis);
             log::missed(ctx, &kind, &target, &pending, nemesis.is_crash());
@@ -122,7 +137,7 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
             return Ok(msg);
         }
     }
-    nemesis.inject(ctx, &pending).await
+    nemesis.inject(ctx, &pending, f.within().get()).await
 }
 
 /// `worker kill`, `redis stop`, `server restart`.
@@ -133,6 +148,8 @@ pub fn kind_name(n: Nemesis) -> String {
         Nemesis::Server(a) => format!("server {}", a.as_str()),
         Nemesis::Store(_) => "store lock".to_string(),
         Nemesis::Network(n) => network::kind_name(&n),
+        Nemesis::CrashAt(c, Some(_)) => format!("worker crash_at {}", c.crash_point()),
+        Nemesis::CrashAt(c, None) => format!("server crash_at {}", c.crash_point()),
     }
 }
 

@@ -171,7 +171,7 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
             ctx.say(format!("fault {kind} on {} for {d}", n.link));
             tokio::time::sleep(d.get()).await;
             let hit = finish(ctx, &active);
-            Ok(format!("{kind} on {} for {d}: {}", n.link, summary(&hit)))
+            Ok(format!("{kind} on {} for {d}: {}", n.link, hit.summary()))
         }
         None => {
             lock(&ctx.net_faults).push(active);
@@ -253,13 +253,6 @@ fn describe(n: &NetworkFault) -> String {
         "heal".to_string()
     };
     format!("{what}{dir}")
-}
-
-fn summary(h: &NetworkHit) -> String {
-    format!(
-        "{} connection(s), {} B held, {} held connection(s), {} B late, {} reset, {} cut",
-        h.connections, h.bytes_held, h.held_connections, h.bytes_delayed, h.resets, h.cut
-    )
 }
 
 #[cfg(test)]

@@ -87,6 +87,55 @@ pub struct SendArgs {
     pub ledger: Option<PathBuf>,
 }
 
+/// Why `send` did not deliver everything: the exit code and the message for stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// 1: the server answered, but some deliveries were not accepted; 2: no request reached it.
+    pub code: u8,
+    /// One line naming what happened, then a hint.
+    pub message: String,
+}
+
+/// The exit status of `send` from its ledger: `Ok` when every delivery id got a 2xx in the
+/// end; exit 2 when every request failed to connect (nothing reached the server: it could not
+/// run); exit 1 when the server answered but some deliveries were not accepted.
+pub fn send_outcome(ledger: &Ledger, url: &str) -> Result<(), SendFailure> {
+    let entries = &ledger.entries;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let refused: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            Outcome::Refused(why) => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    if refused.len() == entries.len() {
+        return Err(SendFailure {
+            code: 2,
+            message: format!(
+                "could not connect to {url}: {} ({} of {} requests)\nhint: is `gitspy serve` running and listening there? check --url",
+                refused[0],
+                refused.len(),
+                entries.len()
+            ),
+        });
+    }
+    let missing = ledger.to_redeliver();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SendFailure {
+        code: 1,
+        message: format!(
+            "{} deliver{} not accepted by {url} (listed above under `not accepted`)\nhint: send them again with --redeliver-failed, or look at the server's log",
+            missing.len(),
+            if missing.len() == 1 { "y was" } else { "ies were" }
+        ),
+    })
+}
+
 /// `gitspy-chaos send`: sends the batch, prints the summary to stdout, returns the ledger.
 /// Progress and the seed/nonce go to stderr.
 pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
@@ -209,6 +258,60 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         send: SendArgs,
+    }
+
+    fn sample_entry(id: &str) -> LedgerEntry {
+        LedgerEntry {
+            delivery: id.into(),
+            attempt: 1,
+            duplicate_of: None,
+            event: "issues".into(),
+            scheduled_at_ms: 0,
+            sent_at_ms: 0,
+            outcome: Outcome::Status(202),
+            latency_ms: 1.0,
+            answer: None,
+        }
+    }
+
+    #[test]
+    fn send_exits_by_what_reached_the_server() {
+        let entry = |id: &str, outcome: Outcome| LedgerEntry {
+            outcome,
+            ..sample_entry(id)
+        };
+        let url = "http://127.0.0.1:9/webhooks";
+        let all_refused = Ledger {
+            entries: vec![
+                entry("a", Outcome::Refused("connection refused".into())),
+                entry("b", Outcome::Refused("connection refused".into())),
+            ],
+        };
+        let e = send_outcome(&all_refused, url).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.starts_with("could not connect to http://127.0.0.1:9/webhooks: connection refused (2 of 2 requests)"), "{}", e.message);
+        let some_rejected = Ledger {
+            entries: vec![
+                entry("a", Outcome::Status(202)),
+                entry("b", Outcome::Status(503)),
+                entry("c", Outcome::Refused("connection refused".into())),
+            ],
+        };
+        let e = send_outcome(&some_rejected, url).unwrap_err();
+        assert_eq!(e.code, 1);
+        assert!(
+            e.message.starts_with("2 deliveries were not accepted"),
+            "{}",
+            e.message
+        );
+        let redelivered = Ledger {
+            entries: vec![
+                entry("a", Outcome::Status(503)),
+                entry("a", Outcome::Status(202)),
+            ],
+        };
+        assert_eq!(send_outcome(&redelivered, url), Ok(()));
+        assert_eq!(send_outcome(&Ledger { entries: vec![] }, url), Ok(()));
     }
 
     #[test]

@@ -94,20 +94,103 @@ fn f(v: f64) -> String {
 
 /// Renders the chart as an `<svg>` element.
 pub fn render(c: &Chart<'_>) -> String {
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
     let x_max_ms = c
         .lines
         .iter()
         .filter_map(|l| l.points.last().map(|p| p.0))
         .fold(c.x_max_ms, u64::max)
         .max(1);
-    let x_max = x_max_ms as f64;
-    let sx = |t: u64| LEFT + (t as f64 / x_max).min(1.0) * plot_w;
+    let faults = fault_layer(c, x_max_ms);
+    let frame = Frame::new(c, x_max_ms, faults.band);
 
-    // Fault windows: shaded over the whole plot height. Their labels sit in a band at the top
-    // of the plot, above the data, each in the first row where it does not overlap the label
-    // to its left (at most MAX_LABEL_ROWS rows; past that, the least crowded row).
+    let mut o = String::new();
+    // `write!` into a String cannot fail.
+    let _ = writeln!(
+        o,
+        "<svg class=\"chart\" id=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"{}\">",
+        esc(c.id),
+        esc(c.title)
+    );
+    let _ = writeln!(o, "<title>{}</title>", esc(c.title));
+    let _ = writeln!(
+        o,
+        "<rect class=\"plot\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
+        f(LEFT),
+        f(TOP),
+        f(PLOT_W),
+        f(PLOT_H)
+    );
+    o.push_str(&faults.rects);
+    axes(&mut o, c, &frame);
+    marks(&mut o, c, &frame);
+    lines(&mut o, c, &frame);
+    o.push_str(&faults.labels);
+    legend(&mut o, c);
+    o.push_str("</svg>\n");
+    o
+}
+
+/// Width and height of the plot area inside the margins.
+const PLOT_W: f64 = WIDTH - LEFT - RIGHT;
+const PLOT_H: f64 = HEIGHT - TOP - BOTTOM;
+
+/// Where data lands on the plot: the x range (ms since start) and the y range, which starts
+/// below the band of fault labels.
+struct Frame {
+    x_max: f64,
+    data_top: f64,
+    data_h: f64,
+    y_lo: f64,
+    y_hi: f64,
+    y_step: f64,
+}
+
+impl Frame {
+    fn new(c: &Chart<'_>, x_max_ms: u64, band: f64) -> Frame {
+        let (mut y_lo, mut y_hi) = (0.0f64, 0.0f64);
+        for l in &c.lines {
+            for &(_, v) in l.points {
+                y_lo = y_lo.min(v);
+                y_hi = y_hi.max(v);
+            }
+        }
+        if y_hi - y_lo <= 0.0 {
+            y_hi = y_lo + 1.0;
+        }
+        let y_step = nice_step(y_hi - y_lo, 5.0);
+        Frame {
+            x_max: x_max_ms as f64,
+            data_top: TOP + band,
+            data_h: PLOT_H - band,
+            y_lo: (y_lo / y_step).floor() * y_step,
+            y_hi: (y_hi / y_step).ceil() * y_step,
+            y_step,
+        }
+    }
+
+    fn sx(&self, t: u64) -> f64 {
+        LEFT + (t as f64 / self.x_max).min(1.0) * PLOT_W
+    }
+
+    fn sy(&self, v: f64) -> f64 {
+        self.data_top + self.data_h - (v - self.y_lo) / (self.y_hi - self.y_lo) * self.data_h
+    }
+}
+
+/// The shaded fault windows, their labels, and the height of the label band.
+struct FaultLayer {
+    rects: String,
+    labels: String,
+    band: f64,
+}
+
+/// Fault windows: shaded over the whole plot height. Their labels sit in a band at the top of
+/// the plot, above the data, each in the first row where it does not overlap the label to its
+/// left (at most MAX_LABEL_ROWS rows; past that, the least crowded row).
+fn fault_layer(c: &Chart<'_>, x_max_ms: u64) -> FaultLayer {
+    let x_max = x_max_ms as f64;
+    let sx = |t: u64| LEFT + (t as f64 / x_max).min(1.0) * PLOT_W;
+    let plot_h = PLOT_H;
     let mut rects = String::new();
     let mut labels = String::new();
     let mut rows_end: Vec<f64> = Vec::new();
@@ -170,46 +253,20 @@ pub fn render(c: &Chart<'_>) -> String {
     } else {
         rows_end.len() as f64 * LABEL_ROW + 6.0
     };
-    let data_top = TOP + band;
-    let data_h = plot_h - band;
-
-    let (mut y_lo, mut y_hi) = (0.0f64, 0.0f64);
-    for l in &c.lines {
-        for &(_, v) in l.points {
-            y_lo = y_lo.min(v);
-            y_hi = y_hi.max(v);
-        }
+    FaultLayer {
+        rects,
+        labels,
+        band,
     }
-    if y_hi - y_lo <= 0.0 {
-        y_hi = y_lo + 1.0;
-    }
-    let y_step = nice_step(y_hi - y_lo, 5.0);
-    let y_lo = (y_lo / y_step).floor() * y_step;
-    let y_hi = (y_hi / y_step).ceil() * y_step;
-    let sy = |v: f64| data_top + data_h - (v - y_lo) / (y_hi - y_lo) * data_h;
+}
 
-    let mut o = String::new();
-    // `write!` into a String cannot fail.
-    let _ = writeln!(
-        o,
-        "<svg class=\"chart\" id=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"{}\">",
-        esc(c.id),
-        esc(c.title)
-    );
-    let _ = writeln!(o, "<title>{}</title>", esc(c.title));
-    let _ = writeln!(
-        o,
-        "<rect class=\"plot\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
-        f(LEFT),
-        f(TOP),
-        f(plot_w),
-        f(plot_h)
-    );
-    o.push_str(&rects);
-
-    // Axes: y grid and labels, x ticks in seconds.
-    for v in ticks(y_lo, y_hi, y_step) {
-        let y = sy(v);
+/// Axes: y grid and labels, x ticks in seconds, axis titles.
+fn axes(o: &mut String, c: &Chart<'_>, fr: &Frame) {
+    let plot_w = PLOT_W;
+    let plot_h = PLOT_H;
+    let x_max = fr.x_max;
+    for v in ticks(fr.y_lo, fr.y_hi, fr.y_step) {
+        let y = fr.sy(v);
         let _ = writeln!(
             o,
             "<line class=\"grid\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/><text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
@@ -224,7 +281,7 @@ pub fn render(c: &Chart<'_>) -> String {
     }
     let x_step_s = nice_step(x_max / 1000.0, 10.0);
     for s in ticks(0.0, x_max / 1000.0, x_step_s) {
-        let x = sx((s * 1000.0).round() as u64);
+        let x = fr.sx((s * 1000.0).round() as u64);
         let _ = writeln!(
             o,
             "<line class=\"axis\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/><text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}s</text>",
@@ -257,10 +314,13 @@ pub fn render(c: &Chart<'_>) -> String {
         f(TOP + plot_h / 2.0),
         esc(c.axis_title)
     );
+}
 
-    // Marks: dashed vertical lines labelled at the bottom of the plot.
+/// Marks: dashed vertical lines labelled at the bottom of the plot.
+fn marks(o: &mut String, c: &Chart<'_>, fr: &Frame) {
+    let plot_h = PLOT_H;
     for m in c.marks {
-        let x = sx(m.at_ms);
+        let x = fr.sx(m.at_ms);
         let _ = writeln!(
             o,
             "<line class=\"mark\" x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\"/><text class=\"mark-label\" x=\"{}\" y=\"{}\">{}</text>",
@@ -273,8 +333,13 @@ pub fn render(c: &Chart<'_>) -> String {
             esc(&m.name)
         );
     }
+}
 
-    // Lines, split where samples are missing.
+/// The series, split where samples are missing (gaps longer than `gap_ms`); "no samples" when
+/// there is nothing to draw.
+fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
+    let plot_w = PLOT_W;
+    let plot_h = PLOT_H;
     let mut any = false;
     for l in &c.lines {
         let mut segment: Vec<(u64, f64)> = Vec::new();
@@ -298,15 +363,15 @@ pub fn render(c: &Chart<'_>) -> String {
                     o,
                     "<circle class=\"series\" data-series=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2.5\" fill=\"{}\"/>",
                     esc(l.name),
-                    f(sx(t)),
-                    f(sy(v)),
+                    f(fr.sx(t)),
+                    f(fr.sy(v)),
                     esc(l.color)
                 );
                 continue;
             }
             let pts: Vec<String> = seg
                 .iter()
-                .map(|&(t, v)| format!("{},{}", f(sx(t)), f(sy(v))))
+                .map(|&(t, v)| format!("{},{}", f(fr.sx(t)), f(fr.sy(v))))
                 .collect();
             let _ = writeln!(
                 o,
@@ -325,10 +390,10 @@ pub fn render(c: &Chart<'_>) -> String {
             f(TOP + plot_h / 2.0)
         );
     }
+}
 
-    o.push_str(&labels);
-
-    // Legend above the plot.
+/// The legend above the plot.
+fn legend(o: &mut String, c: &Chart<'_>) {
     let mut x = LEFT;
     for l in &c.lines {
         let _ = writeln!(
@@ -341,8 +406,6 @@ pub fn render(c: &Chart<'_>) -> String {
         );
         x += 18.0 + l.label.chars().count() as f64 * CHAR_W + 22.0;
     }
-    o.push_str("</svg>\n");
-    o
 }
 
 #[cfg(test)]

@@ -164,13 +164,8 @@ fn opt(v: Option<&str>) -> String {
     esc(v.unwrap_or("unknown"))
 }
 
+/// The whole page: the head, then one section after another.
 fn render(run: &RunReport) -> String {
-    let verdict_class = match run.verdict {
-        Verdict::Passed => "passed",
-        Verdict::Failed => "failed",
-        Verdict::Error => "error",
-        Verdict::Inconclusive => "inconclusive",
-    };
     let mut o = String::new();
     // `write!` into a String cannot fail.
     let _ = write!(
@@ -179,8 +174,27 @@ fn render(run: &RunReport) -> String {
         run.verdict.label(),
         esc(&run.scenario.name)
     );
+    summary(run, &mut o);
+    checks(run, &mut o);
+    ledger(run, &mut o);
+    charts_section(run, &mut o);
+    faults(run, &mut o);
+    steps(run, &mut o);
+    probe(run, &mut o);
+    replays(run, &mut o);
+    processes(run, &mut o);
+    scenario_and_footer(run, &mut o);
+    o
+}
 
-    // Summary.
+/// The title, the verdict and the run's facts (what ran, against what, the ledger totals).
+fn summary(run: &RunReport, o: &mut String) {
+    let verdict_class = match run.verdict {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+        Verdict::Error => "error",
+        Verdict::Inconclusive => "inconclusive",
+    };
     let _ = writeln!(
         o,
         "<header>\n<h1>{}</h1>\n<p><span class=\"verdict {verdict_class}\" id=\"verdict\">{}</span> {}/{} checks passed</p>\n<p class=\"description\">{}</p>\n</header>",
@@ -269,8 +283,10 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</section>\n");
+}
 
-    // Checks.
+/// One row per check: result, measured value, threshold, note.
+fn checks(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Checks</h2>\n");
     for c in run.checks.iter().filter(|c| !c.passed && c.is_efficacy()) {
         let _ = writeln!(
@@ -300,8 +316,10 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
+}
 
-    // Ledger.
+/// One row per delivery class with example ids; lost, duplicated and unexpected stand out.
+fn ledger(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Ledger</h2>\n<table id=\"ledger\">\n<thead><tr><th>class</th><th>deliveries</th><th>example ids</th></tr></thead>\n<tbody>\n");
     for (name, class) in ordered_classes(run) {
         let bad = matches!(name, "lost" | "duplicated" | "unexpected") && class.count > 0;
@@ -320,13 +338,17 @@ fn render(run: &RunReport) -> String {
         );
     }
     o.push_str("</tbody>\n</table>\n</section>\n");
+}
 
-    // Charts.
+/// The charts over time, fault windows shaded.
+fn charts_section(run: &RunReport, o: &mut String) {
     o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. Gaps are missing samples (queue gauges are absent while Redis is down).</p>\n");
-    charts(run, &mut o);
+    charts(run, o);
     o.push_str("</section>\n");
+}
 
-    // Fault timeline.
+/// The fault timeline: what was broken, when, for how long.
+fn faults(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Fault timeline</h2>\n");
     if run.faults.is_empty() {
         o.push_str("<p>No fault was injected.</p>\n");
@@ -357,8 +379,10 @@ fn render(run: &RunReport) -> String {
         o.push_str("</tbody>\n</table>\n");
     }
     o.push_str("</section>\n");
+}
 
-    // Steps and marks.
+/// The steps as they ran, and the marks.
+fn steps(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Steps</h2>\n<table id=\"steps\">\n<thead><tr><th>#</th><th>step</th><th>description</th><th>from</th><th>to</th><th>ok</th><th>note</th></tr></thead>\n<tbody>\n");
     for s in &run.steps {
         let _ = writeln!(
@@ -384,8 +408,10 @@ fn render(run: &RunReport) -> String {
         let _ = writeln!(o, "<p>Marks: {}</p>", marks.join(", "));
     }
     o.push_str("</section>\n");
+}
 
-    // Probe.
+/// The Redis probe taken at the end.
+fn probe(run: &RunReport, o: &mut String) {
     o.push_str("<section>\n<h2>Redis at the end</h2>\n");
     match &run.probe {
         None => o.push_str("<p>Redis could not be probed at the end of the run.</p>\n"),
@@ -412,8 +438,10 @@ fn render(run: &RunReport) -> String {
         }
     }
     o.push_str("</section>\n");
+}
 
-    // Replays.
+/// The replays and the board digests they produced.
+fn replays(run: &RunReport, o: &mut String) {
     if !run.replays.is_empty() {
         o.push_str("<section>\n<h2>Replays</h2>\n<table id=\"replays\">\n<thead><tr><th>replay</th><th>from</th><th>to</th><th>dry run</th><th>board digests</th></tr></thead>\n<tbody>\n");
         for r in &run.replays {
@@ -434,8 +462,10 @@ fn render(run: &RunReport) -> String {
         }
         o.push_str("</tbody>\n</table>\n</section>\n");
     }
+}
 
-    // Processes.
+/// Each managed process with its log tail.
+fn processes(run: &RunReport, o: &mut String) {
     if !run.processes.is_empty() {
         o.push_str("<section>\n<h2>Processes</h2>\n");
         for p in &run.processes {
@@ -451,8 +481,10 @@ fn render(run: &RunReport) -> String {
         }
         o.push_str("</section>\n");
     }
+}
 
-    // Scenario.
+/// The scenario as run and the footer.
+fn scenario_and_footer(run: &RunReport, o: &mut String) {
     let _ = writeln!(
         o,
         "<section>\n<h2>Scenario</h2>\n<pre id=\"scenario-yaml\">{}</pre>\n</section>",
@@ -465,5 +497,4 @@ fn render(run: &RunReport) -> String {
         esc(&run.tool.version),
         run.schema_version
     );
-    o
 }

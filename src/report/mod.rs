@@ -279,6 +279,24 @@ pub struct NetworkHit {
 }
 
 impl NetworkHit {
+    /// `3 connections; 208790 B held; 25 connections held`: what is not zero.
+    pub fn summary(&self) -> String {
+        let mut p = vec![format!("{} connections", self.connections)];
+        for (n, what) in [
+            (self.bytes_held, "B held back"),
+            (self.held_connections, "new connections held"),
+            (self.bytes_delayed, "B delivered late"),
+            (self.resets, "connections reset"),
+            (self.cut, "connections cut"),
+            (self.slow_closed, "closes delayed"),
+        ] {
+            if n > 0 {
+                p.push(format!("{n} {what}"));
+            }
+        }
+        p.join(", ")
+    }
+
     /// Whether the toxic changed anything on the wire.
     pub fn hit_something(&self) -> bool {
         self.held_connections
@@ -345,6 +363,9 @@ impl FaultWindow {
         }
         if h.spooled > 0 {
             parts.push(format!("{} spooled", h.spooled));
+        }
+        if let Some(n) = &h.network {
+            parts.push(n.summary());
         }
         if let (Some(r), false) = (h.recovered, h.pending.is_empty()) {
             let n = h.pending.len() as u64;

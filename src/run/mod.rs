@@ -20,7 +20,7 @@ use crate::report::{self, Format, RunReport};
 use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
 use crate::system::procs::find_gitspy_bin;
 use crate::system::BackendKind;
-use steps::{Ctx, RUN_REPO, RUN_REPO_ID};
+use steps::{Ctx, Timeline, RUN_REPO, RUN_REPO_ID};
 use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
@@ -159,6 +159,19 @@ pub async fn run_scenario(
         (Some(_), Err(_)) => PathBuf::from("gitspy"),
         (None, Err(e)) => return Err(e),
     };
+    if s.needs_failpoints() {
+        let version = gitspy_version(&gitspy_bin).await.unwrap_or_default();
+        if !fault::crash::has_failpoints(&version) {
+            anyhow::bail!(
+                "scenario `{}` arms crash points, but {} has no failpoints (`gitspy --version`: {})\n\
+                 hint: build it with `{}` and pass it with --gitspy-bin",
+                s.name.value,
+                gitspy_bin.display(),
+                if version.is_empty() { "no answer" } else { version.as_str() },
+                fault::crash::BUILD_HINT
+            );
+        }
+    }
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -186,50 +199,18 @@ pub async fn run_scenario(
         None => system::effective_target_env(&profile.env, &s.target.value.env, &opts.target_env),
         Some(_) => Default::default(),
     };
-    let system = match &s.target.value.attach {
-        None => {
-            System::start(SystemSpec {
-                run_id: &run_id,
-                gitspy_bin: &gitspy_bin,
-                backend,
-                container: s.target.value.redis.container.clone(),
-                image: s.target.value.redis.image.clone(),
-                workers: s.target.value.workers.value,
-                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
-                dir: &run_dir.join("system"),
-                disable_dedupe: opts.target_disable_dedupe,
-                env: target_env.clone(),
-                profile: &profile,
-                seed,
-            })
-            .await
-        }
-        Some(a) => {
-            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
-                anyhow::anyhow!(
-                    "attach mode signs webhooks with the deployment's secret\n\
-                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
-                )
-            })?;
-            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
-            System::attach(
-                &run_id,
-                &gitspy_bin,
-                backend,
-                s.target.value.redis.container.clone(),
-                &redis_url,
-                system::AttachTarget {
-                    server_url: a.server_url.clone(),
-                    worker_urls: a.worker_metrics_urls.clone(),
-                    worker_matcher: a.worker_process.clone(),
-                    server_matcher: a.server_process.clone(),
-                },
-                secret,
-                &run_dir.join("system"),
-            )
-            .await
-        }
-    };
+    let system = start_system(
+        &s,
+        opts,
+        backend,
+        &gitspy_bin,
+        &run_id,
+        &run_dir,
+        &profile,
+        target_env.clone(),
+        seed,
+    )
+    .await;
     let system = match system {
         Ok(sys) => sys,
         Err(e) => return Err(e.context("could not start the system under test")),
@@ -264,106 +245,28 @@ pub async fn run_scenario(
     let series = ctx.series.clone();
     scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
-    let poller = {
-        let ctx = ctx.clone();
-        let series = series.clone();
-        let stop = stop_poll.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
-                }
-            }
-        })
-    };
+    let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
     // Steps, then undo what is still broken, then drain.
-    let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
-    // Ctrl-C stops the steps (and the final drain): the run then writes a partial report
-    // marked interrupted, in every format, tears down and exits 2.
-    let (panicked, mut interrupted) = tokio::select! {
-        biased;
-        _ = interrupt.cancelled() => (false, true),
-        r = futures::FutureExt::catch_unwind(steps_result) => (r.is_err(), false),
-    };
-    ctx.undo_faults().await;
-    let drain = if interrupted {
-        Err(anyhow::anyhow!("interrupted"))
-    } else {
-        ctx.say("undoing faults done; waiting for the final drain".into());
-        tokio::select! {
-            d = ctx.wait_drained(FINAL_DRAIN) => d,
-            _ = interrupt.cancelled() => {
-                interrupted = true;
-                Err(anyhow::anyhow!("interrupted"))
-            }
-        }
-    };
+    let (panicked, interrupted, drain) = run_steps_and_drain(&ctx, &s, interrupt).await;
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let judged = if interrupted {
-        let done = ctx.timeline().steps.len();
-        Err(anyhow::anyhow!(
-            "interrupted (Ctrl-C) after {done} completed step(s): a partial report; nothing was judged"
-        ))
-    } else {
-        judge::judge(
-            &ctx,
-            &s,
-            &series,
-            drain.as_ref().err().map(|e| e.to_string()),
-            drained_at,
-            panicked,
-        )
-        .await
-    };
-    let mut timeline = std::mem::take(&mut *ctx.timeline());
-    // What the faults hit, now that the ledger and the final states are known.
-    let hit_lookups = lookup_ids(&ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
-    fault::efficacy::fill_after_run(
-        &mut timeline.faults,
-        &ctx.sender.ledger(),
-        ctx.t0_unix_ms,
-        ctx.now_ms(),
-        &hit_lookups,
-    );
-    let mut judged = judged;
-    if let Ok(j) = judged.as_mut() {
-        if let Some(c) = fault::efficacy::check(&s, &timeline.faults) {
-            j.checks.push(c);
-        }
-    }
+    let (judged, timeline) =
+        judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
-    let processes = {
-        let mut sys = ctx.sys.lock().await;
-        sys.teardown().await;
-        let mut v = vec![process_log(&sys.server)];
-        v.extend(sys.workers.iter().map(process_log));
-        v
-    };
-    let yaml = std::fs::read_to_string(path).unwrap_or_default();
+    let processes = teardown_and_collect_logs(&ctx).await;
     let (verdict, error) = match &judged {
         Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
     };
     let mut j = judged.unwrap_or_default();
     if interrupted {
-        // What was sent so far, without a verdict.
-        let l = ctx.sender.ledger().summary();
-        j.ledger = report::LedgerSummary {
-            sent: l.sent,
-            accepted: l.accepted,
-            duplicates: l.duplicates,
-            rejected: l.rejected,
-            indeterminate: l.indeterminate,
-            ..Default::default()
-        };
+        j.ledger = sent_so_far(&ctx);
     }
     let run = RunReport {
         schema_version: report::SCHEMA_VERSION,
@@ -372,27 +275,16 @@ pub async fn run_scenario(
             version: env!("CARGO_PKG_VERSION").into(),
         },
         target: report::TargetInfo {
-            kind: if s.target.value.attach.is_some() {
-                report::TargetKind::Attached
-            } else {
-                report::TargetKind::Managed
-            },
-            gitspy_version: gitspy_version(&gitspy_bin).await,
-            redis_backend: format!("{} ({redis_desc})", redis_kind.as_str()),
-            redis_version: None,
-            workers: s.target.value.workers.value,
-            env: target_env,
             links: net_links,
+            ..target_info(
+                &s,
+                &gitspy_bin,
+                format!("{} ({redis_desc})", redis_kind.as_str()),
+                target_env,
+            )
+            .await
         },
-        scenario: report::ScenarioInfo {
-            name: name.clone(),
-            description: s.description.clone(),
-            file: path.display().to_string(),
-            yaml,
-            seed,
-            time_scale: opts.time_scale,
-            poll_interval_ms: poll.as_millis() as u64,
-        },
+        scenario: scenario_info(&s, path, seed, opts.time_scale, poll),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
         duration_ms: (finished - started).whole_milliseconds().max(0) as u64,
@@ -420,6 +312,224 @@ pub async fn run_scenario(
         report: run,
         dir: run_dir,
     })
+}
+
+/// Starts the managed system (with `target_env`), or attaches to the running one the scenario
+/// names.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
+async fn start_system(
+    s: &Scenario,
+    opts: &RunOptions,
+    backend: BackendKind,
+    gitspy_bin: &Path,
+    run_id: &str,
+    run_dir: &Path,
+    profile: &crate::system::profile::Profile,
+    target_env: std::collections::BTreeMap<String, String>,
+    seed: u64,
+) -> anyhow::Result<System> {
+    match &s.target.value.attach {
+        None => {
+            System::start(SystemSpec {
+                run_id,
+                gitspy_bin,
+                backend,
+                container: s.target.value.redis.container.clone(),
+                image: s.target.value.redis.image.clone(),
+                workers: s.target.value.workers.value,
+                spool: matches!(s.target.value.on_redis_down, scenario::OnRedisDown::Spool),
+                dir: &run_dir.join("system"),
+                disable_dedupe: opts.target_disable_dedupe,
+                env: target_env,
+                profile,
+                seed,
+            })
+            .await
+        }
+        Some(a) => {
+            let secret = std::env::var("GITHUB_WEBHOOK_SECRET").map_err(|_| {
+                anyhow::anyhow!(
+                    "attach mode signs webhooks with the deployment's secret\n\
+                     hint: export GITHUB_WEBHOOK_SECRET=<the secret gitspy serve was started with>"
+                )
+            })?;
+            let redis_url = s.target.value.redis.url.clone().unwrap_or_default();
+            System::attach(
+                run_id,
+                gitspy_bin,
+                backend,
+                s.target.value.redis.container.clone(),
+                &redis_url,
+                system::AttachTarget {
+                    server_url: a.server_url.clone(),
+                    worker_urls: a.worker_metrics_urls.clone(),
+                    worker_matcher: a.worker_process.clone(),
+                    server_matcher: a.server_process.clone(),
+                },
+                secret,
+                &run_dir.join("system"),
+            )
+            .await
+        }
+    }
+}
+
+/// Scrapes every process each `poll` until `stop` (the caller scrapes once before and once
+/// after).
+fn spawn_poller(
+    ctx: Arc<Ctx>,
+    poll: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let series = ctx.series.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+            }
+        }
+    })
+}
+
+/// Runs the steps, undoes the faults still in force and waits for the final drain. Ctrl-C stops
+/// the steps (and the drain): the run then writes a partial report marked interrupted, in every
+/// format, tears down and exits 2. Returns (a step panicked, interrupted, the drain's outcome).
+async fn run_steps_and_drain(
+    ctx: &Ctx,
+    s: &Scenario,
+    interrupt: &tokio_util::sync::CancellationToken,
+) -> (bool, bool, anyhow::Result<Duration>) {
+    let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
+    let (panicked, mut interrupted) = tokio::select! {
+        biased;
+        _ = interrupt.cancelled() => (false, true),
+        r = futures::FutureExt::catch_unwind(steps_result) => (r.is_err(), false),
+    };
+    ctx.undo_faults().await;
+    let drain = if interrupted {
+        Err(anyhow::anyhow!("interrupted"))
+    } else {
+        ctx.say("undoing faults done; waiting for the final drain".into());
+        tokio::select! {
+            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            _ = interrupt.cancelled() => {
+                interrupted = true;
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    };
+    (panicked, interrupted, drain)
+}
+
+/// The judgement (none when interrupted), then what the faults hit — known only now that the
+/// ledger and the final states are — with the `faults_effective` check added to the checks.
+async fn judge_with_efficacy(
+    ctx: &Ctx,
+    s: &Scenario,
+    series: &Mutex<Series>,
+    drain: &anyhow::Result<Duration>,
+    drained_at: u64,
+    panicked: bool,
+    interrupted: bool,
+) -> (anyhow::Result<judge::Judged>, Timeline) {
+    let mut judged = if interrupted {
+        let done = ctx.timeline().steps.len();
+        Err(anyhow::anyhow!(
+            "interrupted (Ctrl-C) after {done} completed step(s): a partial report; nothing was judged"
+        ))
+    } else {
+        judge::judge(
+            ctx,
+            s,
+            series,
+            drain.as_ref().err().map(|e| e.to_string()),
+            drained_at,
+            panicked,
+        )
+        .await
+    };
+    let mut timeline = std::mem::take(&mut *ctx.timeline());
+    // What the faults hit, now that the ledger and the final states are known.
+    let hit_lookups = lookup_ids(ctx, &fault::efficacy::hit_ids(&timeline.faults)).await;
+    fault::efficacy::fill_after_run(
+        &mut timeline.faults,
+        &ctx.sender.ledger(),
+        ctx.t0_unix_ms,
+        ctx.now_ms(),
+        &hit_lookups,
+    );
+    if let Ok(j) = judged.as_mut() {
+        if let Some(c) = fault::efficacy::check(s, &timeline.faults) {
+            j.checks.push(c);
+        }
+    }
+    (judged, timeline)
+}
+
+/// Tears the system down and returns each managed process's log tail (complete only after
+/// teardown, which is why it comes first).
+async fn teardown_and_collect_logs(ctx: &Ctx) -> Vec<report::ProcessLog> {
+    let mut sys = ctx.sys.lock().await;
+    sys.teardown().await;
+    let mut v = vec![process_log(&sys.server)];
+    v.extend(sys.workers.iter().map(process_log));
+    v
+}
+
+/// What an interrupted run sent so far, without a verdict.
+fn sent_so_far(ctx: &Ctx) -> report::LedgerSummary {
+    let l = ctx.sender.ledger().summary();
+    report::LedgerSummary {
+        sent: l.sent,
+        accepted: l.accepted,
+        duplicates: l.duplicates,
+        rejected: l.rejected,
+        indeterminate: l.indeterminate,
+        ..Default::default()
+    }
+}
+
+/// What was tested: managed or attached, GitSpy's version, the Redis backend, the workers and
+/// the env the harness gave them.
+async fn target_info(
+    s: &Scenario,
+    gitspy_bin: &Path,
+    redis_backend: String,
+    env: std::collections::BTreeMap<String, String>,
+) -> report::TargetInfo {
+    report::TargetInfo {
+        kind: if s.target.value.attach.is_some() {
+            report::TargetKind::Attached
+        } else {
+            report::TargetKind::Managed
+        },
+        gitspy_version: gitspy_version(gitspy_bin).await,
+        redis_backend,
+        redis_version: None,
+        workers: s.target.value.workers.value,
+        env,
+        links: Vec::new(),
+    }
+}
+
+/// The scenario as run: the file, its text, the seed and pace actually used.
+fn scenario_info(
+    s: &Scenario,
+    path: &Path,
+    seed: u64,
+    time_scale: f64,
+    poll: Duration,
+) -> report::ScenarioInfo {
+    report::ScenarioInfo {
+        name: s.name.value.clone(),
+        description: s.description.clone(),
+        file: path.display().to_string(),
+        yaml: std::fs::read_to_string(path).unwrap_or_default(),
+        seed,
+        time_scale,
+        poll_interval_ms: poll.as_millis() as u64,
+    }
 }
 
 /// The lookups of `ids` (empty on any error: efficacy then says "not measured").
@@ -492,7 +602,19 @@ async fn gitspy_version(bin: &Path) -> Option<String> {
         .output()
         .await
         .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+    version_of(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The version from `gitspy --version`'s first line (`gitspy 0.1.0 (features: none)` →
+/// `0.1.0 (features: none)`): reports print "gitspy <version>" themselves, so keeping the
+/// program name gave "gitspy gitspy 0.1.0".
+fn version_of(stdout: &str) -> Option<String> {
+    let mut words = stdout.lines().next()?.split_whitespace().peekable();
+    if words.peek() == Some(&"gitspy") {
+        words.next();
+    }
+    let version = words.collect::<Vec<_>>().join(" ");
+    (!version.is_empty()).then_some(version)
 }
 
 fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
@@ -522,5 +644,22 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
     };
     for r in scrapes.into_iter().flatten() {
         s.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_stored_without_the_program_name() {
+        assert_eq!(version_of("gitspy 0.1.0\n").as_deref(), Some("0.1.0"));
+        assert_eq!(
+            version_of("gitspy 0.2.0 (features: failpoints)\nmore\n").as_deref(),
+            Some("0.2.0 (features: failpoints)")
+        );
+        assert_eq!(version_of("1.2.3").as_deref(), Some("1.2.3"));
+        assert_eq!(version_of(""), None);
+        assert_eq!(version_of("gitspy \n"), None);
     }
 }

@@ -145,7 +145,8 @@ pub struct RedisTarget {
     /// naming that run). In attach mode, the name of the running container the faults act on.
     #[serde(default)]
     pub container: Option<String>,
-    /// Docker backend: the image (default `redis:7-alpine`).
+    /// Docker backend: the image (default `gitspy-redis:7`, built offline by
+    /// `docker/build-redis-image.sh`).
     #[serde(default)]
     pub image: Option<String>,
     /// The Redis URL. Required for the `external` backend and in attach mode; the harness
@@ -160,27 +161,22 @@ pub struct RedisTarget {
 pub enum RedisBackend {
     /// A container driven through the Docker API: stop, start, restart, kill, pause, unpause.
     Docker,
-    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart.
+    /// A `redis-server` child process: stop (SIGTERM), kill (SIGKILL), start, restart, pause
+    /// (SIGSTOP) and unpause (SIGCONT).
     Process,
     /// A Redis the harness must not touch: observation only, no Redis faults.
     External,
-    /// `docker` when an engine answers and the image is available, else `process`. Only the
-    /// faults both can do are allowed (no pause/unpause).
+    /// `docker` when an engine answers and the image is available, else `process`. Both can do
+    /// every Redis fault.
     #[default]
     Auto,
 }
 
 impl RedisBackend {
     /// The Redis faults this backend can inject.
-    pub fn supports(self, action: RedisAction) -> bool {
-        use RedisAction::*;
-        match self {
-            RedisBackend::Docker => true,
-            RedisBackend::Process | RedisBackend::Auto => {
-                matches!(action, Stop | Start | Restart | Kill)
-            }
-            RedisBackend::External => false,
-        }
+    pub fn supports(self, _action: RedisAction) -> bool {
+        // Docker and process (and so auto) do every fault; a process is paused with SIGSTOP.
+        !matches!(self, RedisBackend::External)
     }
 
     /// The spelling used in scenario files.
@@ -416,12 +412,13 @@ pub struct Fault {
     /// Act on Redis.
     #[serde(default)]
     pub redis: Option<RedisAction>,
-    /// Act on worker processes (see `which`).
+    /// Act on worker processes (see `which`): an action (`kill`, `freeze`, …) or a crash point
+    /// `{crash_at: after-commit, nth: 3}`.
     #[serde(default)]
-    pub worker: Option<ProcessAction>,
-    /// Act on the `gitspy serve` process.
+    pub worker: Option<ProcessFault>,
+    /// Act on the `gitspy serve` process: an action or `{crash_at: after-enqueue, nth: 1}`.
     #[serde(default)]
-    pub server: Option<ProcessAction>,
+    pub server: Option<ProcessFault>,
     /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
     #[serde(default)]
     pub store: Option<StoreFault>,
@@ -771,6 +768,10 @@ pub enum FaultKind {
     Store(Dur),
     /// A toxic on proxied links (or their heal).
     Network(NetworkFault),
+    /// Arm a crash point in the chosen worker.
+    WorkerCrashAt(CrashAt, Which),
+    /// Arm a crash point in the server.
+    ServerCrashAt(CrashAt),
 }
 
 impl Fault {
@@ -784,12 +785,15 @@ impl Fault {
                 && self.store.is_none();
             return alone.then_some(FaultKind::Network(n.value));
         }
+        let which = self.which.unwrap_or_default();
         match (self.redis, self.worker, self.server, self.store) {
             (Some(r), None, None, None) => Some(FaultKind::Redis(r)),
-            (None, Some(w), None, None) => {
-                Some(FaultKind::Worker(w, self.which.unwrap_or_default()))
+            (None, Some(ProcessFault::Action(w)), None, None) => Some(FaultKind::Worker(w, which)),
+            (None, Some(ProcessFault::CrashAt(c)), None, None) => {
+                Some(FaultKind::WorkerCrashAt(c, which))
             }
-            (None, None, Some(s), None) => Some(FaultKind::Server(s)),
+            (None, None, Some(ProcessFault::Action(s)), None) => Some(FaultKind::Server(s)),
+            (None, None, Some(ProcessFault::CrashAt(c)), None) => Some(FaultKind::ServerCrashAt(c)),
             (None, None, None, Some(st)) => Some(FaultKind::Store(st.lock)),
             _ => None,
         }
@@ -805,6 +809,8 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
             FaultKind::Store(d) => write!(f, "store lock {d}"),
             FaultKind::Network(n) => write!(f, "network {} on {}", n.toxic_name(), n.link),
+            FaultKind::WorkerCrashAt(c, w) => write!(f, "worker crash at {c} ({w})"),
+            FaultKind::ServerCrashAt(c) => write!(f, "server crash at {c}"),
         }
     }
 }
@@ -821,7 +827,7 @@ pub enum RedisAction {
     Restart,
     /// SIGKILL: a crash.
     Kill,
-    /// Freeze it (`docker pause`): connections hang instead of failing.
+    /// Freeze it (`docker pause`, or SIGSTOP for a process): connections hang instead of failing.
     Pause,
     /// Thaw it after a pause.
     Unpause,
@@ -837,6 +843,133 @@ impl RedisAction {
             RedisAction::Kill => "kill",
             RedisAction::Pause => "pause",
             RedisAction::Unpause => "unpause",
+        }
+    }
+}
+
+/// A worker or server fault: an action, or a crash point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessFault {
+    /// `kill`, `stop`, `restart`, `start`, `freeze`, `thaw`.
+    Action(ProcessAction),
+    /// `{crash_at: <point>, nth: N}`.
+    CrashAt(CrashAt),
+}
+
+impl Serialize for ProcessFault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ProcessFault::Action(a) => a.serialize(s),
+            ProcessFault::CrashAt(c) => c.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessFault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ProcessFault;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an action (kill, stop, restart, start, freeze, thaw) or `{crash_at: <point>, nth: N}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ProcessFault, E> {
+                ProcessAction::deserialize(serde::de::value::StrDeserializer::<E>::new(v))
+                    .map(ProcessFault::Action)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ProcessFault, A::Error> {
+                CrashAt::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(ProcessFault::CrashAt)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A crash point armed in a failpoints build of GitSpy (`cargo build -p gitspy --features
+/// failpoints`): the process aborts (SIGABRT) the `nth` time it reaches `crash_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashAt {
+    /// Where: worker `after-lock`, `after-commit`, `after-ack`; server `after-enqueue`,
+    /// `spool-append`, `spool-drain`.
+    pub crash_at: CrashPoint,
+    /// Crash on this hit, from 1 (default 1: the first time).
+    #[serde(default = "default_nth")]
+    pub nth: u32,
+}
+
+fn default_nth() -> u32 {
+    1
+}
+
+/// A crash point of GitSpy (its `failpoints` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CrashPoint {
+    /// Worker: lock taken, state not yet `processing`.
+    AfterLock,
+    /// Worker: store transaction committed, entry not yet acknowledged.
+    AfterCommit,
+    /// Worker: `XACK` done, `XDEL` not yet.
+    AfterAck,
+    /// Server: enqueue script succeeded, HTTP answer not yet sent.
+    AfterEnqueue,
+    /// Server: spool record written, not yet fsynced or acknowledged.
+    SpoolAppend,
+    /// Server: spooled record added to Redis, spool head not yet advanced.
+    SpoolDrain,
+}
+
+impl CrashPoint {
+    /// The failpoint name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrashPoint::AfterLock => "after-lock",
+            CrashPoint::AfterCommit => "after-commit",
+            CrashPoint::AfterAck => "after-ack",
+            CrashPoint::AfterEnqueue => "after-enqueue",
+            CrashPoint::SpoolAppend => "spool-append",
+            CrashPoint::SpoolDrain => "spool-drain",
+        }
+    }
+
+    /// Whether the point is in the worker (else in the server).
+    pub fn in_worker(self) -> bool {
+        matches!(
+            self,
+            CrashPoint::AfterLock | CrashPoint::AfterCommit | CrashPoint::AfterAck
+        )
+    }
+}
+
+impl std::fmt::Display for CrashPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CrashAt {
+    /// `after-commit (3rd hit)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (hit {})", self.crash_point(), self.nth)
+    }
+}
+
+impl CrashAt {
+    /// The point.
+    pub fn crash_point(&self) -> CrashPoint {
+        self.crash_at
+    }
+
+    /// The fail-rs actions that fire on the `nth` hit: `2*off->return` for the third.
+    pub fn actions(&self) -> String {
+        match self.nth {
+            0 | 1 => "return".into(),
+            n => format!("{}*off->return", n - 1),
         }
     }
 }

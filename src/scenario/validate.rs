@@ -448,7 +448,9 @@ impl Validator<'_> {
             );
             return;
         };
-        if fault.which.is_some() && !matches!(kind, FaultKind::Worker(..)) {
+        if fault.which.is_some()
+            && !matches!(kind, FaultKind::Worker(..) | FaultKind::WorkerCrashAt(..))
+        {
             self.push(
                 pos,
                 "`which` only applies to worker faults",
@@ -460,6 +462,70 @@ impl Validator<'_> {
             FaultKind::Network(n) => {
                 let npos = fault.network.as_ref().map_or(pos, |n| n.pos_or(pos));
                 self.network(&n, npos);
+            }
+            FaultKind::WorkerCrashAt(c, _) | FaultKind::ServerCrashAt(c) => {
+                let worker = matches!(kind, FaultKind::WorkerCrashAt(..));
+                if c.crash_point().in_worker() != worker {
+                    let (is, other) = if c.crash_point().in_worker() {
+                        ("a worker", "worker")
+                    } else {
+                        ("a server", "server")
+                    };
+                    self.push(
+                        pos,
+                        format!("`{}` is {is} crash point", c.crash_point()),
+                        format!("write it under `{other}:`; worker points: after-lock, after-commit, after-ack; server points: after-enqueue, spool-append, spool-drain"),
+                    );
+                }
+                if c.nth == 0 {
+                    self.push(
+                        pos,
+                        "`nth: 0` never fires",
+                        "hits count from 1: `nth: 1` is the first",
+                    );
+                }
+                if matches!(kind, FaultKind::WorkerCrashAt(_, Which::All)) {
+                    self.push(
+                        pos,
+                        "`crash_at` with `which: all`",
+                        "a crash point is armed in one worker: use an index or `random`",
+                    );
+                }
+                if let (FaultKind::WorkerCrashAt(_, Which::Index(i)), w) = (kind, t.workers.value) {
+                    if i >= w {
+                        self.push(
+                            pos,
+                            format!(
+                                "worker index {i} is out of range: the target has {w} worker(s)"
+                            ),
+                            "indexes count from 0",
+                        );
+                    }
+                }
+                if worker && t.workers.value == 0 {
+                    self.push(
+                        pos,
+                        "a worker crash point, but the target has no workers",
+                        "set `workers:` to 1 or more",
+                    );
+                }
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "`crash_at` in attach mode",
+                        "crash points are armed in processes the harness started: use managed mode",
+                    );
+                }
+                if fault.when.is_some() {
+                    self.push(
+                        pos,
+                        "`when` with `crash_at`",
+                        "a crash point waits for its own hit: remove `when` (keep `within` as the deadline)",
+                    );
+                }
+                if worker {
+                    self.worker_kills = true;
+                }
             }
             FaultKind::Store(d) => {
                 if t.attach.is_some() {
@@ -480,16 +546,7 @@ impl Validator<'_> {
             FaultKind::Redis(action) => {
                 let backend = t.redis.backend.value;
                 if !backend.supports(action) {
-                    let hint = match backend {
-                        RedisBackend::External => {
-                            "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned()
-                        }
-                        _ => format!(
-                            "the `{}` backend can stop, start, restart and kill; use `backend: docker` to {}",
-                            backend.as_str(),
-                            action.as_str()
-                        ),
-                    };
+                    let hint = "an external Redis is observed only; use `backend: docker` or `process` to break it".to_owned();
                     self.push(
                         pos,
                         format!(
@@ -674,8 +731,12 @@ impl Validator<'_> {
     /// `when` names exactly one condition that fits the fault; `within` only with `when`.
     fn trigger(&mut self, fault: &super::model::Fault, kind: FaultKind, pos: Pos) {
         let within_pos = fault.within.as_ref().map_or(pos, |w| w.pos_or(pos));
+        let crash_at = matches!(
+            kind,
+            FaultKind::WorkerCrashAt(..) | FaultKind::ServerCrashAt(_)
+        );
         let Some(when) = &fault.when else {
-            if fault.within.is_some() {
+            if fault.within.is_some() && !crash_at {
                 self.push(
                     within_pos,
                     "`within` without `when`",

@@ -218,3 +218,71 @@ fn a_store_lock_dead_letters_applies_and_dead_requeue_brings_them_back() {
     let log = std::fs::read_to_string(dirs[0].path().join("system/worker-0.log")).unwrap();
     assert!(log.contains("database is locked"), "{log}");
 }
+
+#[test]
+fn crash_points_need_a_failpoints_build_or_the_run_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // A gitspy that says it was built without features (the check runs before anything starts).
+    let fake = dir.path().join("gitspy");
+    std::fs::write(&fake, "#!/bin/sh\necho 'gitspy 0.1.0 (features: none)'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, stdout, stderr) = run(
+        &[
+            "run",
+            "scenarios/07-crash-points.yaml",
+            "--gitspy-bin",
+            fake.to_str().unwrap(),
+        ],
+        &dir.path().join("reports"),
+    );
+    assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("has no failpoints")
+            && stderr.contains("cargo build -p gitspy --features failpoints"),
+        "{stderr}"
+    );
+}
+
+/// Needs a gitspy built with `--features failpoints` in `GITSPY_FAILPOINTS_BIN` (scripts/test.sh
+/// sets it in its feature pass); without it the test says so and checks nothing else.
+#[test]
+fn crash_at_after_commit_fires_in_the_worker_and_says_what_it_hit() {
+    let Some(bin) = std::env::var_os("GITSPY_FAILPOINTS_BIN") else {
+        eprintln!("GITSPY_FAILPOINTS_BIN is not set: skipped (scripts/test.sh runs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crash.yaml");
+    std::fs::write(
+        &file,
+        "name: crash-at\ntarget: { redis: { backend: process }, workers: 1 }\nobserve: { poll_interval: 1s }\n\
+         steps:\n  - parallel:\n      - send: { count: 20, rate: 40/s }\n      - fault: { worker: { crash_at: after-commit, nth: 3 }, which: 0, within: 20s }\n\
+         \x20 - fault: { worker: start, which: 0 }\n  - wait: { drained: true, timeout: 60s }\n\
+         checks:\n  - deliveries: { lost: 0, duplicated: 0 }\n  - faults_effective: { min: 1 }\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, stdout, stderr) = run(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--gitspy-bin",
+            bin.to_str().unwrap(),
+        ],
+        &reports,
+    );
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v = run_json(&reports);
+    let f = &v["faults"][0];
+    assert_eq!(f["kind"], "worker crash_at after-commit", "{f}");
+    assert_eq!(f["outcome"], "applied");
+    assert!(
+        f["note"]
+            .as_str()
+            .unwrap()
+            .contains("failpoint after-commit fired"),
+        "{f}"
+    );
+    assert!(!f["hit"]["pending"].as_array().unwrap().is_empty(), "{f}");
+}

@@ -554,3 +554,35 @@ async fn send_cmd_sends_user_payloads_verbatim() {
         .iter()
         .all(|s| s.body == body && s.event == "ping" && s.signature_ok));
 }
+
+/// `gitspy-chaos send` to a port nobody listens on: exit 2 ("could not run") with an error that
+/// names the URL and the cause, not exit 0 with only "rejected 3".
+#[test]
+fn send_cli_to_a_closed_port_exits_2_and_says_why() {
+    let port = crate::util::free_port();
+    let url = format!("http://127.0.0.1:{port}/webhooks");
+    let out = crate::util::chaos(&[
+        "send", "--url", &url, "--secret", "s", "--count", "3", "--rate", "max",
+    ]);
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("error: could not connect to {url}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("(3 of 3 requests)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hint: is `gitspy serve` running"),
+        "{}",
+        out.stderr
+    );
+    // A bare rate is refused with the unit to add, like in scenario files.
+    let bare = crate::util::chaos(&["send", "--url", &url, "--rate", "20"]);
+    assert_eq!(bare.code, 2);
+    assert!(bare.stderr.contains("invalid rate `20`"), "{}", bare.stderr);
+}

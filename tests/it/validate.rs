@@ -83,7 +83,7 @@ broken! {
     negative_and_zero_count: "negative-count.yaml" => 3,
     unknown_fault: "unknown-fault.yaml" => 1,
     unknown_event: "unknown-event.yaml" => 1,
-    fault_the_backend_cannot_do: "backend-cannot.yaml" => 3,
+    fault_the_backend_cannot_do: "backend-cannot.yaml" => 1,
     external_redis_takes_no_fault: "external-no-faults.yaml" => 2,
     missing_target: "missing-target.yaml" => 1,
     missing_nested_key: "missing-nested-key.yaml" => 1,
@@ -97,7 +97,9 @@ broken! {
     replay_chain_errors: "replay-chain.yaml" => 7,
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
-    fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 7,
+    fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
+    network_faults_misused: "network-faults.yaml" => 9,
+    network_link_unknown: "network-link-unknown.yaml" => 1,
 }
 
 #[test]
@@ -114,7 +116,11 @@ fn every_shipped_scenario_validates() {
             "scenarios/04-duplicates.yaml",
             "scenarios/05-replay.yaml",
             "scenarios/06-combined.yaml",
+            "scenarios/07-crash-points.yaml",
             "scenarios/08-store-faults.yaml",
+            "scenarios/09-partition.yaml",
+            "scenarios/09b-partition-spool.yaml",
+            "scenarios/10-slow-network.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")

@@ -79,11 +79,16 @@ pub struct StoreOptions {
     /// Test-only: `false` skips the `applied_deliveries` check, so a redelivered delivery is applied
     /// twice. Exists so the harness can prove it detects duplicate effects.
     pub dedupe: bool,
+    /// How long a write waits for another connection's lock (SQLite `busy_timeout`).
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { dedupe: true }
+        Self {
+            dedupe: true,
+            busy_timeout: std::time::Duration::from_secs(10),
+        }
     }
 }
 

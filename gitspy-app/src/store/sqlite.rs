@@ -95,7 +95,7 @@ impl SqliteStore {
 
     fn init(conn: Connection, opts: StoreOptions) -> Result<Self, StoreError> {
         // Several processes write this file: wait for the lock rather than failing at once.
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(opts.busy_timeout)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed batch survives a power loss, not only a process crash — the worker marks
         // deliveries `processed` in Redis right after the commit.
@@ -138,18 +138,23 @@ impl SqliteStore {
     }
 }
 
-/// Brings a database created by an older gitspy up to date. Each step checks, inside one
-/// `BEGIN IMMEDIATE`, whether it is needed, so processes opening the same file at once never
-/// apply a step twice.
+/// Brings a database created by an older gitspy up to date. A step that is needed is checked again
+/// inside one `BEGIN IMMEDIATE`, so processes opening the same file at once never apply it twice;
+/// an up-to-date file takes no write lock (a process can start while another holds the store).
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
-        let has_applied_by: bool = conn.query_row(
+    let has_applied_by = || -> Result<bool, rusqlite::Error> {
+        conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('applied_deliveries') WHERE name = 'applied_by'",
             [],
             |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_applied_by {
+        )
+    };
+    if has_applied_by()? {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        if !has_applied_by()? {
             // Rows applied before this column existed keep `NULL`: "unknown consumer".
             conn.execute_batch("ALTER TABLE applied_deliveries ADD COLUMN applied_by TEXT")?;
             tracing::info!("store migrated: applied_deliveries.applied_by added");

@@ -81,7 +81,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         queue,
         store,
         dedupe,
-    } = crate::open_backends(&args.redis, &args.db)?;
+    } = crate::open_backends(&args.redis, &args.db, args.store_busy_timeout)?;
     let token = random_hex(8);
     let consumer = args
         .consumer

@@ -29,7 +29,7 @@ fn state(redis_url: String, db: &std::path::Path) -> AppState {
     )
     .expect("a valid redis url");
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(db, StoreOptions { dedupe: true }).expect("opening the store"));
+        Arc::new(SqliteStore::open(db, StoreOptions::default()).expect("opening the store"));
     AppState {
         queue: Arc::new(queue),
         store,

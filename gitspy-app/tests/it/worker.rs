@@ -307,3 +307,39 @@ fn a_retry_waiting_out_its_backoff_is_counted_as_delayed() {
     let (_, m) = get_text(&server.url("/metrics/prom"));
     assert_eq!(sample(&m, "gitspy_queue_delayed"), Some(0.0), "{m}");
 }
+
+#[test]
+fn a_store_locked_longer_than_the_busy_timeout_makes_applies_retry_until_it_is_free() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let w = sys.worker(
+        &redis,
+        &[
+            ("GITSPY_STORE_BUSY_TIMEOUT", "200ms".into()),
+            ("GITSPY_RETRY_BASE", "200ms".into()),
+            ("GITSPY_MAX_ATTEMPTS", "100".into()),
+        ],
+        "w",
+    );
+    // Another process holds the store's write lock.
+    let holder = rusqlite::Connection::open(sys.db()).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let ids = post_many(&server, "locked", 1);
+    wait_for(
+        Duration::from_secs(30),
+        "an apply to fail and be retried",
+        || {
+            let (_, m) = get_text(&worker_metrics_url(&w));
+            sample(&m, "gitspy_jobs_retried_total{event_type=\"issues\"}").unwrap_or(0.0) >= 1.0
+        },
+    );
+    assert!(
+        w.log_text().contains("database is locked"),
+        "{}",
+        w.log_text()
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    wait_processed(&server, &ids, Duration::from_secs(60));
+    assert_logged_once(&server, &ids);
+}
