@@ -63,7 +63,8 @@ impl Nemesis {
         match self {
             Nemesis::Redis(a) => a == RedisAction::Kill,
             Nemesis::Worker(a, _) | Nemesis::Server(a) => a.is_crash(),
-            Nemesis::Store(_) | Nemesis::Network(_) => false,
+            Nemesis::Store(_) => false,
+            Nemesis::Network(n) => network::is_crash(&n),
             Nemesis::CrashAt(..) => true,
         }
     }
@@ -111,6 +112,10 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
         if let (Nemesis::Worker(_, which), Some(_)) = (nemesis, when.holding) {
             let n = ctx.sys.lock().await.workers.len();
             pending.worker = pick_workers(ctx, which, n)?.first().copied();
+        }
+        // ... or the one worker whose Redis link a network fault cuts.
+        if let Nemesis::Network(n) = nemesis {
+            pending.worker = network::single_worker(&n);
         }
         let within = f.within().get();
         let held = trigger::wait(ctx, &when, pending.worker, within).await?;

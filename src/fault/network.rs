@@ -58,6 +58,22 @@ pub fn carries_requests(target: &str) -> bool {
         .is_some_and(|l| matches!(l, "sender-server" | "server-redis" | "redis" | "all"))
 }
 
+/// The worker whose link `n` acts on, when it names exactly one (`worker-<i>-redis`): a
+/// `holding` trigger watches it and the fault log records what it held.
+pub fn single_worker(n: &NetworkFault) -> Option<usize> {
+    match n.link {
+        LinkSel::WorkerRedis(i) => Some(i as usize),
+        _ => None,
+    }
+}
+
+/// A partition or reset of one worker's link cuts its processing short like a freeze does:
+/// it counts as a crash fault for `faults_effective` (it must catch the worker holding
+/// deliveries). Other network faults slow or refuse work without stranding it.
+pub fn is_crash(n: &NetworkFault) -> bool {
+    single_worker(n).is_some() && (n.partition || n.reset)
+}
+
 /// `network partition`, `network latency`, …
 pub fn kind_name(n: &NetworkFault) -> String {
     format!("network {}", n.toxic_name())
@@ -131,12 +147,29 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
         });
         return Ok(format!("healed {}", names.join(", ")));
     }
+    // What the one worker behind the link holds, read right before the toxic (its entries are
+    // the ones another worker may reclaim while the link is cut).
+    let mut hit = FaultHit::default();
+    if let Some(i) = single_worker(&n) {
+        let (url, consumer) = {
+            let sys = ctx.sys.lock().await;
+            (sys.redis.url().ok(), sys.consumer(i))
+        };
+        if let Some(url) = url {
+            match super::efficacy::worker_hit(&url, &consumer, &ctx.profile.redis).await {
+                Ok(h) => hit = h,
+                Err(e) => tracing::warn!(error = %e, "reading what worker-{i} holds"),
+            }
+        }
+    }
     let before: Vec<(Arc<Proxy>, StatsSnapshot)> =
         links.iter().map(|l| (l.clone(), l.stats())).collect();
     for l in &links {
         l.update(|s| apply(s, &n, true));
     }
-    let in_flight = ctx.sender.in_flight();
+    if carries_requests(&target(n.link)) {
+        hit.in_flight_requests = ctx.sender.in_flight();
+    }
     let note = links
         .iter()
         .map(|l| format!("{} ({} → {})", l.name(), l.listen_addr(), l.upstream()))
@@ -151,12 +184,9 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
             start_ms: ctx.now_ms(),
             end_ms: None,
             outcome: FaultOutcome::Applied,
-            crash: false,
+            crash: is_crash(&n),
             trigger: pending.trigger.clone(),
-            hit: Some(FaultHit {
-                in_flight_requests: in_flight,
-                ..FaultHit::default()
-            }),
+            hit: Some(hit),
             note: format!("{}: {note}", describe(&n)),
         });
         t.faults.len() - 1

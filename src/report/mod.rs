@@ -279,7 +279,7 @@ pub struct NetworkHit {
 }
 
 impl NetworkHit {
-    /// `3 connections; 208790 B held; 25 connections held`: what is not zero.
+    /// `19 connections, 331 B held back, 17 new connections held`: the counts that are not zero.
     pub fn summary(&self) -> String {
         let mut p = vec![format!("{} connections", self.connections)];
         for (n, what) in [
@@ -296,17 +296,6 @@ impl NetworkHit {
         }
         p.join(", ")
     }
-
-    /// Whether the toxic changed anything on the wire.
-    pub fn hit_something(&self) -> bool {
-        self.held_connections
-            + self.bytes_held
-            + self.bytes_delayed
-            + self.resets
-            + self.cut
-            + self.slow_closed
-            > 0
-    }
 }
 
 impl FaultHit {
@@ -316,7 +305,6 @@ impl FaultHit {
             || self.in_flight_requests > 0
             || self.rejected > 0
             || self.spooled > 0
-            || self.network.as_ref().is_some_and(NetworkHit::hit_something)
     }
 }
 

@@ -768,6 +768,7 @@ impl Validator<'_> {
                         );
                     }
                 }
+                FaultKind::Network(n) if crate::fault::network::single_worker(&n).is_some() => {}
                 _ => self.push(
                     pos,
                     "`when: {holding: N}` only applies to worker faults",

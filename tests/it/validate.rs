@@ -120,6 +120,8 @@ fn every_shipped_scenario_validates() {
             "scenarios/08-store-faults.yaml",
             "scenarios/09-partition.yaml",
             "scenarios/09b-partition-spool.yaml",
+            "scenarios/09c-worker-partition.yaml",
+            "scenarios/09d-cut-links.yaml",
             "scenarios/10-slow-network.yaml",
         ]
     );
