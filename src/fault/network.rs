@@ -13,7 +13,8 @@ use std::sync::Arc;
 use crate::netproxy::{LinkState, NetLinks, Proxy, StatsSnapshot};
 use crate::report::{FaultHit, FaultOutcome, FaultWindow, NetworkHit};
 use crate::run::steps::Ctx;
-use crate::scenario::model::{Direction, LinkSel, NetworkFault};
+use crate::scenario::model::{Direction, LinkSel, NetworkFault, Via};
+use crate::system::RedisBackend;
 
 use super::log;
 use super::Pending;
@@ -23,6 +24,8 @@ pub struct Active {
     fault: NetworkFault,
     window: usize,
     links: Vec<(Arc<Proxy>, StatsSnapshot)>,
+    /// `via: docker`: the networks the Redis container was disconnected from.
+    docker: Option<Vec<(String, bollard::models::EndpointSettings)>>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,7 +147,8 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
         let names: Vec<&str> = links.iter().map(|l| l.name()).collect();
         close(ctx, |a| {
             a.links.iter().any(|(p, _)| names.contains(&p.name()))
-        });
+        })
+        .await;
         return Ok(format!("healed {}", names.join(", ")));
     }
     // What the one worker behind the link holds, read right before the toxic (its entries are
@@ -164,17 +168,44 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
     }
     let before: Vec<(Arc<Proxy>, StatsSnapshot)> =
         links.iter().map(|l| (l.clone(), l.stats())).collect();
-    for l in &links {
-        l.update(|s| apply(s, &n, true));
+    let mut docker = None;
+    let mut note = String::new();
+    if n.via == Via::Docker {
+        let sys = ctx.sys.lock().await;
+        let RedisBackend::Docker(d) = &sys.redis else {
+            let note = format!(
+                "`via: docker` needs the Docker backend; this run's Redis is {}",
+                sys.redis.kind().as_str()
+            );
+            drop(sys);
+            log::refused(ctx, &kind, &target(n.link), pending, false, note.clone());
+            return Ok(format!("refused: {note}"));
+        };
+        let nets = d.disconnect_networks().await?;
+        note = format!(
+            "container {} disconnected from {} through the Docker API; ",
+            d.container(),
+            nets.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        docker = Some(nets);
+    } else {
+        for l in &links {
+            l.update(|s| apply(s, &n, true));
+        }
     }
     if carries_requests(&target(n.link)) {
         hit.in_flight_requests = ctx.sender.in_flight();
     }
-    let note = links
-        .iter()
-        .map(|l| format!("{} ({} → {})", l.name(), l.listen_addr(), l.upstream()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    note.push_str(
+        &links
+            .iter()
+            .map(|l| format!("{} ({} → {})", l.name(), l.listen_addr(), l.upstream()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     let window = {
         let mut t = ctx.timeline();
         t.faults.push(FaultWindow {
@@ -195,12 +226,13 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
         fault: n,
         window,
         links: before,
+        docker,
     };
     match n.duration {
         Some(d) => {
             ctx.say(format!("fault {kind} on {} for {d}", n.link));
             tokio::time::sleep(d.get()).await;
-            let hit = finish(ctx, &active);
+            let hit = finish(ctx, &active).await;
             Ok(format!("{kind} on {} for {d}: {}", n.link, hit.summary()))
         }
         None => {
@@ -212,12 +244,12 @@ pub async fn inject(ctx: &Ctx, n: NetworkFault, pending: &Pending) -> anyhow::Re
 
 /// Heals every network fault still in force and every link (the final heal).
 pub async fn heal(ctx: &Ctx) {
-    close(ctx, |_| true);
+    close(ctx, |_| true).await;
     ctx.sys.lock().await.net.heal_all();
 }
 
 /// Heals and records the active faults `which` picks.
-fn close(ctx: &Ctx, which: impl Fn(&Active) -> bool) {
+async fn close(ctx: &Ctx, which: impl Fn(&Active) -> bool) {
     let picked: Vec<Active> = {
         let mut all = lock(&ctx.net_faults);
         let (picked, kept) = std::mem::take(&mut *all).into_iter().partition(&which);
@@ -225,12 +257,20 @@ fn close(ctx: &Ctx, which: impl Fn(&Active) -> bool) {
         picked
     };
     for a in &picked {
-        finish(ctx, a);
+        finish(ctx, a).await;
     }
 }
 
 /// Clears the toxic of `a`, closes its window and records what it hit.
-fn finish(ctx: &Ctx, a: &Active) -> NetworkHit {
+async fn finish(ctx: &Ctx, a: &Active) -> NetworkHit {
+    if let Some(nets) = &a.docker {
+        let sys = ctx.sys.lock().await;
+        if let RedisBackend::Docker(d) = &sys.redis {
+            if let Err(e) = d.reconnect_networks(nets).await {
+                tracing::warn!(error = %format!("{e:#}"), "reconnecting the Redis container");
+            }
+        }
+    }
     let mut hit = NetworkHit {
         links: a.links.iter().map(|(p, _)| p.name().to_string()).collect(),
         ..NetworkHit::default()
@@ -262,7 +302,9 @@ fn describe(n: &NetworkFault) -> String {
         Direction::Up => " (requests)",
         Direction::Down => " (replies)",
     };
-    let what = if n.partition {
+    let what = if n.partition && n.via == Via::Docker {
+        "the Redis container leaves its network".to_string()
+    } else if n.partition {
         "blackhole".to_string()
     } else if n.reset {
         "RST on every connection".to_string()
@@ -305,6 +347,7 @@ mod tests {
             slow_close: None,
             heal: false,
             duration: None,
+            via: Via::Proxy,
         }
     }
 

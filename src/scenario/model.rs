@@ -514,6 +514,24 @@ pub struct NetworkFault {
     /// `heal: true` on the link or the end of the scenario, and the step returns at once.
     #[serde(default, rename = "for")]
     pub duration: Option<Dur>,
+    /// Where a partition happens: `proxy` (default, the harness's proxy: a blackhole) or
+    /// `docker` (Docker backend, `link: redis`, `partition: true` only: the Redis container is
+    /// disconnected from its network through the Docker API and reconnected at the heal;
+    /// connections are refused and open ones lose their peer instead of hanging), e.g.
+    /// `network: {link: redis, partition: true, via: docker, for: 5s}`.
+    #[serde(default)]
+    pub via: Via,
+}
+
+/// Where a network partition is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The harness's TCP proxy on the link.
+    #[default]
+    Proxy,
+    /// The Docker API: the Redis container leaves its network.
+    Docker,
 }
 
 impl NetworkFault {

@@ -686,6 +686,22 @@ impl Validator<'_> {
                 "give a duration such as `for: 5s`",
             );
         }
+        if n.via == super::model::Via::Docker {
+            if !n.partition || n.link != LinkSel::Redis || n.direction != Direction::Both {
+                self.push(
+                    pos,
+                    "`via: docker` partitions the Redis container from everyone",
+                    "write `network: {link: redis, partition: true, via: docker}`",
+                );
+            }
+            if t.redis.backend.value != RedisBackend::Docker {
+                self.push(
+                    pos,
+                    format!("`via: docker` with the `{}` Redis backend", t.redis.backend.as_str()),
+                    "set `redis: {backend: docker}` under `target`, or drop `via` to partition through the proxy",
+                );
+            }
+        }
         let workers = t.workers.value;
         match n.link {
             LinkSel::WorkerRedis(i) if i >= workers => self.push(

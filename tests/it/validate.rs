@@ -98,7 +98,7 @@ broken! {
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
     fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
-    network_faults_misused: "network-faults.yaml" => 9,
+    network_faults_misused: "network-faults.yaml" => 11,
     network_link_unknown: "network-link-unknown.yaml" => 1,
 }
 
@@ -122,6 +122,7 @@ fn every_shipped_scenario_validates() {
             "scenarios/09b-partition-spool.yaml",
             "scenarios/09c-worker-partition.yaml",
             "scenarios/09d-cut-links.yaml",
+            "scenarios/09e-docker-partition.yaml",
             "scenarios/10-slow-network.yaml",
         ]
     );
