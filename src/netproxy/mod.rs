@@ -211,6 +211,16 @@ impl Proxy {
     /// jitter (with the connection's number, so a run's jitter is reproducible per connection).
     pub async fn start(name: &str, upstream: SocketAddr, seed: u64) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Proxy::with_listener(name, listener, upstream, seed)
+    }
+
+    /// [`Proxy::start`] on a listener the caller bound.
+    pub fn with_listener(
+        name: &str,
+        listener: TcpListener,
+        upstream: SocketAddr,
+        seed: u64,
+    ) -> std::io::Result<Proxy> {
         let listen = listener.local_addr()?;
         let (state, _) = watch::channel(LinkState::default());
         let stats = Arc::new(Stats::default());
@@ -402,6 +412,45 @@ async fn serve_conn(
         rst(client);
         rst(server);
     }
+}
+
+/// `gitspy-chaos proxy`: one link by hand, until Ctrl-C; prints its address first and its
+/// counters last.
+pub async fn proxy_cmd(
+    upstream: &str,
+    port: u16,
+    latency: Option<Duration>,
+    jitter: Option<Duration>,
+    seed: u64,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let up = tokio::net::lookup_host(upstream)
+        .await
+        .with_context(|| format!("resolving {upstream}"))?
+        .next()
+        .with_context(|| format!("{upstream} resolves to nothing"))?;
+    let p = if port == 0 {
+        Proxy::start("manual", up, seed).await?
+    } else {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        Proxy::with_listener("manual", listener, up, seed)?
+    };
+    if let Some(l) = latency {
+        p.update(|s| {
+            for t in [&mut s.up, &mut s.down] {
+                t.latency = Some(l);
+                t.jitter = jitter.unwrap_or_default();
+            }
+        });
+    }
+    println!("proxy listening on {} -> {up}", p.listen_addr());
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    println!("{:?}", p.stats());
+    Ok(())
 }
 
 /// FNV-1a of a name: folds the link's name into its jitter seed.
