@@ -398,6 +398,7 @@ mod tests {
             logged,
             effects: logged,
             applied_at: None,
+            applied_by: None,
         };
         let lookups = [
             lookup("a", DeliveryState::Processed, 1),

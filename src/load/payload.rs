@@ -42,6 +42,38 @@ pub struct Delivery {
     pub id: String,
     pub event: String,
     pub body: Vec<u8>,
+    /// The generator's own record of the item this delivery describes (its true state right
+    /// after the event); `None` for events without an item (`ping`) and for user payloads.
+    pub snapshot: Option<ItemSnapshot>,
+}
+
+/// The true state of one issue or pull request as the generator wrote it into a payload: the
+/// harness's independent model of what the board must show (`board_matches_model`). Written
+/// from the simulation's own fields, never parsed back from the JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSnapshot {
+    /// `owner/name` of the repository.
+    pub repo: String,
+    /// `repository.id`.
+    pub repo_id: u64,
+    /// Issue or pull-request number.
+    pub number: u64,
+    /// Whether the item is a pull request.
+    pub pull_request: bool,
+    pub title: String,
+    /// `open` or `closed`.
+    pub open: bool,
+    /// Label names, sorted.
+    pub labels: Vec<String>,
+    /// Assignee logins, sorted.
+    pub assignees: Vec<String>,
+    pub milestone: bool,
+    pub draft: bool,
+    pub merged: bool,
+    /// The item's `updated_at`, unix seconds.
+    pub updated_at: i64,
+    /// The event deleted or transferred the item (a tombstone).
+    pub tombstone: bool,
 }
 
 /// Per-run component of every delivery id: random for each run, even with the same seed, so a
@@ -102,7 +134,7 @@ pub struct PayloadGen {
     seq: u64,
     source: Source,
     /// Generated but not yet emitted, so neighbours can be swapped.
-    pending: VecDeque<(String, Vec<u8>)>,
+    pending: VecDeque<(String, Vec<u8>, Option<ItemSnapshot>)>,
 }
 
 enum Source {
@@ -141,6 +173,11 @@ impl PayloadGen {
             }
             return Ok(self);
         }
+        self.set_generated_events(events)?;
+        Ok(self)
+    }
+
+    fn set_generated_events(&mut self, events: &[String]) -> anyhow::Result<()> {
         let mut chosen = Vec::new();
         for e in events {
             match EVENTS.iter().find(|known| **known == e.as_str()) {
@@ -153,9 +190,11 @@ impl PayloadGen {
             }
         }
         if let Source::Generated(sim) = &mut self.source {
-            sim.events = chosen;
+            if !chosen.is_empty() {
+                sim.events = chosen;
+            }
         }
-        Ok(self)
+        Ok(())
     }
 
     /// The user's payload files (a file, or every `*.json` under a directory), sent verbatim in
@@ -202,17 +241,20 @@ impl PayloadGen {
 
     /// The next delivery; its id is `<nonce>-<seq>` with `seq` counting from 1 over the run.
     pub fn next_delivery(&mut self) -> Delivery {
-        let (event, body) = match &mut self.source {
+        let (event, body, snapshot) = match &mut self.source {
             Source::User(payloads) => {
                 let i = self.rng.random_range(0..payloads.len());
-                (payloads[i].event.clone(), payloads[i].body.clone())
+                (payloads[i].event.clone(), payloads[i].body.clone(), None)
             }
             Source::Generated(sim) => {
                 while self.pending.len() < 2 {
-                    let (event, value) = sim.generate(&mut self.rng);
+                    let (event, value, snapshot) = sim.generate(&mut self.rng);
                     // Display of a Value cannot fail (its keys are strings).
-                    self.pending
-                        .push_back((event.to_string(), value.to_string().into_bytes()));
+                    self.pending.push_back((
+                        event.to_string(),
+                        value.to_string().into_bytes(),
+                        snapshot,
+                    ));
                 }
                 let swapped = self.rng.random_bool(REORDER_P);
                 let next = if swapped {
@@ -228,7 +270,48 @@ impl PayloadGen {
             id: format!("{}-{:06}", self.nonce, self.seq),
             event,
             body,
+            snapshot,
         }
+    }
+
+    /// `count` new deliveries (no copies) from this same simulated repository, each of an
+    /// event drawn from `weights` (`X-GitHub-Event` name → weight) by the seed; then back to the
+    /// previous event set. Generated payloads only.
+    pub fn plan_weighted(
+        &mut self,
+        count: usize,
+        weights: &[(String, u32)],
+    ) -> anyhow::Result<Vec<PlannedSend>> {
+        let Source::Generated(sim) = &self.source else {
+            bail!("an event mix needs generated payloads");
+        };
+        let before = sim.events.clone();
+        let mut table: Vec<(&'static str, u32)> = Vec::new();
+        for (e, w) in weights {
+            match EVENTS.iter().find(|known| **known == e.as_str()) {
+                Some(known) => table.push((known, *w)),
+                None => bail!(
+                    "unknown event {e:?}: the generator knows {}",
+                    EVENTS.join(", ")
+                ),
+            }
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            if let (Some(event), Source::Generated(sim)) =
+                (weighted(&mut self.rng, &table), &mut self.source)
+            {
+                sim.events = vec![event];
+            }
+            out.push(PlannedSend {
+                delivery: Arc::new(self.next_delivery()),
+                duplicate_of: None,
+            });
+        }
+        if let Source::Generated(sim) = &mut self.source {
+            sim.events = before;
+        }
+        Ok(out)
     }
 
     /// A batch of `count` requests with the duplicate pattern `dups` (see [`Duplicates`]).
@@ -594,13 +677,28 @@ impl Sim {
         self.clock
     }
 
-    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value) {
+    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value, Option<ItemSnapshot>) {
         let only_ping = self.events.iter().all(|e| *e == "ping");
         if only_ping || (self.allows("ping") && rng.random_bool(0.03)) {
-            return ("ping", self.ping(rng));
+            return ("ping", self.ping(rng), None);
         }
         let now = self.tick(rng);
-        let number = rng.random_range(1..=POOL);
+        // An item whose kind has no allowed event is skipped (an issue when only pull_request
+        // events are wanted), so an event mix never turns into pings.
+        let fits = |it: &Item| match it.kind {
+            None => true,
+            Some(Kind::Issue) => self.allows("issues") || self.allows("issue_comment"),
+            Some(Kind::PullRequest) => {
+                self.allows("pull_request") || self.allows("issue_comment") || self.allows("issues")
+            }
+        };
+        let mut number = rng.random_range(1..=POOL);
+        for _ in 0..4 * POOL {
+            if fits(&self.items[(number - 1) as usize]) {
+                break;
+            }
+            number = rng.random_range(1..=POOL);
+        }
         let index = (number - 1) as usize;
         let can_issue = self.allows("issues") || self.allows("issue_comment");
         // Pull requests only where their own events are wanted (or where comments are all that
@@ -639,7 +737,7 @@ impl Sim {
             .filter(|(e, _)| self.allows(e))
             .collect();
             let Some(event) = weighted(rng, &candidates) else {
-                return ("ping", self.ping(rng));
+                return ("ping", self.ping(rng), None);
             };
             let action = self.pick_action(rng, index, kind, event);
             (event, action)
@@ -668,7 +766,42 @@ impl Sim {
             payload["comment"] = comment;
         }
         self.set_repository(&mut payload);
-        (event, payload)
+        let snapshot = self.snapshot(number, now);
+        (event, payload, Some(snapshot))
+    }
+
+    /// The item's state as it was just written into a payload.
+    fn snapshot(&self, number: u64, now: i64) -> ItemSnapshot {
+        let it = &self.items[(number - 1) as usize];
+        let mut labels: Vec<String> = it
+            .labels
+            .iter()
+            .map(|l| LABELS[*l % LABELS.len()].0.to_string())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        let mut assignees: Vec<String> = it
+            .assignees
+            .iter()
+            .map(|u| USERS[*u % USERS.len()].to_string())
+            .collect();
+        assignees.sort();
+        assignees.dedup();
+        ItemSnapshot {
+            repo: self.repo.clone(),
+            repo_id: self.repo_id,
+            number,
+            pull_request: it.kind == Some(Kind::PullRequest),
+            title: it.title.clone(),
+            open: !it.closed,
+            labels,
+            assignees,
+            milestone: it.milestone,
+            draft: it.draft,
+            merged: it.merged,
+            updated_at: now,
+            tombstone: false,
+        }
     }
 
     fn pick_action(
@@ -1019,6 +1152,38 @@ mod tests {
 
     fn gen(seed: u64) -> PayloadGen {
         PayloadGen::new(seed, RunNonce::random(), "chaos/board", 4242).unwrap()
+    }
+
+    #[test]
+    fn a_weighted_mix_is_honored_and_every_item_carries_its_snapshot() {
+        let mut g = gen(9);
+        let weights = vec![("issues".to_string(), 3), ("pull_request".to_string(), 1)];
+        let plan = g.plan_weighted(400, &weights).unwrap();
+        assert_eq!(plan.len(), 400);
+        let count = |e: &str| plan.iter().filter(|p| p.delivery.event == e).count();
+        let (issues, prs) = (count("issues"), count("pull_request"));
+        assert_eq!(issues + prs, 400, "only the mix's events");
+        // 3:1 by weight, from one seeded draw per delivery.
+        assert!((250..=350).contains(&issues), "{issues} issues, {prs} prs");
+        for p in &plan {
+            let snap = p
+                .delivery
+                .snapshot
+                .as_ref()
+                .expect("an item event has a snapshot");
+            let body: Value = serde_json::from_slice(&p.delivery.body).unwrap();
+            let item = if p.delivery.event == "pull_request" {
+                &body["pull_request"]
+            } else {
+                &body["issue"]
+            };
+            assert_eq!(item["number"].as_u64(), Some(snap.number));
+            assert_eq!(item["title"].as_str(), Some(snap.title.as_str()));
+        }
+        // The generator's own mix is back afterwards.
+        let rest = g.plan(200, &Duplicates::default());
+        assert!(rest.iter().any(|p| p.delivery.event == "issue_comment"));
+        assert!(g.plan_weighted(1, &[("push".to_string(), 1)]).is_err());
     }
 
     #[test]

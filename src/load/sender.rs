@@ -51,6 +51,27 @@ pub struct BatchReport {
     pub entries: Vec<LedgerEntry>,
     /// Requests that found every concurrency slot taken when they were due, so started late.
     pub slipped: u64,
+    /// The most requests of this batch in flight at once.
+    pub max_in_flight: usize,
+}
+
+/// What one batch asks of the sender beyond its plan (a scenario's send step has its own).
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// Schedule slots per second; `None` starts every request as soon as it may.
+    pub rate: Option<f64>,
+    /// Requests of this batch in flight at most (besides the sender's own bound).
+    pub concurrency: Option<usize>,
+    /// Per-request timeout of this batch (default: the sender's).
+    pub timeout: Option<Duration>,
+}
+
+/// A planned request with its slot on the rate schedule: requests sharing a slot start at the
+/// same instant (concurrent copies).
+#[derive(Clone, Debug)]
+pub struct Scheduled {
+    pub send: PlannedSend,
+    pub slot: u64,
 }
 
 impl BatchReport {
@@ -148,6 +169,11 @@ impl Sender {
         self.state().ledger.clone()
     }
 
+    /// Every attempt, without a copy: the sender is done.
+    pub fn into_ledger(self) -> Ledger {
+        std::mem::take(&mut self.state().ledger)
+    }
+
     /// Sends the plan on the open-model schedule and waits for every answer (each bounded by
     /// the timeout). The plan may be lazy ([`super::PayloadGen::plan_iter`]): it is pulled one
     /// request at a time, when that request is due.
@@ -158,26 +184,76 @@ impl Sender {
         self.send_at(plan, self.rate).await
     }
 
-    /// [`Sender::send`] at another rate (a scenario's send steps each have their own).
+    /// [`Sender::send`] at another rate.
     pub async fn send_at<I>(&self, plan: I, rate: Option<f64>) -> anyhow::Result<BatchReport>
     where
         I: IntoIterator<Item = PlannedSend>,
+    {
+        let scheduled = plan.into_iter().enumerate().map(|(i, send)| Scheduled {
+            send,
+            slot: i as u64,
+        });
+        self.send_scheduled(
+            scheduled,
+            &BatchOptions {
+                rate,
+                ..BatchOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Sends the plan on its schedule (`slot / rate` after the start) with the batch's own
+    /// concurrency bound and timeout, and waits for every answer.
+    pub async fn send_scheduled<I>(
+        &self,
+        plan: I,
+        opts: &BatchOptions,
+    ) -> anyhow::Result<BatchReport>
+    where
+        I: IntoIterator<Item = Scheduled>,
     {
         let (writer, collector) = ledger::collector();
         let mut tasks = JoinSet::new();
         let start = Instant::now();
         let start_ms = unix_ms();
         let mut slipped = 0;
-        for (slot, planned) in plan.into_iter().enumerate() {
-            let offset = match rate {
+        let batch_slots = opts.concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let timeout = opts.timeout.unwrap_or(self.timeout);
+        for (
+            index,
+            Scheduled {
+                send: planned,
+                slot,
+            },
+        ) in plan.into_iter().enumerate()
+        {
+            let offset = match opts.rate {
                 Some(rate) => Duration::from_secs_f64(slot as f64 / rate),
                 None => Duration::ZERO,
             };
             tokio::time::sleep_until(start + offset).await;
+            let mut late = false;
+            let batch_permit = match &batch_slots {
+                None => None,
+                Some(sem) => match sem.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(TryAcquireError::NoPermits) => {
+                        late = true;
+                        match sem.clone().acquire_owned().await {
+                            Ok(p) => Some(p),
+                            Err(_closed) => break,
+                        }
+                    }
+                    Err(TryAcquireError::Closed) => break,
+                },
+            };
             let permit = match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(TryAcquireError::NoPermits) => {
-                    slipped += 1;
+                    late = true;
                     match self.slots.clone().acquire_owned().await {
                         Ok(permit) => permit,
                         Err(_closed) => break,
@@ -185,24 +261,30 @@ impl Sender {
                 }
                 Err(TryAcquireError::Closed) => break,
             };
+            slipped += u64::from(late);
+            let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            max_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
             let attempt = self.register(&planned.delivery);
             let request = Request {
                 client: self.client.clone(),
                 url: self.url.clone(),
                 secret: self.secret.clone(),
-                timeout: self.timeout,
+                timeout,
             };
             let writer = writer.clone();
             let state = self.state.clone();
+            let in_flight = in_flight.clone();
             let scheduled_at_ms = start_ms + offset.as_millis() as u64;
             tasks.spawn(async move {
                 let result = request.send(&planned.delivery).await;
+                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 drop(permit);
+                drop(batch_permit);
                 if result.outcome.is_success() {
                     lock(&state).unaccepted.remove(&planned.delivery.id);
                 }
                 writer.record(
-                    slot,
+                    index,
                     LedgerEntry {
                         delivery: planned.delivery.id.clone(),
                         attempt,
@@ -216,6 +298,11 @@ impl Sender {
                     },
                 );
             });
+            // Reap finished requests as we go: a finished task keeps its whole allocation until
+            // joined, which for a long flood was most of the sender's memory.
+            while let Some(joined) = tasks.try_join_next() {
+                joined.context("a request task failed")?;
+            }
         }
         drop(writer);
         while let Some(joined) = tasks.join_next().await {
@@ -223,7 +310,11 @@ impl Sender {
         }
         let entries = collector.finish().await?;
         self.state().ledger.extend(entries.iter().cloned());
-        Ok(BatchReport { entries, slipped })
+        Ok(BatchReport {
+            entries,
+            slipped,
+            max_in_flight: max_in_flight.load(std::sync::atomic::Ordering::SeqCst),
+        })
     }
 
     /// Resends, once each and on the same schedule, every id none of whose attempts got a 2xx —
@@ -360,8 +451,22 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The two fields [`answer_of`] reads, without building a JSON tree.
+#[derive(serde::Deserialize)]
+struct AnswerFields<'a> {
+    #[serde(borrow, default)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The response's `status` (`queued`, `duplicate`, `spooled`), else its `error`.
 fn answer_of(body: &[u8]) -> Option<String> {
+    if body.first() == Some(&b'{') {
+        if let Ok(a) = serde_json::from_slice::<AnswerFields<'_>>(body) {
+            return a.status.or(a.error).map(std::borrow::Cow::into_owned);
+        }
+    }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     ["status", "error"]
         .iter()

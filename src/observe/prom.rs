@@ -74,6 +74,18 @@ pub struct Histogram {
 }
 
 impl Scrape {
+    /// The backlog this scrape shows: everything accepted and not yet processed — queue
+    /// waiting + active + delayed retries + spool depth. `None` when the queue gauges are absent
+    /// (Redis down: unknown, never 0). A system that exports no spool or delayed gauge has
+    /// none of those.
+    pub fn backlog(&self) -> Option<f64> {
+        let waiting = self.gauge(names::QUEUE_WAITING)?;
+        let active = self.gauge(names::QUEUE_ACTIVE)?;
+        let delayed = self.gauge(names::QUEUE_DELAYED).unwrap_or(0.0);
+        let spooled = self.gauge(names::SPOOL_DEPTH).unwrap_or(0.0);
+        Some(waiting + active + delayed + spooled)
+    }
+
     /// The samples renamed from a target's metric names (`names`, from its profile) to the
     /// contract's. A sample no role names is kept as it is, unless its name is one of the
     /// contract's (it would be misread as that role) — then it is dropped.
@@ -379,6 +391,24 @@ gitspy_job_duration_ms_count{event_type="push"} 2
         );
         let u = Scrape::parse("server", 1000, UNTYPED).unwrap();
         assert_eq!(u.counter(names::EVENTS_RECEIVED), Some(20.0));
+    }
+
+    #[test]
+    fn backlog_is_everything_not_yet_processed_including_the_spool() {
+        let with = |extra: &str| {
+            let text = format!("gitspy_queue_waiting 2\ngitspy_queue_active 1\n{extra}");
+            Scrape::parse("server", 0, &text).unwrap().backlog()
+        };
+        assert_eq!(with(""), Some(3.0));
+        // A record stuck in the spool keeps the backlog above 0, so `backlog` cannot pass and
+        // `wait: drained` does not return.
+        assert_eq!(
+            with("gitspy_spool_depth 1\ngitspy_queue_delayed 4\n"),
+            Some(8.0)
+        );
+        // Redis down: the queue gauges are absent, the backlog is unknown (not the spool alone).
+        let down = Scrape::parse("server", 0, "gitspy_spool_depth 5\n").unwrap();
+        assert_eq!(down.backlog(), None);
     }
 
     #[test]

@@ -239,6 +239,14 @@ impl Series {
             .collect()
     }
 
+    /// The backlog ([`Scrape::backlog`]) of one target at each of its scrapes.
+    pub fn backlog_points(&self, target: &str) -> Vec<(u64, Option<f64>)> {
+        self.scrapes(target)
+            .iter()
+            .map(|s| (s.at_ms, s.backlog()))
+            .collect()
+    }
+
     /// The window the interval bins span: an open end (`from_ms == 0`, `to_ms == u64::MAX`) is
     /// narrowed to the scrapes actually held, so charts do not span from 1970 to the end of
     /// time. Only binning uses it; baselines are judged on the caller's window.

@@ -85,9 +85,10 @@ const GROUPS: [Group; 3] = [
     },
     Group {
         id: "chart-backlog",
-        title: "Backlog: waiting and active (pending) deliveries",
+        title: "Backlog (not yet processed: waiting + active + delayed retries + spooled), waiting, active",
         axis: "deliveries",
         members: &[
+            ("backlog", "backlog", "#1f77b4"),
             ("waiting", "waiting", "#ff7f0e"),
             ("active", "active", "#9467bd"),
         ],
@@ -211,7 +212,10 @@ fn summary(run: &RunReport, o: &mut String) {
         .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
         .collect();
     let rows: [(&str, String); 11] = [
-        ("scenario file", format!("<code>{}</code>", esc(&run.scenario.file))),
+        (
+            "scenario file",
+            format!("<code>{}</code>", esc(&run.scenario.file)),
+        ),
         ("seed", run.scenario.seed.to_string()),
         (
             "time scale",
@@ -257,18 +261,7 @@ fn summary(run: &RunReport, o: &mut String) {
                 opt(t.redis_version.as_deref())
             ),
         ),
-        (
-            "ledger",
-            format!(
-                "sent {} · accepted {} · duplicates {} · rejected {} · indeterminate {} · processed {}",
-                run.ledger.sent,
-                run.ledger.accepted,
-                run.ledger.duplicates,
-                run.ledger.rejected,
-                run.ledger.indeterminate,
-                run.ledger.processed
-            ),
-        ),
+        ("ledger", run.ledger.counts_line(" · ")),
     ];
     o.push_str("<section id=\"summary\">\n<dl class=\"summary\">\n");
     for (k, v) in rows {
@@ -395,7 +388,10 @@ fn steps(run: &RunReport, o: &mut String) {
             fmt_ms(s.start_ms),
             s.end_ms.map_or_else(|| "—".to_string(), fmt_ms),
             if s.ok { "yes" } else { "no" },
-            esc(&s.note)
+            esc(&match &s.send {
+                Some(f) => format!("{} — {}", s.note, f.summary()),
+                None => s.note.clone(),
+            })
         );
     }
     o.push_str("</tbody>\n</table>\n");

@@ -118,10 +118,7 @@ fn render(run: &RunReport) -> String {
     }
 
     let l = &run.ledger;
-    let mut out = format!(
-        "sent {} accepted {} duplicates {} rejected {} indeterminate {} processed {}\n",
-        l.sent, l.accepted, l.duplicates, l.rejected, l.indeterminate, l.processed
-    );
+    let mut out = format!("{}\n", l.counts_line(", "));
     for (name, class) in super::ordered_classes(run) {
         let _ = writeln!(out, "{name}: {} {}", class.count, class.examples.join(" "));
     }

@@ -33,17 +33,12 @@ pub fn headline(run: &RunReport) -> String {
     };
     let l = &run.ledger;
     format!(
-        "{icon} **{}** {}: {}/{} checks passed · sent {} · accepted {} · duplicates {} · rejected {} · indeterminate {} · processed {} · lost {} · duplicated {} · unexpected {}",
+        "{icon} **{}** {}: {}/{} checks passed · {} · lost {} · duplicated {} · unexpected {}",
         run.verdict.label(),
         md(&run.scenario.name),
         run.checks_passed(),
         run.checks.len(),
-        l.sent,
-        l.accepted,
-        l.duplicates,
-        l.rejected,
-        l.indeterminate,
-        l.processed,
+        l.counts_line(" · "),
         run.class_count("lost"),
         run.class_count("duplicated"),
         run.class_count("unexpected"),

@@ -385,6 +385,74 @@ pub struct StepRecord {
     pub end_ms: Option<u64>,
     pub ok: bool,
     pub note: String,
+    /// For a send step: what was planned and what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send: Option<SendFidelity>,
+}
+
+/// A send step's plan next to what the sender did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendFidelity {
+    pub planned: SendCounts,
+    pub done: SendCounts,
+}
+
+impl SendFidelity {
+    /// `planned 40 ids, 120 requests, 80 copies, ≤ 16 in flight; done 40, 120, 80, 9 in flight,
+    /// 0 slipped`.
+    pub fn summary(&self) -> String {
+        let (p, d) = (&self.planned, &self.done);
+        format!(
+            "planned {} ids, {} requests, {} copies, ≤ {} in flight; done {}, {}, {}, {} in flight, {} slipped",
+            p.distinct_ids,
+            p.requests,
+            p.copies,
+            p.max_in_flight,
+            d.distinct_ids,
+            d.requests,
+            d.copies,
+            d.max_in_flight,
+            d.slipped
+        )
+    }
+
+    /// Where done differs from planned, one phrase each (empty: the step did what it said):
+    /// distinct ids, requests and copies must be equal, and no more requests in flight than the
+    /// bound. Slipped requests (started late because every slot was busy) are recorded and shown
+    /// but are not a difference: how fast the system under test answers is what they measure,
+    /// not what the harness did.
+    pub fn differences(&self) -> Vec<String> {
+        let (p, d) = (&self.planned, &self.done);
+        let mut out = Vec::new();
+        for (what, planned, done) in [
+            ("distinct ids", p.distinct_ids, d.distinct_ids),
+            ("requests", p.requests, d.requests),
+            ("copies", p.copies, d.copies),
+        ] {
+            if planned != done {
+                out.push(format!("{what}: planned {planned}, done {done}"));
+            }
+        }
+        if d.max_in_flight > p.max_in_flight {
+            out.push(format!(
+                "in flight: at most {} planned, {} done",
+                p.max_in_flight, d.max_in_flight
+            ));
+        }
+        out
+    }
+}
+
+/// Counts of one send step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendCounts {
+    pub distinct_ids: u64,
+    pub requests: u64,
+    pub copies: u64,
+    pub max_in_flight: u64,
+    pub slipped: u64,
 }
 
 /// A named instant.
@@ -409,15 +477,23 @@ pub struct Series {
     pub points: Vec<(u64, f64)>,
 }
 
-/// Ledger totals and the per-delivery classification (SPEC §2.5).
+/// Ledger totals and the per-delivery classification (SPEC §2.5). The vocabulary, used the same
+/// way in every report format, the step notes and the checks:
+/// - **sent**: HTTP requests the harness sent (copies and redeliveries included);
+/// - **acknowledged**: requests answered 2xx — `accepted` (new: 202 queued or spooled) plus
+///   `duplicates` (200 duplicate);
+/// - **rejected**: requests answered with a non-2xx status; **no answer** (`indeterminate`):
+///   timeouts and transport errors;
+/// - **processed**: distinct delivery ids the store reports applied (event-log row, effect, or
+///   listed).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSummary {
     /// Requests sent (every attempt, duplicates included).
     pub sent: u64,
-    /// 2xx `queued` or `spooled`.
+    /// Acknowledged as new: 2xx `queued` or `spooled`.
     pub accepted: u64,
-    /// 200 `duplicate`.
+    /// Acknowledged as a duplicate: 200 `duplicate`.
     pub duplicates: u64,
     /// Non-2xx answers.
     pub rejected: u64,
@@ -428,6 +504,28 @@ pub struct LedgerSummary {
     /// Class name (`ok`, `recovered`, `lost`, `duplicated`, `unexpected`, `failed`,
     /// `unacknowledged`) to its count and a few example delivery ids.
     pub classes: BTreeMap<String, LedgerClass>,
+}
+
+impl LedgerSummary {
+    /// Requests answered 2xx: accepted as new plus duplicate answers.
+    pub fn acknowledged(&self) -> u64 {
+        self.accepted + self.duplicates
+    }
+
+    /// The counts in the report's one vocabulary, joined by `sep`:
+    /// `sent 20 · acknowledged 20 (20 new, 0 duplicate) · rejected 0 · no answer 0 · processed 20`.
+    pub fn counts_line(&self, sep: &str) -> String {
+        format!(
+            "sent {}{sep}acknowledged {} ({} new, {} duplicate){sep}rejected {}{sep}no answer {}{sep}processed {}",
+            self.sent,
+            self.acknowledged(),
+            self.accepted,
+            self.duplicates,
+            self.rejected,
+            self.indeterminate,
+            self.processed
+        )
+    }
 }
 
 /// One ledger class.
@@ -953,6 +1051,46 @@ pub fn create_run_dir(reports_root: &Path, run: &RunReport) -> anyhow::Result<Pa
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn send_fidelity_names_every_difference_but_not_slips() {
+        let planned = SendCounts {
+            distinct_ids: 40,
+            requests: 120,
+            copies: 80,
+            max_in_flight: 16,
+            slipped: 0,
+        };
+        let same = SendFidelity {
+            planned: planned.clone(),
+            done: SendCounts {
+                max_in_flight: 9,
+                slipped: 3,
+                ..planned.clone()
+            },
+        };
+        assert!(same.differences().is_empty());
+        let off = SendFidelity {
+            planned: planned.clone(),
+            done: SendCounts {
+                distinct_ids: 5,
+                requests: 40,
+                copies: 35,
+                max_in_flight: 17,
+                slipped: 0,
+            },
+        };
+        assert_eq!(
+            off.differences(),
+            [
+                "distinct ids: planned 40, done 5",
+                "requests: planned 120, done 40",
+                "copies: planned 80, done 35",
+                "in flight: at most 16 planned, 17 done",
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

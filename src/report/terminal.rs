@@ -12,17 +12,12 @@ use super::{ordered_classes, RunReport};
 pub fn render_terminal(run: &RunReport) -> String {
     let l = &run.ledger;
     let mut out = format!(
-        "{} {}: {}/{} checks passed; sent {}, accepted {}, duplicates {}, rejected {}, indeterminate {}, processed {}\n",
+        "{} {}: {}/{} checks passed; {}\n",
         run.verdict.label(),
         esc(&run.scenario.name),
         run.checks_passed(),
         run.checks.len(),
-        l.sent,
-        l.accepted,
-        l.duplicates,
-        l.rejected,
-        l.indeterminate,
-        l.processed,
+        l.counts_line(", "),
     );
     if let Some(err) = &run.error {
         out.push_str(&format!("error: {}\n", esc(err)));

@@ -1,5 +1,7 @@
-//! The end of a run: ask GitSpy about every delivery id the ledger holds, list what it processed,
-//! probe Redis, classify each delivery (SPEC §2.5) and evaluate the scenario's checks.
+//! The end of a run: gather the evidence once (ask GitSpy about every delivery id the ledger
+//! holds, list what it processed, fetch the boards, probe Redis, take the series and the fault
+//! log), hand it to `verdict::evaluate`, and shape what the report shows (ledger classes, probe
+//! summary, chart series).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -8,13 +10,11 @@ use anyhow::Context as _;
 
 use super::steps::Ctx;
 use super::system::WORKER_LOCK_TTL;
-use crate::load::Outcome;
 use crate::observe::prom::names;
 use crate::observe::{probe, Series, TargetSel, Window};
-use crate::report::{self, CheckOp, CheckRecord, LedgerClass, ProbeSummary};
-use crate::scenario::{Check, Scenario};
-use crate::verdict::checks::{self as vchecks, Measured};
-use crate::verdict::classes::{judge as classify_all, Class, Lookup, SendOutcome, VerdictInput};
+use crate::report::{self, CheckRecord, LedgerClass, ProbeSummary};
+use crate::scenario::Scenario;
+use crate::verdict::{self, Class, Evidence, Lookup, ReplayOutcome};
 
 /// What the judgement produced for the report.
 #[derive(Default)]
@@ -27,65 +27,117 @@ pub struct Judged {
 
 const LOOKUP_CHUNK: usize = 10_000;
 
-fn record(
-    name: &str,
-    measured: Option<f64>,
-    op: CheckOp,
-    threshold: f64,
-    unit: &str,
-    note: String,
-) -> CheckRecord {
-    CheckRecord {
-        name: name.into(),
-        measured,
-        op,
-        threshold,
-        unit: unit.into(),
-        passed: op.holds(measured, threshold),
-        note,
-    }
-}
-
-fn from_vcheck(c: vchecks::CheckResult, op: CheckOp, threshold: f64, unit: &str) -> CheckRecord {
-    let measured = match c.measured {
-        Measured::Number(n) if n.is_finite() => Some(n),
-        _ => None,
-    };
-    CheckRecord {
-        name: c.name,
-        measured,
-        op,
-        threshold,
-        unit: unit.into(),
-        passed: c.passed && measured.is_some(),
-        note: c.note.unwrap_or_default(),
-    }
+/// How the run ended, beyond what the context holds.
+pub struct Ending {
+    pub drain_error: Option<String>,
+    pub drained_at_ms: u64,
+    pub panicked: bool,
 }
 
 pub async fn judge(
     ctx: &Ctx,
     s: &Scenario,
     series: &Mutex<Series>,
-    drain_error: Option<String>,
-    drained_at_ms: u64,
-    panicked: bool,
+    end: Ending,
 ) -> anyhow::Result<Judged> {
+    let ev = gather(ctx, series, end).await?;
+    let checks = verdict::evaluate(&ev, &s.checks.value);
+    Ok(Judged {
+        checks,
+        ledger: ledger_summary(&ev),
+        probe: ev.probe.as_ref().map(|p| ProbeSummary {
+            states: p.states.clone(),
+            locks: p.locks.len() as u64,
+            stuck_locks: p.stuck_locks().count() as u64,
+            stream_len: p.stream_len,
+            pending: p.pending.unwrap_or(0),
+            dead: p.dead_len,
+        }),
+        series: chart_series(&ev, poll_ms(s)),
+    })
+}
+
+/// Every piece of evidence the checks read, gathered once.
+pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::Result<Evidence> {
     let ledger = ctx.sender.ledger();
-    let mut sends: BTreeMap<String, Vec<SendOutcome>> = BTreeMap::new();
-    for e in &ledger.entries {
-        sends
-            .entry(e.delivery.clone())
-            .or_default()
-            .push(match &e.outcome {
-                Outcome::Status(s) => SendOutcome::Status(*s),
-                Outcome::Timeout => SendOutcome::Timeout,
-                Outcome::Refused(m) => SendOutcome::Transport(format!("refused: {m}")),
-                Outcome::Transport(m) => SendOutcome::Transport(m.clone()),
-            });
-    }
-    // Lookups in chunks, and the full listing of processed ids.
+    let sends = Evidence::sends_of(&ledger);
     let ids: Vec<String> = sends.keys().cloned().collect();
-    let mut lookups: BTreeMap<String, Lookup> = BTreeMap::new();
+    let lookups = lookup(ctx, &ids).await?;
+    let listed = listing(ctx).await?;
+    let probe = redis_probe(ctx, &end).await;
+    let model = match ctx.model.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    let workers = {
+        let mut sys = ctx.sys.lock().await;
+        sys.workers
+            .iter_mut()
+            .map(|w| {
+                if !w.is_running() {
+                    w.ended("exited");
+                }
+                (w.role.name(), w.instances.clone())
+            })
+            .collect()
+    };
+    let mut boards = BTreeMap::new();
+    for repo in model.repos() {
+        boards.insert(repo.clone(), fetch_board(ctx, &repo).await);
+    }
+    let series = match series.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    let (faults, step_problems, replays, shuffles) = {
+        let t = ctx.timeline();
+        let replays = t
+            .replay_out
+            .iter()
+            .map(|(name, (dir, dry_run, verified))| {
+                (
+                    name.clone(),
+                    ReplayOutcome {
+                        dir: dir.clone(),
+                        dry_run: *dry_run,
+                        verified: *verified,
+                    },
+                )
+            })
+            .collect();
+        (
+            t.faults.clone(),
+            t.problems.clone(),
+            replays,
+            t.shuffles.clone(),
+        )
+    };
+    let mut ev = Evidence {
+        ledger,
+        sends,
+        lookups,
+        listed,
+        probe,
+        series,
+        model,
+        boards,
+        faults,
+        step_problems,
+        panicked: end.panicked,
+        drain_error: end.drain_error,
+        replays,
+        shuffles,
+        t0_unix_ms: ctx.t0_unix_ms,
+        kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
+        workers,
+        verdict: Default::default(),
+    };
+    ev.classify();
+    Ok(ev)
+}
+
+async fn lookup(ctx: &Ctx, ids: &[String]) -> anyhow::Result<BTreeMap<String, Lookup>> {
+    let mut lookups = BTreeMap::new();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let r = ctx
             .http
@@ -105,6 +157,10 @@ pub async fn judge(
             lookups.insert(l.delivery.clone(), l);
         }
     }
+    Ok(lookups)
+}
+
+async fn listing(ctx: &Ctx) -> anyhow::Result<BTreeSet<String>> {
     let mut listed = BTreeSet::new();
     let mut after: Option<String> = None;
     for _ in 0..10_000 {
@@ -120,9 +176,14 @@ pub async fn judge(
             .context("GET /deliveries")?
             .json()
             .await?;
-        for id in v["deliveries"].as_array().cloned().unwrap_or_default() {
-            if let Some(id) = id.as_str() {
-                listed.insert(id.to_string());
+        for item in v["deliveries"].as_array().cloned().unwrap_or_default() {
+            // Items are ids, or objects carrying `delivery` (with who applied it and when).
+            let id = item
+                .as_str()
+                .or_else(|| item["delivery"].as_str())
+                .map(str::to_owned);
+            if let Some(id) = id {
+                listed.insert(id);
             }
         }
         match v["next"].as_str() {
@@ -130,259 +191,48 @@ pub async fn judge(
             None => break,
         }
     }
-    // Redis probe (the system is drained; locks still present after a drain longer than the lock
-    // TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
+    Ok(listed)
+}
+
+/// The Redis probe (the system is drained; locks still present after a drain longer than the
+/// lock TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
+async fn redis_probe(ctx: &Ctx, end: &Ending) -> Option<crate::observe::RedisProbe> {
     let lock_ttl_ms = WORKER_LOCK_TTL.as_millis() as u64;
-    let redis_url = ctx.sys.lock().await.redis.url()?;
-    let probe_result = async {
-        let mut conn = probe::connect(&redis_url).await?;
-        probe::probe_as(
-            &mut conn,
-            &probe::ProbeConfig {
-                lock_ttl_ms,
-                drained_since_ms: if drain_error.is_none() {
-                    Some(drained_at_ms)
-                } else {
-                    None
-                },
-                id_prefix: Some(ctx.nonce.as_str().to_string()),
-            },
-            &ctx.profile,
-        )
-        .await
-    }
-    .await;
-    let rprobe = probe_result.ok();
-    let verdict = classify_all(
-        &VerdictInput {
-            sends: &sends,
-            lookups: &lookups,
-            listed: &listed,
-            probe: rprobe.as_ref(),
+    let redis_url = ctx.sys.lock().await.redis.url().ok()?;
+    let mut conn = probe::connect(&redis_url).await.ok()?;
+    probe::probe_as(
+        &mut conn,
+        &probe::ProbeConfig {
+            lock_ttl_ms,
+            drained_since_ms: end.drain_error.is_none().then_some(end.drained_at_ms),
+            id_prefix: Some(ctx.nonce.as_str().to_string()),
         },
-        5,
-    );
+        &ctx.profile,
+    )
+    .await
+    .ok()
+}
 
-    let series = match series.lock() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
-    };
-    let window = Window {
-        from_ms: ctx.t0_unix_ms,
-        to_ms: u64::MAX,
-    };
-    let accepted = series.counter_increase(
-        TargetSel::Named("server"),
-        names::EVENTS_RECEIVED,
-        &[],
-        window,
-    );
-    let processed = series.counter_increase(
-        TargetSel::Role("worker"),
-        names::JOBS_PROCESSED,
-        &[],
-        window,
-    );
-    let failed =
-        series.counter_increase(TargetSel::Role("worker"), names::JOBS_FAILED, &[], window);
-    let retried =
-        series.counter_increase(TargetSel::Role("worker"), names::JOBS_RETRIED, &[], window);
-    let kills = ctx.kills.load(std::sync::atomic::Ordering::SeqCst);
+/// `GET /boards/{owner}/{repo}`; a 404 is an empty board (no card ever landed).
+async fn fetch_board(ctx: &Ctx, repo: &str) -> Result<serde_json::Value, String> {
+    let url = format!("{}/boards/{repo}", ctx.server_url);
+    let r = ctx
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if r.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(serde_json::json!({ "repo": repo, "columns": {} }));
+    }
+    if !r.status().is_success() {
+        return Err(format!("GET {url} answered {}", r.status()));
+    }
+    r.json().await.map_err(|e| format!("GET {url}: {e}"))
+}
 
-    let mut checks = Vec::new();
-    let timeline_problems = ctx.timeline().problems.clone();
-    if !timeline_problems.is_empty() || panicked {
-        let mut notes = timeline_problems.clone();
-        if panicked {
-            notes.push("the step executor panicked".into());
-        }
-        checks.push(record(
-            "steps",
-            Some(notes.len() as f64),
-            CheckOp::Le,
-            0.0,
-            "",
-            notes.join("; "),
-        ));
-    }
-    if let Some(e) = &drain_error {
-        checks.push(record(
-            "final_drain",
-            Some(1.0),
-            CheckOp::Le,
-            0.0,
-            "",
-            format!("{e} (after faults were undone)"),
-        ));
-    }
-    let last_fault_end = ctx
-        .timeline()
-        .faults
-        .iter()
-        .map(|f| f.end_ms.unwrap_or(f.start_ms))
-        .max()
-        .map(|rel| ctx.t0_unix_ms + rel)
-        .unwrap_or(ctx.t0_unix_ms);
-    for c in &s.checks.value {
-        match &c.value {
-            Check::Deliveries(l) => {
-                let maxima: BTreeMap<Class, u64> = [
-                    (Class::Lost, l.lost),
-                    (Class::Duplicated, l.duplicated),
-                    (Class::Unexpected, l.unexpected),
-                    (Class::Failed, l.failed),
-                    (Class::Unacknowledged, l.unacknowledged),
-                ]
-                .into_iter()
-                .collect();
-                for (class, max) in &maxima {
-                    let r = vchecks::deliveries(&verdict, &BTreeMap::from([(*class, *max)]));
-                    for r in r {
-                        checks.push(from_vcheck(r, CheckOp::Le, *max as f64, "deliveries"));
-                    }
-                }
-            }
-            Check::NoStuckLocks => match &rprobe {
-                Some(p) => checks.push(from_vcheck(
-                    vchecks::no_stuck_locks(p),
-                    CheckOp::Le,
-                    0.0,
-                    "locks",
-                )),
-                None => checks.push(record(
-                    "no_stuck_locks",
-                    None,
-                    CheckOp::Le,
-                    0.0,
-                    "locks",
-                    "Redis could not be probed".into(),
-                )),
-            },
-            Check::Backlog(b) => {
-                let points =
-                    series.gauge_points("server", &[names::QUEUE_WAITING, names::QUEUE_ACTIVE]);
-                let within = b.within.value.get().as_millis() as u64;
-                let r = vchecks::backlog(&points, last_fault_end, b.max as f64, within);
-                checks.push(from_vcheck(r, CheckOp::Le, within as f64 / 1000.0, "s"));
-            }
-            Check::Failed(m) => {
-                let c = vchecks::counter_max(
-                    "failed",
-                    &failed,
-                    m.max as f64,
-                    &vchecks::Tolerance::exact(),
-                );
-                checks.push(from_vcheck(c, CheckOp::Le, m.max as f64, "jobs"));
-            }
-            Check::Retries(m) => {
-                let c = vchecks::counter_max(
-                    "retries",
-                    &retried,
-                    m.max as f64,
-                    &vchecks::Tolerance::exact(),
-                );
-                checks.push(from_vcheck(c, CheckOp::Le, m.max as f64, "jobs"));
-            }
-            Check::JobDurationP95(m) => {
-                let w = series.histogram_window(
-                    TargetSel::Role("worker"),
-                    names::JOB_DURATION_MS,
-                    window,
-                );
-                let max_ms = m.max.value.get().as_secs_f64() * 1000.0;
-                checks.push(from_vcheck(
-                    vchecks::job_duration_p95(&w, max_ms),
-                    CheckOp::Le,
-                    max_ms,
-                    "ms",
-                ));
-            }
-            Check::ProcessedMatchesAccepted(t) => {
-                let expected = accepted.total - failed.total;
-                let diff = (processed.total - expected).abs();
-                let mut note = format!(
-                    "processed {} vs accepted {} − failed {}",
-                    report::fmt_num(processed.total),
-                    report::fmt_num(accepted.total),
-                    report::fmt_num(failed.total)
-                );
-                if kills > 0 {
-                    note.push_str(&format!(
-                        "; {kills} SIGKILL(s): {}",
-                        vchecks::KILL_TOLERANCE_NOTE
-                    ));
-                }
-                checks.push(record(
-                    "processed_matches_accepted",
-                    Some(diff),
-                    CheckOp::Le,
-                    t.tolerance as f64,
-                    "deliveries",
-                    note,
-                ));
-            }
-            Check::ReplayIdentical(names) => {
-                let t = ctx.timeline();
-                let dirs: Vec<_> = names
-                    .iter()
-                    .filter_map(|n| {
-                        t.replay_out
-                            .get(&n.value)
-                            .map(|d| (n.value.clone(), d.0.clone()))
-                    })
-                    .collect();
-                let (diffs, note) = compare_replays(&dirs);
-                checks.push(record(
-                    &format!(
-                        "replay_identical[{}]",
-                        names
-                            .iter()
-                            .map(|n| n.value.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                    Some(diffs as f64),
-                    CheckOp::Le,
-                    0.0,
-                    "files",
-                    note,
-                ));
-            }
-            // Judged with the fault log in `fault::efficacy::check`.
-            Check::FaultsEffective(_) => {}
-            Check::ReplayVerify => {
-                let t = ctx.timeline();
-                let verifies: Vec<_> = t
-                    .replay_out
-                    .iter()
-                    .filter_map(|(n, (_, _, v))| v.map(|ok| (n.clone(), ok)))
-                    .collect();
-                let bad: Vec<_> = verifies
-                    .iter()
-                    .filter(|(_, ok)| !ok)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                let measured = if verifies.is_empty() {
-                    None
-                } else {
-                    Some(bad.len() as f64)
-                };
-                checks.push(record(
-                    "replay_verify",
-                    measured,
-                    CheckOp::Le,
-                    0.0,
-                    "replays",
-                    if bad.is_empty() {
-                        format!("{} verified", verifies.len())
-                    } else {
-                        format!("differences in {}", bad.join(", "))
-                    },
-                ));
-            }
-        }
-    }
-
+fn ledger_summary(ev: &Evidence) -> report::LedgerSummary {
+    let verdict = &ev.verdict;
     let mut classes = BTreeMap::new();
     for class in Class::ALL {
         let count = verdict.count(class);
@@ -390,7 +240,7 @@ pub async fn judge(
         classes.insert(class.as_str().to_string(), LedgerClass { count, examples });
     }
     let t = &verdict.tally;
-    let ledger_summary = report::LedgerSummary {
+    report::LedgerSummary {
         sent: t.sent,
         accepted: t.accepted,
         duplicates: t.duplicates,
@@ -398,20 +248,21 @@ pub async fn judge(
         indeterminate: t.indeterminate,
         processed: t.processed,
         classes,
-    };
-    let probe = rprobe.as_ref().map(|p| ProbeSummary {
-        states: p.states.clone(),
-        locks: p.locks.len() as u64,
-        stuck_locks: p.stuck_locks().count() as u64,
-        stream_len: p.stream_len,
-        pending: p.pending.unwrap_or(0),
-        dead: p.dead_len,
-    });
-    let step = ctx_poll_ms(s);
-    let rel = |at: u64| at.saturating_sub(ctx.t0_unix_ms);
+    }
+}
+
+fn poll_ms(s: &Scenario) -> u64 {
+    (s.observe.poll_interval.value.get().as_millis() as u64).max(1000)
+}
+
+/// The charts' series: received/processed/failed rates, the backlog (and its queue part), job
+/// duration p50/p95.
+fn chart_series(ev: &Evidence, step: u64) -> Vec<report::Series> {
+    let series = &ev.series;
+    let rel = |at: u64| at.saturating_sub(ev.t0_unix_ms);
     let mut out_series = Vec::new();
     let window_end = Window {
-        from_ms: ctx.t0_unix_ms,
+        from_ms: ev.t0_unix_ms,
         to_ms: crate::observe::prom::now_ms(),
     };
     for (name, sel, metric) in [
@@ -445,12 +296,19 @@ pub async fn judge(
             points: pts,
         });
     }
-    for (name, metric) in [
-        ("waiting", names::QUEUE_WAITING),
-        ("active", names::QUEUE_ACTIVE),
+    let backlog = series.backlog_points("server");
+    for (name, points) in [
+        ("backlog", backlog),
+        (
+            "waiting",
+            series.gauge_points("server", &[names::QUEUE_WAITING]),
+        ),
+        (
+            "active",
+            series.gauge_points("server", &[names::QUEUE_ACTIVE]),
+        ),
     ] {
-        let pts = series
-            .gauge_points("server", &[metric])
+        let pts = points
             .into_iter()
             .filter_map(|(at, v)| v.filter(|v| v.is_finite()).map(|v| (rel(at), v)))
             .collect();
@@ -481,63 +339,5 @@ pub async fn judge(
             points: pts,
         });
     }
-    Ok(Judged {
-        checks,
-        ledger: ledger_summary,
-        probe,
-        series: out_series,
-    })
-}
-
-fn ctx_poll_ms(s: &Scenario) -> u64 {
-    (s.observe.poll_interval.value.get().as_millis() as u64).max(1000)
-}
-
-/// Number of board files that differ between the named replay outputs (all against the first).
-fn compare_replays(dirs: &[(String, std::path::PathBuf)]) -> (usize, String) {
-    let files = |d: &std::path::Path| -> BTreeMap<String, Vec<u8>> {
-        std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".kanban.json"))
-            .filter_map(|e| {
-                Some((
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).ok()?,
-                ))
-            })
-            .collect()
-    };
-    let Some((first_name, first_dir)) = dirs.first() else {
-        return (1, "no replay output to compare".into());
-    };
-    let base = files(first_dir);
-    if base.is_empty() {
-        return (1, format!("replay {first_name} wrote no board"));
-    }
-    let mut diffs = 0;
-    let mut notes = Vec::new();
-    for (name, dir) in &dirs[1..] {
-        let other = files(dir);
-        let keys: BTreeSet<_> = base.keys().chain(other.keys()).collect();
-        for k in keys {
-            if base.get(k) != other.get(k) {
-                diffs += 1;
-                notes.push(format!("{k} differs between {first_name} and {name}"));
-            }
-        }
-    }
-    let n_files = base.len();
-    if notes.is_empty() {
-        (
-            0,
-            format!(
-                "{n_files} board file(s) byte-identical across {} replays",
-                dirs.len()
-            ),
-        )
-    } else {
-        (diffs, notes.join("; "))
-    }
+    out_series
 }

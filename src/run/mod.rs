@@ -20,7 +20,7 @@ use crate::report::{self, Format, RunReport};
 use crate::scenario::{self, RedisBackend as ScenarioBackend, Scenario};
 use crate::system::procs::find_gitspy_bin;
 use crate::system::BackendKind;
-use steps::{Ctx, Timeline, RUN_REPO, RUN_REPO_ID};
+use steps::{Ctx, Timeline};
 use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
@@ -227,7 +227,8 @@ pub async fn run_scenario(
         concurrency: concurrency as usize,
         timeout: Duration::from_secs(5),
     })?;
-    let gen = PayloadGen::new(seed, nonce.clone(), RUN_REPO, RUN_REPO_ID)?;
+    let (repo, repo_id) = steps::run_repo(&nonce);
+    let gen = PayloadGen::new(seed, nonce.clone(), &repo, repo_id)?;
     let mut ctx = Ctx::new(
         system,
         sender,
@@ -443,9 +444,11 @@ async fn judge_with_efficacy(
             ctx,
             s,
             series,
-            drain.as_ref().err().map(|e| e.to_string()),
-            drained_at,
-            panicked,
+            judge::Ending {
+                drain_error: drain.as_ref().err().map(|e| e.to_string()),
+                drained_at_ms: drained_at,
+                panicked,
+            },
         )
         .await
     };
@@ -617,17 +620,23 @@ fn version_of(stdout: &str) -> Option<String> {
     (!version.is_empty()).then_some(version)
 }
 
+/// The sender's overall bound: the most requests the scenario's send steps may have in flight
+/// at once (parallel branches add up; each step also keeps its own bound).
 fn max_concurrency(steps: &[scenario::At<scenario::Step>]) -> u32 {
     steps
         .iter()
-        .map(|s| match &s.value {
-            scenario::Step::Send(x) => x.concurrency.value,
-            scenario::Step::Parallel(p) => max_concurrency(&p.value),
-            scenario::Step::Repeat(r) => max_concurrency(&r.steps.value),
-            _ => 1,
-        })
+        .map(|s| step_concurrency(&s.value))
         .max()
         .unwrap_or(1)
+}
+
+fn step_concurrency(step: &scenario::Step) -> u32 {
+    match step {
+        scenario::Step::Send(x) => x.concurrency.value,
+        scenario::Step::Parallel(p) => p.value.iter().map(|s| step_concurrency(&s.value)).sum(),
+        scenario::Step::Repeat(r) => max_concurrency(&r.steps.value),
+        _ => 1,
+    }
 }
 
 async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {

@@ -1,7 +1,7 @@
 //! Executes a scenario's steps in order, `parallel:` blocks concurrently and `repeat:` blocks on
 //! their period, recording every step, mark and fault window for the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -10,17 +10,27 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use rand::rngs::StdRng;
+use rand::SeedableRng as _;
 use tokio::time::Instant;
 
 use super::system::System;
-use crate::load::{Duplicates, PayloadGen, RunNonce, Sender};
+use crate::load::{BatchOptions, Duplicates, PayloadGen, PlannedSend, RunNonce, Scheduled, Sender};
 use crate::observe::prom::{self, names};
-use crate::report::{FaultWindow, Mark, ReplayRecord, StepRecord};
+use crate::report::{FaultWindow, Mark, ReplayRecord, SendCounts, SendFidelity, StepRecord};
 use crate::scenario::model::{Expect, RedisAction, Replay, Send, Step, Wait};
+use crate::verdict::{BoardModel, ShuffleOutcome};
 
-/// The repository every generated payload belongs to.
-pub const RUN_REPO: &str = "gitspy-chaos/board";
-pub const RUN_REPO_ID: u64 = 424242;
+/// The owner of the repository every generated payload of a run belongs to; the name is
+/// `run-<nonce>`, so a second run against the same store never shares a board with the first.
+pub const RUN_REPO_OWNER: &str = "gitspy-chaos";
+
+/// The repository (`owner/name`, id) of one run's generated payloads.
+pub fn run_repo(nonce: &RunNonce) -> (String, u64) {
+    let id = u64::from_str_radix(nonce.as_str(), 16)
+        .map(|n| 1_000_000 + n % 1_000_000_000_000)
+        .unwrap_or(424_242);
+    (format!("{RUN_REPO_OWNER}/run-{}", nonce.as_str()), id)
+}
 
 /// Shared state of one run's step execution.
 pub struct Ctx {
@@ -30,6 +40,8 @@ pub struct Ctx {
     pub server_url: String,
     pub sender: Sender,
     pub gen: Mutex<PayloadGen>,
+    /// The generator's record of every item it sent (the board oracle's input).
+    pub model: Mutex<BoardModel>,
     pub seed: u64,
     pub nonce: RunNonce,
     pub rng: Mutex<StdRng>,
@@ -73,6 +85,8 @@ pub struct Timeline {
     pub replay_out: BTreeMap<String, (PathBuf, bool, Option<bool>)>,
     /// Step expectations that did not hold (a failed check of their own).
     pub problems: Vec<String>,
+    /// Replays with `shuffle`, by name.
+    pub shuffles: BTreeMap<String, ShuffleOutcome>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +116,7 @@ impl Ctx {
             server_url,
             sender,
             gen: Mutex::new(gen),
+            model: Mutex::new(BoardModel::default()),
             seed,
             nonce,
             rng: Mutex::new(rng),
@@ -179,8 +194,13 @@ impl Ctx {
                 "[{:>7.1}s] step {index}: {kind} {description}",
                 start as f64 / 1000.0
             );
+            let mut fidelity = None;
             let result: anyhow::Result<String> = match step {
-                Step::Send(s) => self.send(s).await,
+                Step::Send(s) => {
+                    let (result, f) = self.send(s).await;
+                    fidelity = f;
+                    result
+                }
                 Step::Wait(w) => self.wait(w).await,
                 Step::Sleep(d) => {
                     tokio::time::sleep(d.value.get()).await;
@@ -235,49 +255,61 @@ impl Ctx {
                 end_ms: Some(end),
                 ok,
                 note,
+                send: fidelity,
             });
         }
         .boxed()
     }
 
-    async fn send(&self, s: &Send) -> anyhow::Result<String> {
-        let dups = match &s.duplicates {
-            Some(d) => Duplicates {
-                same: s.same,
-                copies: d.copies.value,
-                fraction: d.fraction.value,
-            },
-            None => Duplicates {
-                same: s.same,
-                copies: 0,
-                fraction: 0.0,
-            },
+    /// A send step: `count` new deliveries (with `same`, `count` requests of one id), then
+    /// `duplicates` adds copies on top — `copies − 1` more requests for a `fraction` of them,
+    /// chosen by the seed, at the same instant as the original (`concurrent`) or in the slots
+    /// right after it — sent with the step's rate, concurrency and timeout. Returns the note
+    /// and what was planned next to what was done.
+    async fn send(&self, s: &Send) -> (anyhow::Result<String>, Option<SendFidelity>) {
+        let (plan, planned) = match self.plan_send(s) {
+            Ok(p) => p,
+            Err(e) => return (Err(e), None),
         };
-        let count = s.count() as usize;
-        let plan = match &s.events {
-            Some(mix) => {
-                // A mix has its own generator (ids stay unique: the nonce gets a suffix).
-                let events: Vec<String> = mix
-                    .value
-                    .iter()
-                    .filter(|(_, w)| **w > 0)
-                    .map(|(e, _)| e.clone())
-                    .collect();
-                let n = self.step_counter.load(Ordering::SeqCst);
-                let nonce = RunNonce::new(format!("{}m{n}", self.nonce.as_str()));
-                let mut g =
-                    PayloadGen::new(self.seed ^ u64::from(n), nonce, RUN_REPO, RUN_REPO_ID)?
-                        .with_events(&events)?;
-                g.plan(count, &dups)
+        {
+            let mut model = lock(&self.model);
+            for p in &plan {
+                if let Some(snap) = &p.send.delivery.snapshot {
+                    model.record(&p.send.delivery.id, snap);
+                }
             }
-            None => lock(&self.gen).plan(count, &dups),
+        }
+        let opts = BatchOptions {
+            rate: s.rate.map(|r| r.per_second()),
+            concurrency: Some(s.concurrency.value.max(1) as usize),
+            timeout: Some(s.timeout.value.get()),
         };
-        let rate = s.rate.map(|r| r.per_second());
-        let report = self.sender.send_at(plan, rate).await?;
+        let report = match self.sender.send_scheduled(plan, &opts).await {
+            Ok(r) => r,
+            Err(e) => return (Err(e), None),
+        };
+        let mut seen = BTreeSet::new();
+        let mut copies = 0u64;
+        for e in &report.entries {
+            if !seen.insert(e.delivery.as_str()) {
+                copies += 1;
+            }
+        }
+        let fidelity = SendFidelity {
+            planned,
+            done: SendCounts {
+                distinct_ids: seen.len() as u64,
+                requests: report.entries.len() as u64,
+                copies,
+                max_in_flight: report.max_in_flight as u64,
+                slipped: report.slipped,
+            },
+        };
         let sum = report.summary();
         let note = format!(
-            "sent {}, accepted {}, duplicates {}, rejected {}, indeterminate {}{}",
+            "sent {}, acknowledged {} ({} new, {} duplicate), rejected {}, no answer {}{}",
             sum.sent,
+            sum.accepted + sum.duplicates,
             sum.accepted,
             sum.duplicates,
             sum.rejected,
@@ -288,29 +320,114 @@ impl Ctx {
                 String::new()
             }
         );
+        let differences = fidelity.differences();
+        if !differences.is_empty() {
+            return (
+                Err(anyhow::anyhow!(
+                    "the step did not do what it says: {}",
+                    differences.join("; ")
+                )),
+                Some(fidelity),
+            );
+        }
         let ok_2xx = sum.accepted + sum.duplicates;
-        match s.expect {
-            Expect::Accepted if ok_2xx != sum.sent => {
-                anyhow::bail!("expected every request accepted: {note}")
-            }
+        let result = match s.expect {
+            Expect::Accepted if ok_2xx != sum.sent => Err(anyhow::anyhow!(
+                "expected every request acknowledged: {note}"
+            )),
             Expect::Rejected if ok_2xx != 0 => {
-                anyhow::bail!("expected every request rejected: {note}")
+                Err(anyhow::anyhow!("expected every request rejected: {note}"))
             }
             _ => Ok(note),
-        }
+        };
+        (result, Some(fidelity))
     }
 
-    /// Drained: nothing waiting, nothing pending, spool empty — read from the server's gauges
-    /// (absent gauges, i.e. Redis down, are not drained).
+    /// The requests of a send step on their schedule slots, and the counts they add up to.
+    fn plan_send(&self, s: &Send) -> anyhow::Result<(Vec<Scheduled>, SendCounts)> {
+        let count = s.count() as usize;
+        let new = if s.same { 1 } else { count };
+        let originals = match &s.events {
+            Some(mix) => {
+                let weights: Vec<(String, u32)> = mix
+                    .value
+                    .iter()
+                    .filter(|(_, w)| **w > 0)
+                    .map(|(e, w)| (e.clone(), *w))
+                    .collect();
+                lock(&self.gen).plan_weighted(new, &weights)?
+            }
+            None => lock(&self.gen).plan(new, &Duplicates::default()),
+        };
+        let mut out = Vec::new();
+        let mut slot = 0u64;
+        if s.same {
+            for p in originals {
+                for i in 0..count {
+                    let send = if i == 0 {
+                        p.clone()
+                    } else {
+                        PlannedSend {
+                            delivery: p.delivery.clone(),
+                            duplicate_of: Some(p.delivery.id.clone()),
+                        }
+                    };
+                    out.push(Scheduled { send, slot });
+                    slot += 1;
+                }
+            }
+        } else {
+            let chosen: BTreeSet<usize> = match &s.duplicates {
+                Some(d) => {
+                    let k = ((count as f64) * d.fraction.value).round() as usize;
+                    let n = self.step_counter.load(Ordering::SeqCst);
+                    let mut rng = StdRng::seed_from_u64(self.seed ^ 0xd0_b1e5 ^ u64::from(n));
+                    rand::seq::index::sample(&mut rng, count, k.min(count))
+                        .into_iter()
+                        .collect()
+                }
+                None => BTreeSet::new(),
+            };
+            for (i, p) in originals.into_iter().enumerate() {
+                let extra = match &s.duplicates {
+                    Some(d) if chosen.contains(&i) => d.copies.value.saturating_sub(1),
+                    _ => 0,
+                };
+                let concurrent = s.duplicates.as_ref().is_some_and(|d| d.concurrent);
+                let copy = PlannedSend {
+                    delivery: p.delivery.clone(),
+                    duplicate_of: Some(p.delivery.id.clone()),
+                };
+                out.push(Scheduled { send: p, slot });
+                for _ in 0..extra {
+                    if !concurrent {
+                        slot += 1;
+                    }
+                    out.push(Scheduled {
+                        send: copy.clone(),
+                        slot,
+                    });
+                }
+                slot += 1;
+            }
+        }
+        let distinct: BTreeSet<&str> = out.iter().map(|p| p.send.delivery.id.as_str()).collect();
+        let planned = SendCounts {
+            distinct_ids: distinct.len() as u64,
+            requests: out.len() as u64,
+            copies: (out.len() - distinct.len()) as u64,
+            max_in_flight: u64::from(s.concurrency.value.max(1)),
+            slipped: 0,
+        };
+        Ok((out, planned))
+    }
+
+    /// Drained: the backlog (waiting + active + delayed retries + spool) is 0 — read from the
+    /// server's gauges (absent gauges, i.e. Redis down, are not drained).
     pub async fn is_drained(&self) -> bool {
         let url = format!("{}/metrics/prom", self.server_url);
         match prom::scrape_as(&self.http, &url, "server", &self.profile.metrics).await {
-            Ok(s) => {
-                s.gauge(names::REDIS_UP) == Some(1.0)
-                    && s.gauge(names::QUEUE_WAITING) == Some(0.0)
-                    && s.gauge(names::QUEUE_ACTIVE) == Some(0.0)
-                    && s.gauge(names::SPOOL_DEPTH).unwrap_or(0.0) == 0.0
-            }
+            Ok(s) => s.gauge(names::REDIS_UP) == Some(1.0) && s.backlog() == Some(0.0),
             Err(_) => false,
         }
     }
@@ -344,8 +461,13 @@ impl Ctx {
         let report = self.sender.redeliver_failed().await?;
         let s = report.summary();
         Ok(format!(
-            "redelivered {}: accepted {}, duplicates {}, rejected {}, indeterminate {}",
-            s.sent, s.accepted, s.duplicates, s.rejected, s.indeterminate
+            "redelivered {}: acknowledged {} ({} new, {} duplicate), rejected {}, no answer {}",
+            s.sent,
+            s.accepted + s.duplicates,
+            s.accepted,
+            s.duplicates,
+            s.rejected,
+            s.indeterminate
         ))
     }
 
@@ -382,23 +504,15 @@ impl Ctx {
             (bound(&r.from)?, bound(&r.to)?)
         };
         let out = self.replay_dir.join(&name);
-        let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
-        cmd.arg("replay")
-            .arg("--db")
-            .arg(&self.db)
-            .kill_on_drop(true);
+        // The window and starting state, shared by the in-order and the shuffled fold.
+        let mut window: Vec<std::ffi::OsString> = vec!["--db".into(), self.db.clone().into()];
         if let Some(f) = from {
-            cmd.arg("--from").arg(f.to_string());
+            window.extend(["--from".into(), f.to_string().into()]);
         }
         let to_ms = to.unwrap_or_else(|| prom::now_ms() + 1);
-        cmd.arg("--to").arg(to_ms.to_string());
+        window.extend(["--to".into(), to_ms.to_string().into()]);
         if let Some(repo) = &r.repo {
-            cmd.arg("--repo").arg(repo);
-        }
-        if r.dry_run {
-            cmd.arg("--dry-run");
-        } else {
-            cmd.arg("--out").arg(&out);
+            window.extend(["--repo".into(), repo.into()]);
         }
         if let Some(prev) = &r.state_from {
             let t = self.timeline();
@@ -406,49 +520,33 @@ impl Ctx {
                 .replay_out
                 .get(&prev.value)
                 .ok_or_else(|| anyhow::anyhow!("replay `{}` has not run", prev.value))?;
-            cmd.arg("--state").arg(dir.join("replay-state.json"));
+            window.extend([
+                "--state".into(),
+                dir.join("replay-state.json").into_os_string(),
+            ]);
+        }
+        let mut args = window.clone();
+        if r.dry_run {
+            args.push("--dry-run".into());
+        } else {
+            args.extend(["--out".into(), out.clone().into_os_string()]);
         }
         if r.verify {
-            cmd.arg("--verify");
+            args.push("--verify".into());
         }
-        let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
-            .await
-            .map_err(|_| anyhow::anyhow!("gitspy replay did not finish within 300 s"))??;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (output, json) = self.gitspy_replay(&args).await?;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let verify_ok = r.verify.then_some(output.status.success());
-        let mut digests = BTreeMap::new();
-        if !r.dry_run && output.status.success() {
-            if let Ok(entries) = std::fs::read_dir(&out) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if p.to_string_lossy().ends_with(".kanban.json") {
-                        let parsed = std::fs::read(&p)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-                        if let Some(v) = parsed {
-                            let repo = v["repo"].as_str().unwrap_or_default().to_string();
-                            let d = v["digest"].as_str().unwrap_or_default().to_string();
-                            digests.insert(repo, d);
-                        }
-                    }
-                }
-            }
-        } else if r.dry_run {
-            // Dry-run lines carry the digest: keep them as the record.
-            for line in stdout.lines() {
-                if let Some(i) = line.find("sha256:") {
-                    let repo = line.split_whitespace().next().unwrap_or("").to_string();
-                    digests.insert(
-                        repo,
-                        line[i..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("")
-                            .to_string(),
-                    );
-                }
-            }
+        let digests = json.as_ref().map(replay_digests).unwrap_or_default();
+        if let Some(shuffle) = &r.shuffle {
+            let result = self
+                .shuffled_replay(r, &window, shuffle, &digests)
+                .await
+                .unwrap_or_else(|e| ShuffleOutcome {
+                    error: Some(format!("{e:#}")),
+                    ..ShuffleOutcome::default()
+                });
+            self.timeline().shuffles.insert(name.clone(), result);
         }
         {
             let mut t = self.timeline();
@@ -473,11 +571,112 @@ impl Ctx {
         if !output.status.success() && !r.verify {
             anyhow::bail!("gitspy replay failed: {}", stderr.trim());
         }
+        let summary = json.as_ref().map_or_else(String::new, |v| {
+            format!(
+                "{} deliveries folded, digest {}",
+                v["deliveries"].as_u64().unwrap_or(0),
+                v["digest"].as_str().unwrap_or("?")
+            )
+        });
         if verify_ok == Some(false) {
-            return Ok(format!("verify found a difference: {}", stdout.trim()));
+            let diff = json
+                .as_ref()
+                .and_then(|v| v["verify"]["difference"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| stderr.trim().to_owned());
+            return Ok(format!("verify found a difference: {diff}"));
         }
-        Ok(stdout.lines().take(5).collect::<Vec<_>>().join("; "))
+        Ok(summary)
     }
+
+    /// Runs `gitspy replay --json` with `args`; the answer's JSON object when it printed one.
+    async fn gitspy_replay(
+        &self,
+        args: &[std::ffi::OsString],
+    ) -> anyhow::Result<(std::process::Output, Option<serde_json::Value>)> {
+        let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
+        cmd.arg("replay")
+            .args(args)
+            .arg("--json")
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+            .await
+            .map_err(|_| anyhow::anyhow!("gitspy replay did not finish within 300 s"))??;
+        let json = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+            .ok()
+            .filter(serde_json::Value::is_object);
+        Ok((output, json))
+    }
+
+    /// The same window folded in log order and in a seeded shuffled order with duplicates (both
+    /// dry runs), and the live boards when the window is the whole log.
+    async fn shuffled_replay(
+        &self,
+        r: &Replay,
+        window: &[std::ffi::OsString],
+        shuffle: &crate::scenario::model::Shuffle,
+        main: &BTreeMap<String, String>,
+    ) -> anyhow::Result<ShuffleOutcome> {
+        let seed = shuffle.seed.unwrap_or(self.seed);
+        let mut in_order_args = window.to_vec();
+        in_order_args.push("--dry-run".into());
+        let mut shuffled_args = in_order_args.clone();
+        shuffled_args.extend([
+            "--shuffle-seed".into(),
+            seed.to_string().into(),
+            "--duplicates".into(),
+            shuffle.duplicates.to_string().into(),
+        ]);
+        let mut outcome = ShuffleOutcome {
+            seed,
+            duplicates: shuffle.duplicates,
+            ..ShuffleOutcome::default()
+        };
+        for (args, into) in [
+            (&in_order_args, &mut outcome.in_order),
+            (&shuffled_args, &mut outcome.shuffled),
+        ] {
+            let (output, json) = self.gitspy_replay(args).await?;
+            let json = json.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "gitspy replay --json printed no JSON object (exit {:?}): {}",
+                    output.status.code(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                )
+            })?;
+            *into = replay_digests(&json);
+        }
+        if main != &outcome.in_order && !main.is_empty() {
+            outcome.error = Some("the replay step and its in-order dry run disagree".into());
+        }
+        if r.from.is_none() && r.to.is_none() && r.state_from.is_none() {
+            let mut live = BTreeMap::new();
+            for repo in outcome.in_order.keys() {
+                let url = format!("{}/boards/{repo}", self.server_url);
+                let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
+                live.insert(
+                    repo.clone(),
+                    v["digest"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+            outcome.live = Some(live);
+        }
+        Ok(outcome)
+    }
+}
+
+/// `repo → digest` of a `gitspy replay --json` answer.
+fn replay_digests(v: &serde_json::Value) -> BTreeMap<String, String> {
+    v["boards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            Some((
+                b["repo"].as_str()?.to_owned(),
+                b["digest"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// A spinner when stderr is a terminal (and `NO_COLOR`/CI do not ask for plain output).

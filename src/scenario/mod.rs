@@ -55,6 +55,28 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A `target.profile` that does not load (missing, bad YAML, unknown field, a key pattern
+/// without `{id}`), reported at `target` like any other problem: `validate` catches it, not the
+/// run.
+fn profile_problem(path: &Path, scenario: &Scenario) -> Option<Problem> {
+    let rel = scenario.target.value.profile.as_deref()?;
+    let err = crate::system::profile::resolve_profile(None, path, Some(rel)).err()?;
+    let text = format!("{err:#}");
+    let (message, hint) = match text.split_once("\nhint: ") {
+        Some((m, h)) => (m.to_owned(), h.to_owned()),
+        None => (
+            text,
+            "`target.profile` is a YAML file relative to this scenario; see docs/contract.md"
+                .to_owned(),
+        ),
+    };
+    Some(Problem {
+        pos: scenario.target.pos,
+        message,
+        hint,
+    })
+}
+
 /// Read, parse and validate one scenario file.
 ///
 /// Errors: every problem found. A file that does not parse yields exactly one (the parser
@@ -66,7 +88,8 @@ pub fn load_and_validate(path: &Path) -> Result<Scenario, Vec<Diagnostic>> {
         problem,
     };
     let scenario = load::load_file(path).map_err(|p| vec![in_file(p)])?;
-    let problems = validate::validate(&scenario);
+    let mut problems = validate::validate(&scenario);
+    problems.extend(profile_problem(path, &scenario));
     if problems.is_empty() {
         Ok(scenario)
     } else {

@@ -285,8 +285,8 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Send {
-    /// Number of deliveries to send; at least 1. With `same: true`, the number of requests,
-    /// all with one delivery id.
+    /// Number of new deliveries to send; at least 1 (`duplicates` adds copies on top). With
+    /// `same: true`, the number of requests, all with one delivery id.
     pub count: At<i64>,
     /// Pace of the requests, e.g. `20/s`. Absent: as fast as `concurrency` allows.
     #[serde(default)]
@@ -305,8 +305,9 @@ pub struct Send {
     /// duplicates). `duplicates` cannot be combined with it.
     #[serde(default)]
     pub same: bool,
-    /// Weights of the event types to send, e.g. `{issues: 3, pull_request: 2}`. Absent: an even
-    /// mix of issues, pull_request and issue_comment. Names as in `X-GitHub-Event`.
+    /// Weights of the event types to send, e.g. `{issues: 3, pull_request: 2}`: each delivery's
+    /// event is drawn by these weights. Absent: the generator's own mix. Names as in
+    /// `X-GitHub-Event`, one of `issues`, `pull_request`, `issue_comment`, `ping`.
     #[serde(default)]
     pub events: Option<At<BTreeMap<String, u32>>>,
     /// How long one request may take before it counts as indeterminate (default `5s`).
@@ -321,12 +322,12 @@ impl Send {
         u64::try_from(self.count.value).unwrap_or(0)
     }
 
-    /// How many HTTP requests this step makes, copies included.
+    /// How many HTTP requests this step makes: `count` new deliveries, plus `copies − 1` more
+    /// for the `fraction` of them (rounded to the nearest delivery) that get copies.
     pub fn requests(&self) -> u64 {
         let n = self.count();
         match &self.duplicates {
             Some(d) if !self.same => {
-                // Rounded to the nearest delivery, like the sender picks them.
                 let with_copies = (n as f64 * d.fraction.value).round() as u64;
                 n + with_copies * u64::from(d.copies.value.saturating_sub(1))
             }
@@ -1147,6 +1148,28 @@ pub struct Replay {
     /// Only this repository (`owner/name`). Absent: all.
     #[serde(default)]
     pub repo: Option<String>,
+    /// Also fold the same window in a seeded shuffled order with injected duplicates
+    /// (`gitspy replay --shuffle-seed --duplicates`), e.g. `shuffle: { duplicates: 20 }`. The
+    /// `replay_order_independent` check compares it with the in-order replay and, for a window
+    /// over the whole log, with the live boards.
+    #[serde(default)]
+    pub shuffle: Option<Shuffle>,
+}
+
+/// A shuffled replay's order.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shuffle {
+    /// Seed of the order. Absent: the run's seed.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Extra copies of deliveries of the window folded in as well (default 20).
+    #[serde(default = "default_shuffle_duplicates")]
+    pub duplicates: u32,
+}
+
+fn default_shuffle_duplicates() -> u32 {
+    20
 }
 
 impl Replay {
@@ -1209,9 +1232,11 @@ pub enum Check {
     Failed(MaxCount),
     /// p95 of `gitspy_job_duration_ms` over the run, from the histogram's increase.
     JobDurationP95(MaxDuration),
-    /// Increase of `gitspy_jobs_processed_total` equals the number of distinct accepted
-    /// deliveries, give or take `tolerance` (increments made just before a SIGKILL are lost).
-    ProcessedMatchesAccepted(Tolerance),
+    /// Exact accounting, per worker process: `gitspy_jobs_processed_total` at every scrape is at
+    /// most what the store says that process had applied by then, and equals it after the final
+    /// drain; a killed or stopped process's last segment is computed from the store. No
+    /// tolerance: nothing here is configured.
+    ProcessedMatchesStore,
     /// Increase of `gitspy_jobs_retried_total` over the run.
     Retries(MaxCount),
     /// The named replays (at least two, none a dry run) wrote byte-identical boards, e.g. two
@@ -1219,6 +1244,18 @@ pub enum Check {
     ReplayIdentical(Vec<At<String>>),
     /// Every replay with `verify: true` matched the live store.
     ReplayVerify,
+    /// Every replay with `shuffle` gave the same boards in the shuffled order (with injected
+    /// duplicates) as in log order, and, for a window over the whole log, the same as the live
+    /// boards.
+    ReplayOrderIndependent,
+    /// The live board (`GET /boards/{owner}/{repo}`) equals the board the payload generator's
+    /// own model gives for the deliveries the store reports processed (newest `updated_at` per
+    /// card wins, `merged` only goes true, tombstones win); a failure names the differing cards
+    /// field by field.
+    BoardMatchesModel,
+    /// Once a delivery id was accepted, every other request for it got the duplicate answer
+    /// (`200 duplicate`), concurrent copies included.
+    DuplicateAnswers,
     /// At least `min` crash faults (worker/server kill, worker freeze) hit something in flight:
     /// pending deliveries of the victim, or requests in flight. On by default (`min: 1`) in
     /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
@@ -1254,10 +1291,13 @@ impl Check {
             Check::Backlog(_) => "backlog",
             Check::Failed(_) => "failed",
             Check::JobDurationP95(_) => "job_duration_p95",
-            Check::ProcessedMatchesAccepted(_) => "processed_matches_accepted",
+            Check::ProcessedMatchesStore => "processed_matches_store",
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
+            Check::ReplayOrderIndependent => "replay_order_independent",
+            Check::BoardMatchesModel => "board_matches_model",
+            Check::DuplicateAnswers => "duplicate_answers",
             Check::FaultsEffective(_) => "faults_effective",
         }
     }
@@ -1309,13 +1349,4 @@ pub struct MaxCount {
 pub struct MaxDuration {
     /// The longest allowed.
     pub max: At<Dur>,
-}
-
-/// An allowed difference between two counts.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tolerance {
-    /// The largest difference that still passes (default 0).
-    #[serde(default)]
-    pub tolerance: u64,
 }

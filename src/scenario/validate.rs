@@ -11,21 +11,9 @@ use super::model::{
 };
 use super::Problem;
 
-/// The event types the sender has payloads for (`X-GitHub-Event` names).
-pub const KNOWN_EVENTS: &[&str] = &[
-    "issue_comment",
-    "issues",
-    "label",
-    "milestone",
-    "ping",
-    "projects_v2_item",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "pull_request_review_thread",
-    "push",
-    "repository",
-];
+/// The event types a send step can generate (`X-GitHub-Event` names): the generator's own list,
+/// so `validate` accepts exactly what `run` can send.
+pub const KNOWN_EVENTS: &[&str] = crate::load::payload::EVENTS;
 
 /// Every problem with `scenario`, in file order. Empty means valid.
 pub fn validate(scenario: &Scenario) -> Vec<Problem> {
@@ -903,10 +891,12 @@ impl Validator<'_> {
             let judges_deliveries = matches!(
                 check.value,
                 Check::Deliveries(_)
-                    | Check::ProcessedMatchesAccepted(_)
+                    | Check::ProcessedMatchesStore
                     | Check::Failed(_)
                     | Check::Retries(_)
                     | Check::JobDurationP95(_)
+                    | Check::BoardMatchesModel
+                    | Check::DuplicateAnswers
             );
             if judges_deliveries && self.sends == 0 {
                 self.push(
@@ -921,14 +911,16 @@ impl Validator<'_> {
                     "`job_duration_p95` with `max: 0s` can never pass",
                     "give a threshold such as `max: 500ms`",
                 ),
-                Check::ProcessedMatchesAccepted(t) if t.tolerance == 0 && self.worker_kills => {
+                Check::ReplayIdentical(names) => self.replay_identical(names, pos),
+                Check::ReplayOrderIndependent
+                    if !self.scenario.replays().iter().any(|(_, r)| r.shuffle.is_some()) =>
+                {
                     self.push(
                         pos,
-                        "`processed_matches_accepted` with tolerance 0 in a scenario that kills workers",
-                        "a SIGKILLed worker loses the increments made since its last scrape: set `tolerance:` to the number of kills times the worker concurrency",
-                    );
+                        "check `replay_order_independent` references nothing: no replay step has `shuffle`",
+                        "add `shuffle: { duplicates: 20 }` to a replay step, or remove the check",
+                    )
                 }
-                Check::ReplayIdentical(names) => self.replay_identical(names, pos),
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(
                     pos,
                     "check `replay_verify` references nothing: no replay step has `verify: true`",

@@ -99,6 +99,21 @@ impl Tail {
     }
 }
 
+/// One run of a managed process, from a start to its end: the unit per-process accounting
+/// compares metrics and store by (a restart is a new instance with fresh counters).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Instance {
+    /// The worker's consumer name in the group (`GITSPY_CONSUMER` from its env, else `<role>.<n>`;
+    /// the store's `applied_by`); `None` for the server.
+    pub consumer: Option<String>,
+    /// Unix ms right before the process was spawned.
+    pub started_ms: u64,
+    /// Unix ms once the harness saw it gone (`None`: still running).
+    pub ended_ms: Option<u64>,
+    /// `kill` or `stop` when the harness ended it.
+    pub ended_by: Option<String>,
+}
+
 /// One managed GitSpy process.
 pub struct ManagedProc {
     pub role: Role,
@@ -112,6 +127,8 @@ pub struct ManagedProc {
     pub pid: Option<u32>,
     pub start_ticks: Option<u64>,
     pub restarts: u32,
+    /// Every start of this process, in order.
+    pub instances: Vec<Instance>,
     /// Stopped with SIGSTOP (a `freeze` fault) and not yet continued.
     pub frozen: bool,
     log_path: PathBuf,
@@ -135,6 +152,7 @@ impl ManagedProc {
             pid: None,
             start_ticks: None,
             restarts: 0,
+            instances: Vec::new(),
             frozen: false,
             log_path: log_dir.join(format!("{}.log", role.name())),
             tail: Arc::new(Mutex::new(Tail::default())),
@@ -181,6 +199,22 @@ impl ManagedProc {
             cmd.env(k, v);
         }
         cmd.env("NO_COLOR", "1");
+        let consumer = match self.role {
+            Role::Worker(_) => Some(
+                self.env
+                    .iter()
+                    .find(|(k, _)| k == "GITSPY_CONSUMER")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| {
+                        format!("{}.{}", self.role.name(), self.instances.len() + 1)
+                    }),
+            ),
+            Role::Server => None,
+        };
+        if let Some(c) = &consumer {
+            cmd.env("GITSPY_CONSUMER", c);
+        }
+        let started_ms = crate::observe::prom::now_ms();
         match (self.role, self.addr) {
             (Role::Server, Some(a)) => {
                 cmd.env(self.listen_var, a.to_string());
@@ -253,7 +287,23 @@ impl ManagedProc {
         self.pid = pid;
         self.start_ticks = pid.and_then(proc_start_ticks);
         self.child = Some(child);
+        // An instance that ended on its own (not through kill/stop) ends here at the latest.
+        self.ended("exited");
+        self.instances.push(Instance {
+            consumer,
+            started_ms,
+            ended_ms: None,
+            ended_by: None,
+        });
         Ok(())
+    }
+
+    /// Records the end of the current instance (if it has not ended yet).
+    pub fn ended(&mut self, by: &str) {
+        if let Some(i) = self.instances.last_mut().filter(|i| i.ended_ms.is_none()) {
+            i.ended_ms = Some(crate::observe::prom::now_ms());
+            i.ended_by = Some(by.to_owned());
+        }
     }
 
     /// Re-checks that the child we are about to signal is still ours and alive.
@@ -284,6 +334,7 @@ impl ManagedProc {
             let _ = c.wait().await;
         }
         self.child = None;
+        self.ended("kill");
         self.frozen = false;
         Ok(())
     }
@@ -320,6 +371,7 @@ impl ManagedProc {
             None => None,
         };
         self.child = None;
+        self.ended("stop");
         Ok(code)
     }
 

@@ -116,37 +116,6 @@ pub fn deliveries(verdict: &Verdict, maxima: &BTreeMap<Class, u64>) -> Vec<Check
         .collect()
 }
 
-/// Workers' processed increase against the server's accepted increase: every accepted delivery
-/// is processed once or dead-lettered, so `processed ≈ accepted − failed`.
-pub fn processed_vs_accepted(
-    accepted: &CounterIncrease,
-    processed: &CounterIncrease,
-    failed: &CounterIncrease,
-    tolerance: &Tolerance,
-) -> CheckResult {
-    let expected = accepted.total - failed.total;
-    let diff = processed.total - expected;
-    let passed = diff.abs() <= tolerance.abs;
-    let mut notes = vec![format!(
-        "accepted {}, failed {}, processed {}",
-        fmt_num(accepted.total),
-        fmt_num(failed.total),
-        fmt_num(processed.total)
-    )];
-    let resets = accepted.resets + processed.resets + failed.resets;
-    if resets > 0 {
-        notes.push(format!("{resets} counter resets (restarts) accounted for"));
-    }
-    notes.extend(tolerance.note());
-    CheckResult {
-        name: "processed_vs_accepted".to_owned(),
-        measured: Measured::Number(processed.total),
-        threshold: format!("= {}{}", fmt_num(expected), tolerance.suffix()),
-        passed,
-        note: Some(notes.join("; ")),
-    }
-}
-
 /// A counter increase bounded above: `failed` (`gitspy_jobs_failed_total`) or `retries`
 /// (`gitspy_jobs_retried_total`), named by `name`.
 pub fn counter_max(
@@ -342,51 +311,6 @@ mod tests {
                 },
             ]
         );
-    }
-
-    #[test]
-    fn processed_vs_accepted_exact_and_with_kill_tolerance() {
-        let ok = processed_vs_accepted(
-            &inc(30.0, 0),
-            &inc(28.0, 0),
-            &inc(2.0, 0),
-            &Tolerance::exact(),
-        );
-        assert!(ok.passed);
-        assert_eq!(ok.measured, Measured::Number(28.0));
-        assert_eq!(ok.threshold, "= 28");
-        assert_eq!(
-            ok.note.as_deref(),
-            Some("accepted 30, failed 2, processed 28")
-        );
-
-        let off = processed_vs_accepted(
-            &inc(30.0, 0),
-            &inc(27.0, 0),
-            &inc(0.0, 0),
-            &Tolerance::exact(),
-        );
-        assert!(!off.passed);
-
-        // a killed worker lost 2 increments: within a tolerance of 2, which the note states
-        let killed = processed_vs_accepted(
-            &inc(50.0, 0),
-            &inc(48.0, 1),
-            &inc(0.0, 0),
-            &Tolerance::for_kills(2.0),
-        );
-        assert!(killed.passed);
-        assert_eq!(killed.threshold, "= 50 ± 2");
-        let note = killed.note.unwrap();
-        assert!(note.contains("1 counter resets"), "{note}");
-        assert!(note.contains(KILL_TOLERANCE_NOTE), "{note}");
-        let too_far = processed_vs_accepted(
-            &inc(50.0, 0),
-            &inc(47.0, 1),
-            &inc(0.0, 0),
-            &Tolerance::for_kills(2.0),
-        );
-        assert!(!too_far.passed);
     }
 
     #[test]

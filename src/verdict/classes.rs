@@ -64,6 +64,9 @@ pub struct Lookup {
     /// When it was applied, as GitSpy reports it (kept verbatim for the report).
     #[serde(default)]
     pub applied_at: Option<serde_json::Value>,
+    /// The consumer name of the worker that applied it (per-process accounting).
+    #[serde(default)]
+    pub applied_by: Option<String>,
 }
 
 /// A verdict class.
@@ -168,7 +171,7 @@ pub struct DeliveryVerdict {
 }
 
 /// The per-delivery verdict of a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Sender and store numbers.
     pub tally: Tally,
@@ -346,6 +349,7 @@ mod tests {
             logged,
             effects,
             applied_at: None,
+            applied_by: None,
         }
     }
 

@@ -465,6 +465,52 @@ fn doctor_reports_docker_redis_server_and_the_gitspy_binary() {
     }
 }
 
+/// A healthy GitSpy raises no alarm in the runs that used to fail with hand-set tolerances:
+/// Redis paused 5 s under a steady flood, a worker stopped gracefully for 40 s while webhooks
+/// arrive, the server restarted mid-flood with duplicates.
+fn healthy(scenario: &str) {
+    let reports = tempfile::tempdir().unwrap();
+    let path = format!("tests/it/scenarios/{scenario}.yaml");
+    let r = run(&["run", &path], reports.path(), &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = run_json(reports.path());
+    let failed: Vec<&serde_json::Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for must in [
+        "processed_matches_store",
+        "board_matches_model",
+        "duplicate_answers",
+    ] {
+        assert!(names.contains(&must), "{must} missing from {names:?}");
+    }
+}
+
+#[test]
+fn healthy_redis_paused_under_a_flood_raises_no_alarm() {
+    healthy("healthy-redis-pause");
+}
+
+#[test]
+fn healthy_worker_stopped_for_40s_raises_no_alarm() {
+    healthy("healthy-worker-stop");
+}
+
+#[test]
+fn healthy_server_restarted_mid_flood_with_duplicates_raises_no_alarm() {
+    healthy("healthy-server-restart");
+}
+
 /// Network faults end to end: every link of the managed run goes through a proxy (recorded
 /// with its real address), a server↔Redis partition makes ingress answer 503 and holds what
 /// GitSpy sent, a latency toxic delays the worker's traffic, a toxic left in force is healed

@@ -567,7 +567,7 @@ fn markdown_starts_with_a_one_line_verdict_and_has_both_tables() {
     let first = md.lines().next().expect("a first line");
     assert_eq!(
         first,
-        "❌ **FAILED** redis-down: 7/8 checks passed · sent 40 · accepted 30 · duplicates 0 · rejected 10 · indeterminate 0 · processed 30 · lost 0 · duplicated 0 · unexpected 0"
+        "❌ **FAILED** redis-down: 7/8 checks passed · sent 40 · acknowledged 30 (30 new, 0 duplicate) · rejected 10 · no answer 0 · processed 30 · lost 0 · duplicated 0 · unexpected 0"
     );
     assert!(md.contains(
         "| ❌ | job\\_duration\\_p95 | 640 ms | ≤ 500 ms | worst poll window 40s–42s, right after Redis came back |"
@@ -596,7 +596,7 @@ fn terminal_summary_lists_checks_and_classes() {
     let first = out.lines().next().expect("a line");
     assert_eq!(
         first,
-        "FAILED redis-down: 7/8 checks passed; sent 40, accepted 30, duplicates 0, rejected 10, indeterminate 0, processed 30"
+        "FAILED redis-down: 7/8 checks passed; sent 40, acknowledged 30 (30 new, 0 duplicate), rejected 10, no answer 0, processed 30"
     );
     let fail_row = out
         .lines()

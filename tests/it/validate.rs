@@ -83,7 +83,9 @@ broken! {
     negative_and_zero_count: "negative-count.yaml" => 3,
     unknown_fault: "unknown-fault.yaml" => 1,
     unknown_event: "unknown-event.yaml" => 1,
+    // pause/unpause are SIGSTOP/SIGCONT on the process backend; only `container` is wrong here.
     fault_the_backend_cannot_do: "backend-cannot.yaml" => 1,
+    profile_that_does_not_load: "bad-profile.yaml" => 1,
     external_redis_takes_no_fault: "external-no-faults.yaml" => 2,
     missing_target: "missing-target.yaml" => 1,
     missing_nested_key: "missing-nested-key.yaml" => 1,
@@ -93,7 +95,7 @@ broken! {
     duplicate_mark: "duplicate-mark.yaml" => 2,
     empty_parallel_and_repeat: "empty-parallel.yaml" => 4,
     worker_fault_without_workers: "worker-fault-no-workers.yaml" => 1,
-    worker_faults_misaddressed: "worker-index-out-of-range.yaml" => 5,
+    worker_faults_misaddressed: "worker-index-out-of-range.yaml" => 4,
     replay_chain_errors: "replay-chain.yaml" => 7,
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
