@@ -8,6 +8,7 @@
 #
 #   scripts/bench-proxy.sh                 # 3 rounds of 10 s, 2 threads, 16 connections
 #   ROUNDS=5 DURATION=20s CONNS=32 scripts/bench-proxy.sh
+#   CARGO_TARGET_DIR=/elsewhere BENCH_NO_BUILD=1 scripts/bench-proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -16,7 +17,8 @@ CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}
 target=${CARGO_TARGET_DIR:-target}
 
-cargo build --quiet --release --bins
+# BENCH_NO_BUILD=1 reuses the release binaries already in the target dir.
+[ "${BENCH_NO_BUILD:-}" = 1 ] || cargo build --quiet --release --bins
 chaos="$target/release/gitspy-chaos"
 gitspy="$target/release/gitspy"
 for tool in wrk redis-server openssl; do

@@ -44,6 +44,38 @@ pub async fn pump(
     stats: &Stats,
     seed: u64,
 ) -> Outcome {
+    // Fast path while this direction has no toxic: copy straight through, as `io::copy`
+    // would. The first toxic moves the connection to the queued path below for good (what was
+    // read has been written by then, so order is kept).
+    let mut rx = rx;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if !is_clean(rx.borrow_and_update().dir(dir)) {
+            break;
+        }
+        tokio::select! {
+            biased;
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return Outcome::Broken;
+                }
+            }
+            r = src.read(&mut buf) => match r {
+                Ok(0) => {
+                    let _ = dst.shutdown().await;
+                    return Outcome::Eof;
+                }
+                Ok(n) => {
+                    if dst.write_all(&buf[..n]).await.is_err() {
+                        return Outcome::Broken;
+                    }
+                    Stats::add(stats.bytes(dir), n as u64);
+                }
+                Err(_) => return Outcome::Broken,
+            },
+        }
+    }
+    drop(buf);
     let (tx, mut items) = mpsc::channel::<Item>(CHANNEL);
     let reader_rx = rx.clone();
     let reader = async {
@@ -167,6 +199,14 @@ pub async fn pump(
     tokio::select! {
         o = &mut writer => o,
         () = reader => (&mut writer).await,
+    }
+}
+
+/// Whether `t` leaves the bytes alone (`limit_epoch` is bookkeeping, not a toxic).
+fn is_clean(t: &super::Toxics) -> bool {
+    *t == super::Toxics {
+        limit_epoch: t.limit_epoch,
+        ..super::Toxics::default()
     }
 }
 
