@@ -1,5 +1,6 @@
-//! One direction of one proxied connection: a reader that takes chunks off the source as they
-//! arrive (stamping their arrival) and a writer that applies the direction's toxics before it
+//! One direction of one proxied connection. While the direction has no toxic the bytes are
+//! copied straight through; from its first toxic on, a reader takes chunks off the source as they
+//! arrive (stamping their arrival) and a writer applies the direction's toxics before it
 //! passes them on. The two are joined by a bounded channel, so a partition holds at most
 //! `CHANNEL` chunks in the proxy before the source's kernel buffers fill up, as they would on a
 //! real network.
