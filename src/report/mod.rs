@@ -692,6 +692,41 @@ pub struct ProcessLog {
     pub restarts: u32,
     /// Last lines of stdout+stderr (text from the target: escaped on output).
     pub log_tail: String,
+    /// The full log, relative to the run directory (`system/server.log`); `None` when not kept.
+    #[serde(default)]
+    pub log_file: Option<String>,
+    /// Errors and warnings of the full log, overall and per fault window.
+    #[serde(default)]
+    pub log_summary: Option<LogSummary>,
+}
+
+/// Errors and warnings of one process's full log. A line's level is the process's own
+/// (`ERROR`/`WARN` of GitSpy's log lines; Redis's `#` warning level; a Rust panic is an error);
+/// a line is in a fault's window when its timestamp is from the fault's start to 5 s after it
+/// healed (or to the end of the run); lines without a timestamp take the last one before them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSummary {
+    pub lines: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    /// Errors and warnings in no fault's window.
+    pub outside_errors: u64,
+    pub outside_warnings: u64,
+    /// One entry per fault of `faults` with at least one error or warning in its window.
+    pub per_fault: Vec<FaultLogCount>,
+    /// The first few error lines, else warning lines (text from the target: escaped on output).
+    pub examples: Vec<String>,
+}
+
+/// Errors and warnings logged in one fault's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultLogCount {
+    /// Index of the fault in `faults`.
+    pub fault: u32,
+    pub errors: u64,
+    pub warnings: u64,
 }
 
 /// One `gitspy replay` the scenario ran.

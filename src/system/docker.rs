@@ -733,6 +733,20 @@ impl DockerRedis {
 
     /// Removes the container if this backend created it (force, with its anonymous volumes);
     /// an adopted container is only brought back to running (unpaused/started), never removed.
+    /// The container's whole log (`docker logs`, stdout and stderr), while it still exists.
+    pub async fn logs(&self) -> anyhow::Result<Vec<u8>> {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(&self.config.container, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(chunk.context("docker logs")?.as_ref());
+        }
+        Ok(out)
+    }
+
     pub async fn teardown(&self) -> anyhow::Result<()> {
         if self.created_container() {
             self.remove().await
