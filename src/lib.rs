@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod fault;
 pub mod load;
+pub mod netproxy;
 pub mod observe;
 pub mod report;
 pub mod run;

@@ -208,6 +208,7 @@ pub async fn run_scenario(
         &run_dir,
         &profile,
         target_env.clone(),
+        seed,
     )
     .await;
     let system = match system {
@@ -215,11 +216,12 @@ pub async fn run_scenario(
         Err(e) => return Err(e.context("could not start the system under test")),
     };
     // A Ctrl-C during the start is handled below like one during the steps (partial report).
+    let net_links = system.net.records();
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url(&profile.endpoints.webhooks),
+        url: system.ingress_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
@@ -273,13 +275,16 @@ pub async fn run_scenario(
             name: "gitspy-chaos".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        target: target_info(
-            &s,
-            &gitspy_bin,
-            format!("{} ({redis_desc})", redis_kind.as_str()),
-            target_env,
-        )
-        .await,
+        target: report::TargetInfo {
+            links: net_links,
+            ..target_info(
+                &s,
+                &gitspy_bin,
+                format!("{} ({redis_desc})", redis_kind.as_str()),
+                target_env,
+            )
+            .await
+        },
         scenario: scenario_info(&s, path, seed, opts.time_scale, poll),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
@@ -323,6 +328,7 @@ async fn start_system(
     run_dir: &Path,
     profile: &crate::system::profile::Profile,
     target_env: std::collections::BTreeMap<String, String>,
+    seed: u64,
 ) -> anyhow::Result<System> {
     match &s.target.value.attach {
         None => {
@@ -338,6 +344,7 @@ async fn start_system(
                 disable_dedupe: opts.target_disable_dedupe,
                 env: target_env,
                 profile,
+                seed,
             })
             .await
         }
@@ -546,6 +553,7 @@ async fn target_info(
         redis_version: None,
         workers: s.target.value.workers.value,
         env,
+        links: Vec::new(),
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
-    PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    HostConfig, NetworkConnectRequest, NetworkDisconnectRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -607,6 +607,73 @@ impl DockerRedis {
             )
             .await
             .with_context(|| format!("unpause container {}", self.config.container))?;
+        }
+        self.wait_ready().await
+    }
+
+    /// A real network partition: disconnects the container from every network it is on
+    /// (`POST /networks/{name}/disconnect`, forced). Its published port goes with the endpoint,
+    /// so clients get refused connections (not silence) and open connections lose their peer.
+    /// Returns what [`DockerRedis::reconnect_networks`] needs to undo it: each network's name
+    /// and the container's endpoint settings on it (addresses, aliases).
+    pub async fn disconnect_networks(&self) -> anyhow::Result<Vec<(String, EndpointSettings)>> {
+        let info = self.inspect_existing().await?;
+        let nets: Vec<(String, EndpointSettings)> = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        anyhow::ensure!(
+            !nets.is_empty(),
+            "container {} is on no network: nothing to partition",
+            self.config.container
+        );
+        for (name, _) in &nets {
+            within(
+                API_TIMEOUT,
+                "disconnect network",
+                self.docker.disconnect_network(
+                    name,
+                    NetworkDisconnectRequest {
+                        container: self.config.container.clone(),
+                        force: Some(true),
+                    },
+                ),
+            )
+            .await
+            .with_context(|| format!("disconnect {} from network {name}", self.config.container))?;
+        }
+        Ok(nets)
+    }
+
+    /// Connects the container again to the networks [`DockerRedis::disconnect_networks`]
+    /// took it off (same IP and aliases where Docker allows), then waits until Redis answers
+    /// on its published port again.
+    pub async fn reconnect_networks(
+        &self,
+        nets: &[(String, EndpointSettings)],
+    ) -> anyhow::Result<()> {
+        for (name, ep) in nets {
+            // Only what the request accepts: runtime fields (endpoint id, gateway) are Docker's.
+            let endpoint = EndpointSettings {
+                ipam_config: ep.ipam_config.clone(),
+                aliases: ep.aliases.clone(),
+                ..Default::default()
+            };
+            within(
+                API_TIMEOUT,
+                "connect network",
+                self.docker.connect_network(
+                    name,
+                    NetworkConnectRequest {
+                        container: self.config.container.clone(),
+                        endpoint_config: Some(endpoint),
+                    },
+                ),
+            )
+            .await
+            .with_context(|| format!("reconnect {} to network {name}", self.config.container))?;
         }
         self.wait_ready().await
     }

@@ -7,6 +7,7 @@ mod attach_run;
 mod docker_backend;
 mod engine;
 mod faults;
+mod netproxy;
 mod observability;
 mod probe_redis;
 mod process_backend;
