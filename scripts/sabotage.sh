@@ -123,7 +123,7 @@ run_one() {
 # --ci: one designated scenario per variant; every seed must be caught (exit 1: a failed check;
 # exit 3, inconclusive, is not a catch).
 default_pairs="ack-before-commit:08-store-faults never-reclaim:03-worker-crash
-lock-without-ttl:03-worker-crash apply-twice:03-worker-crash retry-forever:08-store-faults
+lock-without-ttl:03-worker-crash apply-twice:07-crash-points retry-forever:08-store-faults
 stop-after-redis-error:02-redis-down fold-arrival-order:04-duplicates
 enqueue-duplicates:04-duplicates drop-one-in-twenty:06-combined@0.2
 undercount-processed:04-duplicates spool-skip-last:02b-redis-down-spool
