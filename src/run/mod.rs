@@ -591,7 +591,7 @@ fn process_log(p: &crate::system::procs::ManagedProc) -> report::ProcessLog {
     }
 }
 
-async fn gitspy_version(bin: &Path) -> Option<String> {
+pub(crate) async fn gitspy_version(bin: &Path) -> Option<String> {
     let out = tokio::process::Command::new(bin)
         .arg("--version")
         .output()

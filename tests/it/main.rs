@@ -5,6 +5,7 @@ mod attach;
 mod attach_run;
 mod docker_backend;
 mod engine;
+mod explore;
 mod faults;
 mod probe_redis;
 mod process_backend;
