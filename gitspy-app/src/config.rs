@@ -126,7 +126,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "WORKER_METRICS_HOST", default_value = "127.0.0.1")]
     pub metrics_host: std::net::IpAddr,
     /// Deliveries taken per read and applied in one store transaction.
-    #[arg(long, env = "GITSPY_WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    #[arg(long, env = "GITSPY_WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
     /// TTL of a delivery lock; renewed by the heartbeat while the delivery is in flight.
     #[arg(long, env = contract_env::LOCK_TTL, default_value = "30s", value_parser = parse_duration)]

@@ -94,8 +94,9 @@ pub async fn heal(ctx: &Ctx) {
     }
 }
 
-/// `gitspy dead requeue --all` against the run's Redis.
-pub async fn dead_requeue(ctx: &Ctx) -> anyhow::Result<String> {
+/// `gitspy dead requeue --all` against the run's Redis; fails when fewer than `min` deliveries
+/// were dead-lettered.
+pub async fn dead_requeue(ctx: &Ctx, min: u64) -> anyhow::Result<String> {
     let url = ctx.sys.lock().await.redis.url()?;
     let out = tokio::time::timeout(
         Duration::from_secs(120),
@@ -116,5 +117,9 @@ pub async fn dead_requeue(ctx: &Ctx) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let requeued = stdout.lines().filter(|l| l.starts_with("requeued")).count();
+    anyhow::ensure!(
+        requeued as u64 >= min,
+        "requeued {requeued} dead-lettered deliveries, expected at least {min}: nothing ran out of attempts"
+    );
     Ok(format!("requeued {requeued} dead-lettered deliveries"))
 }

@@ -176,10 +176,16 @@ impl Ledger {
         serde_json::from_str(text).context("parsing a ledger")
     }
 
+    /// Writes [`Ledger::to_json`] and a newline, streamed: a long run's ledger is never held as
+    /// one string next to the entries.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = self.to_json()?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing the ledger to {}", path.display()))
+        use std::io::Write as _;
+        let context = || format!("writing the ledger to {}", path.display());
+        let file = std::fs::File::create(path).with_context(context)?;
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, self).with_context(context)?;
+        out.write_all(b"\n").with_context(context)?;
+        out.flush().with_context(context)
     }
 
     pub fn read(path: &Path) -> anyhow::Result<Self> {
@@ -346,6 +352,17 @@ mod tests {
         let l = Ledger::new();
         assert_eq!(l.summary(), LedgerSummary::default());
         assert!(l.to_redeliver().is_empty());
+    }
+
+    #[test]
+    fn write_streams_the_same_text_as_to_json() {
+        let l = mixed();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        l.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, l.to_json().unwrap() + "\n");
+        assert_eq!(Ledger::read(&path).unwrap(), l);
     }
 
     #[test]

@@ -166,26 +166,45 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
         "sending {} requests to {} (seed {seed}, run nonce {nonce})",
         args.count, args.url
     );
-    let mut batches = vec![sender.send(plan).await?];
+    // Only the schedule figures of each batch are kept: its entries are in the sender's ledger
+    // already, and a second copy of a long flood's ledger would double the memory.
+    let mut schedule = Schedule::default();
+    schedule.add(&sender.send(plan).await?);
     if args.redeliver_failed {
         let redelivery = sender.redeliver_failed().await?;
         eprintln!("redelivered {} deliveries", redelivery.entries.len());
-        batches.push(redelivery);
+        schedule.add(&redelivery);
     }
-    let ledger = sender.ledger();
+    let ledger = sender.into_ledger();
     if let Some(path) = &args.ledger {
         ledger.write(path)?;
     }
     let mut out = std::io::stdout().lock();
-    write_summary(&mut out, &ledger, &batches, rate, seed, &nonce)
+    write_summary(&mut out, &ledger, schedule, rate, seed, &nonce)
         .context("writing the summary")?;
     Ok(ledger)
+}
+
+/// What the summary says about the schedule, over every batch of a `send`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Schedule {
+    /// Requests that started late because every concurrency slot was taken.
+    slipped: u64,
+    /// The largest lateness of a start, in ms.
+    late_ms: u64,
+}
+
+impl Schedule {
+    fn add(&mut self, batch: &BatchReport) {
+        self.slipped += batch.slipped;
+        self.late_ms = self.late_ms.max(batch.max_lateness_ms());
+    }
 }
 
 fn write_summary(
     out: &mut impl std::io::Write,
     ledger: &Ledger,
-    batches: &[BatchReport],
+    schedule: Schedule,
     rate: Option<f64>,
     seed: u64,
     nonce: &RunNonce,
@@ -204,12 +223,10 @@ fn write_summary(
         ms(s.latency_p95_ms),
         ms(s.latency_max_ms)
     )?;
-    let slipped: u64 = batches.iter().map(|b| b.slipped).sum();
-    let late = batches
-        .iter()
-        .map(BatchReport::max_lateness_ms)
-        .max()
-        .unwrap_or(0);
+    let Schedule {
+        slipped,
+        late_ms: late,
+    } = schedule;
     match rate {
         Some(rate) => writeln!(
             out,
@@ -384,10 +401,12 @@ mod tests {
             max_in_flight: 1,
         };
         let mut out = Vec::new();
+        let mut schedule = Schedule::default();
+        schedule.add(&batch);
         write_summary(
             &mut out,
             &ledger,
-            &[batch],
+            schedule,
             Some(20.0),
             7,
             &RunNonce::new("n"),

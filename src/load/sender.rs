@@ -169,6 +169,11 @@ impl Sender {
         self.state().ledger.clone()
     }
 
+    /// Every attempt, without a copy: the sender is done.
+    pub fn into_ledger(self) -> Ledger {
+        std::mem::take(&mut self.state().ledger)
+    }
+
     /// Sends the plan on the open-model schedule and waits for every answer (each bounded by
     /// the timeout). The plan may be lazy ([`super::PayloadGen::plan_iter`]): it is pulled one
     /// request at a time, when that request is due.
@@ -293,6 +298,11 @@ impl Sender {
                     },
                 );
             });
+            // Reap finished requests as we go: a finished task keeps its whole allocation until
+            // joined, which for a long flood was most of the sender's memory.
+            while let Some(joined) = tasks.try_join_next() {
+                joined.context("a request task failed")?;
+            }
         }
         drop(writer);
         while let Some(joined) = tasks.join_next().await {
@@ -441,8 +451,22 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The two fields [`answer_of`] reads, without building a JSON tree.
+#[derive(serde::Deserialize)]
+struct AnswerFields<'a> {
+    #[serde(borrow, default)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    error: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The response's `status` (`queued`, `duplicate`, `spooled`), else its `error`.
 fn answer_of(body: &[u8]) -> Option<String> {
+    if body.first() == Some(&b'{') {
+        if let Ok(a) = serde_json::from_slice::<AnswerFields<'_>>(body) {
+            return a.status.or(a.error).map(std::borrow::Cow::into_owned);
+        }
+    }
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     ["status", "error"]
         .iter()

@@ -216,7 +216,7 @@ impl Ctx {
                 }
                 Step::Fault(f) => crate::fault::run(self, f).await,
                 Step::Redeliver(_) => self.redeliver().await,
-                Step::DeadRequeue(_) => crate::fault::store::dead_requeue(self).await,
+                Step::DeadRequeue(d) => crate::fault::store::dead_requeue(self, d.min).await,
                 Step::Replay(r) => self.replay(r, index).await,
                 Step::Parallel(steps) => {
                     let futs = steps.value.iter().map(|s| self.run_step(&s.value));
@@ -732,6 +732,7 @@ fn describe(step: &Step) -> (&'static str, String) {
             ),
         ),
         Step::Redeliver(_) => ("redeliver", "failed".into()),
+        Step::DeadRequeue(d) if d.min > 0 => ("dead_requeue", format!("all (at least {})", d.min)),
         Step::DeadRequeue(_) => ("dead_requeue", "all".into()),
         Step::Replay(r) => (
             "replay",

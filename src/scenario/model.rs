@@ -272,7 +272,8 @@ pub enum Step {
     Replay(Replay),
     /// Run `gitspy dead requeue --all` against the run's Redis: every dead-lettered delivery
     /// goes back through the normal enqueue with its attempts reset. Written
-    /// `- dead_requeue: all`.
+    /// `- dead_requeue: all`, or `- dead_requeue: {min: 1}` to fail the step unless something
+    /// was dead-lettered.
     DeadRequeue(DeadRequeue),
     /// Run these steps at the same time; the block ends when all of them ended.
     Parallel(At<Vec<At<Step>>>),
@@ -836,12 +837,59 @@ impl<'de> Deserialize<'de> for Which {
     }
 }
 
-/// The dead letters a `dead_requeue` step puts back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeadRequeue {
-    /// Every dead-lettered delivery.
-    All,
+/// The dead letters a `dead_requeue` step puts back: `all`, or `{min: N}` (all of them, and
+/// the step fails unless at least N were dead-lettered — a build that never dead-letters is
+/// caught).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeadRequeue {
+    /// The fewest dead letters expected (0 with `all`).
+    pub min: u64,
+}
+
+impl Serialize for DeadRequeue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        if self.min == 0 {
+            return s.serialize_str("all");
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("min", &self.min)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for DeadRequeue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Min {
+            /// The fewest dead letters expected.
+            min: u64,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DeadRequeue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`all` or `{min: N}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DeadRequeue, E> {
+                match v {
+                    "all" => Ok(DeadRequeue { min: 0 }),
+                    _ => Err(E::custom(format!(
+                        "unknown dead_requeue `{v}`, expected `all` or `{{min: N}}`"
+                    ))),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<DeadRequeue, A::Error> {
+                Min::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(|x| DeadRequeue { min: x.min })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The deliveries a `redeliver` step resends.

@@ -359,11 +359,18 @@ fn a_docker_backed_run_passes_and_removes_its_container() {
         "{}",
         v["target"]
     );
-    let kinds: Vec<&str> = v["faults"]
+    let kinds: Vec<String> = v["faults"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| f["kind"].as_str().unwrap())
+        .map(|f| {
+            let (kind, target) = (f["kind"].as_str().unwrap(), f["target"].as_str().unwrap());
+            if kind.starts_with("worker") {
+                format!("{target} kill")
+            } else {
+                kind.to_string()
+            }
+        })
         .collect();
     assert_eq!(
         kinds,

@@ -2,11 +2,12 @@
 //! attempts, dead letters and the queue gauges. Key names live in [`keys`], scripts in [`scripts`].
 
 pub mod conn;
+pub mod group;
 pub mod keys;
 pub mod scripts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -39,6 +40,15 @@ pub enum Enqueued {
     Duplicate(String),
 }
 
+/// What [`Queue::claim_batch`] found for one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The lock is ours; the delivery's state (absent when the key expired).
+    Locked(Option<String>),
+    /// Another worker (or a dead one whose lock has not expired) holds it.
+    Busy,
+}
+
 /// One entry read from the stream.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -62,17 +72,20 @@ pub struct DeadEntry {
 
 /// The queue handle: one multiplexed connection for commands.
 pub struct Queue {
-    pub conn: RedisConn,
+    pub conn: Arc<RedisConn>,
     pub cfg: QueueConfig,
     metrics: Arc<Metrics>,
     /// Set once this process has seen the consumer group: a later `NOGROUP` means Redis lost its data.
     group_seen: AtomicBool,
+    /// Started on the first enqueue (it needs the runtime).
+    group: OnceLock<group::GroupCommit>,
 }
 
 impl Queue {
     pub fn new(cfg: QueueConfig, metrics: Arc<Metrics>) -> RedisResult<Self> {
         Ok(Self {
-            conn: RedisConn::new(&cfg.redis_url, cfg.timeout)?,
+            conn: Arc::new(RedisConn::new(&cfg.redis_url, cfg.timeout)?),
+            group: OnceLock::new(),
             cfg,
             metrics,
             group_seen: AtomicBool::new(false),
@@ -92,34 +105,14 @@ impl Queue {
         }
     }
 
-    /// The atomic enqueue: one script round trip.
+    /// The atomic enqueue, group-committed: concurrent calls share one script round trip (see
+    /// [`group`]); each delivery is deduplicated and enqueued atomically, and the answer comes only
+    /// once the batch holding it is in Redis.
     pub async fn enqueue(&self, d: &Delivery) -> RedisResult<Enqueued> {
-        let ttl = self.ttl_ms();
-        let dedupe = if self.cfg.dedupe && !sabotage::is(Variant::EnqueueDuplicates) {
-            "1"
-        } else {
-            "0"
-        };
-        let r = self
-            .conn
-            .run(|mut c| async move {
-                let v: Value = scripts::ENQUEUE
-                    .key(keys::state(&d.id))
-                    .key(keys::attempts(&d.id))
-                    .key(keys::STREAM)
-                    .arg(ttl)
-                    .arg(&d.id)
-                    .arg(&d.event)
-                    .arg(d.action.as_deref().unwrap_or(""))
-                    .arg(d.repository.as_deref().unwrap_or(""))
-                    .arg(d.received_at_ms)
-                    .arg(&d.body)
-                    .arg(dedupe)
-                    .invoke_async(&mut c)
-                    .await?;
-                parse_enqueue_reply(v)
-            })
-            .await;
+        let group = self.group.get_or_init(|| {
+            group::GroupCommit::start(self.conn.clone(), self.ttl_ms(), self.cfg.dedupe)
+        });
+        let r = group.enqueue(d).await;
         self.observe(&r);
         r
     }
@@ -377,6 +370,107 @@ impl Queue {
                     .invoke_async(&mut c)
                     .await?;
                 Ok(v == 1)
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// The batch form of [`Queue::lock`] + [`Queue::get_state`], one round trip: per delivery
+    /// (in order) whether the lock is ours now, and if so the delivery's state.
+    pub async fn claim_batch(
+        &self,
+        deliveries: &[&str],
+        token: &str,
+        ttl: Duration,
+    ) -> RedisResult<Vec<Claim>> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let value = format!("{token}:{}", crate::delivery::now_ms());
+        // `0`: the `lock-without-ttl` sabotage (a lock that never expires).
+        let ttl_ms = if sabotage::is(Variant::LockWithoutTtl) {
+            0
+        } else {
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+        };
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::CLAIM_BATCH.prepare_invoke();
+                for d in deliveries {
+                    inv.key(keys::lock(d)).key(keys::state(d));
+                }
+                inv.arg(token).arg(&value).arg(ttl_ms);
+                let v: Value = inv.invoke_async(&mut c).await?;
+                match &v {
+                    Value::Array(parts) if parts.len() == 2 * deliveries.len() => Ok(parts
+                        .chunks(2)
+                        .map(|pair| {
+                            if value_u64(&pair[0]) == 1 {
+                                let state = value_string(&pair[1]);
+                                Claim::Locked((!state.is_empty()).then_some(state))
+                            } else {
+                                Claim::Busy
+                            }
+                        })
+                        .collect()),
+                    _ => Err(unexpected("claim batch script", &v)),
+                }
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// The batch form of [`Queue::set_state`]`("processing")` for the deliveries about to be
+    /// applied and of ack + release for those found already processed, one round trip:
+    /// `(delivery, stream id, already processed)`.
+    pub async fn start_batch(&self, items: &[(&str, &str, bool)], token: &str) -> RedisResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.ttl_ms();
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::START_BATCH.prepare_invoke();
+                inv.key(keys::STREAM);
+                for (d, _, _) in items {
+                    inv.key(keys::state(d)).key(keys::lock(d));
+                }
+                inv.arg(keys::GROUP).arg(token).arg(ttl);
+                for (_, stream_id, processed) in items {
+                    inv.arg(if *processed { "d" } else { "p" }).arg(*stream_id);
+                }
+                let _: i64 = inv.invoke_async(&mut c).await?;
+                Ok(())
+            })
+            .await;
+        self.observe(&r);
+        r
+    }
+
+    /// [`Queue::finish`] for a batch, one round trip: `(delivery, stream id)`.
+    pub async fn finish_batch(&self, items: &[(&str, &str)], token: &str) -> RedisResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.ttl_ms();
+        let r = self
+            .conn
+            .run(|mut c| async move {
+                let mut inv = scripts::FINISH_BATCH.prepare_invoke();
+                inv.key(keys::STREAM);
+                for (d, _) in items {
+                    inv.key(keys::state(d)).key(keys::lock(d));
+                }
+                inv.arg(keys::GROUP).arg(token).arg(ttl);
+                for (_, stream_id) in items {
+                    inv.arg(*stream_id);
+                }
+                let _: i64 = inv.invoke_async(&mut c).await?;
+                Ok(())
             })
             .await;
         self.observe(&r);
@@ -770,20 +864,6 @@ impl Queue {
             })
             .await
     }
-}
-
-fn parse_enqueue_reply(v: Value) -> RedisResult<Enqueued> {
-    if let Value::Array(parts) = &v {
-        if parts.len() == 2 {
-            let text = value_string(&parts[1]);
-            return Ok(if value_u64(&parts[0]) == 1 {
-                Enqueued::Queued(text)
-            } else {
-                Enqueued::Duplicate(text)
-            });
-        }
-    }
-    Err(unexpected("enqueue script", &v))
 }
 
 fn parse_entries(v: Value) -> Vec<Entry> {

@@ -182,20 +182,83 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Repository and card states touched by the batch in progress: each is read from its row once
+/// per transaction, folded in memory delivery after delivery, and written back once before the
+/// commit (a batch over 12 cards writes 12 card rows, not one per delivery).
+#[derive(Default)]
+struct BatchStates {
+    repos: std::collections::HashMap<i64, RepoState>,
+    cards: std::collections::HashMap<CardKey, CardState>,
+}
+
+impl BatchStates {
+    fn repo<'a>(
+        &'a mut self,
+        tx: &rusqlite::Transaction<'_>,
+        repo_id: i64,
+    ) -> Result<&'a mut RepoState, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.repos.entry(repo_id) {
+            let cur: Option<String> = tx
+                .prepare_cached("SELECT state FROM repos WHERE repo_id = ?1")?
+                .query_row([repo_id], |r| r.get(0))
+                .optional()?;
+            v.insert(load_json(cur)?);
+        }
+        self.repos
+            .get_mut(&repo_id)
+            .ok_or_else(|| StoreError::Corrupt("repository state vanished".into()))
+    }
+
+    fn card<'a>(
+        &'a mut self,
+        tx: &rusqlite::Transaction<'_>,
+        key: CardKey,
+    ) -> Result<&'a mut CardState, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.cards.entry(key) {
+            let cur: Option<String> = tx
+                .prepare_cached("SELECT state FROM cards WHERE repo_id = ?1 AND number = ?2")?
+                .query_row([key.repo_id, key.number], |r| r.get(0))
+                .optional()?;
+            v.insert(load_json(cur)?);
+        }
+        self.cards
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Corrupt("card state vanished".into()))
+    }
+
+    /// Writes every state the batch touched; called once, right before the commit.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        for (repo_id, state) in &self.repos {
+            tx.prepare_cached(
+                "INSERT INTO repos (repo_id, full_name, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(repo_id) DO UPDATE SET full_name = excluded.full_name, state = excluded.state",
+            )?
+            .execute(params![repo_id, state.full_name(), to_json(state)?])?;
+        }
+        for (key, state) in &self.cards {
+            tx.prepare_cached(
+                "INSERT INTO cards (repo_id, number, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(repo_id, number) DO UPDATE SET state = excluded.state",
+            )?
+            .execute(params![key.repo_id, key.number, to_json(state)?])?;
+        }
+        Ok(())
+    }
+}
+
 fn apply_one(
     tx: &rusqlite::Transaction<'_>,
+    states: &mut BatchStates,
     d: &Delivery,
+    obs: &fold::Observations,
     dedupe: bool,
     now: i64,
     applied_by: &str,
 ) -> Result<ApplyOutcome, StoreError> {
     if dedupe {
         let hit: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM applied_deliveries WHERE delivery_id = ?1 LIMIT 1",
-                [&d.id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT 1 FROM applied_deliveries WHERE delivery_id = ?1 LIMIT 1")?
+            .query_row([&d.id], |r| r.get(0))
             .optional()?;
         if hit.is_some() {
             return Ok(ApplyOutcome {
@@ -205,64 +268,35 @@ fn apply_one(
             });
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![d.id, d.event, d.action, d.repository, d.received_at_ms, now, d.body],
-    )?;
-    // The ingress only queues JSON objects; a payload that does not parse here is logged and touches
-    // no card rather than blocking the queue.
-    let payload: serde_json::Value = serde_json::from_slice(&d.body).unwrap_or_default();
-    let obs = fold::observe(&d.event, &payload);
+    )?
+    .execute(params![d.id, d.event, d.action, d.repository, d.received_at_ms, now, d.body])?;
     if let Some(repo) = &obs.repo {
-        let cur: Option<String> = tx
-            .query_row(
-                "SELECT state FROM repos WHERE repo_id = ?1",
-                [repo.repo_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let mut state: RepoState = load_json(cur)?;
-        state.merge(repo);
-        tx.execute(
-            "INSERT INTO repos (repo_id, full_name, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT(repo_id) DO UPDATE SET full_name = excluded.full_name, state = excluded.state",
-            params![repo.repo_id, state.full_name(), to_json(&state)?],
-        )?;
+        states.repo(tx, repo.repo_id)?.merge(repo);
     }
     let mut card = None;
     if let Some(item) = &obs.item {
         let key = item.key;
-        let cur: Option<String> = tx
-            .query_row(
-                "SELECT state FROM cards WHERE repo_id = ?1 AND number = ?2",
-                [key.repo_id, key.number],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let mut state: CardState = load_json(cur)?;
+        let state = states.card(tx, key)?;
         state.merge(item);
-        tx.execute(
-            "INSERT INTO cards (repo_id, number, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT(repo_id, number) DO UPDATE SET state = excluded.state",
-            params![key.repo_id, key.number, to_json(&state)?],
-        )?;
-        let column = board::column(&state).map(|c| {
+        let column = board::column(state).map(|c| {
             serde_json::to_value(c)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default()
         });
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![d.id, key.repo_id, key.number, column, now],
-        )?;
+        )?
+        .execute(params![d.id, key.repo_id, key.number, column, now])?;
         card = Some(key);
     }
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by) VALUES (?1, ?2, ?3)",
-        params![d.id, now, applied_by],
-    )?;
+    )?
+    .execute(params![d.id, now, applied_by])?;
     Ok(ApplyOutcome {
         delivery: d.id.clone(),
         applied: true,
@@ -276,15 +310,37 @@ impl Store for SqliteStore {
         batch: &[Delivery],
         applied_by: &str,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        // Parsing and observing the payloads is most of the CPU and needs no lock: done before the
+        // transaction, so the database's single writer is held for the SQL only (another worker
+        // parses its batch meanwhile). The ingress only queues JSON objects; a payload that does
+        // not parse here is logged and touches no card rather than blocking the queue.
+        let observed: Vec<fold::Observations> = batch
+            .iter()
+            .map(|d| {
+                let payload: serde_json::Value =
+                    serde_json::from_slice(&d.body).unwrap_or_default();
+                fold::observe(&d.event, &payload)
+            })
+            .collect();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = now_ms();
         let mut out = Vec::with_capacity(batch.len());
         // Sabotage `apply-twice`: a redelivered entry is not checked against applied_deliveries.
         let dedupe = self.opts.dedupe && !crate::sabotage::is(crate::sabotage::Variant::ApplyTwice);
-        for d in batch {
-            out.push(apply_one(&tx, d, dedupe, now, applied_by)?);
+        let mut states = BatchStates::default();
+        for (d, obs) in batch.iter().zip(&observed) {
+            out.push(apply_one(
+                &tx,
+                &mut states,
+                d,
+                obs,
+                dedupe,
+                now,
+                applied_by,
+            )?);
         }
+        states.write(&tx)?;
         tx.commit()?;
         Ok(out)
     }

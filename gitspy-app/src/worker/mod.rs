@@ -21,7 +21,7 @@ use crate::config::WorkerArgs;
 use crate::delivery::Delivery;
 use crate::failpoints;
 use crate::metrics::Metrics;
-use crate::queue::{is_connection_error, Entry, Queue};
+use crate::queue::{is_connection_error, Claim, Entry, Queue};
 use crate::sabotage::{self, Variant};
 use crate::store::Store;
 
@@ -403,7 +403,9 @@ impl Worker {
     /// later try of the entry; nothing is dropped.
     async fn process(&mut self, entries: Vec<Entry>) {
         let started = Instant::now();
-        let mut ready: Vec<Entry> = Vec::new();
+        // One round trip for the batch's locks and states, one for `processing` (and the acks of
+        // deliveries found already processed), one store transaction, one for the finishes.
+        let mut claimable: Vec<(Entry, Delivery)> = Vec::new();
         for e in entries {
             self.hold(&e);
             let Some(d) = e.delivery.clone() else {
@@ -412,49 +414,66 @@ impl Worker {
                 self.unhold(&e.stream_id);
                 continue;
             };
-            match self.queue.lock(&d.id, &self.token, self.cfg.lock_ttl).await {
-                Ok(true) => crate::failpoint!(failpoints::AFTER_LOCK),
-                Ok(false) => {
+            claimable.push((e, d));
+        }
+        if claimable.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = claimable.iter().map(|(_, d)| d.id.as_str()).collect();
+        let claims = match self
+            .queue
+            .claim_batch(&ids, &self.token, self.cfg.lock_ttl)
+            .await
+        {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(count = claimable.len(), error = %err, "cannot take the locks; will retry");
+                for (e, _) in claimable {
+                    self.wait(e, Duration::from_millis(500));
+                }
+                return;
+            }
+        };
+        let mut locked: Vec<(Entry, Delivery, bool)> = Vec::new();
+        for ((e, d), claim) in claimable.into_iter().zip(claims) {
+            match claim {
+                Claim::Busy => {
                     // Another worker (or a dead one whose lock has not expired) holds it: wait, no
                     // attempt is spent.
                     let wait = self.cfg.lock_ttl.min(Duration::from_secs(1));
                     self.wait(e, wait);
-                    continue;
                 }
-                Err(err) => {
-                    tracing::warn!(delivery = %d.id, error = %err, "cannot take the lock; will retry");
-                    self.wait(e, Duration::from_millis(500));
-                    continue;
-                }
-            }
-            if self.cfg.dedupe {
-                match self.queue.get_state(&d.id).await {
-                    Ok(Some(s)) if s == "processed" => {
-                        self.metrics.jobs_duplicate.inc(&d.event);
-                        if self.queue.ack(&e.stream_id).await.is_ok() {
-                            let _ = self.queue.release_lock(&d.id, &self.token).await;
-                            self.unhold(&e.stream_id);
-                        } else {
-                            self.wait(e, Duration::from_millis(500));
-                        }
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(delivery = %d.id, error = %err, "cannot read the state; will retry");
-                        let _ = self.queue.release_lock(&d.id, &self.token).await;
-                        self.wait(e, Duration::from_millis(500));
-                        continue;
-                    }
+                Claim::Locked(state) => {
+                    crate::failpoint!(failpoints::AFTER_LOCK);
+                    let processed = self.cfg.dedupe && state.as_deref() == Some("processed");
+                    locked.push((e, d, processed));
                 }
             }
-            if let Err(err) = self.queue.set_state(&d.id, "processing").await {
-                tracing::warn!(delivery = %d.id, error = %err, "cannot set processing; will retry");
+        }
+        if locked.is_empty() {
+            return;
+        }
+        let items: Vec<(&str, &str, bool)> = locked
+            .iter()
+            .map(|(e, d, processed)| (d.id.as_str(), e.stream_id.as_str(), *processed))
+            .collect();
+        if let Err(err) = self.queue.start_batch(&items, &self.token).await {
+            tracing::warn!(count = locked.len(), error = %err, "cannot set processing; will retry");
+            for (e, d, _) in locked {
                 let _ = self.queue.release_lock(&d.id, &self.token).await;
                 self.wait(e, Duration::from_millis(500));
-                continue;
             }
-            ready.push(e);
+            return;
+        }
+        let mut ready: Vec<Entry> = Vec::new();
+        for (e, d, processed) in locked {
+            if processed {
+                // Already processed: acknowledged and unlocked by the same script.
+                self.metrics.jobs_duplicate.inc(&d.event);
+                self.unhold(&e.stream_id);
+            } else {
+                ready.push(e);
+            }
         }
         if ready.is_empty() {
             return;
@@ -545,42 +564,65 @@ impl Worker {
     }
 
     async fn committed(&mut self, entries: Vec<Entry>, started: Instant) {
+        if failpoints::armed(failpoints::AFTER_ACK) {
+            // Only while `after-ack` is armed: each finish in two steps, so the window between
+            // XACK and XDEL exists to crash in.
+            for e in entries {
+                let Some(d) = e.delivery.clone() else {
+                    continue;
+                };
+                let finished = self
+                    .queue
+                    .finish_split(&d.id, &e.stream_id, &self.token, || {
+                        crate::failpoint!(failpoints::AFTER_ACK)
+                    })
+                    .await;
+                match finished {
+                    Ok(()) => self.finished(&e, &d, started),
+                    Err(err) => self.finish_later(e, &d, &err),
+                }
+            }
+            return;
+        }
+        let items: Vec<(&str, &str)> = entries
+            .iter()
+            .filter_map(|e| {
+                e.delivery
+                    .as_ref()
+                    .map(|d| (d.id.as_str(), e.stream_id.as_str()))
+            })
+            .collect();
+        let finished = self.queue.finish_batch(&items, &self.token).await;
         for e in entries {
             let Some(d) = e.delivery.clone() else {
                 continue;
             };
-            let finished = if failpoints::armed(failpoints::AFTER_ACK) {
-                // Only while `after-ack` is armed: the finish in two steps, so the window
-                // between XACK and XDEL exists to crash in.
-                self.queue
-                    .finish_split(&d.id, &e.stream_id, &self.token, || {
-                        crate::failpoint!(failpoints::AFTER_ACK)
-                    })
-                    .await
-            } else {
-                self.queue.finish(&d.id, &e.stream_id, &self.token).await
-            };
-            match finished {
-                Ok(()) => {
-                    self.unhold(&e.stream_id);
-                    if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
-                        self.metrics.jobs_processed.inc(&d.event);
-                    }
-                    self.metrics
-                        .job_duration
-                        .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
-                    if d.event == "ping" {
-                        tracing::info!(delivery = %d.id, "ping received");
-                    }
-                }
-                Err(err) => {
-                    // The store has it; the next try finds it in applied_deliveries and only
-                    // finishes. Not the delivery's fault: no attempt is spent.
-                    tracing::warn!(delivery = %d.id, error = %err, "committed but cannot mark processed yet; will retry");
-                    self.wait(e, Duration::from_millis(500));
-                }
+            match &finished {
+                Ok(()) => self.finished(&e, &d, started),
+                Err(err) => self.finish_later(e, &d, err),
             }
         }
+    }
+
+    /// Bookkeeping once `processed` + ack are in Redis.
+    fn finished(&self, e: &Entry, d: &Delivery, started: Instant) {
+        self.unhold(&e.stream_id);
+        if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
+            self.metrics.jobs_processed.inc(&d.event);
+        }
+        self.metrics
+            .job_duration
+            .observe(&d.event, started.elapsed().as_secs_f64() * 1000.0);
+        if d.event == "ping" {
+            tracing::info!(delivery = %d.id, "ping received");
+        }
+    }
+
+    /// The store has it but Redis did not take the finish: the next try finds it in
+    /// applied_deliveries and only finishes. Not the delivery's fault: no attempt is spent.
+    fn finish_later(&mut self, e: Entry, d: &Delivery, err: &redis::RedisError) {
+        tracing::warn!(delivery = %d.id, error = %err, "committed but cannot mark processed yet; will retry");
+        self.wait(e, Duration::from_millis(500));
     }
 
     async fn failed(&mut self, e: Entry, error: String) {

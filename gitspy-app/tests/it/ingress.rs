@@ -109,6 +109,94 @@ fn twenty_concurrent_posts_of_one_new_id_enqueue_and_apply_once() {
     );
 }
 
+/// The group commit puts concurrent requests into one script call: 64 copies of one new id, sent
+/// at once, still give exactly one 202, 63 duplicates, one stream entry and one application; and
+/// distinct ids sharing batches with their copies are each queued once.
+#[test]
+fn sixty_four_concurrent_copies_of_one_id_are_queued_once_and_applied_once() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    let body = fixture("issues/opened.json");
+    let id = id("conc64");
+    let url = server.url("/webhooks");
+    let answers: Vec<(u16, String)> = reqwest::block_on(async {
+        let client = reqwest::client();
+        let futs = (0..64).map(|_| {
+            let p = Post::signed("issues", &id, body.clone());
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let r = post_async(&client, &url, &p).await;
+                let status = r.json()["status"].as_str().unwrap_or("").to_string();
+                (r.status, status)
+            }
+        });
+        futures::future::join_all(futs).await
+    });
+    let queued = answers
+        .iter()
+        .filter(|a| *a == &(202, "queued".to_string()))
+        .count();
+    let duplicates = answers
+        .iter()
+        .filter(|a| *a == &(200, "duplicate".to_string()))
+        .count();
+    assert_eq!((queued, duplicates), (1, 63), "{answers:?}");
+    assert_eq!(xlen(&redis, "gitspy:events"), 1);
+
+    // 16 new ids, 4 concurrent copies each, interleaved: 16 queued, 48 duplicates.
+    let ids: Vec<String> = (0..16).map(|i| self::id(&format!("mix{i}"))).collect();
+    let answers: Vec<(String, u16)> = reqwest::block_on(async {
+        let client = reqwest::client();
+        let futs = (0..64).map(|i| {
+            let id = ids[i % ids.len()].clone();
+            let body = body.clone();
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let status = {
+                    let p = Post::signed("issues", &id, body);
+                    post_async(&client, &url, &p).await.status
+                };
+                (id, status)
+            }
+        });
+        futures::future::join_all(futs).await
+    });
+    for id in &ids {
+        let statuses: Vec<u16> = answers
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 202).count(),
+            1,
+            "{id}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            3,
+            "{id}: {statuses:?}"
+        );
+    }
+    assert_eq!(xlen(&redis, "gitspy:events"), 17);
+
+    let _worker = sys.worker(&redis, &[], "worker");
+    let mut all = ids.clone();
+    all.push(id.clone());
+    wait_processed(&server, &all, Duration::from_secs(60));
+    for i in &all {
+        let d = delivery(&server, i);
+        assert_eq!(
+            (d["logged"].as_u64(), d["effects"].as_u64()),
+            (Some(1), Some(1)),
+            "{i}: {d}"
+        );
+    }
+}
+
 #[test]
 fn bad_input_gets_its_status_and_nothing_is_enqueued() {
     let redis = Redis::start();
