@@ -49,6 +49,10 @@ pub struct ExploreArgs {
     /// Most deliveries of one generated send.
     #[arg(long, value_name = "N", default_value = "40")]
     pub max_count: u32,
+    /// Leave crash points out of the grammar even with a failpoints build (e.g. to keep a
+    /// known false alarm of one check out of the way while looking for other failures).
+    #[arg(long)]
+    pub no_crash_points: bool,
     /// A candidate counts as failing when it fails K of M tries, e.g. `2/3` (recorded).
     #[arg(long, value_name = "K/M", default_value = "2/3", value_parser = parse_confirm)]
     pub confirm: (u32, u32),
@@ -203,6 +207,9 @@ impl Explorer {
         for (k, v) in &self.args.target_env {
             c.push_str(&format!(" --target-env {k}={v}"));
         }
+        if self.args.no_crash_points {
+            c.push_str(" --no-crash-points");
+        }
         if self.args.time_scale != 1.0 {
             c.push_str(&format!(" --time-scale {}", self.args.time_scale));
         }
@@ -244,7 +251,7 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         max_episodes: args.max_episodes.max(1),
         max_count: args.max_count.max(1),
         max_workers: 2,
-        failpoints: crate::fault::crash::has_failpoints(&version),
+        failpoints: !args.no_crash_points && crate::fault::crash::has_failpoints(&version),
     };
     let dir = args.report_dir.join(format!("explore-{}", args.seed));
     std::fs::create_dir_all(dir.join("runs"))
