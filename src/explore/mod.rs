@@ -253,7 +253,13 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         max_workers: 2,
         failpoints: !args.no_crash_points && crate::fault::crash::has_failpoints(&version),
     };
-    let dir = args.report_dir.join(format!("explore-{}", args.seed));
+    // A replay of one run gets its own directory: the exploration's summary stays as it was.
+    let dir = match args.only {
+        None => args.report_dir.join(format!("explore-{}", args.seed)),
+        Some(run) => args
+            .report_dir
+            .join(format!("explore-{}-only-{run}", args.seed)),
+    };
     std::fs::create_dir_all(dir.join("runs"))
         .with_context(|| format!("creating {}", dir.display()))?;
     let opts = RunOptions {
