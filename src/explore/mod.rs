@@ -207,6 +207,13 @@ impl Explorer {
         for (k, v) in &self.args.target_env {
             c.push_str(&format!(" --target-env {k}={v}"));
         }
+        if let Some(b) = self
+            .args
+            .backend
+            .and_then(|b| clap::ValueEnum::to_possible_value(&b))
+        {
+            c.push_str(&format!(" --backend {}", b.get_name()));
+        }
         if self.args.no_crash_points {
             c.push_str(" --no-crash-points");
         }
