@@ -300,10 +300,10 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
             bounds.max_episodes,
             bounds.max_count,
             bounds.max_workers,
-            if bounds.failpoints {
-                "yes"
-            } else {
-                "no (not a failpoints build)"
+            match (bounds.failpoints, ex.args.no_crash_points) {
+                (true, _) => "yes",
+                (false, true) => "no (--no-crash-points)",
+                (false, false) => "no (not a failpoints build)",
             }
         ),
         target_env: ex
