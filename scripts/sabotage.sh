@@ -18,6 +18,10 @@
 #   REPORT_DIR=DIR   where every run's report goes (default /tmp/gitspy-sabotage-reports)
 #   SABOTAGE_TARGET_DIR=DIR  cargo target dir of the broken build (default target/sabotage)
 #   --quick          SEEDS=1, scenarios 01, 03 and 04, TIME_SCALE=0.2 (each overridable)
+#   --ci             each variant against the one shipped scenario meant to catch it (PAIRS, below),
+#                    SEEDS=1 by default; exit 0 only when every pair exits 1 (caught) in every seed.
+#                    No correct-build runs: scripts/scenarios.sh runs every scenario on that build.
+#   PAIRS="variant:scenario[@time-scale] …"  the --ci pairs (default: the list in this script)
 #
 # Exit: 0 when every variant was caught in every seed by at least one scenario and the
 # unsabotaged runs all passed; 1 otherwise; 2 when it could not run.
@@ -25,10 +29,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
+ci=0
 args=()
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
+    --ci) ci=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "error: unknown option $a (see --help)" >&2; exit 2 ;;
     *) args+=("$a") ;;
@@ -43,7 +49,7 @@ if [ ${#args[@]} -gt 0 ]; then
 else
   variants=${VARIANTS:-$all_variants}
 fi
-if [ "$quick" = 1 ]; then
+if [ "$quick" = 1 ] || [ "$ci" = 1 ]; then
   seeds=${SEEDS:-1}
   scenarios=${SCENARIOS:-scenarios/01-smoke.yaml scenarios/03-worker-crash.yaml scenarios/04-duplicates.yaml}
   scale=${TIME_SCALE:-0.2}
@@ -113,6 +119,43 @@ run_one() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$variant" "$name" "$seed" "$code" "${failed:--}" >>"$results"
   echo "  $variant × $name seed $seed → exit $code ${failed:+(failed: $failed)}" >&2
 }
+
+# --ci: one designated scenario per variant; every seed must be caught (exit 1: a failed check;
+# exit 3, inconclusive, is not a catch).
+default_pairs="ack-before-commit:08-store-faults never-reclaim:03-worker-crash
+lock-without-ttl:03-worker-crash apply-twice:03-worker-crash retry-forever:08-store-faults
+stop-after-redis-error:02-redis-down fold-arrival-order:04-duplicates
+enqueue-duplicates:04-duplicates drop-one-in-twenty:06-combined@0.2
+undercount-processed:04-duplicates spool-skip-last:02b-redis-down-spool
+accept-on-enqueue-failure:02-redis-down"
+if [ "$ci" = 1 ]; then
+  missed=0
+  for pair in ${PAIRS:-$default_pairs}; do
+    variant=${pair%%:*}
+    rest=${pair#*:}
+    scenario="scenarios/${rest%%@*}.yaml"
+    scale=${TIME_SCALE:-1}
+    case "$rest" in *@*) scale=${rest#*@} ;; esac
+    [ -f "$scenario" ] || { echo "error: no scenario $scenario (pair $pair)" >&2; exit 2; }
+    for seed in $(seq 1 "$seeds"); do
+      run_one "$variant" "$scenario" "$seed"
+      code=$(tail -n 1 "$results" | cut -f4)
+      if [ "$code" != 1 ]; then
+        missed=$((missed + 1))
+        echo "NOT CAUGHT: $variant by $scenario seed $seed (exit $code)" >&2
+      fi
+    done
+  done
+  "$chaos" cleanup >/dev/null 2>&1 || true
+  printf '\nvariant\tscenario\tseed\texit\tfailed checks\n'
+  cat "$results"
+  if [ "$missed" -gt 0 ]; then
+    echo "error: $missed sabotaged run(s) were not caught" >&2
+    exit 1
+  fi
+  echo "every sabotaged variant was caught by its scenario in every seed" >&2
+  exit 0
+fi
 
 for variant in none $variants; do
   echo "=== ${variant/none/no sabotage (correct build)}" >&2

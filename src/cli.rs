@@ -37,6 +37,12 @@ pub enum Command {
     /// `spooled`, `in_flight_requests`); `worker: freeze|thaw` (SIGSTOP/SIGCONT). With a crash
     /// fault the check `faults_effective` (default `min: 1`) makes a run whose kills hit no
     /// in-flight delivery INCONCLUSIVE, never a pass.
+    ///
+    /// Network faults act on the TCP proxy the harness puts on every link of a managed run, e.g.
+    /// `fault: {network: {link: server-redis, partition: true, for: 5s}}`; toxics `partition`,
+    /// `reset`, `latency` (+ `jitter`), `bandwidth`, `slice`, `limit_data`, `slow_close`, `heal`;
+    /// links `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `all`;
+    /// `direction: up|down|both`; `via: docker` disconnects the Redis container instead.
     Run(RunArgs),
     /// Generate scenarios from a seed and run them until one fails (exit 1) or the budget is
     /// spent (exit 0), then shrink the failure to a minimal scenario YAML, e.g.
@@ -56,6 +62,11 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Check the environment: Docker and its API version, redis-server, the gitspy binary, ports.
     Doctor(DoctorArgs),
+    /// Run one link of the network proxy by hand (the one `run` puts on every link of a managed
+    /// run), until Ctrl-C: prints `proxy listening on ADDR -> UPSTREAM`, then its counters at
+    /// the end. For measuring its overhead and trying toxics, e.g.
+    /// `gitspy-chaos proxy 127.0.0.1:6379 --latency 200ms --jitter 50ms`.
+    Proxy(ProxyArgs),
 }
 
 /// `gitspy-chaos run`.
@@ -185,6 +196,26 @@ pub struct CleanupArgs {}
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {}
 
+/// `gitspy-chaos proxy`.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Where to forward every connection, `host:port`.
+    #[arg(value_name = "UPSTREAM")]
+    pub upstream: String,
+    /// Listen on this port of 127.0.0.1 (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Delay every chunk, both ways, e.g. `200ms`.
+    #[arg(long, value_parser = gitspy_contract::units::duration_arg)]
+    pub latency: Option<std::time::Duration>,
+    /// With `--latency`: ± this much, uniform, seeded by `--seed`.
+    #[arg(long, value_parser = gitspy_contract::units::duration_arg)]
+    pub jitter: Option<std::time::Duration>,
+    /// Seed of the jitter.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
 /// Run a parsed command. `Ok` carries the exit code of a command that did its job (including
 /// "2: the files are invalid", already explained on stderr); `Err` is a failure to print as
 /// `error: …` with exit code 2.
@@ -210,6 +241,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(failure.code))
                 }
             }
+        }
+        Command::Proxy(args) => {
+            runtime()?.block_on(crate::netproxy::proxy_cmd(
+                &args.upstream,
+                args.port,
+                args.latency,
+                args.jitter,
+                args.seed,
+            ))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup(_) => {
             let done = runtime()?.block_on(crate::run::system::cleanup())?;

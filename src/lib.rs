@@ -5,6 +5,7 @@ pub mod cli;
 pub mod explore;
 pub mod fault;
 pub mod load;
+pub mod netproxy;
 pub mod observe;
 pub mod report;
 pub mod run;

@@ -7,13 +7,16 @@ pub const EVENTS_RECEIVED: &str = "gitspy_events_received_total";
 pub const EVENTS_DUPLICATE: &str = "gitspy_events_duplicate_total";
 /// Server: rejected deliveries, label `reason`.
 pub const EVENTS_REJECTED: &str = "gitspy_events_rejected_total";
-/// Worker: deliveries applied (or logged) successfully.
+/// Worker: deliveries this worker's own store transactions applied (or logged), once finished in
+/// Redis. A delivery an earlier attempt had already committed counts as a duplicate instead.
 pub const JOBS_PROCESSED: &str = "gitspy_jobs_processed_total";
 /// Worker: deliveries dead-lettered.
 pub const JOBS_FAILED: &str = "gitspy_jobs_failed_total";
 /// Worker: retries scheduled.
 pub const JOBS_RETRIED: &str = "gitspy_jobs_retried_total";
-/// Worker: entries skipped as already processed.
+/// Worker: entries skipped as already done: marked processed in Redis, or found in the store's
+/// applied deliveries (committed by an earlier attempt, e.g. a worker that crashed or froze
+/// between its commit and its acknowledgement).
 pub const JOBS_DUPLICATE: &str = "gitspy_jobs_duplicate_total";
 /// Worker: histogram of job durations in milliseconds (base name, without `_bucket`).
 pub const JOB_DURATION: &str = "gitspy_job_duration_ms";

@@ -135,7 +135,7 @@ pub fn fill_after_run(
             continue;
         }
         let Some(hit) = f.hit.as_mut() else { continue };
-        if f.target == super::redis::TARGET {
+        if f.target == super::redis::TARGET || super::network::carries_requests(&f.target) {
             let from = t0_unix_ms + f.start_ms;
             let to = t0_unix_ms + f.end_ms.unwrap_or(end_ms).max(f.start_ms);
             for e in &ledger.entries {

@@ -4,11 +4,14 @@
 //! for the fault's trigger (`trigger.rs`), measures what the fault hit (`efficacy.rs`) and
 //! writes one typed entry of the fault log (`log.rs`, [`crate::report::FaultWindow`]).
 //!
+//! Network faults (`network.rs`) act on the TCP proxies of `crate::netproxy`.
+//!
 //! A new fault kind is one file here plus its entry in `scenario::model::Fault`.
 
 pub mod crash;
 pub mod efficacy;
 pub mod log;
+pub mod network;
 pub mod process;
 pub mod redis;
 pub mod server;
@@ -35,6 +38,8 @@ pub enum Nemesis {
     Server(ProcessAction),
     /// An exclusive lock on the SQLite store, held this long.
     Store(crate::scenario::Dur),
+    /// A toxic on proxied links, or their heal.
+    Network(crate::scenario::model::NetworkFault),
     /// A crash point armed in a worker (`Some(which)`) or the server (`None`).
     CrashAt(CrashAt, Option<Which>),
 }
@@ -47,6 +52,7 @@ impl Nemesis {
             FaultKind::Worker(a, w) => Nemesis::Worker(a, w),
             FaultKind::Server(a) => Nemesis::Server(a),
             FaultKind::Store(d) => Nemesis::Store(d),
+            FaultKind::Network(n) => Nemesis::Network(n),
             FaultKind::WorkerCrashAt(c, w) => Nemesis::CrashAt(c, Some(w)),
             FaultKind::ServerCrashAt(c) => Nemesis::CrashAt(c, None),
         })
@@ -58,6 +64,7 @@ impl Nemesis {
             Nemesis::Redis(a) => a == RedisAction::Kill,
             Nemesis::Worker(a, _) | Nemesis::Server(a) => a.is_crash(),
             Nemesis::Store(_) => false,
+            Nemesis::Network(n) => network::is_crash(&n),
             Nemesis::CrashAt(..) => true,
         }
     }
@@ -76,6 +83,7 @@ impl Nemesis {
             Nemesis::Worker(a, w) => worker::inject(ctx, a, w, pending).await,
             Nemesis::Server(a) => server::inject(ctx, a, pending).await,
             Nemesis::Store(d) => store::inject(ctx, d.get(), pending).await,
+            Nemesis::Network(n) => network::inject(ctx, n, pending).await,
         }
     }
 }
@@ -92,7 +100,7 @@ pub struct Pending {
 /// Runs one fault step: wait for the trigger (if any), inject, record.
 pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
     let Some(nemesis) = Nemesis::of(f) else {
-        anyhow::bail!("a fault names exactly one of redis, worker, server");
+        anyhow::bail!("a fault names exactly one of redis, worker, server, store, network");
     };
     let mut pending = Pending {
         requested_ms: ctx.now_ms(),
@@ -105,6 +113,10 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
             let n = ctx.sys.lock().await.workers.len();
             pending.worker = pick_workers(ctx, which, n)?.first().copied();
         }
+        // ... or the one worker whose Redis link a network fault cuts.
+        if let Nemesis::Network(n) = nemesis {
+            pending.worker = network::single_worker(&n);
+        }
         let within = f.within().get();
         let held = trigger::wait(ctx, &when, pending.worker, within).await?;
         if !held {
@@ -115,6 +127,7 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
                     .map_or_else(|| "workers".to_string(), |i| format!("worker-{i}")),
                 Nemesis::Server(_) => "server".to_string(),
                 Nemesis::Store(_) => store::TARGET.to_string(),
+                Nemesis::Network(n) => format!("network {}", n.link),
                 Nemesis::CrashAt(_, Some(_)) => "worker".to_string(),
                 Nemesis::CrashAt(_, None) => "server".to_string(),
             };
@@ -139,6 +152,7 @@ pub fn kind_name(n: Nemesis) -> String {
         Nemesis::Worker(a, _) => format!("worker {}", a.as_str()),
         Nemesis::Server(a) => format!("server {}", a.as_str()),
         Nemesis::Store(_) => "store lock".to_string(),
+        Nemesis::Network(n) => network::kind_name(&n),
         Nemesis::CrashAt(c, Some(_)) => format!("worker crash_at {}", c.crash_point()),
         Nemesis::CrashAt(c, None) => format!("server crash_at {}", c.crash_point()),
     }
@@ -167,9 +181,11 @@ pub fn pick_workers(ctx: &Ctx, which: Which, n: usize) -> anyhow::Result<Vec<usi
     })
 }
 
-/// Undoes every fault still in force (Jepsen's final heal): releases a store lock, thaws frozen
+/// Undoes every fault still in force (Jepsen's final heal): heals the network links, releases a
+/// store lock, thaws frozen
 /// workers, starts Redis and stopped or killed processes again.
 pub async fn heal_all(ctx: &Ctx) {
+    network::heal(ctx).await;
     store::heal(ctx).await;
     redis::heal(ctx).await;
     worker::heal(ctx).await;

@@ -27,6 +27,11 @@ pub struct Line<'a> {
     pub label: &'a str,
     pub color: &'a str,
     pub points: &'a [(u64, f64)],
+    /// Draw a dot at every point: the scrape instants of a polled series.
+    pub dots: bool,
+    /// Each point is the value of the bucket of this width ending at it: drawn as a flat
+    /// step over the bucket instead of a line between points.
+    pub step_ms: Option<u64>,
 }
 
 /// One chart: its lines share the y axis.
@@ -357,7 +362,7 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
         }
         for seg in segments {
             any = true;
-            if seg.len() == 1 {
+            if seg.len() == 1 && l.step_ms.is_none() {
                 let (t, v) = seg[0];
                 let _ = writeln!(
                     o,
@@ -369,6 +374,22 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
                 );
                 continue;
             }
+            if l.dots {
+                for &(t, v) in &seg {
+                    let _ = writeln!(
+                        o,
+                        "<circle class=\"scrape\" data-series=\"{}\" cx=\"{}\" cy=\"{}\" r=\"2\" fill=\"{}\"/>",
+                        esc(l.name),
+                        f(fr.sx(t)),
+                        f(fr.sy(v)),
+                        esc(l.color)
+                    );
+                }
+            }
+            let seg = match l.step_ms {
+                Some(w) => steps(&seg, w),
+                None => seg,
+            };
             let pts: Vec<String> = seg
                 .iter()
                 .map(|&(t, v)| format!("{},{}", f(fr.sx(t)), f(fr.sy(v))))
@@ -390,6 +411,20 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
             f(TOP + plot_h / 2.0)
         );
     }
+}
+
+/// A bucketed series as a staircase: each value held flat from its bucket's start (or the
+/// previous point) to its point.
+fn steps(seg: &[(u64, f64)], width: u64) -> Vec<(u64, f64)> {
+    let mut out = Vec::with_capacity(seg.len() * 2);
+    let mut prev: Option<u64> = None;
+    for &(t, v) in seg {
+        let from = prev.unwrap_or_else(|| t.saturating_sub(width));
+        out.push((from, v));
+        out.push((t, v));
+        prev = Some(t);
+    }
+    out
 }
 
 /// The legend above the plot.
@@ -433,6 +468,8 @@ mod tests {
                 label: "waiting",
                 color: "#000",
                 points: &pts,
+                dots: false,
+                step_ms: None,
             }],
             x_max_ms: 6000,
             faults: &[],

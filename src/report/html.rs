@@ -60,6 +60,7 @@ svg.chart text.fault-label { fill: #a31515; font-weight: 600; }
 svg.chart .mark { stroke: #666; stroke-dasharray: 4 3; }
 svg.chart text.mark-label { fill: #555; font-style: italic; }
 svg.chart text.empty { fill: #999; font-size: 14px; }
+svg.chart circle.scrape { stroke: #fff; stroke-width: 0.5; }
 footer { margin-top: 32px; color: #777; font-size: 12px; }
 "#;
 
@@ -70,44 +71,100 @@ struct Group {
     /// Title of the y axis.
     axis: &'static str,
     members: &'static [(&'static str, &'static str, &'static str)],
+    /// Exact per-second series (from the ledger and the store's apply times): drawn only when
+    /// the run has them. The other groups come from the metrics poller, with a dot at every
+    /// scrape.
+    exact: bool,
+    /// Bucketed values (rates, percentiles per second): drawn as steps over their bucket.
+    steps: bool,
 }
 
-const GROUPS: [Group; 3] = [
+const GROUPS: [Group; 6] = [
+    Group {
+        id: "chart-exact-rates",
+        title: "Deliveries per second (exact, 1 s): sent, acknowledged, rejected, applied",
+        axis: "deliveries per second",
+        members: &[
+            ("sent_rate", "sent", "#1f77b4"),
+            ("acked_rate", "acknowledged", "#17becf"),
+            ("rejected_rate", "rejected", "#d62728"),
+            ("applied_rate", "applied", "#2ca02c"),
+        ],
+        exact: true,
+        steps: true,
+    },
+    Group {
+        id: "chart-exact-latency",
+        title: "Send-to-applied latency (exact, 1 s): p50 / p95 / p99 of the deliveries applied in each second",
+        axis: "milliseconds",
+        members: &[
+            ("latency_p50_ms", "p50", "#17becf"),
+            ("latency_p95_ms", "p95", "#8c564b"),
+            ("latency_p99_ms", "p99", "#e377c2"),
+        ],
+        exact: true,
+        steps: true,
+    },
+    Group {
+        id: "chart-exact-unprocessed",
+        title: "Not yet processed (exact, 1 s): deliveries sent (or acknowledged) and not yet applied",
+        axis: "deliveries",
+        members: &[
+            ("unapplied", "sent, not yet applied", "#7f7f7f"),
+            ("unprocessed", "acknowledged, not yet applied", "#ff7f0e"),
+        ],
+        exact: true,
+        steps: false,
+    },
     Group {
         id: "chart-rates",
-        title: "Deliveries per second: received, processed, failed",
+        title: "Deliveries per second: received, processed, failed (metrics; dots are scrapes)",
         axis: "deliveries per second",
         members: &[
             ("received_rate", "received", "#1f77b4"),
             ("processed_rate", "processed", "#2ca02c"),
             ("failed_rate", "failed", "#d62728"),
         ],
+        exact: false,
+        steps: false,
     },
     Group {
         id: "chart-backlog",
-        title: "Backlog (not yet processed: waiting + active + delayed retries + spooled), waiting, active",
+        title: "Backlog (not yet processed: waiting + active + delayed retries + spooled), waiting, active (metrics; dots are scrapes)",
         axis: "deliveries",
         members: &[
             ("backlog", "backlog", "#1f77b4"),
             ("waiting", "waiting", "#ff7f0e"),
             ("active", "active", "#9467bd"),
         ],
+        exact: false,
+        steps: false,
     },
     Group {
         id: "chart-duration",
-        title: "Job duration p50 / p95",
+        title: "Job duration p50 / p95 (metrics; dots are scrapes)",
         axis: "milliseconds",
         members: &[("p50_ms", "p50", "#17becf"), ("p95_ms", "p95", "#8c564b")],
+        exact: false,
+        steps: false,
     },
 ];
+
+/// The bucket width of the exact series.
+const EXACT_BIN_MS: u64 = 1000;
+/// Consecutive points of an exact (1 s) series further apart than this are not joined.
+const EXACT_GAP_MS: u64 = 1500;
 
 fn find<'a>(run: &'a RunReport, name: &str) -> Option<&'a Series> {
     run.series.iter().find(|s| s.name == name)
 }
 
 fn charts(run: &RunReport, o: &mut String) {
-    let gap_ms = (run.scenario.poll_interval_ms.saturating_mul(5) / 2).max(1);
+    let poll_gap_ms = (run.scenario.poll_interval_ms.saturating_mul(5) / 2).max(1);
     for g in &GROUPS {
+        if g.exact && !g.members.iter().any(|m| find(run, m.0).is_some()) {
+            continue;
+        }
         let lines: Vec<Line<'_>> = g
             .members
             .iter()
@@ -116,6 +173,8 @@ fn charts(run: &RunReport, o: &mut String) {
                 label,
                 color,
                 points: find(run, name).map_or(&[][..], |s| &s.points[..]),
+                dots: !g.exact,
+                step_ms: g.steps.then_some(EXACT_BIN_MS),
             })
             .collect();
         let svg = chart::render(&Chart {
@@ -126,7 +185,7 @@ fn charts(run: &RunReport, o: &mut String) {
             x_max_ms: run.duration_ms,
             faults: &run.faults,
             marks: &run.marks,
-            gap_ms,
+            gap_ms: if g.exact { EXACT_GAP_MS } else { poll_gap_ms },
         });
         let _ = writeln!(
             o,
@@ -147,11 +206,13 @@ fn charts(run: &RunReport, o: &mut String) {
                 label: &s.name,
                 color: "#444",
                 points: &s.points,
+                dots: true,
+                step_ms: None,
             }],
             x_max_ms: run.duration_ms,
             faults: &run.faults,
             marks: &run.marks,
-            gap_ms,
+            gap_ms: poll_gap_ms,
         });
         let _ = writeln!(
             o,
@@ -335,7 +396,7 @@ fn ledger(run: &RunReport, o: &mut String) {
 
 /// The charts over time, fault windows shaded.
 fn charts_section(run: &RunReport, o: &mut String) {
-    o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. Gaps are missing samples (queue gauges are absent while Redis is down).</p>\n");
+    o.push_str("<section id=\"charts\">\n<h2>Over time</h2>\n<p>Shaded bands are fault windows; dashed lines are marks. The exact charts (1 s buckets) come from the ledger's send times and the store's apply times; the metrics charts come from the poller, with a dot at every scrape. Gaps are missing samples (queue gauges are absent while Redis is down; no delivery applied in that second).</p>\n");
     charts(run, o);
     o.push_str("</section>\n");
 }
@@ -347,7 +408,7 @@ fn faults(run: &RunReport, o: &mut String) {
         o.push_str("<p>No fault was injected.</p>\n");
     } else {
         o.push_str("<table id=\"faults\">\n<thead><tr><th>fault</th><th>target</th><th>requested</th><th>applied</th><th>healed</th><th>lasted</th><th>outcome</th><th>hit</th><th>note</th></tr></thead>\n<tbody>\n");
-        for (fw, line) in run.faults.iter().zip(run.fault_lines()) {
+        for (i, (fw, line)) in run.faults.iter().zip(run.fault_lines()).enumerate() {
             let (to, lasted) = match fw.end_ms {
                 Some(e) if e == fw.start_ms => ("instant".to_string(), "—".to_string()),
                 Some(e) => (fmt_ms(e), fmt_ms(e.saturating_sub(fw.start_ms))),
@@ -356,7 +417,7 @@ fn faults(run: &RunReport, o: &mut String) {
             let ineffective = fw.crash && !fw.effective();
             let _ = writeln!(
                 o,
-                "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr id=\"fault-{i}\"{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 if ineffective { " class=\"bad\"" } else { "" },
                 esc(&fw.kind),
                 esc(&fw.target),
@@ -464,6 +525,7 @@ fn replays(run: &RunReport, o: &mut String) {
 fn processes(run: &RunReport, o: &mut String) {
     if !run.processes.is_empty() {
         o.push_str("<section>\n<h2>Processes</h2>\n");
+        logs_table(run, o);
         for p in &run.processes {
             let _ = writeln!(
                 o,
@@ -477,6 +539,67 @@ fn processes(run: &RunReport, o: &mut String) {
         }
         o.push_str("</section>\n");
     }
+}
+
+/// Errors and warnings per process, overall and per fault window, with links to the full logs
+/// (kept in the run directory) and to the faults.
+fn logs_table(run: &RunReport, o: &mut String) {
+    if run.processes.iter().all(|p| p.log_file.is_none()) {
+        return;
+    }
+    o.push_str("<p>Full logs are kept next to this report. Errors and warnings are the processes' own levels; a fault's window runs from its start to 5 s after it healed.</p>\n");
+    o.push_str("<table id=\"logs\">\n<thead><tr><th>process</th><th>full log</th><th>lines</th><th>errors</th><th>warnings</th><th>outside faults (errors / warnings)</th><th>in fault windows (errors / warnings)</th></tr></thead>\n<tbody>\n");
+    for p in &run.processes {
+        let link = p.log_file.as_deref().map_or_else(String::new, |f| {
+            format!("<a class=\"log\" href=\"{}\">{}</a>", esc(f), esc(f))
+        });
+        let Some(s) = &p.log_summary else {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{link}</td><td colspan=\"5\">not read</td></tr>",
+                esc(&p.role)
+            );
+            continue;
+        };
+        let per_fault: Vec<String> = s
+            .per_fault
+            .iter()
+            .map(|c| {
+                let name = run
+                    .faults
+                    .get(c.fault as usize)
+                    .map_or_else(String::new, |f| format!("{} {}", f.kind, f.target));
+                format!(
+                    "<a href=\"#fault-{}\">{}</a>: {} / {}",
+                    c.fault,
+                    esc(&name),
+                    c.errors,
+                    c.warnings
+                )
+            })
+            .collect();
+        let bad = s.outside_errors > 0;
+        let _ = writeln!(
+            o,
+            "<tr{}><td>{}</td><td>{link}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td>{}</td></tr>",
+            if bad { " class=\"bad\"" } else { "" },
+            esc(&p.role),
+            s.lines,
+            s.errors,
+            s.warnings,
+            s.outside_errors,
+            s.outside_warnings,
+            if per_fault.is_empty() { "—".to_string() } else { per_fault.join("<br>") }
+        );
+        if !s.examples.is_empty() {
+            let _ = writeln!(
+                o,
+                "<tr class=\"log-examples\"><td></td><td colspan=\"6\"><pre>{}</pre></td></tr>",
+                esc(&s.examples.join("\n"))
+            );
+        }
+    }
+    o.push_str("</tbody>\n</table>\n");
 }
 
 /// The scenario as run and the footer.

@@ -177,6 +177,29 @@ fn render(run: &RunReport) -> String {
         );
     }
 
+    let logged: Vec<_> = run
+        .processes
+        .iter()
+        .filter_map(|p| p.log_summary.as_ref().map(|s| (p, s)))
+        .collect();
+    if !logged.is_empty() {
+        o.push_str(
+            "\n### Logs\n\n| Process | Errors | Warnings | Outside faults (errors / warnings) | Full log |\n|---|--:|--:|--:|---|\n",
+        );
+        for (p, s) in logged {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} / {} | {} |",
+                md(&p.role),
+                s.errors,
+                s.warnings,
+                s.outside_errors,
+                s.outside_warnings,
+                p.log_file.as_deref().map(md).unwrap_or_default()
+            );
+        }
+    }
+
     o.push_str("\nCharts, steps, process logs and the scenario: `report.html` beside this file.\n");
     o
 }

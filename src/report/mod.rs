@@ -100,6 +100,10 @@ pub struct TargetInfo {
     /// `--target-env`); empty in attach mode.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Managed mode: the harness's TCP proxy on every link (`sender-server`, `server-redis`,
+    /// `worker-<i>-redis`), with the address GitSpy was given and the real one behind it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<crate::netproxy::LinkRecord>,
 }
 
 /// Whether the harness started the system or attached to a running one.
@@ -246,6 +250,52 @@ pub struct FaultHit {
     /// Of `pending`, how many ended processed exactly once (filled after the verdict).
     #[serde(default)]
     pub recovered: Option<u64>,
+    /// Network faults: what the toxic did on its links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkHit>,
+}
+
+/// What a network fault did on its proxied links while it was in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkHit {
+    /// The links it acted on.
+    pub links: Vec<String>,
+    /// Connections open when it struck plus those opened while it was in force.
+    pub connections: u64,
+    /// New connections a partition held (accepted, not connected upstream until it healed).
+    pub held_connections: u64,
+    /// Bytes a partition held back (delivered when it healed).
+    pub bytes_held: u64,
+    /// Bytes delivered late by latency, bandwidth or slicing.
+    pub bytes_delayed: u64,
+    /// Bytes that passed the links while it was in force.
+    pub bytes_passed: u64,
+    /// Connections reset.
+    pub resets: u64,
+    /// Connections closed by `limit_data`.
+    pub cut: u64,
+    /// Ends of stream passed on late.
+    pub slow_closed: u64,
+}
+
+impl NetworkHit {
+    /// `19 connections, 331 B held back, 17 new connections held`: the counts that are not zero.
+    pub fn summary(&self) -> String {
+        let mut p = vec![format!("{} connections", self.connections)];
+        for (n, what) in [
+            (self.bytes_held, "B held back"),
+            (self.held_connections, "new connections held"),
+            (self.bytes_delayed, "B delivered late"),
+            (self.resets, "connections reset"),
+            (self.cut, "connections cut"),
+            (self.slow_closed, "closes delayed"),
+        ] {
+            if n > 0 {
+                p.push(format!("{n} {what}"));
+            }
+        }
+        p.join(", ")
+    }
 }
 
 impl FaultHit {
@@ -301,6 +351,9 @@ impl FaultWindow {
         }
         if h.spooled > 0 {
             parts.push(format!("{} spooled", h.spooled));
+        }
+        if let Some(n) = &h.network {
+            parts.push(n.summary());
         }
         if let (Some(r), false) = (h.recovered, h.pending.is_empty()) {
             let n = h.pending.len() as u64;
@@ -639,6 +692,41 @@ pub struct ProcessLog {
     pub restarts: u32,
     /// Last lines of stdout+stderr (text from the target: escaped on output).
     pub log_tail: String,
+    /// The full log, relative to the run directory (`system/server.log`); `None` when not kept.
+    #[serde(default)]
+    pub log_file: Option<String>,
+    /// Errors and warnings of the full log, overall and per fault window.
+    #[serde(default)]
+    pub log_summary: Option<LogSummary>,
+}
+
+/// Errors and warnings of one process's full log. A line's level is the process's own
+/// (`ERROR`/`WARN` of GitSpy's log lines; Redis's `#` warning level; a Rust panic is an error);
+/// a line is in a fault's window when its timestamp is from the fault's start to 5 s after it
+/// healed (or to the end of the run); lines without a timestamp take the last one before them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSummary {
+    pub lines: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    /// Errors and warnings in no fault's window.
+    pub outside_errors: u64,
+    pub outside_warnings: u64,
+    /// One entry per fault of `faults` with at least one error or warning in its window.
+    pub per_fault: Vec<FaultLogCount>,
+    /// The first few error lines, else warning lines (text from the target: escaped on output).
+    pub examples: Vec<String>,
+}
+
+/// Errors and warnings logged in one fault's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultLogCount {
+    /// Index of the fault in `faults`.
+    pub fault: u32,
+    pub errors: u64,
+    pub warnings: u64,
 }
 
 /// One `gitspy replay` the scenario ran.

@@ -339,5 +339,23 @@ fn chart_series(ev: &Evidence, step: u64) -> Vec<report::Series> {
             points: pts,
         });
     }
+    // Exact per-second series from the ledger's send times and the store's apply times.
+    let applied: BTreeMap<String, u64> = ev
+        .lookups
+        .values()
+        .filter_map(|l| {
+            let at = l
+                .applied_at
+                .as_ref()
+                .and_then(crate::observe::timeline::applied_ms)?;
+            Some((l.delivery.clone(), at))
+        })
+        .collect();
+    out_series.extend(crate::observe::timeline::exact_series(
+        ev.t0_unix_ms,
+        window_end.to_ms,
+        &ev.ledger.entries,
+        &applied,
+    ));
     out_series
 }

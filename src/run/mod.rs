@@ -208,6 +208,7 @@ pub async fn run_scenario(
         &run_dir,
         &profile,
         target_env.clone(),
+        seed,
     )
     .await;
     let system = match system {
@@ -215,11 +216,12 @@ pub async fn run_scenario(
         Err(e) => return Err(e.context("could not start the system under test")),
     };
     // A Ctrl-C during the start is handled below like one during the steps (partial report).
+    let net_links = system.net.records();
     let redis_desc = system.redis.describe();
     let redis_kind = system.redis.kind();
     let concurrency = max_concurrency(&s.steps.value).max(1);
     let sender = Sender::new(SenderConfig {
-        url: system.server_url(&profile.endpoints.webhooks),
+        url: system.ingress_url(&profile.endpoints.webhooks),
         secret: Some(system.secret.clone()),
         rate: None,
         concurrency: concurrency as usize,
@@ -258,7 +260,7 @@ pub async fn run_scenario(
         judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
-    let processes = teardown_and_collect_logs(&ctx).await;
+    let processes = teardown_and_collect_logs(&ctx, &run_dir).await;
     let (verdict, error) = match &judged {
         Ok(j) => (RunReport::verdict_of(&j.checks), None),
         Err(e) => (report::Verdict::Error, Some(format!("{e:#}"))),
@@ -267,19 +269,22 @@ pub async fn run_scenario(
     if interrupted {
         j.ledger = sent_so_far(&ctx);
     }
-    let run = RunReport {
+    let mut run = RunReport {
         schema_version: report::SCHEMA_VERSION,
         tool: report::ToolInfo {
             name: "gitspy-chaos".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
-        target: target_info(
-            &s,
-            &gitspy_bin,
-            format!("{} ({redis_desc})", redis_kind.as_str()),
-            target_env,
-        )
-        .await,
+        target: report::TargetInfo {
+            links: net_links,
+            ..target_info(
+                &s,
+                &gitspy_bin,
+                format!("{} ({redis_desc})", redis_kind.as_str()),
+                target_env,
+            )
+            .await
+        },
         scenario: scenario_info(&s, path, seed, opts.time_scale, poll),
         started_at: rfc3339(started),
         finished_at: rfc3339(finished),
@@ -297,6 +302,7 @@ pub async fn run_scenario(
         replays: timeline.replays,
         interrupted,
     };
+    summarize_logs(&mut run, &run_dir, ctx.t0_unix_ms);
     report::write_all(&run, &run_dir, &Format::ALL)?;
     let ledger_path = run_dir.join("ledger.json");
     let _ = ctx.sender.ledger().write(&ledger_path);
@@ -322,6 +328,7 @@ async fn start_system(
     run_dir: &Path,
     profile: &crate::system::profile::Profile,
     target_env: std::collections::BTreeMap<String, String>,
+    seed: u64,
 ) -> anyhow::Result<System> {
     match &s.target.value.attach {
         None => {
@@ -337,6 +344,7 @@ async fn start_system(
                 disable_dedupe: opts.target_disable_dedupe,
                 env: target_env,
                 profile,
+                seed,
             })
             .await
         }
@@ -463,14 +471,54 @@ async fn judge_with_efficacy(
     (judged, timeline)
 }
 
-/// Tears the system down and returns each managed process's log tail (complete only after
-/// teardown, which is why it comes first).
-async fn teardown_and_collect_logs(ctx: &Ctx) -> Vec<report::ProcessLog> {
+/// Tears the system down and returns each managed process's log tail and full log file
+/// (complete only after teardown, which is why it comes first; a Redis container's log is
+/// saved just before, while the container exists).
+async fn teardown_and_collect_logs(ctx: &Ctx, run_dir: &Path) -> Vec<report::ProcessLog> {
     let mut sys = ctx.sys.lock().await;
+    let redis_dir = sys.dir.join("redis");
+    let redis_log = sys.redis.keep_log(&redis_dir).await;
     sys.teardown().await;
-    let mut v = vec![process_log(&sys.server)];
-    v.extend(sys.workers.iter().map(process_log));
+    let mut v = vec![process_log(&sys.server, run_dir)];
+    v.extend(sys.workers.iter().map(|w| process_log(w, run_dir)));
+    if let Some(path) = redis_log {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        v.push(report::ProcessLog {
+            role: "redis".into(),
+            pid: None,
+            restarts: 0,
+            log_tail: lines[lines.len().saturating_sub(15)..].join("\n"),
+            log_file: relative_to(&path, run_dir),
+            log_summary: None,
+        });
+    }
     v
+}
+
+/// Fills each process's error/warning summary from its full log, per fault window.
+fn summarize_logs(run: &mut RunReport, run_dir: &Path, t0_unix_ms: u64) {
+    let (faults, end_ms) = (&run.faults, run.duration_ms);
+    for p in &mut run.processes {
+        let Some(file) = &p.log_file else { continue };
+        let Ok(bytes) = std::fs::read(run_dir.join(file)) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        p.log_summary = Some(crate::observe::logs::summarize(
+            &text, t0_unix_ms, end_ms, faults,
+        ));
+    }
+}
+
+/// `path` relative to `base` with `/` separators, when it lies inside it.
+fn relative_to(path: &Path, base: &Path) -> Option<String> {
+    let rel = path.strip_prefix(base).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
 }
 
 /// What an interrupted run sent so far, without a verdict.
@@ -505,6 +553,7 @@ async fn target_info(
         redis_version: None,
         workers: s.target.value.workers.value,
         env,
+        links: Vec::new(),
     }
 }
 
@@ -582,12 +631,16 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn process_log(p: &crate::system::procs::ManagedProc) -> report::ProcessLog {
+fn process_log(p: &crate::system::procs::ManagedProc, run_dir: &Path) -> report::ProcessLog {
     report::ProcessLog {
         role: p.role.name(),
         pid: p.pid,
         restarts: p.restarts,
         log_tail: p.log_tail(),
+        log_file: Some(p.log_path())
+            .filter(|f| f.exists())
+            .and_then(|f| relative_to(f, run_dir)),
+        log_summary: None,
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Ctx {
     >,
     /// The store lock a `store` fault holds, if any.
     pub store_lock: Mutex<Option<crate::fault::store::HeldLock>>,
+    /// Network faults in force without `for` (healed by `heal: true` or at the end).
+    pub net_faults: Mutex<Vec<crate::fault::network::Active>>,
     /// A spinner on a terminal; `None` writes plain stderr lines (CI logs, pipes).
     progress: Option<indicatif::ProgressBar>,
     /// The names of the system under test (GitSpy's unless the scenario or `--profile` says).
@@ -133,6 +135,7 @@ impl Ctx {
             redis_down: Mutex::new(None),
             attach_frozen: Mutex::new(Vec::new()),
             store_lock: Mutex::new(None),
+            net_faults: Mutex::new(Vec::new()),
             progress: progress_bar(),
             profile: gitspy_contract::Profile::default(),
         })

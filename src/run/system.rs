@@ -131,6 +131,9 @@ pub struct System {
     pub dir: PathBuf,
     /// HTTP paths of the system (its profile's; GitSpy's by default).
     pub paths: EndpointPaths,
+    /// Managed mode: the TCP proxy on every link (network faults act there); empty in attach
+    /// mode.
+    pub net: crate::netproxy::NetLinks,
     run_file: PathBuf,
 }
 
@@ -151,6 +154,8 @@ pub struct SystemSpec<'a> {
     pub env: std::collections::BTreeMap<String, String>,
     /// The names of the system (env variables, endpoints) from its target profile.
     pub profile: &'a Profile,
+    /// Seeds the network proxies' jitter.
+    pub seed: u64,
 }
 
 impl System {
@@ -179,12 +184,19 @@ impl System {
             secret: format!("chaos-{}", spec.run_id),
             dir: spec.dir.to_path_buf(),
             paths: spec.profile.endpoints.clone(),
+            net: crate::netproxy::NetLinks::default(),
             run_file: runs_dir().join(format!("{}.json", spec.run_id)),
         };
         sys.record();
         sys.redis.up().await.context("starting Redis")?;
         sys.record();
-        let redis_url = sys.redis.url()?;
+        // Every process reaches Redis through a proxy of its own (network faults act there).
+        let real_redis = sys.redis.url()?;
+        let redis_addr = crate::netproxy::links::redis_upstream(&real_redis).await?;
+        let proxy = |name: String| crate::netproxy::Proxy::start_named(name, redis_addr, spec.seed);
+        let server_link = sys.net.push(proxy("server-redis".into()).await?);
+        let redis_url =
+            crate::netproxy::links::redis_url_via(&real_redis, server_link.listen_addr())?;
         let db = spec.dir.join("gitspy.db").display().to_string();
         let env = &spec.profile.env;
         let mut common = vec![(env.redis_url.clone(), redis_url), (env.db.clone(), db)];
@@ -205,10 +217,21 @@ impl System {
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
         sys.server.start().await?;
         sys.record();
+        if let Some(addr) = sys.server.addr {
+            let link = crate::netproxy::Proxy::start_named("sender-server".into(), addr, spec.seed);
+            sys.net.push(link.await?);
+        }
         let worker_env = common;
         for i in 0..spec.workers as usize {
             // A consumer name per worker, so the harness can read what each one holds.
             let mut env = worker_env.clone();
+            let link = sys.net.push(proxy(format!("worker-{i}-redis")).await?);
+            let url = crate::netproxy::links::redis_url_via(&real_redis, link.listen_addr())?;
+            for (k, v) in env.iter_mut() {
+                if *k == spec.profile.env.redis_url {
+                    *v = url.clone();
+                }
+            }
             env.push(("GITSPY_CONSUMER".into(), consumer_name(spec.run_id, i)));
             let mut w = ManagedProc::new(Role::Worker(i), spec.gitspy_bin, env, spec.dir);
             w.start().await?;
@@ -252,6 +275,7 @@ impl System {
             secret,
             dir: dir.to_path_buf(),
             paths: EndpointPaths::default(),
+            net: crate::netproxy::NetLinks::default(),
             run_file: runs_dir().join(format!("{run_id}.json")),
         };
         sys.record();
@@ -269,6 +293,16 @@ impl System {
             return format!("{}{path}", a.server_url.trim_end_matches('/'));
         }
         self.server.url(path).unwrap_or_default()
+    }
+
+    /// The URL the sender posts webhooks to: through the `sender-server` proxy in managed mode
+    /// (so network faults reach it), the server itself in attach mode. Lookups, scrapes and
+    /// probes go straight to the server (observation is never faulted).
+    pub fn ingress_url(&self, path: &str) -> String {
+        match self.net.get("sender-server") {
+            Some(p) => format!("http://{}{path}", p.listen_addr()),
+            None => self.server_url(path),
+        }
     }
 
     /// `(target name, metrics URL)` of every process.

@@ -312,6 +312,12 @@ fn step_duration(step: &Step) -> Duration {
         }),
         Step::Wait(wait) => wait.duration.as_ref().map_or(Duration::ZERO, |d| d.get()),
         Step::Sleep(d) => d.get(),
+        // A network fault with `for` lasts that long (its heal ends the step).
+        Step::Fault(f) => f
+            .network
+            .as_ref()
+            .and_then(|n| n.duration)
+            .map_or(Duration::ZERO, |d| d.get()),
         Step::Parallel(children) => children
             .iter()
             .map(|c| step_duration(c))
@@ -324,11 +330,9 @@ fn step_duration(step: &Step) -> Duration {
             // The last round ends when its steps end, not a whole period later.
             period.saturating_mul(rounds.saturating_sub(1)) + round
         }
-        Step::Mark(_)
-        | Step::Fault(_)
-        | Step::Redeliver(_)
-        | Step::DeadRequeue(_)
-        | Step::Replay(_) => Duration::ZERO,
+        Step::Mark(_) | Step::Redeliver(_) | Step::DeadRequeue(_) | Step::Replay(_) => {
+            Duration::ZERO
+        }
     }
 }
 

@@ -407,7 +407,7 @@ impl Wait {
     }
 }
 
-/// A fault: exactly one of `redis`, `worker`, `server`, `store`.
+/// A fault: exactly one of `redis`, `worker`, `server`, `store`, `network`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
@@ -424,6 +424,10 @@ pub struct Fault {
     /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
     #[serde(default)]
     pub store: Option<StoreFault>,
+    /// Act on the network between two parts of a managed run (through the harness's TCP
+    /// proxy on that link), e.g. `network: {link: server-redis, partition: true, for: 5s}`.
+    #[serde(default)]
+    pub network: Option<At<NetworkFault>>,
     /// Worker faults only: which worker, a 0-based index, `random` (chosen by the seed) or
     /// `all` (default `random`).
     #[serde(default)]
@@ -460,6 +464,259 @@ pub struct StoreFault {
     /// is locked": retries, backoff and dead letters happen. The step returns at once; the lock
     /// is released after `lock` (or at the end of the run).
     pub lock: Dur,
+}
+
+/// A network fault on the harness's proxies (managed mode): exactly one toxic (`partition`,
+/// `reset`, `latency` with optional `jitter`, `bandwidth`, `slice` with optional `slice_delay`,
+/// `limit_data`, `slow_close`) or `heal: true`. Examples:
+/// `network: {link: server-redis, partition: true, for: 5s}`,
+/// `network: {link: redis, latency: 200ms, jitter: 50ms}`, `network: {link: redis, heal: true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFault {
+    /// The link: `sender-server` (the harness's webhooks), `server-redis`, `workers-redis`
+    /// (every worker's), `worker-<i>-redis` (one worker's), `redis` (every Redis link) or `all`.
+    pub link: LinkSel,
+    /// `both` (default), `up` (requests: toward the server or Redis) or `down` (replies).
+    /// Not with `reset` or `heal`, which act on whole connections.
+    #[serde(default)]
+    pub direction: Direction,
+    /// A blackhole: nothing passes, connections stay open (new ones are accepted and held);
+    /// what was sent is held and delivered when the partition heals, as TCP would retransmit it.
+    #[serde(default)]
+    pub partition: bool,
+    /// Every open connection and every new one gets a RST (`SO_LINGER` 0, then close).
+    #[serde(default)]
+    pub reset: bool,
+    /// Every chunk arrives this much later (order kept), e.g. `200ms`.
+    #[serde(default)]
+    pub latency: Option<Dur>,
+    /// With `latency`: ± this much, uniform, drawn from the run's seed, e.g. `50ms`.
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// At most this many bytes per second, e.g. `64KiB/s` (sizes as in `B`, `KiB`, `MB`).
+    #[serde(default)]
+    pub bandwidth: Option<ByteRate>,
+    /// Writes are split into pieces of this many bytes, e.g. `8B`.
+    #[serde(default)]
+    pub slice: Option<Bytes>,
+    /// With `slice`: the pause between two pieces (default none).
+    #[serde(default)]
+    pub slice_delay: Option<Dur>,
+    /// Each connection is closed after this many more bytes, e.g. `100B`.
+    #[serde(default)]
+    pub limit_data: Option<Bytes>,
+    /// The end of a connection is passed on this late, e.g. `2s`.
+    #[serde(default)]
+    pub slow_close: Option<Dur>,
+    /// Remove every toxic from the link now (and close their fault-log windows).
+    #[serde(default)]
+    pub heal: bool,
+    /// The step lasts this long, then the toxic is healed. Absent: it stays until a
+    /// `heal: true` on the link or the end of the scenario, and the step returns at once.
+    #[serde(default, rename = "for")]
+    pub duration: Option<Dur>,
+    /// Where a partition happens: `proxy` (default, the harness's proxy: a blackhole) or
+    /// `docker` (Docker backend, `link: redis`, `partition: true` only: the Redis container is
+    /// disconnected from its network through the Docker API and reconnected at the heal;
+    /// connections are refused and open ones lose their peer instead of hanging), e.g.
+    /// `network: {link: redis, partition: true, via: docker, for: 5s}`.
+    #[serde(default)]
+    pub via: Via,
+}
+
+/// Where a network partition is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// The harness's TCP proxy on the link.
+    #[default]
+    Proxy,
+    /// The Docker API: the Redis container leaves its network.
+    Docker,
+}
+
+impl NetworkFault {
+    /// How many toxics (or `heal`) this fault names; validation wants exactly one.
+    pub fn toxics(&self) -> usize {
+        [
+            self.partition,
+            self.reset,
+            self.latency.is_some(),
+            self.bandwidth.is_some(),
+            self.slice.is_some(),
+            self.limit_data.is_some(),
+            self.slow_close.is_some(),
+            self.heal,
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count()
+    }
+
+    /// `partition`, `latency`, …, `heal`: the first toxic named.
+    pub fn toxic_name(&self) -> &'static str {
+        if self.partition {
+            "partition"
+        } else if self.reset {
+            "reset"
+        } else if self.latency.is_some() {
+            "latency"
+        } else if self.bandwidth.is_some() {
+            "bandwidth"
+        } else if self.slice.is_some() {
+            "slice"
+        } else if self.limit_data.is_some() {
+            "limit_data"
+        } else if self.slow_close.is_some() {
+            "slow_close"
+        } else {
+            "heal"
+        }
+    }
+}
+
+/// Which proxied links a network fault acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSel {
+    /// The harness's sender → `gitspy serve`.
+    SenderServer,
+    /// `gitspy serve` → Redis.
+    ServerRedis,
+    /// Every worker → Redis.
+    WorkersRedis,
+    /// Worker `i` → Redis.
+    WorkerRedis(u32),
+    /// Every link to Redis (server and workers).
+    Redis,
+    /// Every link.
+    All,
+}
+
+impl std::fmt::Display for LinkSel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkSel::SenderServer => f.write_str("sender-server"),
+            LinkSel::ServerRedis => f.write_str("server-redis"),
+            LinkSel::WorkersRedis => f.write_str("workers-redis"),
+            LinkSel::WorkerRedis(i) => write!(f, "worker-{i}-redis"),
+            LinkSel::Redis => f.write_str("redis"),
+            LinkSel::All => f.write_str("all"),
+        }
+    }
+}
+
+impl std::str::FromStr for LinkSel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "sender-server" => LinkSel::SenderServer,
+            "server-redis" => LinkSel::ServerRedis,
+            "workers-redis" => LinkSel::WorkersRedis,
+            "redis" => LinkSel::Redis,
+            "all" => LinkSel::All,
+            _ => match s
+                .strip_prefix("worker-")
+                .and_then(|r| r.strip_suffix("-redis"))
+                .and_then(|i| i.parse().ok())
+            {
+                Some(i) => LinkSel::WorkerRedis(i),
+                None => {
+                    return Err(super::load::with_hint(
+                        &format!("unknown link `{s}`"),
+                        "write `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis` or `all`",
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl Serialize for LinkSel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkSel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The direction a network toxic acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Requests and replies.
+    #[default]
+    Both,
+    /// Requests only (client → server or Redis).
+    Up,
+    /// Replies only.
+    Down,
+}
+
+/// A size in bytes, written with the shared size grammar (`100`, `8B`, `64KiB`, `1MB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}B", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size such as `100B` or `64KiB`")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Bytes, E> {
+                u64::try_from(v)
+                    .map(Bytes)
+                    .map_err(|_| E::custom(format!("invalid size {v}: it cannot be negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bytes, E> {
+                gitspy_contract::units::parse_size(v)
+                    .map(|n| Bytes(n as u64))
+                    .map_err(|e| E::custom(super::load::with_hint(&e.message, &e.hint)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Bytes per second, written `<size>/s`, e.g. `64KiB/s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRate(pub u64);
+
+impl Serialize for ByteRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}B/s", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let Some(size) = text.trim().strip_suffix("/s") else {
+            return Err(serde::de::Error::custom(super::load::with_hint(
+                &format!("invalid bandwidth `{text}`"),
+                "write a size per second, e.g. `64KiB/s`",
+            )));
+        };
+        gitspy_contract::units::parse_size(size)
+            .map(|n| ByteRate(n as u64))
+            .map_err(|e| serde::de::Error::custom(super::load::with_hint(&e.message, &e.hint)))
+    }
 }
 
 /// The condition a triggered fault waits for: exactly one field.
@@ -529,6 +786,8 @@ pub enum FaultKind {
     Server(ProcessAction),
     /// A store lock held this long.
     Store(Dur),
+    /// A toxic on proxied links (or their heal).
+    Network(NetworkFault),
     /// Arm a crash point in the chosen worker.
     WorkerCrashAt(CrashAt, Which),
     /// Arm a crash point in the server.
@@ -539,6 +798,13 @@ impl Fault {
     /// The single action this fault names, or `None` when it names none or several (which
     /// validation refuses).
     pub fn kind(&self) -> Option<FaultKind> {
+        if let Some(n) = &self.network {
+            let alone = self.redis.is_none()
+                && self.worker.is_none()
+                && self.server.is_none()
+                && self.store.is_none();
+            return alone.then_some(FaultKind::Network(n.value));
+        }
         let which = self.which.unwrap_or_default();
         match (self.redis, self.worker, self.server, self.store) {
             (Some(r), None, None, None) => Some(FaultKind::Redis(r)),
@@ -562,6 +828,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
             FaultKind::Store(d) => write!(f, "store lock {d}"),
+            FaultKind::Network(n) => write!(f, "network {} on {}", n.toxic_name(), n.link),
             FaultKind::WorkerCrashAt(c, w) => write!(f, "worker crash at {c} ({w})"),
             FaultKind::ServerCrashAt(c) => write!(f, "server crash at {c}"),
         }

@@ -420,6 +420,7 @@ impl Validator<'_> {
                 fault.worker.is_some(),
                 fault.server.is_some(),
                 fault.store.is_some(),
+                fault.network.is_some(),
             ]
             .iter()
             .filter(|b| **b)
@@ -431,7 +432,7 @@ impl Validator<'_> {
                 } else {
                     "the fault names more than one thing to break"
                 },
-                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}`, `fault: {server: restart}` or `fault: {store: {lock: 25s}}`",
+                "write one fault per step: `fault: {redis: stop}`, `fault: {worker: kill}`, `fault: {server: restart}`, `fault: {store: {lock: 25s}}` or `fault: {network: {link: server-redis, partition: true, for: 5s}}`",
             );
             return;
         };
@@ -446,6 +447,10 @@ impl Validator<'_> {
         }
         self.trigger(fault, kind, pos);
         match kind {
+            FaultKind::Network(n) => {
+                let npos = fault.network.as_ref().map_or(pos, |n| n.pos_or(pos));
+                self.network(&n, npos);
+            }
             FaultKind::WorkerCrashAt(c, _) | FaultKind::ServerCrashAt(c) => {
                 let worker = matches!(kind, FaultKind::WorkerCrashAt(..));
                 if c.crash_point().in_worker() != worker {
@@ -597,6 +602,114 @@ impl Validator<'_> {
         }
     }
 
+    /// A network fault: managed mode, one toxic, fields that belong to it, a link that exists.
+    fn network(&mut self, n: &super::model::NetworkFault, pos: Pos) {
+        use super::model::{Direction, LinkSel};
+        let t = &self.scenario.target;
+        if t.attach.is_some() {
+            self.push(
+                pos,
+                "a network fault in attach mode",
+                "the harness proxies the links of a system it started: use managed mode",
+            );
+        }
+        match n.toxics() {
+            1 => {}
+            0 => self.push(
+                pos,
+                "the network fault names no toxic",
+                "name one of `partition: true`, `reset: true`, `latency: 200ms`, `bandwidth: 64KiB/s`, `slice: 8B`, `limit_data: 100B`, `slow_close: 2s` or `heal: true`",
+            ),
+            _ => self.push(
+                pos,
+                "the network fault names more than one toxic",
+                "one toxic per step; several steps (in a `parallel` block, or one after another) add up on a link",
+            ),
+        }
+        if n.jitter.is_some() && n.latency.is_none() {
+            self.push(
+                pos,
+                "`jitter` without `latency`",
+                "add `latency: 200ms` or remove `jitter`",
+            );
+        }
+        if n.jitter
+            .zip(n.latency)
+            .is_some_and(|(j, l)| j.get() > l.get())
+        {
+            self.push(
+                pos,
+                "`jitter` is larger than `latency`",
+                "the delay would be cut at zero: keep jitter at most the latency",
+            );
+        }
+        if n.slice_delay.is_some() && n.slice.is_none() {
+            self.push(
+                pos,
+                "`slice_delay` without `slice`",
+                "add `slice: 8B` or remove `slice_delay`",
+            );
+        }
+        if n.slice.is_some_and(|b| b.0 == 0) || n.bandwidth.is_some_and(|b| b.0 == 0) {
+            self.push(
+                pos,
+                "a slice or bandwidth of 0 bytes",
+                "give at least 1 byte",
+            );
+        }
+        if (n.reset || n.heal) && n.direction != Direction::Both {
+            self.push(
+                pos,
+                "`direction` with `reset` or `heal`",
+                "reset and heal act on whole connections: remove `direction`",
+            );
+        }
+        if n.heal && n.duration.is_some() {
+            self.push(pos, "`for` with `heal`", "a heal is instant: remove `for`");
+        }
+        if n.duration.is_some_and(|d| d.is_zero()) {
+            self.push(
+                pos,
+                "`for: 0s` injects nothing",
+                "give a duration such as `for: 5s`",
+            );
+        }
+        if n.via == super::model::Via::Docker {
+            if !n.partition || n.link != LinkSel::Redis || n.direction != Direction::Both {
+                self.push(
+                    pos,
+                    "`via: docker` partitions the Redis container from everyone",
+                    "write `network: {link: redis, partition: true, via: docker}`",
+                );
+            }
+            if t.redis.backend.value != RedisBackend::Docker {
+                self.push(
+                    pos,
+                    format!("`via: docker` with the `{}` Redis backend", t.redis.backend.as_str()),
+                    "set `redis: {backend: docker}` under `target`, or drop `via` to partition through the proxy",
+                );
+            }
+        }
+        let workers = t.workers.value;
+        match n.link {
+            LinkSel::WorkerRedis(i) if i >= workers => self.push(
+                pos,
+                format!("link `worker-{i}-redis`: the target has {workers} worker(s)"),
+                if workers == 0 {
+                    "set `workers:` under `target` to 1 or more".to_string()
+                } else {
+                    format!("indexes count from 0: use 0 to {}", workers - 1)
+                },
+            ),
+            LinkSel::WorkersRedis if workers == 0 => self.push(
+                pos,
+                "link `workers-redis`, but the target has no workers",
+                "set `workers:` under `target` to 1 or more",
+            ),
+            _ => {}
+        }
+    }
+
     /// `target.env`: managed mode only, well-formed names, none the harness sets itself.
     fn target_env(&mut self) {
         let t = &self.scenario.target;
@@ -659,6 +772,7 @@ impl Validator<'_> {
                         );
                     }
                 }
+                FaultKind::Network(n) if crate::fault::network::single_worker(&n).is_some() => {}
                 _ => self.push(
                     pos,
                     "`when: {holding: N}` only applies to worker faults",

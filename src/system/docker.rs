@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
-    PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    HostConfig, NetworkConnectRequest, NetworkDisconnectRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
@@ -611,6 +611,73 @@ impl DockerRedis {
         self.wait_ready().await
     }
 
+    /// A real network partition: disconnects the container from every network it is on
+    /// (`POST /networks/{name}/disconnect`, forced). Its published port goes with the endpoint,
+    /// so clients get refused connections (not silence) and open connections lose their peer.
+    /// Returns what [`DockerRedis::reconnect_networks`] needs to undo it: each network's name
+    /// and the container's endpoint settings on it (addresses, aliases).
+    pub async fn disconnect_networks(&self) -> anyhow::Result<Vec<(String, EndpointSettings)>> {
+        let info = self.inspect_existing().await?;
+        let nets: Vec<(String, EndpointSettings)> = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        anyhow::ensure!(
+            !nets.is_empty(),
+            "container {} is on no network: nothing to partition",
+            self.config.container
+        );
+        for (name, _) in &nets {
+            within(
+                API_TIMEOUT,
+                "disconnect network",
+                self.docker.disconnect_network(
+                    name,
+                    NetworkDisconnectRequest {
+                        container: self.config.container.clone(),
+                        force: Some(true),
+                    },
+                ),
+            )
+            .await
+            .with_context(|| format!("disconnect {} from network {name}", self.config.container))?;
+        }
+        Ok(nets)
+    }
+
+    /// Connects the container again to the networks [`DockerRedis::disconnect_networks`]
+    /// took it off (same IP and aliases where Docker allows), then waits until Redis answers
+    /// on its published port again.
+    pub async fn reconnect_networks(
+        &self,
+        nets: &[(String, EndpointSettings)],
+    ) -> anyhow::Result<()> {
+        for (name, ep) in nets {
+            // Only what the request accepts: runtime fields (endpoint id, gateway) are Docker's.
+            let endpoint = EndpointSettings {
+                ipam_config: ep.ipam_config.clone(),
+                aliases: ep.aliases.clone(),
+                ..Default::default()
+            };
+            within(
+                API_TIMEOUT,
+                "connect network",
+                self.docker.connect_network(
+                    name,
+                    NetworkConnectRequest {
+                        container: self.config.container.clone(),
+                        endpoint_config: Some(endpoint),
+                    },
+                ),
+            )
+            .await
+            .with_context(|| format!("reconnect {} to network {name}", self.config.container))?;
+        }
+        self.wait_ready().await
+    }
+
     /// The container's state as Docker reports it; [`RunState::Missing`] if it does not exist.
     pub async fn inspect(&self) -> anyhow::Result<RedisStatus> {
         let Some(info) = self.inspect_raw().await? else {
@@ -666,6 +733,20 @@ impl DockerRedis {
 
     /// Removes the container if this backend created it (force, with its anonymous volumes);
     /// an adopted container is only brought back to running (unpaused/started), never removed.
+    /// The container's whole log (`docker logs`, stdout and stderr), while it still exists.
+    pub async fn logs(&self) -> anyhow::Result<Vec<u8>> {
+        let opts = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut stream = self.docker.logs(&self.config.container, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(chunk.context("docker logs")?.as_ref());
+        }
+        Ok(out)
+    }
+
     pub async fn teardown(&self) -> anyhow::Result<()> {
         if self.created_container() {
             self.remove().await

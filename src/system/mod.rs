@@ -542,6 +542,23 @@ impl RedisBackend {
         }
     }
 
+    /// Keeps Redis's full log as a file and returns its path: the process backend's own log
+    /// file, or the container's `docker logs` written to `dir/redis.log` (call it before the
+    /// teardown removes the container); `None` for an external Redis or when it cannot be read.
+    pub async fn keep_log(&self, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        match self {
+            RedisBackend::Process(p) => Some(p.log_path()).filter(|p| p.exists()),
+            RedisBackend::Docker(d) => {
+                let bytes = d.logs().await.ok()?;
+                let path = dir.join("redis.log");
+                std::fs::create_dir_all(dir).ok()?;
+                std::fs::write(&path, bytes).ok()?;
+                Some(path)
+            }
+            RedisBackend::External(_) => None,
+        }
+    }
+
     /// The backend actually in use.
     pub fn kind(&self) -> BackendKind {
         match self {

@@ -146,7 +146,8 @@ impl ProcessRedis {
         }
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// The full `redis-server` log (stdout and stderr of every incarnation).
+    pub fn log_path(&self) -> PathBuf {
         self.dir.join("redis-server.log")
     }
 

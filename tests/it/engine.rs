@@ -517,3 +517,64 @@ fn healthy_worker_stopped_for_40s_raises_no_alarm() {
 fn healthy_server_restarted_mid_flood_with_duplicates_raises_no_alarm() {
     healthy("healthy-server-restart");
 }
+
+/// Network faults end to end: every link of the managed run goes through a proxy (recorded
+/// with its real address), a server↔Redis partition makes ingress answer 503 and holds what
+/// GitSpy sent, a latency toxic delays the worker's traffic, a toxic left in force is healed
+/// before the final drain, and every delivery ends processed exactly once.
+#[test]
+fn network_faults_act_on_the_proxied_links_and_are_logged_with_what_they_hit() {
+    let reports = tempfile::tempdir().unwrap();
+    let r = run(
+        &[
+            "run",
+            "tests/it/scenarios/e2e-network.yaml",
+            "--backend",
+            "process",
+        ],
+        reports.path(),
+        &[],
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let v = run_json(reports.path());
+    let links = v["target"]["links"].as_array().expect("target.links");
+    let names: Vec<&str> = links.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["server-redis", "sender-server", "worker-0-redis"]);
+    for l in links {
+        assert_ne!(l["listen"], l["upstream"], "{l}");
+    }
+    let faults = v["faults"].as_array().expect("faults");
+    let by_kind = |k: &str| {
+        faults
+            .iter()
+            .find(|f| f["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in {faults:?}"))
+    };
+    let part = by_kind("network partition");
+    assert_eq!(part["target"], "network server-redis");
+    assert_eq!(part["outcome"], "applied");
+    let net = &part["hit"]["network"];
+    assert!(
+        net["bytes_held"].as_u64().unwrap() > 0 || net["held_connections"].as_u64().unwrap() > 0,
+        "the partition held nothing: {net}"
+    );
+    assert!(
+        part["hit"]["rejected"].as_u64().unwrap() > 0,
+        "no webhook was refused during the partition: {part}"
+    );
+    assert!(part["end_ms"].as_u64().unwrap() > part["start_ms"].as_u64().unwrap());
+    let lat = by_kind("network latency");
+    assert!(
+        lat["hit"]["network"]["bytes_delayed"].as_u64().unwrap() > 0,
+        "{lat}"
+    );
+    // The sender's link was left partitioned: healed by the final heal, before the drain.
+    let left = faults
+        .iter()
+        .find(|f| f["target"] == "network sender-server")
+        .expect("the partition left in force");
+    assert!(left["end_ms"].is_u64(), "never healed: {left}");
+    assert_eq!(v["verdict"], "passed");
+    assert_eq!(v["ledger"]["classes"]["lost"]["count"], 0);
+    assert_eq!(v["ledger"]["classes"]["duplicated"]["count"], 0);
+}

@@ -788,3 +788,107 @@ fn gitspy_chaos_html_escape(s: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
 }
+
+/// A run whose ledger and apply times are known: the exact per-second series come out as
+/// expected, go through `run.json` unchanged, and a real Chromium draws them in their charts
+/// (and the poller's charts keep a dot per scrape).
+#[test]
+fn exact_series_from_known_send_and_apply_times_render_in_chromium() {
+    use gitspy_chaos::load::{LedgerEntry, Outcome};
+    use gitspy_chaos::observe::timeline;
+    use std::collections::BTreeMap;
+
+    let t0 = 1_764_180_000_000u64;
+    let mut entries = Vec::new();
+    let mut applied = BTreeMap::new();
+    // 10 deliveries a second for 5 s; the ones sent in second 2 are rejected (503) and sent
+    // again in second 4; each delivery is applied 800 ms after it is acknowledged.
+    for sec in 0..5u64 {
+        for i in 0..10u64 {
+            let id = format!("d{sec}-{i}");
+            let sent = t0 + sec * 1000 + i * 50;
+            let entry = |at: u64, code: u16| LedgerEntry {
+                delivery: id.clone(),
+                attempt: 1,
+                duplicate_of: None,
+                event: "issues".into(),
+                scheduled_at_ms: at,
+                sent_at_ms: at,
+                outcome: Outcome::Status(code),
+                latency_ms: 2.0,
+                answer: None,
+            };
+            if sec == 2 {
+                entries.push(entry(sent, 503));
+                entries.push(entry(sent + 2000, 202));
+                applied.insert(id.clone(), sent + 2000 + 802);
+            } else {
+                entries.push(entry(sent, 202));
+                applied.insert(id.clone(), sent + 802);
+            }
+        }
+    }
+    let series = timeline::exact_series(t0, t0 + 6000, &entries, &applied);
+    let pts = |name: &str| -> Vec<f64> {
+        series
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("series {name}"))
+            .points
+            .iter()
+            .map(|p| p.1)
+            .collect()
+    };
+    assert_eq!(pts("sent_rate"), [10.0, 10.0, 10.0, 10.0, 20.0, 0.0]);
+    assert_eq!(pts("rejected_rate"), [0.0, 0.0, 10.0, 0.0, 0.0, 0.0]);
+    assert_eq!(pts("acked_rate"), [10.0, 10.0, 0.0, 10.0, 20.0, 0.0]);
+    // Applies 802 ms after each send: the first 4 of a second land in it, the last 6 in the
+    // next one.
+    assert_eq!(pts("applied_rate"), [4.0, 10.0, 6.0, 4.0, 14.0, 12.0]);
+    // The redelivered ones waited 2802 ms from their first send.
+    assert_eq!(
+        pts("latency_p99_ms"),
+        [802.0, 802.0, 802.0, 802.0, 2802.0, 2802.0]
+    );
+    assert_eq!(
+        pts("latency_p50_ms"),
+        [802.0, 802.0, 802.0, 802.0, 802.0, 802.0]
+    );
+    assert_eq!(pts("unprocessed"), [6.0, 6.0, 0.0, 6.0, 12.0, 0.0]);
+    // The rejected ones wait, unapplied, for their redelivery.
+    assert_eq!(pts("unapplied"), [6.0, 6.0, 10.0, 16.0, 12.0, 0.0]);
+
+    let mut run = sample();
+    run.series.extend(series);
+    run.duration_ms = 6000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    report::write_all(&run, dir.path(), &[Format::Json, Format::Html]).expect("write");
+    let back = report::read_run(&dir.path().join("run.json")).expect("read back");
+    assert_eq!(back.series, run.series);
+    let url = format!("file://{}", dir.path().join("report.html").display());
+    let dom = chromium(&["--dump-dom".to_string(), url]);
+    for id in [
+        "chart-exact-rates",
+        "chart-exact-latency",
+        "chart-exact-unprocessed",
+    ] {
+        assert!(
+            dom.contains(&format!("<svg class=\"chart\" id=\"{id}\"")),
+            "chart {id} missing from the DOM"
+        );
+    }
+    for s in timeline::NAMES {
+        assert!(
+            dom.contains(&format!("<polyline class=\"series\" data-series=\"{s}\"")),
+            "series {s} not drawn as a line"
+        );
+    }
+    assert!(
+        dom.contains("<circle class=\"scrape\" data-series=\"waiting\""),
+        "poller scrapes are not marked"
+    );
+    assert!(
+        !dom.contains("<circle class=\"scrape\" data-series=\"sent_rate\""),
+        "exact series are not scrapes"
+    );
+}

@@ -100,6 +100,8 @@ broken! {
     attach_mode_incomplete: "attach-incomplete.yaml" => 4,
     every_problem_of_a_file_is_reported: "wait-ambiguous.yaml" => 10,
     fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
+    network_faults_misused: "network-faults.yaml" => 11,
+    network_link_unknown: "network-link-unknown.yaml" => 1,
 }
 
 #[test]
@@ -118,6 +120,12 @@ fn every_shipped_scenario_validates() {
             "scenarios/06-combined.yaml",
             "scenarios/07-crash-points.yaml",
             "scenarios/08-store-faults.yaml",
+            "scenarios/09-partition.yaml",
+            "scenarios/09b-partition-spool.yaml",
+            "scenarios/09c-worker-partition.yaml",
+            "scenarios/09d-cut-links.yaml",
+            "scenarios/09e-docker-partition.yaml",
+            "scenarios/10-slow-network.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")

@@ -72,9 +72,17 @@ impl RedisConn {
 
     /// Call after a command failed: connection-level errors drop the cached connection so the next
     /// call re-dials.
+    ///
+    /// Never waits: `get` holds the lock while it dials (up to the timeout), and a caller whose
+    /// own deadline already passed must answer now, not after someone else's dial (a partition
+    /// made ingress answer 503 after up to twice `GITSPY_REDIS_TIMEOUT` that way). A held lock
+    /// means a dial is in progress — the cached slot is empty, nothing to drop — or another
+    /// caller is dropping it already.
     pub async fn note_error(&self, err: &RedisError) {
         if is_connection_error(err) {
-            *self.cached.lock().await = None;
+            if let Ok(mut cached) = self.cached.try_lock() {
+                *cached = None;
+            }
         }
     }
 
@@ -116,4 +124,48 @@ fn timeout_error() -> RedisError {
         std::io::ErrorKind::TimedOut,
         "redis did not answer in time",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Regression test (found by scenario 09-partition): during a partition, a request whose
+    /// deadline passed waited in `note_error` for another request's dial to give up, so ingress
+    /// answered 503 after up to twice `GITSPY_REDIS_TIMEOUT`. The dial to a blackhole (accepts
+    /// TCP, never answers) holds the lock; `note_error` must return before that dial does.
+    #[tokio::test]
+    async fn a_failed_call_does_not_wait_for_another_callers_dial() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _blackhole = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let conn = Arc::new(
+            RedisConn::new(&format!("redis://{addr}"), Duration::from_millis(800)).unwrap(),
+        );
+        let dialling = {
+            let c = conn.clone();
+            tokio::spawn(async move { c.get().await.map(|_| ()) })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while conn.cached.try_lock().is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dial never held the lock"
+            );
+            tokio::task::yield_now().await;
+        }
+        let err = timeout_error();
+        tokio::select! {
+            biased;
+            r = dialling => panic!("note_error waited for another caller's dial to end ({r:?})"),
+            () = conn.note_error(&err) => {}
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! reclaimed while it runs; entries of dead workers are `XAUTOCLAIM`ed after `GITSPY_CLAIM_IDLE`.
 //! Failures retry with exponential backoff counted in `events:<id>:attempts`, then dead-letter.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -485,12 +485,13 @@ impl Worker {
                     .as_ref()
                     .is_some_and(|d| sabotage::dropped(&d.id))
             });
-            self.committed(dropped, started).await;
+            self.committed(dropped, started, &HashSet::new()).await;
             ready = kept;
         }
         if sabotage::is(Variant::AckBeforeCommit) {
             // Sabotage: acknowledged first, applied afterwards; a crash in between loses it.
-            self.committed(ready.clone(), started).await;
+            self.committed(ready.clone(), started, &HashSet::new())
+                .await;
             if let Some(delay) = self.cfg.test_processing_delay {
                 tokio::time::sleep(delay).await;
             }
@@ -521,7 +522,7 @@ impl Worker {
         let batch: Vec<Delivery> = ready.iter().filter_map(|e| e.delivery.clone()).collect();
         let outcome = self.apply(batch.clone()).await;
         match outcome {
-            Ok(_) => self.committed(ready, started).await,
+            Ok(already) => self.committed(ready, started, &already).await,
             Err(err) if ready.len() > 1 => {
                 // Isolate the bad delivery: apply one by one.
                 tracing::warn!(error = %err, "batch failed; applying its deliveries one by one");
@@ -530,7 +531,7 @@ impl Worker {
                         continue;
                     };
                     match self.apply(vec![d]).await {
-                        Ok(_) => self.committed(vec![e], started).await,
+                        Ok(already) => self.committed(vec![e], started, &already).await,
                         Err(err) => self.failed(e, err).await,
                     }
                 }
@@ -543,7 +544,9 @@ impl Worker {
         }
     }
 
-    async fn apply(&self, batch: Vec<Delivery>) -> Result<(), String> {
+    /// Applies a batch in one store transaction; the ids an earlier attempt (this worker's or a
+    /// crashed or frozen one's) had already committed, which are not applied again.
+    async fn apply(&self, batch: Vec<Delivery>) -> Result<HashSet<String>, String> {
         let store = self.store.clone();
         let consumer = self.cfg.consumer.clone();
         let r = tokio::task::spawn_blocking(move || store.apply_batch(&batch, &consumer))
@@ -555,15 +558,25 @@ impl Worker {
             std::process::abort();
         }
         crate::failpoint!(failpoints::AFTER_COMMIT);
-        for o in &r {
+        let mut already = HashSet::new();
+        for o in r {
             if !o.applied {
                 tracing::info!(delivery = %o.delivery, "already applied by an earlier attempt; not applying again");
+                already.insert(o.delivery);
             }
         }
-        Ok(())
+        Ok(already)
     }
 
-    async fn committed(&mut self, entries: Vec<Entry>, started: Instant) {
+    /// Finishes committed entries in Redis. `already`: ids the store found applied by an earlier
+    /// attempt; they count as `gitspy_jobs_duplicate_total`, not as processed, so each worker's
+    /// processed counter counts exactly the deliveries its own transactions applied.
+    async fn committed(
+        &mut self,
+        entries: Vec<Entry>,
+        started: Instant,
+        already: &HashSet<String>,
+    ) {
         if failpoints::armed(failpoints::AFTER_ACK) {
             // Only while `after-ack` is armed: each finish in two steps, so the window between
             // XACK and XDEL exists to crash in.
@@ -578,7 +591,7 @@ impl Worker {
                     })
                     .await;
                 match finished {
-                    Ok(()) => self.finished(&e, &d, started),
+                    Ok(()) => self.finished(&e, &d, started, already.contains(&d.id)),
                     Err(err) => self.finish_later(e, &d, &err),
                 }
             }
@@ -598,16 +611,18 @@ impl Worker {
                 continue;
             };
             match &finished {
-                Ok(()) => self.finished(&e, &d, started),
+                Ok(()) => self.finished(&e, &d, started, already.contains(&d.id)),
                 Err(err) => self.finish_later(e, &d, err),
             }
         }
     }
 
     /// Bookkeeping once `processed` + ack are in Redis.
-    fn finished(&self, e: &Entry, d: &Delivery, started: Instant) {
+    fn finished(&self, e: &Entry, d: &Delivery, started: Instant, already_applied: bool) {
         self.unhold(&e.stream_id);
-        if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
+        if already_applied {
+            self.metrics.jobs_duplicate.inc(&d.event);
+        } else if !(sabotage::is(Variant::UndercountProcessed) && d.event == "issue_comment") {
             self.metrics.jobs_processed.inc(&d.event);
         }
         self.metrics

@@ -115,6 +115,17 @@ fn a_crash_after_the_store_commit_does_not_apply_twice() {
         "{}",
         rescuer.log_text()
     );
+    // The rescuer applied nothing: it counts the three as duplicates, not as processed, so each
+    // worker's processed counter is exactly what its own transactions applied.
+    let (_, m) = get_text(&worker_metrics_url(&rescuer));
+    let total = |name: &str| -> f64 {
+        m.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(total("gitspy_jobs_processed_total"), 0.0, "{m}");
+    assert_eq!(total("gitspy_jobs_duplicate_total"), 3.0, "{m}");
 }
 
 #[test]
