@@ -198,6 +198,7 @@ impl Gen {
             worker: None,
             server: None,
             store: None,
+            network: None,
             which: None,
             when: None,
             within: None,
