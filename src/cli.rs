@@ -44,6 +44,12 @@ pub enum Command {
     /// links `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `all`;
     /// `direction: up|down|both`; `via: docker` disconnects the Redis container instead.
     Run(RunArgs),
+    /// Generate scenarios from a seed and run them until one fails (exit 1) or the budget is
+    /// spent (exit 0), then shrink the failure to a minimal scenario YAML, e.g.
+    /// `gitspy-chaos explore --seed 7 --budget 30m --confirm 2/3`. Writes
+    /// `<report-dir>/explore-<seed>/`: explore.json and explore.md (seed, faults, verdict and
+    /// duration of each run), run-<i>.yaml, and minimal.yaml after a failure.
+    Explore(crate::explore::ExploreArgs),
     /// Parse and check scenario files (no side effects); every error with file:line:column.
     Validate(ValidateArgs),
     /// Show the scenarios of a directory: name, description, faults, expected duration.
@@ -101,7 +107,7 @@ pub struct RunArgs {
     pub profile: Option<PathBuf>,
 }
 
-fn parse_target_env(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_target_env(text: &str) -> Result<(String, String), String> {
     let (k, v) = text
         .split_once('=')
         .ok_or_else(|| format!("`{text}` is not KEY=VAL"))?;
@@ -141,7 +147,7 @@ impl RunArgs {
     }
 }
 
-fn parse_time_scale(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_time_scale(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
         _ => Err(format!(
@@ -216,6 +222,7 @@ pub struct ProxyArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Explore(args) => crate::explore::explore_cmd(args),
         Command::List(args) => list(&args),
         Command::Run(args) => {
             runtime()?.block_on(crate::run::run_cmd(&args.scenarios, args.options()))

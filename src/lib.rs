@@ -2,6 +2,7 @@
 //! breaks it on purpose, floods it with signed deliveries, observes it, and judges every delivery id.
 
 pub mod cli;
+pub mod explore;
 pub mod fault;
 pub mod load;
 pub mod netproxy;

@@ -644,7 +644,7 @@ fn process_log(p: &crate::system::procs::ManagedProc, run_dir: &Path) -> report:
     }
 }
 
-async fn gitspy_version(bin: &Path) -> Option<String> {
+pub(crate) async fn gitspy_version(bin: &Path) -> Option<String> {
     let out = tokio::process::Command::new(bin)
         .arg("--version")
         .output()

@@ -252,3 +252,22 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for At<T> {
         })
     }
 }
+
+/// A scenario as YAML text that [`parse`] reads back to the same scenario: absent options are
+/// left out (not written as `null`), so the text reads like a hand-written file. Used by
+/// `explore` to write the scenarios it generates and shrinks.
+pub fn to_yaml(scenario: &Scenario) -> anyhow::Result<String> {
+    fn drop_nulls(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, x| !x.is_null());
+                map.values_mut().for_each(drop_nulls);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(scenario)?;
+    drop_nulls(&mut value);
+    Ok(serde_saphyr::to_string(&value)?)
+}

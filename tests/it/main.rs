@@ -6,6 +6,7 @@ mod attach;
 mod attach_run;
 mod docker_backend;
 mod engine;
+mod explore;
 mod faults;
 mod netproxy;
 mod observability;
