@@ -141,7 +141,10 @@ async fn lookup(ctx: &Ctx, ids: &[String]) -> anyhow::Result<BTreeMap<String, Lo
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let r = ctx
             .http
-            .post(format!("{}/deliveries/lookup", ctx.server_url))
+            .post(format!(
+                "{}{}",
+                ctx.server_url, ctx.profile.endpoints.lookup
+            ))
             .json(&serde_json::json!({ "ids": chunk }))
             .send()
             .await
@@ -164,7 +167,10 @@ async fn listing(ctx: &Ctx) -> anyhow::Result<BTreeSet<String>> {
     let mut listed = BTreeSet::new();
     let mut after: Option<String> = None;
     for _ in 0..10_000 {
-        let mut url = format!("{}/deliveries?limit=10000", ctx.server_url);
+        let mut url = format!(
+            "{}{}?limit=10000",
+            ctx.server_url, ctx.profile.endpoints.deliveries
+        );
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
@@ -215,7 +221,7 @@ async fn redis_probe(ctx: &Ctx, end: &Ending) -> Option<crate::observe::RedisPro
 
 /// `GET /boards/{owner}/{repo}`; a 404 is an empty board (no card ever landed).
 async fn fetch_board(ctx: &Ctx, repo: &str) -> Result<serde_json::Value, String> {
-    let url = format!("{}/boards/{repo}", ctx.server_url);
+    let url = format!("{}{}/{repo}", ctx.server_url, ctx.profile.endpoints.boards);
     let r = ctx
         .http
         .get(&url)

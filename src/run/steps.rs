@@ -651,7 +651,10 @@ impl Ctx {
         if r.from.is_none() && r.to.is_none() && r.state_from.is_none() {
             let mut live = BTreeMap::new();
             for repo in outcome.in_order.keys() {
-                let url = format!("{}/boards/{repo}", self.server_url);
+                let url = format!(
+                    "{}{}/{repo}",
+                    self.server_url, self.profile.endpoints.boards
+                );
                 let v: serde_json::Value = self.http.get(&url).send().await?.json().await?;
                 live.insert(
                     repo.clone(),
