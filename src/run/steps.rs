@@ -593,8 +593,12 @@ impl Ctx {
         &self,
         args: &[std::ffi::OsString],
     ) -> anyhow::Result<(std::process::Output, Option<serde_json::Value>)> {
+        // The replay tool is part of the system under test: it runs with the managed server's
+        // settings (`target.env` included), as an operator's replay would on that deployment.
+        let env = self.sys.lock().await.server.env().to_vec();
         let mut cmd = tokio::process::Command::new(&self.gitspy_bin);
         cmd.arg("replay")
+            .envs(env)
             .args(args)
             .arg("--json")
             .kill_on_drop(true);
