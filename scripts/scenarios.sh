@@ -27,9 +27,19 @@ for backend in docker process; do
     esac
     echo "=== $s on $backend (time scale $scale)" >&2
     start=$(date +%s)
-    if ! "$chaos" run "$s" --backend "$backend" --time-scale "$scale" "${bin[@]}" --report-dir "$out" >/tmp/gitspy-chaos-scenario.out; then
+    # Exit 3 (inconclusive: a crash fault hit nothing, so the run proved nothing) is retried once;
+    # a failed check (exit 1) never is.
+    code=0
+    for try in 1 2; do
+      code=0
+      "$chaos" run "$s" --backend "$backend" --time-scale "$scale" "${bin[@]}" --report-dir "$out" \
+        >/tmp/gitspy-chaos-scenario.out || code=$?
+      [ "$code" = 3 ] && [ "$try" = 1 ] && { echo "inconclusive, once more: $s on $backend" >&2; continue; }
+      break
+    done
+    if [ "$code" != 0 ]; then
       failed=$((failed + 1))
-      echo "FAILED: $s on $backend" >&2
+      echo "FAILED (exit $code): $s on $backend" >&2
     fi
     head -n 1 /tmp/gitspy-chaos-scenario.out
     echo "    ($(( $(date +%s) - start )) s)" >&2
