@@ -75,15 +75,16 @@ pub struct Histogram {
 
 impl Scrape {
     /// The backlog this scrape shows: everything accepted and not yet processed — queue
-    /// waiting + active + delayed retries + spool depth. `None` when the queue gauges are absent
-    /// (Redis down: unknown, never 0). A system that exports no spool or delayed gauge has
-    /// none of those.
+    /// waiting + active (delayed retries included: they are pending) + spool depth. `None` when
+    /// the queue gauges are absent (Redis down: unknown, never 0). A system that exports no
+    /// spool gauge has no spool.
     pub fn backlog(&self) -> Option<f64> {
         let waiting = self.gauge(names::QUEUE_WAITING)?;
         let active = self.gauge(names::QUEUE_ACTIVE)?;
-        let delayed = self.gauge(names::QUEUE_DELAYED).unwrap_or(0.0);
+        // Delayed retries (`gitspy_queue_delayed`) are still pending in Redis, so they are already
+        // inside `active`: adding them would count them twice.
         let spooled = self.gauge(names::SPOOL_DEPTH).unwrap_or(0.0);
-        Some(waiting + active + delayed + spooled)
+        Some(waiting + active + spooled)
     }
 
     /// The samples renamed from a target's metric names (`names`, from its profile) to the
@@ -404,8 +405,10 @@ gitspy_job_duration_ms_count{event_type="push"} 2
         // `wait: drained` does not return.
         assert_eq!(
             with("gitspy_spool_depth 1\ngitspy_queue_delayed 4\n"),
-            Some(8.0)
+            Some(4.0)
         );
+        // Delayed retries are part of `active`, never counted on top of it.
+        assert_eq!(with("gitspy_queue_delayed 1\n"), Some(3.0));
         // Redis down: the queue gauges are absent, the backlog is unknown (not the spool alone).
         let down = Scrape::parse("server", 0, "gitspy_spool_depth 5\n").unwrap();
         assert_eq!(down.backlog(), None);
