@@ -153,7 +153,7 @@ pub fn no_stuck_locks(ev: &Evidence) -> CheckRecord {
     }
 }
 
-/// `backlog`: everything not yet processed (queue waiting + active + delayed retries + spool
+/// `backlog`: everything not yet processed (queue waiting + active, delayed retries included, + spool
 /// depth, from the server) is back to `max` within `within` of the end of the last fault.
 pub fn backlog(ev: &Evidence, b: &BacklogLimit) -> CheckRecord {
     let points = ev.series.backlog_points("server");
