@@ -172,6 +172,7 @@ pub async fn run_scenario(
             );
         }
     }
+    let prometheus = prometheus_preflight(&s).await?;
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -256,8 +257,17 @@ pub async fn run_scenario(
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let (judged, timeline) =
-        judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
+    let (judged, timeline) = judge_with_efficacy(
+        &ctx,
+        &s,
+        &series,
+        &drain,
+        drained_at,
+        panicked,
+        interrupted,
+        prometheus,
+    )
+    .await;
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = teardown_and_collect_logs(&ctx, &run_dir).await;
@@ -424,8 +434,47 @@ async fn run_steps_and_drain(
     (panicked, interrupted, drain)
 }
 
+/// The Prometheus of `observe.prometheus { url }`, asked before anything starts: it must be ready
+/// and accept every `promql` expression (a syntax error is Prometheus' `bad_data`), or the run
+/// could not run (exit 2).
+async fn prometheus_preflight(
+    s: &Scenario,
+) -> anyhow::Result<Option<crate::observe::prometheus::Prometheus>> {
+    let Some(url) = s
+        .observe
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.value.url.as_ref())
+    else {
+        return Ok(None);
+    };
+    let p = crate::observe::prometheus::Prometheus::new(&url.value).map_err(anyhow::Error::msg)?;
+    p.ready().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nhint: start it, or fix `observe.prometheus.url` (line {})",
+            url.pos.line
+        )
+    })?;
+    for c in s.checks.iter() {
+        let scenario::Check::Promql(q) = &c.value else {
+            continue;
+        };
+        if let Err(e) = p.query(&q.expr, prom::now_ms()).await {
+            if e.contains("(bad_data)") {
+                anyhow::bail!(
+                    "line {}: `{}`: {e}\nhint: fix the PromQL expression",
+                    q.expr.pos.line,
+                    q.expr.value
+                );
+            }
+        }
+    }
+    Ok(Some(p))
+}
+
 /// The judgement (none when interrupted), then what the faults hit — known only now that the
 /// ledger and the final states are — with the `faults_effective` check added to the checks.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
 async fn judge_with_efficacy(
     ctx: &Ctx,
     s: &Scenario,
@@ -434,6 +483,7 @@ async fn judge_with_efficacy(
     drained_at: u64,
     panicked: bool,
     interrupted: bool,
+    prometheus: Option<crate::observe::prometheus::Prometheus>,
 ) -> (anyhow::Result<judge::Judged>, Timeline) {
     let mut judged = if interrupted {
         let done = ctx.timeline().steps.len();
@@ -449,6 +499,7 @@ async fn judge_with_efficacy(
                 drain_error: drain.as_ref().err().map(|e| e.to_string()),
                 drained_at_ms: drained_at,
                 panicked,
+                prometheus,
             },
         )
         .await

@@ -102,6 +102,8 @@ broken! {
     fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
     network_faults_misused: "network-faults.yaml" => 11,
     network_link_unknown: "network-link-unknown.yaml" => 1,
+    promql_checks_misused: "promql-misused.yaml" => 9,
+    promql_check_without_prometheus: "promql-no-prometheus.yaml" => 2,
 }
 
 #[test]
