@@ -56,6 +56,15 @@ pub fn promql(
         .collect()
 }
 
+/// A whole number as such, anything else with three decimals.
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// ` for {labels}`, or nothing for a series without labels.
 fn labels_suffix(s: &PromSeries) -> String {
     if s.labels.is_empty() {
@@ -147,7 +156,8 @@ fn promql_bound(
     (
         Some(v),
         format!(
-            "`{expr}` {when}: worst {v}{where_}; {} series, {} sample(s), {outside} outside {} {threshold}{extra}",
+            "`{expr}` {when}: worst {}{where_}; {} series, {} sample(s), {outside} outside {} {threshold}{extra}",
+            num(v),
             series.len(),
             samples.len(),
             op.symbol()
