@@ -49,6 +49,10 @@ pub enum Command {
     /// 'histogram_quantile(0.95, sum(rate(gitspy_job_duration_ms_bucket[5m])) by (le))', max:
     /// 500}`; bounds `min`, `max` or `equals`; `over: run` checks every sample of a range query
     /// over the run (`step`, default 1s). No data fails; an unreachable Prometheus is exit 2.
+    /// `prometheus: {managed: true, rules: [alerts.yml], interval: 1s}` starts one for the run;
+    /// `alert: {name: GitSpyRedisDown, fires_during: redis stop, resolves: true}` then checks
+    /// from `ALERTS` that it fires in that fault's window and resolves after it (`never: true`:
+    /// it never fires).
     Run(RunArgs),
     /// Generate scenarios from a seed and run them until one fails (exit 1) or the budget is
     /// spent (exit 0), then shrink the failure to a minimal scenario YAML, e.g.

@@ -159,17 +159,48 @@ async fn prometheus_answers(
     drained_at_ms: u64,
 ) -> BTreeMap<usize, PromAnswer> {
     let mut out = BTreeMap::new();
-    if !s.checks.iter().any(|c| matches!(c.value, Check::Promql(_))) {
+    if !s
+        .checks
+        .iter()
+        .any(|c| matches!(c.value, Check::Promql(_) | Check::Alert(_)))
+    {
         return out;
     }
     let fresh = wait_fresh_scrape(p, drained_at_ms).await;
     let end_ms = crate::observe::prom::now_ms();
+    let step_ms = s
+        .observe
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.value.interval.as_ref())
+        .map_or(1000, |d| d.value.get().as_millis() as u64)
+        .max(1);
     for (i, c) in s.checks.iter().enumerate() {
-        let Check::Promql(q) = &c.value else { continue };
-        out.insert(
-            i,
-            promql_answer(p, q, t0_unix_ms, end_ms, fresh.clone()).await,
-        );
+        match &c.value {
+            Check::Promql(q) => {
+                out.insert(
+                    i,
+                    promql_answer(p, q, t0_unix_ms, end_ms, fresh.clone()).await,
+                );
+            }
+            Check::Alert(a) => {
+                let expr = format!(
+                    "ALERTS{{alertname=\"{}\", alertstate=\"firing\"}}",
+                    a.name.value.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+                out.insert(
+                    i,
+                    PromAnswer {
+                        from_ms: t0_unix_ms,
+                        to_ms: end_ms,
+                        range: true,
+                        result: p.query_range(&expr, t0_unix_ms, end_ms, step_ms).await,
+                        note: fresh.clone(),
+                    },
+                );
+            }
+            _ => {}
+        }
     }
     out
 }

@@ -242,6 +242,23 @@ pub async fn run_scenario(
     )?;
     ctx.profile = profile;
     let ctx = Arc::new(ctx);
+    // A managed Prometheus scrapes the processes just started (a failure undoes the start).
+    let mut managed_prom = None;
+    let prometheus = match prometheus {
+        Some(p) => Some(p),
+        None => match start_managed_prometheus(&s, path, &ctx, &run_dir).await {
+            Ok(Some(m)) => {
+                let client = m.client.clone();
+                managed_prom = Some(m);
+                Some(client)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                ctx.sys.lock().await.teardown().await;
+                return Err(e.context("could not start the managed Prometheus"));
+            }
+        },
+    };
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
@@ -268,6 +285,9 @@ pub async fn run_scenario(
         prometheus,
     )
     .await;
+    if let Some(m) = managed_prom.as_mut() {
+        m.stop().await;
+    }
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = teardown_and_collect_logs(&ctx, &run_dir).await;
@@ -455,6 +475,61 @@ async fn prometheus_preflight(
             url.pos.line
         )
     })?;
+    check_promql_syntax(&p, s).await?;
+    Ok(Some(p))
+}
+
+/// `observe.prometheus: { managed: true }`: a Prometheus of the run's own scraping every process
+/// of the system, with the scenario's rule files (relative to the scenario file).
+async fn start_managed_prometheus(
+    s: &Scenario,
+    path: &Path,
+    ctx: &Ctx,
+    run_dir: &Path,
+) -> anyhow::Result<Option<crate::system::prometheus::ManagedPrometheus>> {
+    let Some(cfg) = s.observe.prometheus.as_ref().filter(|p| p.value.managed) else {
+        return Ok(None);
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut rules = Vec::new();
+    for r in &cfg.value.rules {
+        let file = base.join(&r.value);
+        let abs = std::fs::canonicalize(&file).map_err(|e| {
+            anyhow::anyhow!(
+                "line {}: rule file {}: {e}\nhint: `rules` are relative to the scenario file",
+                r.pos.line,
+                file.display()
+            )
+        })?;
+        rules.push(abs);
+    }
+    let interval = cfg
+        .value
+        .interval
+        .as_ref()
+        .map_or(Duration::from_secs(1), |d| d.value.get());
+    let targets = ctx.sys.lock().await.metric_targets();
+    let m = crate::system::prometheus::ManagedPrometheus::start(
+        &run_dir.join("system").join("prometheus"),
+        &targets,
+        &rules,
+        interval,
+    )
+    .await?;
+    check_promql_syntax(&m.client, s).await?;
+    ctx.say(format!(
+        "managed Prometheus at {} scraping {} target(s) every {interval:?}",
+        m.client.url(),
+        targets.len()
+    ));
+    Ok(Some(m))
+}
+
+/// Lets Prometheus parse every `promql` expression: a syntax error (its `bad_data`) is exit 2.
+async fn check_promql_syntax(
+    p: &crate::observe::prometheus::Prometheus,
+    s: &Scenario,
+) -> anyhow::Result<()> {
     for c in s.checks.iter() {
         let scenario::Check::Promql(q) = &c.value else {
             continue;
@@ -469,7 +544,7 @@ async fn prometheus_preflight(
             }
         }
     }
-    Ok(Some(p))
+    Ok(())
 }
 
 /// The judgement (none when interrupted), then what the faults hit — known only now that the

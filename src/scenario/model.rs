@@ -260,8 +260,23 @@ impl Default for Observe {
 pub struct PrometheusObserve {
     /// Base URL of a running Prometheus that scrapes the server and the workers, e.g.
     /// `http://127.0.0.1:9090`. The run refuses to start (exit 2) when it does not answer.
+    /// Not together with `managed`.
     #[serde(default)]
     pub url: Option<At<String>>,
+    /// Managed mode: the harness starts a `prometheus` process of its own (from `PATH`) on a
+    /// free loopback port with a temporary TSDB, scraping the server and every worker directly
+    /// (never through the network proxies) every `interval`, and stops it at the end; its
+    /// configuration and log are kept in the run's `system/` directory.
+    #[serde(default)]
+    pub managed: bool,
+    /// Managed: rule files the Prometheus loads, relative to the scenario file, e.g.
+    /// `[../docker/prometheus/alerts.yml]` (checked with `promtool check rules` semantics by
+    /// Prometheus itself at start: a broken file is exit 2).
+    #[serde(default)]
+    pub rules: Vec<At<String>>,
+    /// Managed: the scrape and rule-evaluation interval (default `1s`).
+    #[serde(default)]
+    pub interval: Option<At<Dur>>,
 }
 
 fn default_poll_interval() -> At<Dur> {
@@ -1332,6 +1347,40 @@ pub enum Check {
     /// Repeatable. Example: `promql: { name: p95, expr: 'histogram_quantile(0.95,
     /// sum(rate(gitspy_job_duration_ms_bucket[5m])) by (le))', max: 500 }`.
     Promql(PromqlCheck),
+    /// A Prometheus alert, read from the `ALERTS` series over the run (a range query at the
+    /// Prometheus's scrape resolution): with `fires_during`, it fires inside that fault's window
+    /// (or within `within` after it) and not before the fault, and with `resolves` (the
+    /// default) stops firing within `within` after the heal; with `never: true`, it never fires.
+    /// Repeatable. Example: `alert: { name: GitSpyRedisDown, fires_during: redis }`.
+    Alert(AlertCheck),
+}
+
+/// The `alert` check.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCheck {
+    /// The alert's name (`alertname`), e.g. `GitSpyRedisDown`.
+    pub name: At<String>,
+    /// The fault whose window the alert must fire in: the first fault whose kind (`redis
+    /// stop`, `worker kill`, …, as the report's fault list shows it) starts with this, e.g.
+    /// `redis` or `redis stop`.
+    #[serde(default)]
+    pub fires_during: Option<At<String>>,
+    /// With `fires_during`: the alert must also stop firing within `within` after the fault
+    /// was healed (default `true`).
+    #[serde(default = "default_true")]
+    pub resolves: bool,
+    /// The alert must not fire at any time of the run (not together with `fires_during`).
+    #[serde(default)]
+    pub never: bool,
+    /// Slack after the fault's heal for the first firing (rule `for`/evaluation delay) and for
+    /// the resolution (default `10s`).
+    #[serde(default)]
+    pub within: Option<At<Dur>>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The `promql` check: an expression and its bounds.
@@ -1419,6 +1468,7 @@ impl Check {
             Check::DuplicateAnswers => "duplicate_answers",
             Check::FaultsEffective(_) => "faults_effective",
             Check::Promql(_) => "promql",
+            Check::Alert(_) => "alert",
         }
     }
 }

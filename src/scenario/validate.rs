@@ -879,7 +879,10 @@ impl Validator<'_> {
             let pos = check.pos;
             let key = check.key();
             // Several `replay_identical` checks compare different groups of replays.
-            let repeatable = matches!(check.value, Check::ReplayIdentical(_) | Check::Promql(_));
+            let repeatable = matches!(
+                check.value,
+                Check::ReplayIdentical(_) | Check::Promql(_) | Check::Alert(_)
+            );
             if let (Some(first), false) = (seen.get(key), repeatable) {
                 let line = first.line;
                 self.push(
@@ -915,6 +918,7 @@ impl Validator<'_> {
                 ),
                 Check::ReplayIdentical(names) => self.replay_identical(names, pos),
                 Check::Promql(q) => self.promql(q, pos, &mut promql_names),
+                Check::Alert(a) => self.alert(a, pos),
                 Check::ReplayOrderIndependent
                     if !self.scenario.replays().iter().any(|(_, r)| r.shuffle.is_some()) =>
                 {
@@ -976,25 +980,106 @@ impl Validator<'_> {
         }
     }
 
-    /// `observe.prometheus` itself: a URL to ask.
+    /// `observe.prometheus` itself: a URL to ask, or a managed one.
     fn prometheus(&mut self) {
         let Some(p) = &self.scenario.observe.prometheus else {
             return;
         };
-        match &p.value.url {
-            None => self.push(
+        match (&p.value.url, p.value.managed) {
+            (None, false) => self.push(
                 p.pos,
                 "`observe.prometheus` names no Prometheus",
-                "give its base URL, e.g. `prometheus: { url: \"http://127.0.0.1:9090\" }`",
+                "give its base URL, e.g. `prometheus: { url: \"http://127.0.0.1:9090\" }`, or let the run start one: `prometheus: { managed: true }`",
             ),
-            Some(u) if !(u.value.starts_with("http://") || u.value.starts_with("https://")) => self
-                .push(
+            (Some(u), true) => self.push(
+                u.pos_or(p.pos),
+                "`observe.prometheus` has both `url` and `managed: true`",
+                "keep `url` to ask a running Prometheus, or `managed: true` to start one",
+            ),
+            (Some(u), false)
+                if !(u.value.starts_with("http://") || u.value.starts_with("https://")) =>
+            {
+                self.push(
                     u.pos_or(p.pos),
                     format!("`observe.prometheus.url` `{}` is no http(s) URL", u.value),
                     "e.g. `url: \"http://127.0.0.1:9090\"`",
-                ),
-            Some(_) => {}
+                )
+            }
+            _ => {}
         }
+        if !p.value.managed {
+            if let Some(r) = p.value.rules.first() {
+                self.push(
+                    r.pos_or(p.pos),
+                    "`observe.prometheus.rules` without `managed: true`",
+                    "a running Prometheus loads its own rule files; `rules` are for a managed one",
+                );
+            }
+            if let Some(i) = &p.value.interval {
+                self.push(
+                    i.pos_or(p.pos),
+                    "`observe.prometheus.interval` without `managed: true`",
+                    "a running Prometheus has its own scrape interval; remove `interval`",
+                );
+            }
+        }
+        if let Some(i) = p.value.interval.as_ref().filter(|i| i.is_zero()) {
+            self.push(
+                i.pos_or(p.pos),
+                "`observe.prometheus.interval` is zero",
+                "e.g. `interval: 1s`",
+            );
+        }
+    }
+
+    fn alert(&mut self, a: &crate::scenario::model::AlertCheck, pos: Pos) {
+        if self.scenario.observe.prometheus.is_none() {
+            self.push(
+                pos,
+                "check `alert` needs a Prometheus to ask",
+                "add `observe: { prometheus: { managed: true, rules: [alerts.yml] } }` or a `url`",
+            );
+        }
+        if a.name.trim().is_empty() {
+            self.push(
+                a.name.pos_or(pos),
+                "`alert.name` is empty",
+                "name the alert, e.g. `name: GitSpyRedisDown`",
+            );
+        }
+        match (&a.fires_during, a.never) {
+            (None, false) => self.push(
+                pos,
+                "check `alert` says neither when the alert must fire nor that it must not",
+                "add `fires_during: <fault kind>` (e.g. `redis`) or `never: true`",
+            ),
+            (Some(d), true) => self.push(
+                d.pos_or(pos),
+                "check `alert` has both `fires_during` and `never: true`",
+                "keep one",
+            ),
+            (Some(d), false) if !self.has_fault_steps() => self.push(
+                d.pos_or(pos),
+                format!(
+                    "check `alert` must fire during fault `{}`, but the scenario has no fault step",
+                    d.value
+                ),
+                "add the fault, e.g. `- fault: { redis: stop }`",
+            ),
+            _ => {}
+        }
+    }
+
+    fn has_fault_steps(&self) -> bool {
+        fn any(steps: &[At<Step>]) -> bool {
+            steps.iter().any(|s| match &s.value {
+                Step::Fault(_) => true,
+                Step::Parallel(c) => any(c),
+                Step::Repeat(r) => any(&r.steps),
+                _ => false,
+            })
+        }
+        any(&self.scenario.steps)
     }
 
     fn promql(

@@ -42,6 +42,12 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
                 promql_n += 1;
                 out.extend(promql(ev.prom.get(&index), q, promql_n, ev.t0_unix_ms));
             }
+            Check::Alert(a) => out.extend(super::promql::alert(
+                ev.prom.get(&index),
+                a,
+                &ev.faults,
+                ev.t0_unix_ms,
+            )),
         }
     }
     out

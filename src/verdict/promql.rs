@@ -1,10 +1,11 @@
-//! The `promql` check: Prometheus' answer (gathered by the run engine into
-//! [`Evidence::prom`](super::Evidence)) against the check's bounds, one record per bound. Pure.
+//! The `promql` and `alert` checks: Prometheus' answers (gathered by the run engine into
+//! [`Evidence::prom`](super::Evidence)) against the check's bounds, one record per bound, and
+//! the `ALERTS` series against the fault log. Pure.
 
 use super::evidence::PromAnswer;
 use crate::observe::prometheus::PromSeries;
-use crate::report::{CheckOp, CheckRecord};
-use crate::scenario::model::PromqlCheck;
+use crate::report::{CheckOp, CheckRecord, FaultWindow};
+use crate::scenario::model::{AlertCheck, PromqlCheck};
 
 /// `promql`: every sample of Prometheus' answer within each bound, one record per bound
 /// (`promql.<name>`, or `promql.<name>.min`/`.max` with both). The measured value is the worst
@@ -165,6 +166,188 @@ fn promql_bound(
     )
 }
 
+/// The default slack of an `alert` check after the heal.
+const ALERT_WITHIN_MS: u64 = 10_000;
+
+/// `alert`: when the alert fired (its `ALERTS{alertstate="firing"}` samples), against the
+/// fault it must fire in (`alert.<name>.fires`: seconds from the fault's start to the first
+/// firing, at most until the heal plus `within`, never before the fault; `alert.<name>.resolves`:
+/// seconds it kept firing after the heal, at most `within`) or against the whole run (`never`:
+/// `alert.<name>` counts firing samples, at most 0).
+pub fn alert(
+    answer: Option<&PromAnswer>,
+    a: &AlertCheck,
+    faults: &[FaultWindow],
+    t0_unix_ms: u64,
+) -> Vec<CheckRecord> {
+    let name = a.name.value.as_str();
+    let base = format!("alert.{name}");
+    let within_ms = a
+        .within
+        .as_ref()
+        .map_or(ALERT_WITHIN_MS, |d| d.value.get().as_millis() as u64);
+    let rec = |suffix: &str, measured: Option<f64>, threshold: f64, unit: &str, note: String| {
+        CheckRecord {
+            name: if suffix.is_empty() {
+                base.clone()
+            } else {
+                format!("{base}.{suffix}")
+            },
+            measured,
+            op: CheckOp::Le,
+            threshold,
+            unit: unit.into(),
+            passed: CheckOp::Le.holds(measured, threshold),
+            note,
+        }
+    };
+    let rel = |at: u64| at.saturating_sub(t0_unix_ms) as f64 / 1000.0;
+    let extra = answer
+        .and_then(|x| x.note.as_ref())
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    let suffix0 = if a.never || a.fires_during.is_none() {
+        ""
+    } else {
+        "fires"
+    };
+    // Every firing instant (any label set), in time order.
+    let firing: Vec<(u64, String)> = match answer.map(|x| &x.result) {
+        None => {
+            let note = format!("{name}: not evaluated (no Prometheus was asked)");
+            return vec![rec(suffix0, None, 0.0, "", note)];
+        }
+        Some(Err(e)) => {
+            let note = format!("`ALERTS{{alertname=\"{name}\"}}` over the run: {e}{extra}");
+            return vec![rec(suffix0, None, 0.0, "", note)];
+        }
+        Some(Ok(series)) => {
+            let mut v: Vec<(u64, String)> = series
+                .iter()
+                .flat_map(|s| {
+                    // The labels that tell firing series apart (not the name and state).
+                    let mut s = s.clone();
+                    for l in ["__name__", "alertname", "alertstate"] {
+                        s.labels.remove(l);
+                    }
+                    let labels = labels_suffix(&s);
+                    s.samples
+                        .into_iter()
+                        .filter(|(_, v)| *v > 0.0)
+                        .map(move |(at, _)| (at, labels.clone()))
+                })
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let span = |v: &[(u64, String)]| match (v.first(), v.last()) {
+        (Some(f), Some(l)) => format!("fired from +{:.1}s to +{:.1}s{}", rel(f.0), rel(l.0), f.1),
+        _ => "never fired".to_string(),
+    };
+    let Some(during) = a.fires_during.as_ref().filter(|_| !a.never) else {
+        let note = format!("{name} {} over the run{extra}", span(&firing));
+        return vec![rec("", Some(firing.len() as f64), 0.0, "samples", note)];
+    };
+    let during = during.value.as_str();
+    let Some(w) = faults
+        .iter()
+        .find(|f| f.kind == during || f.kind.starts_with(&format!("{during} ")))
+    else {
+        let kinds: Vec<&str> = faults.iter().map(|f| f.kind.as_str()).collect();
+        let note = format!(
+            "no fault `{during}` in this run (faults: {})",
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(", ")
+            }
+        );
+        return vec![rec("fires", None, 0.0, "s", note)];
+    };
+    let start = t0_unix_ms + w.start_ms;
+    let healed = w.end_ms.map(|e| t0_unix_ms + e);
+    let window = format!(
+        "`{}` from +{:.1}s to {}",
+        w.kind,
+        rel(start),
+        healed.map_or("the end (never healed)".to_string(), |h| format!(
+            "+{:.1}s",
+            rel(h)
+        ))
+    );
+    let end = healed.unwrap_or_else(|| answer.map_or(start, |x| x.to_ms));
+    let limit_s = (end + within_ms).saturating_sub(start) as f64 / 1000.0;
+    let before: Vec<(u64, String)> = firing.iter().filter(|(t, _)| *t < start).cloned().collect();
+    let first = firing.iter().find(|(t, _)| *t >= start);
+    let mut out = vec![match (before.is_empty(), first) {
+        (false, _) => rec(
+            "fires",
+            None,
+            limit_s,
+            "s",
+            format!(
+                "{name} fired before the fault (a false alarm): {}; fault {window}{extra}",
+                span(&before)
+            ),
+        ),
+        (true, None) => rec(
+            "fires",
+            None,
+            limit_s,
+            "s",
+            format!("{name} never fired; fault {window}{extra}"),
+        ),
+        (true, Some((t, labels))) => rec(
+            "fires",
+            Some(t.saturating_sub(start) as f64 / 1000.0),
+            limit_s,
+            "s",
+            format!(
+                "{name} first fired at +{:.1}s{labels}, {:.1}s into fault {window} (limit: the heal + {:.0}s){extra}",
+                rel(*t),
+                t.saturating_sub(start) as f64 / 1000.0,
+                within_ms as f64 / 1000.0
+            ),
+        ),
+    }];
+    if a.resolves {
+        let threshold = within_ms as f64 / 1000.0;
+        out.push(
+            match (healed, firing.iter().rev().find(|(t, _)| *t >= start)) {
+                (None, _) => rec(
+                    "resolves",
+                    None,
+                    threshold,
+                    "s",
+                    format!("fault {window}: it was never healed, so {name} cannot resolve"),
+                ),
+                (Some(_), None) => rec(
+                    "resolves",
+                    None,
+                    threshold,
+                    "s",
+                    format!("{name} never fired, so it cannot resolve; fault {window}{extra}"),
+                ),
+                (Some(h), Some((last, labels))) => rec(
+                    "resolves",
+                    Some(last.saturating_sub(h) as f64 / 1000.0),
+                    threshold,
+                    "s",
+                    format!(
+                        "{name} last fired at +{:.1}s{labels}, {:.1}s after the heal at +{:.1}s; samples until +{:.1}s{extra}",
+                        rel(*last),
+                        last.saturating_sub(h) as f64 / 1000.0,
+                        rel(h),
+                        answer.map_or(0.0, |x| rel(x.to_ms))
+                    ),
+                ),
+            },
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +464,140 @@ mod tests {
         );
         let r = promql(None, &q, 1, 0);
         assert!(!r[0].passed);
+    }
+
+    fn alert_check(fires_during: Option<&str>, never: bool) -> AlertCheck {
+        AlertCheck {
+            name: At::new("RedisDown".into()),
+            fires_during: fires_during.map(|d| At::new(d.to_string())),
+            resolves: true,
+            never,
+            within: None,
+        }
+    }
+
+    fn window(kind: &str, start_ms: u64, end_ms: Option<u64>) -> FaultWindow {
+        FaultWindow {
+            kind: kind.into(),
+            target: "redis".into(),
+            requested_ms: None,
+            start_ms,
+            end_ms,
+            outcome: Default::default(),
+            crash: false,
+            trigger: None,
+            hit: None,
+            note: String::new(),
+        }
+    }
+
+    /// Firing at every second from `from` to `to` (run-relative seconds), t0 = 0.
+    fn firing(from: u64, to: u64) -> PromAnswer {
+        let samples = (from..=to).map(|s| (s * 1000, 1.0)).collect::<Vec<_>>();
+        PromAnswer {
+            from_ms: 0,
+            to_ms: 120_000,
+            range: true,
+            result: Ok(vec![PromSeries {
+                labels: BTreeMap::from([
+                    ("alertname".to_string(), "RedisDown".to_string()),
+                    ("instance".to_string(), "server".to_string()),
+                ]),
+                samples,
+            }]),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn an_alert_firing_in_its_window_and_resolving_after_the_heal_passes() {
+        let faults = [window("redis stop", 10_000, Some(50_000))];
+        let r = alert(
+            Some(&firing(41, 52)),
+            &alert_check(Some("redis"), false),
+            &faults,
+            0,
+        );
+        assert_eq!(r[0].name, "alert.RedisDown.fires");
+        assert_eq!(r[0].measured, Some(31.0));
+        assert_eq!(r[0].threshold, 50.0);
+        assert!(r[0].passed, "{}", r[0].note);
+        assert!(
+            r[0].note.contains(r#"{instance="server"}"#),
+            "{}",
+            r[0].note
+        );
+        assert!(!r[0].note.contains("alertname"), "{}", r[0].note);
+        assert_eq!(r[1].name, "alert.RedisDown.resolves");
+        assert_eq!(r[1].measured, Some(2.0));
+        assert!(r[1].passed, "{}", r[1].note);
+    }
+
+    #[test]
+    fn an_alert_that_fires_early_late_never_or_does_not_resolve_fails() {
+        let faults = [window("redis stop", 10_000, Some(50_000))];
+        let c = alert_check(Some("redis stop"), false);
+        // Before the fault: a false alarm.
+        let r = alert(Some(&firing(5, 52)), &c, &faults, 0);
+        assert!(
+            !r[0].passed && r[0].note.contains("false alarm"),
+            "{}",
+            r[0].note
+        );
+        // Never.
+        let mut none = firing(0, 0);
+        none.result = Ok(vec![]);
+        let r = alert(Some(&none), &c, &faults, 0);
+        assert!(
+            !r[0].passed && r[0].note.contains("never fired"),
+            "{}",
+            r[0].note
+        );
+        assert!(!r[1].passed);
+        // Too late: 15 s after the heal, beyond the default 10 s.
+        let r = alert(Some(&firing(65, 70)), &c, &faults, 0);
+        assert!(!r[0].passed, "{}", r[0].note);
+        // Still firing until the end of the run: does not resolve.
+        let r = alert(Some(&firing(41, 120)), &c, &faults, 0);
+        assert!(r[0].passed);
+        assert!(!r[1].passed, "{}", r[1].note);
+        assert_eq!(r[1].measured, Some(70.0));
+        // No such fault in the run.
+        let r = alert(
+            Some(&firing(41, 52)),
+            &alert_check(Some("worker kill"), false),
+            &faults,
+            0,
+        );
+        assert!(
+            !r[0].passed && r[0].note.contains("no fault `worker kill`"),
+            "{}",
+            r[0].note
+        );
+    }
+
+    #[test]
+    fn never_counts_firing_samples() {
+        let c = alert_check(None, true);
+        let r = alert(Some(&firing(3, 4)), &c, &[], 0);
+        assert_eq!(r[0].name, "alert.RedisDown");
+        assert_eq!(r[0].measured, Some(2.0));
+        assert!(!r[0].passed);
+        assert!(
+            r[0].note.contains("fired from +3.0s to +4.0s"),
+            "{}",
+            r[0].note
+        );
+        let mut none = firing(0, 0);
+        none.result = Ok(vec![]);
+        assert!(alert(Some(&none), &c, &[], 0)[0].passed);
+        let mut err = firing(0, 0);
+        err.result = Err("Prometheus at http://x is unreachable: refused".into());
+        let r = alert(Some(&err), &c, &[], 0);
+        assert!(
+            !r[0].passed && r[0].note.contains("unreachable"),
+            "{}",
+            r[0].note
+        );
     }
 }

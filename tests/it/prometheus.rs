@@ -316,3 +316,79 @@ fn an_unreachable_prometheus_or_a_promql_syntax_error_could_not_run() {
     assert!(stderr.contains("bad_data"), "{stderr}");
     assert!(stderr.contains("sum(up"), "{stderr}");
 }
+
+const MANAGED_RULES: &str = r#"groups:
+  - name: test
+    rules:
+      - alert: TestRedisDown
+        expr: min(gitspy_redis_up) == 0
+        for: 2s
+      - alert: TestAlwaysFiring
+        expr: vector(1)
+"#;
+
+const MANAGED_SCENARIO: &str = r#"name: alert-managed
+seed: 1
+target: { redis: { backend: process }, workers: 1, on_redis_down: reject }
+observe:
+  poll_interval: 1s
+  prometheus: { managed: true, rules: [rules.yml], interval: 1s }
+steps:
+  - send: { count: 5, rate: 20/s }
+  - wait: { drained: true, timeout: 30s }
+  - fault: { redis: stop }
+  - wait: { for: 8s }
+  - fault: { redis: start }
+  - wait: { drained: true, timeout: 30s }
+checks:
+  - deliveries: { lost: 0, duplicated: 0 }
+  - alert: { name: TestRedisDown, fires_during: redis, within: 5s }
+  - alert: { name: TestAlwaysFiring, never: true }
+  - promql: { name: scraped, expr: 'count(up{target=~"server|worker-0"})', equals: 2 }
+"#;
+
+/// `observe.prometheus: { managed: true }`: the run starts Prometheus itself, scraping its
+/// managed server and worker with the scenario's rules; the `alert` check reads `ALERTS`: an
+/// alert on Redis down fires inside the `redis stop` window and resolves after it, and an alert
+/// that fires all the time fails `never: true` (the check can fail). A rule file Prometheus
+/// refuses is exit 2.
+#[test]
+fn a_managed_prometheus_evaluates_the_scenarios_rules_and_alert_checks_read_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), MANAGED_RULES).unwrap();
+    let (out, run_json) = run(dir.path(), "managed.yaml", MANAGED_SCENARIO);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v = run_json.expect("run.json");
+    let fires = check(&v, "alert.TestRedisDown.fires");
+    assert_eq!(fires["passed"], true, "{fires:#}");
+    let after = fires["measured"].as_f64().unwrap();
+    assert!((2.0..=8.0).contains(&after), "{fires:#}");
+    let resolves = check(&v, "alert.TestRedisDown.resolves");
+    assert_eq!(resolves["passed"], true, "{resolves:#}");
+    let always = check(&v, "alert.TestAlwaysFiring");
+    assert_eq!(always["passed"], false, "{always:#}");
+    assert!(always["measured"].as_f64().unwrap() >= 5.0, "{always:#}");
+    assert_eq!(check(&v, "promql.scraped")["passed"], true);
+    // Its configuration and log are kept with the run.
+    let run_dir = std::fs::read_dir(dir.path().join("reports-managed.yaml"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let config = std::fs::read_to_string(run_dir.join("system/prometheus/prometheus.yml")).unwrap();
+    assert!(config.contains("rules.yml"), "{config}");
+    assert!(config.contains("worker-0"), "{config}");
+
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: t\n    rules:\n      - alert: Broken\n        expr: 'sum('\n",
+    )
+    .unwrap();
+    let (out, _) = run(dir.path(), "broken.yaml", MANAGED_SCENARIO);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("managed Prometheus"), "{stderr}");
+    // Prometheus' own complaint, not just "it exited".
+    assert!(stderr.contains("unclosed left parenthesis"), "{stderr}");
+}

@@ -104,6 +104,7 @@ broken! {
     network_link_unknown: "network-link-unknown.yaml" => 1,
     promql_checks_misused: "promql-misused.yaml" => 9,
     promql_check_without_prometheus: "promql-no-prometheus.yaml" => 2,
+    alert_checks_and_managed_prometheus_misused: "alert-misused.yaml" => 6,
 }
 
 #[test]
@@ -128,6 +129,7 @@ fn every_shipped_scenario_validates() {
             "scenarios/09d-cut-links.yaml",
             "scenarios/09e-docker-partition.yaml",
             "scenarios/10-slow-network.yaml",
+            "scenarios/11-alert-redis-down.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")
