@@ -304,10 +304,15 @@ pub fn alert(
             limit_s,
             "s",
             format!(
-                "{name} first fired at +{:.1}s{labels}, {:.1}s into fault {window} (limit: the heal + {:.0}s){extra}",
+                "{name} first fired at +{:.1}s{labels}, {:.1}s into fault {window} (limit: the heal + {:.0}s); {} series fired{extra}",
                 rel(*t),
                 t.saturating_sub(start) as f64 / 1000.0,
-                within_ms as f64 / 1000.0
+                within_ms as f64 / 1000.0,
+                firing
+                    .iter()
+                    .map(|(_, l)| l.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
             ),
         ),
     }];
@@ -528,6 +533,7 @@ mod tests {
             r[0].note
         );
         assert!(!r[0].note.contains("alertname"), "{}", r[0].note);
+        assert!(r[0].note.contains("1 series fired"), "{}", r[0].note);
         assert_eq!(r[1].name, "alert.RedisDown.resolves");
         assert_eq!(r[1].measured, Some(2.0));
         assert!(r[1].passed, "{}", r[1].note);
