@@ -17,4 +17,4 @@ pub use classes::{
     judge, Class, DeliveryState, DeliveryVerdict, Lookup, SendOutcome, Tally, Verdict, VerdictInput,
 };
 pub use evaluate::evaluate;
-pub use evidence::{Evidence, PromAnswer, ReplayOutcome, ShuffleOutcome};
+pub use evidence::{Evidence, PrefixFold, PromAnswer, ReplayOutcome, ShuffleOutcome};
