@@ -130,6 +130,23 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         t0_unix_ms: ctx.t0_unix_ms,
         kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
         workers,
+        redis_timeout: {
+            let t = ctx
+                .sys
+                .lock()
+                .await
+                .setting(
+                    &ctx.profile.env.redis_timeout,
+                    SettingOf::Server,
+                    gitspy_contract::env::REDIS_TIMEOUT_DEFAULT,
+                )
+                .await;
+            Some((t.value.as_millis() as u64, t.source))
+        },
+        poison: match ctx.poison.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        },
         verdict: Default::default(),
     };
     ev.classify();

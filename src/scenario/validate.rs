@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{
-    At, Check, FaultKind, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send, Step, Wait,
-    Which,
+    At, Check, FaultKind, OnRedisDown, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send,
+    Step, Wait, Which,
 };
 use super::Problem;
 
@@ -295,6 +295,13 @@ impl Validator<'_> {
                 send.timeout.pos_or(pos),
                 "request `timeout` is zero",
                 "give each request time to answer, e.g. `timeout: 5s`",
+            );
+        }
+        if send.poison.value > 0 && send.same {
+            self.push(
+                send.poison.pos_or(pos),
+                "`same: true` and `poison` cannot be combined",
+                "`same` sends one delivery id; send the poison in a step of its own",
             );
         }
         if let Some(dup) = &send.duplicates {
@@ -897,6 +904,7 @@ impl Validator<'_> {
                     | Check::JobDurationP95(_)
                     | Check::BoardMatchesModel
                     | Check::DuplicateAnswers
+                    | Check::RejectsWithinRedisTimeout(_)
             );
             if judges_deliveries && self.sends == 0 {
                 self.push(
@@ -919,6 +927,15 @@ impl Validator<'_> {
                         pos,
                         "check `replay_order_independent` references nothing: no replay step has `shuffle`",
                         "add `shuffle: { duplicates: 20 }` to a replay step, or remove the check",
+                    )
+                }
+                Check::RejectsWithinRedisTimeout(_)
+                    if self.scenario.target.value.on_redis_down == OnRedisDown::Spool =>
+                {
+                    self.push(
+                        pos,
+                        "check `rejects_within_redis_timeout` needs `on_redis_down: reject`: in spool mode the server answers 202",
+                        "remove the check, or set `target.on_redis_down: reject`",
                     )
                 }
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(

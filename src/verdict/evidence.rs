@@ -78,6 +78,11 @@ pub struct Evidence {
     /// Every managed worker (its metrics target name) with every instance it ran as; empty in
     /// attach mode.
     pub workers: Vec<(String, Vec<Instance>)>,
+    /// The server's `GITSPY_REDIS_TIMEOUT` in ms and where it was learned (target env, an
+    /// attached process's environment, GitSpy's default).
+    pub redis_timeout: Option<(u64, String)>,
+    /// Ids sent as poison (`send.poison`), expected dead-lettered.
+    pub poison: BTreeSet<String>,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }
@@ -111,6 +116,7 @@ impl Evidence {
                 lookups: &self.lookups,
                 listed: &self.listed,
                 probe: self.probe.as_ref(),
+                poison: &self.poison,
             },
             EXAMPLES,
         );
