@@ -38,13 +38,16 @@ pub enum Variant {
     /// The spool drain skips the last record of a batch of several (once the ones before it went
     /// through) but advances past it.
     SpoolSkipLast,
+    /// The spool drain never moves the spool's last record (an off-by-one `while depth > 1`): it
+    /// stays spooled, counted in `gitspy_spool_depth`, until another arrives behind it.
+    SpoolStuckLast,
     /// 202 when the enqueue failed, instead of 503 or the spool.
     AcceptOnEnqueueFailure,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 13] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -56,6 +59,7 @@ impl Variant {
         Variant::DropOneInTwenty,
         Variant::UndercountProcessed,
         Variant::SpoolSkipLast,
+        Variant::SpoolStuckLast,
         Variant::AcceptOnEnqueueFailure,
     ];
 
@@ -73,6 +77,7 @@ impl Variant {
             Variant::DropOneInTwenty => "drop-one-in-twenty",
             Variant::UndercountProcessed => "undercount-processed",
             Variant::SpoolSkipLast => "spool-skip-last",
+            Variant::SpoolStuckLast => "spool-stuck-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
         }
     }

@@ -17,3 +17,4 @@ mod report;
 mod sender;
 mod util;
 mod validate;
+mod verdict_live;
