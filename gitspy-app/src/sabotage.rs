@@ -43,11 +43,14 @@ pub enum Variant {
     SpoolStuckLast,
     /// 202 when the enqueue failed, instead of 503 or the spool.
     AcceptOnEnqueueFailure,
+    /// The fold keeps the tombstone of whichever snapshot arrived last, so an older event applied
+    /// after an `issues.deleted`/`transferred` brings the card back.
+    TombstoneByArrival,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 13] = [
+    pub const ALL: [Variant; 14] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -61,6 +64,7 @@ impl Variant {
         Variant::SpoolSkipLast,
         Variant::SpoolStuckLast,
         Variant::AcceptOnEnqueueFailure,
+        Variant::TombstoneByArrival,
     ];
 
     /// The `GITSPY_SABOTAGE` value.
@@ -79,6 +83,7 @@ impl Variant {
             Variant::SpoolSkipLast => "spool-skip-last",
             Variant::SpoolStuckLast => "spool-stuck-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
+            Variant::TombstoneByArrival => "tombstone-by-arrival",
         }
     }
 
