@@ -734,7 +734,10 @@ impl<'de> Deserialize<'de> for ByteRate {
 pub struct When {
     /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
     /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
-    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    /// With `which: random` the worker is chosen first (by the seed), then waited for. In attach
+    /// mode the index counts the matched `worker_process`es by pid, and the worker must have been
+    /// started with `GITSPY_CONSUMER` (read from its environment; GitSpy's default consumer name
+    /// carries a random token) — else the step fails saying so.
     #[serde(default)]
     pub holding: Option<u64>,
     /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +

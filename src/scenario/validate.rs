@@ -507,8 +507,8 @@ impl Validator<'_> {
                 if t.attach.is_some() {
                     self.push(
                         pos,
-                        "`crash_at` in attach mode",
-                        "crash points are armed in processes the harness started: use managed mode",
+                        "`crash_at` in attach mode: a crash point is armed in a `failpoints` build the harness started (it checks the build and watches the process abort); an attached deployment's build and supervisor are its own",
+                        "use managed mode with `--gitspy-bin` a `cargo build -p gitspy --features failpoints` binary, or `fault: {worker: kill}` in attach mode",
                     );
                 }
                 if fault.when.is_some() {
@@ -770,15 +770,9 @@ impl Validator<'_> {
                     "`when: {holding: N}` with `which: all`",
                     "a holding condition watches one worker: use `which: random` or an index",
                 ),
-                FaultKind::Worker(..) => {
-                    if self.scenario.target.attach.is_some() {
-                        self.push(
-                            pos,
-                            "`when: {holding: N}` in attach mode",
-                            "the harness cannot tell which consumer an attached worker is: use `backlog` instead",
-                        );
-                    }
-                }
+                // Attach mode too: the watched worker's consumer is the `GITSPY_CONSUMER` it was
+                // started with (read from its environment when the fault step runs).
+                FaultKind::Worker(..) => {}
                 FaultKind::Network(n) if crate::fault::network::single_worker(&n).is_some() => {}
                 _ => self.push(
                     pos,
