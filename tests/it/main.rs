@@ -18,3 +18,4 @@ mod report;
 mod sender;
 mod util;
 mod validate;
+mod verdict_live;
