@@ -45,6 +45,10 @@ pub enum StoreError {
     /// A PostgreSQL error, with the server's message and SQLSTATE when it sent one.
     #[error("store: {0}")]
     Postgres(String),
+    /// The PostgreSQL connection was gone (closed, terminated by the server): the operation is
+    /// retried once on a new connection before this reaches a caller.
+    #[error("store: {0}")]
+    PostgresLost(String),
 }
 
 /// What happened to one delivery of a batch.

@@ -64,7 +64,18 @@ fn pg_error(e: postgres::Error) -> StoreError {
         ),
         None => format!("postgres: {e}"),
     };
-    StoreError::Postgres(text)
+    // Connection exceptions (class 08), the server ending the session (57P01-57P03), a closed
+    // socket: the connection is gone, not the statement wrong.
+    let lost = e.is_closed()
+        || e.code().is_some_and(|c| {
+            let c = c.code();
+            c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")
+        });
+    if lost {
+        StoreError::PostgresLost(text)
+    } else {
+        StoreError::Postgres(text)
+    }
 }
 
 trait PgResult<T> {
@@ -119,6 +130,11 @@ impl Conn<'_> {
         self.client
             .as_mut()
             .ok_or_else(|| StoreError::Postgres("postgres: connection already returned".into()))
+    }
+
+    /// Closes this connection instead of returning it to the pool.
+    fn discard(&mut self) {
+        self.client = None;
     }
 }
 
@@ -262,6 +278,27 @@ impl PgStore {
         self.pool.get()
     }
 
+    /// Runs `f` on a pooled connection; when that connection turns out to be gone (the server
+    /// restarted, `pg_terminate_backend`, a network cut while it sat idle), once more on a new
+    /// one. `f` must commit nothing before it fails for this to be safe: [`Store::apply_batch`]
+    /// reports a connection lost during its COMMIT as a plain error, never as "lost".
+    fn retrying<T>(
+        &self,
+        mut f: impl FnMut(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        match f(conn.client()?) {
+            Err(StoreError::PostgresLost(first)) => {
+                conn.discard();
+                drop(conn);
+                tracing::warn!(error = %first, "postgres connection lost; retrying on a new one");
+                let mut conn = self.conn()?;
+                f(conn.client()?)
+            }
+            r => r,
+        }
+    }
+
     /// Test support: writes a raw extra `card_history` row, exactly what a non-idempotent handler would
     /// do. Lets tests prove `effects` is counted from rows.
     pub fn insert_raw_card_history(&self, delivery: &str, key: CardKey) -> Result<(), StoreError> {
@@ -377,6 +414,139 @@ fn lock_states(
     Ok((repo_states, card_states))
 }
 
+/// One attempt at [`Store::apply_batch`] on `client` (see the module doc for the design).
+fn apply_in(
+    client: &mut Client,
+    batch: &[Delivery],
+    observed: &[fold::Observations],
+    dedupe: bool,
+    applied_by: &str,
+) -> Result<Vec<ApplyOutcome>, StoreError> {
+    let mut tx = client.transaction().pg()?;
+    let now = now_ms();
+    // 1. Claims, in id order (see the module doc).
+    let ids: BTreeSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
+    let claim = tx
+        .prepare(
+            "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by) VALUES ($1, $2, $3)
+             ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
+        )
+        .pg()?;
+    let mut claimed: HashSet<&str> = HashSet::new();
+    for id in &ids {
+        if !tx.query(&claim, &[id, &now, &applied_by]).pg()?.is_empty() {
+            claimed.insert(id);
+        }
+    }
+    // Which entries of the batch apply: the first occurrence of each claimed id (a second
+    // copy in the same batch is a redelivery too), or every entry without dedupe.
+    let mut seen: HashSet<&str> = HashSet::new();
+    let applies: Vec<bool> = batch
+        .iter()
+        .map(|d| !dedupe || (claimed.contains(d.id.as_str()) && seen.insert(d.id.as_str())))
+        .collect();
+
+    // 2. Row locks on what the applied entries touch, in key order.
+    let mut repo_ids = BTreeSet::new();
+    let mut card_keys = BTreeSet::new();
+    for (obs, applies) in observed.iter().zip(&applies) {
+        if *applies {
+            if let Some(r) = &obs.repo {
+                repo_ids.insert(r.repo_id);
+            }
+            if let Some(i) = &obs.item {
+                card_keys.insert(i.key);
+            }
+        }
+    }
+    let (mut repos, mut cards) = lock_states(&mut tx, &repo_ids, &card_keys)?;
+
+    // 3. Fold in batch order; log and history rows.
+    let log = tx
+        .prepare(
+            "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .pg()?;
+    let history = tx
+        .prepare(
+            "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .pg()?;
+    let mut out = Vec::with_capacity(batch.len());
+    for ((d, obs), applies) in batch.iter().zip(observed).zip(&applies) {
+        if !applies {
+            out.push(ApplyOutcome {
+                delivery: d.id.clone(),
+                applied: false,
+                card: None,
+            });
+            continue;
+        }
+        tx.execute(
+            &log,
+            &[
+                &d.id,
+                &d.event,
+                &d.action,
+                &d.repository,
+                &d.received_at_ms,
+                &now,
+                &d.body,
+            ],
+        )
+        .pg()?;
+        if let Some(repo) = &obs.repo {
+            repos.entry(repo.repo_id).or_default().merge(repo);
+        }
+        let mut card = None;
+        if let Some(item) = &obs.item {
+            let key = item.key;
+            let state = cards.entry(key).or_default();
+            state.merge(item);
+            let column = board::column(state).map(|c| {
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            });
+            tx.execute(&history, &[&d.id, &key.repo_id, &key.number, &column, &now])
+                .pg()?;
+            card = Some(key);
+        }
+        out.push(ApplyOutcome {
+            delivery: d.id.clone(),
+            applied: true,
+            card,
+        });
+    }
+
+    // 4. States back, then commit.
+    for (repo_id, state) in &repos {
+        tx.execute(
+            "UPDATE repos SET full_name = $2, state = $3 WHERE repo_id = $1",
+            &[repo_id, &state.full_name(), &to_json(state)?],
+        )
+        .pg()?;
+    }
+    for (key, state) in &cards {
+        tx.execute(
+            "UPDATE cards SET state = $3 WHERE repo_id = $1 AND number = $2",
+            &[&key.repo_id, &key.number, &to_json(state)?],
+        )
+        .pg()?;
+    }
+    // A connection lost during COMMIT may have committed: never "lost" (no silent retry);
+    // the worker's retry finds the claims if it did.
+    tx.commit().map_err(|e| match pg_error(e) {
+        StoreError::PostgresLost(m) => {
+            StoreError::Postgres(format!("{m} (during COMMIT: the batch may have committed)"))
+        }
+        other => other,
+    })?;
+    Ok(out)
+}
+
 impl Store for PgStore {
     fn apply_batch(
         &self,
@@ -394,197 +564,79 @@ impl Store for PgStore {
             .collect();
         // Sabotage `apply-twice`: a redelivered entry is applied although its claim is taken.
         let dedupe = self.opts.dedupe && !crate::sabotage::is(crate::sabotage::Variant::ApplyTwice);
-        let mut conn = self.conn()?;
-        let client = conn.client()?;
-        let mut tx = client.transaction().pg()?;
-        let now = now_ms();
-
-        // 1. Claims, in id order (see the module doc).
-        let ids: BTreeSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
-        let claim = tx
-            .prepare(
-                "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by) VALUES ($1, $2, $3)
-                 ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
-            )
-            .pg()?;
-        let mut claimed: HashSet<&str> = HashSet::new();
-        for id in &ids {
-            if !tx.query(&claim, &[id, &now, &applied_by]).pg()?.is_empty() {
-                claimed.insert(id);
-            }
-        }
-        // Which entries of the batch apply: the first occurrence of each claimed id (a second
-        // copy in the same batch is a redelivery too), or every entry without dedupe.
-        let mut seen: HashSet<&str> = HashSet::new();
-        let applies: Vec<bool> = batch
-            .iter()
-            .map(|d| !dedupe || (claimed.contains(d.id.as_str()) && seen.insert(d.id.as_str())))
-            .collect();
-
-        // 2. Row locks on what the applied entries touch, in key order.
-        let mut repo_ids = BTreeSet::new();
-        let mut card_keys = BTreeSet::new();
-        for (obs, applies) in observed.iter().zip(&applies) {
-            if *applies {
-                if let Some(r) = &obs.repo {
-                    repo_ids.insert(r.repo_id);
-                }
-                if let Some(i) = &obs.item {
-                    card_keys.insert(i.key);
-                }
-            }
-        }
-        let (mut repos, mut cards) = lock_states(&mut tx, &repo_ids, &card_keys)?;
-
-        // 3. Fold in batch order; log and history rows.
-        let log = tx
-            .prepare(
-                "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .pg()?;
-        let history = tx
-            .prepare(
-                "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .pg()?;
-        let mut out = Vec::with_capacity(batch.len());
-        for ((d, obs), applies) in batch.iter().zip(&observed).zip(&applies) {
-            if !applies {
-                out.push(ApplyOutcome {
-                    delivery: d.id.clone(),
-                    applied: false,
-                    card: None,
-                });
-                continue;
-            }
-            tx.execute(
-                &log,
-                &[
-                    &d.id,
-                    &d.event,
-                    &d.action,
-                    &d.repository,
-                    &d.received_at_ms,
-                    &now,
-                    &d.body,
-                ],
-            )
-            .pg()?;
-            if let Some(repo) = &obs.repo {
-                repos.entry(repo.repo_id).or_default().merge(repo);
-            }
-            let mut card = None;
-            if let Some(item) = &obs.item {
-                let key = item.key;
-                let state = cards.entry(key).or_default();
-                state.merge(item);
-                let column = board::column(state).map(|c| {
-                    serde_json::to_value(c)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                });
-                tx.execute(&history, &[&d.id, &key.repo_id, &key.number, &column, &now])
-                    .pg()?;
-                card = Some(key);
-            }
-            out.push(ApplyOutcome {
-                delivery: d.id.clone(),
-                applied: true,
-                card,
-            });
-        }
-
-        // 4. States back, then commit.
-        for (repo_id, state) in &repos {
-            tx.execute(
-                "UPDATE repos SET full_name = $2, state = $3 WHERE repo_id = $1",
-                &[repo_id, &state.full_name(), &to_json(state)?],
-            )
-            .pg()?;
-        }
-        for (key, state) in &cards {
-            tx.execute(
-                "UPDATE cards SET state = $3 WHERE repo_id = $1 AND number = $2",
-                &[&key.repo_id, &key.number, &to_json(state)?],
-            )
-            .pg()?;
-        }
-        tx.commit().pg()?;
-        Ok(out)
+        self.retrying(|client| apply_in(client, batch, &observed, dedupe, applied_by))
     }
 
     fn board(&self, full_name: &str) -> Result<Option<Board>, StoreError> {
-        let mut conn = self.conn()?;
-        let client = conn.client()?;
-        // One snapshot for both reads (a batch committing in between cannot mix two states).
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .pg()?;
-        let repos: Vec<(i64, RepoState)> = tx
-            .query(
-                "SELECT r.repo_id, r.state FROM repos r WHERE r.full_name = $1 AND r.state IS NOT NULL
-                 AND EXISTS (SELECT 1 FROM cards c WHERE c.repo_id = r.repo_id AND c.state IS NOT NULL)",
-                &[&full_name],
-            )
-            .pg()?
-            .into_iter()
-            .map(|r| Ok((r.get::<_, i64>(0), load_json(r.get::<_, Option<String>>(1))?)))
-            .collect::<Result<_, StoreError>>()?;
-        let addressed = fold::address_boards(repos.iter().map(|(id, s)| (*id, s)));
-        let Some(repo_id) = addressed.get(full_name).copied() else {
-            return Ok(None);
-        };
-        let cards: Vec<(i64, CardState)> = tx
-            .query(
-                "SELECT number, state FROM cards WHERE repo_id = $1 AND state IS NOT NULL",
-                &[&repo_id],
-            )
-            .pg()?
-            .into_iter()
-            .map(|r| {
-                Ok((
-                    r.get::<_, i64>(0),
-                    load_json(r.get::<_, Option<String>>(1))?,
-                ))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        tx.commit().pg()?;
-        Ok(Some(board::render(
-            full_name,
-            cards.iter().map(|(n, c)| (*n, c)),
-        )))
+        self.retrying(|client| {
+            // One snapshot for both reads (a batch committing in between cannot mix two states).
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .pg()?;
+            let repos: Vec<(i64, RepoState)> = tx
+                .query(
+                    "SELECT r.repo_id, r.state FROM repos r WHERE r.full_name = $1 AND r.state IS NOT NULL
+                     AND EXISTS (SELECT 1 FROM cards c WHERE c.repo_id = r.repo_id AND c.state IS NOT NULL)",
+                    &[&full_name],
+                )
+                .pg()?
+                .into_iter()
+                .map(|r| Ok((r.get::<_, i64>(0), load_json(r.get::<_, Option<String>>(1))?)))
+                .collect::<Result<_, StoreError>>()?;
+            let addressed = fold::address_boards(repos.iter().map(|(id, s)| (*id, s)));
+            let Some(repo_id) = addressed.get(full_name).copied() else {
+                return Ok(None);
+            };
+            let cards: Vec<(i64, CardState)> = tx
+                .query(
+                    "SELECT number, state FROM cards WHERE repo_id = $1 AND state IS NOT NULL",
+                    &[&repo_id],
+                )
+                .pg()?
+                .into_iter()
+                .map(|r| {
+                    Ok((
+                        r.get::<_, i64>(0),
+                        load_json(r.get::<_, Option<String>>(1))?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            tx.commit().pg()?;
+            Ok(Some(board::render(
+                full_name,
+                cards.iter().map(|(n, c)| (*n, c)),
+            )))
+        })
     }
 
     fn lookup(&self, ids: &[String]) -> Result<Vec<DeliveryRows>, StoreError> {
-        let mut conn = self.conn()?;
-        let client = conn.client()?;
-        let rows = client
-            .query(
-                "SELECT i.id,
-                        (SELECT COUNT(*) FROM deliveries d WHERE d.delivery_id = i.id),
-                        (SELECT COUNT(*) FROM card_history h WHERE h.delivery_id = i.id),
-                        a.applied_at_ms, a.applied_by
-                 FROM unnest($1::text[]) WITH ORDINALITY AS i(id, n)
-                 LEFT JOIN applied_deliveries a ON a.delivery_id = i.id
-                 ORDER BY i.n",
-                &[&ids],
-            )
-            .pg()?;
-        Ok(rows
-            .iter()
-            .map(|r| DeliveryRows {
-                delivery: r.get(0),
-                logged: r.get::<_, i64>(1).max(0) as u64,
-                effects: r.get::<_, i64>(2).max(0) as u64,
-                applied_at: r.get(3),
-                applied_by: r.get(4),
-            })
-            .collect())
+        self.retrying(|client| {
+            let rows = client
+                .query(
+                    "SELECT i.id,
+                            (SELECT COUNT(*) FROM deliveries d WHERE d.delivery_id = i.id),
+                            (SELECT COUNT(*) FROM card_history h WHERE h.delivery_id = i.id),
+                            a.applied_at_ms, a.applied_by
+                     FROM unnest($1::text[]) WITH ORDINALITY AS i(id, n)
+                     LEFT JOIN applied_deliveries a ON a.delivery_id = i.id
+                     ORDER BY i.n",
+                    &[&ids],
+                )
+                .pg()?;
+            Ok(rows
+                .iter()
+                .map(|r| DeliveryRows {
+                    delivery: r.get(0),
+                    logged: r.get::<_, i64>(1).max(0) as u64,
+                    effects: r.get::<_, i64>(2).max(0) as u64,
+                    applied_at: r.get(3),
+                    applied_by: r.get(4),
+                })
+                .collect())
+        })
     }
 
     fn list_applied(
@@ -592,24 +644,24 @@ impl Store for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AppliedRow>, StoreError> {
-        let mut conn = self.conn()?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = conn
-            .client()?
-            .query(
-                "SELECT delivery_id, applied_at_ms, applied_by FROM applied_deliveries
-                 WHERE delivery_id > $1 ORDER BY delivery_id LIMIT $2",
-                &[&after.unwrap_or(""), &limit],
-            )
-            .pg()?;
-        Ok(rows
-            .iter()
-            .map(|r| AppliedRow {
-                delivery: r.get(0),
-                applied_at: r.get(1),
-                applied_by: r.get(2),
-            })
-            .collect())
+        self.retrying(|client| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    "SELECT delivery_id, applied_at_ms, applied_by FROM applied_deliveries
+                     WHERE delivery_id > $1 ORDER BY delivery_id LIMIT $2",
+                    &[&after.unwrap_or(""), &limit],
+                )
+                .pg()?;
+            Ok(rows
+                .iter()
+                .map(|r| AppliedRow {
+                    delivery: r.get(0),
+                    applied_at: r.get(1),
+                    applied_by: r.get(2),
+                })
+                .collect())
+        })
     }
 
     fn scan_log(
@@ -618,96 +670,112 @@ impl Store for PgStore {
         to_ms: i64,
         visit: &mut dyn FnMut(LoggedDelivery) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let client = conn.client()?;
-        // A portal inside one read-only transaction: the log is streamed, not loaded whole.
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .pg()?;
-        let stmt = tx
-            .prepare(
-                "SELECT delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload
-                 FROM deliveries WHERE received_at_ms >= $1 AND received_at_ms < $2 ORDER BY seq",
-            )
-            .pg()?;
-        let portal = tx.bind(&stmt, &[&from_ms, &to_ms]).pg()?;
-        loop {
-            let rows = tx.query_portal(&portal, 500).pg()?;
-            if rows.is_empty() {
-                break;
+        // Rows already visited are never visited again: a connection lost after the first is
+        // a plain error, not retried.
+        let mut visited = false;
+        self.retrying(|client| {
+            // A portal inside one read-only transaction: the log is streamed, not loaded whole.
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .pg()?;
+            let stmt = tx
+                .prepare(
+                    "SELECT delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload
+                     FROM deliveries WHERE received_at_ms >= $1 AND received_at_ms < $2 ORDER BY seq",
+                )
+                .pg()?;
+            let portal = tx.bind(&stmt, &[&from_ms, &to_ms]).pg()?;
+            loop {
+                let rows = match tx.query_portal(&portal, 500).pg() {
+                    Ok(rows) => rows,
+                    Err(StoreError::PostgresLost(m)) if visited => {
+                        return Err(StoreError::Postgres(m))
+                    }
+                    Err(e) => return Err(e),
+                };
+                if rows.is_empty() {
+                    break;
+                }
+                for r in rows {
+                    visit(LoggedDelivery {
+                        delivery: Delivery {
+                            id: r.get(0),
+                            event: r.get(1),
+                            action: r.get(2),
+                            repository: r.get(3),
+                            received_at_ms: r.get(4),
+                            body: r.get(6),
+                        },
+                        logged_at_ms: r.get(5),
+                    })?;
+                    visited = true;
+                }
             }
-            for r in rows {
-                visit(LoggedDelivery {
-                    delivery: Delivery {
-                        id: r.get(0),
-                        event: r.get(1),
-                        action: r.get(2),
-                        repository: r.get(3),
-                        received_at_ms: r.get(4),
-                        body: r.get(6),
-                    },
-                    logged_at_ms: r.get(5),
-                })?;
-            }
-        }
-        tx.commit().pg()
+            tx.commit().map_err(|e| match pg_error(e) {
+                StoreError::PostgresLost(m) => StoreError::Postgres(m),
+                other => other,
+            })
+        })
     }
 
     fn snapshot(&self) -> Result<StoreSnapshot, StoreError> {
-        let mut conn = self.conn()?;
-        let client = conn.client()?;
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .pg()?;
-        let mut snap = StoreSnapshot::default();
-        for r in tx
-            .query(
-                "SELECT repo_id, state FROM repos WHERE state IS NOT NULL ORDER BY repo_id",
-                &[],
-            )
-            .pg()?
-        {
-            snap.repos
-                .push((r.get(0), load_json(r.get::<_, Option<String>>(1))?));
-        }
-        for r in tx
-            .query(
-                "SELECT repo_id, number, state FROM cards WHERE state IS NOT NULL ORDER BY repo_id, number",
-                &[],
-            )
-            .pg()?
-        {
-            snap.cards.push((
-                CardKey {
-                    repo_id: r.get(0),
-                    number: r.get(1),
-                },
-                load_json(r.get::<_, Option<String>>(2))?,
-            ));
-        }
-        tx.commit().pg()?;
-        Ok(snap)
+        self.retrying(|client| {
+            let mut tx = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .pg()?;
+            let mut snap = StoreSnapshot::default();
+            for r in tx
+                .query(
+                    "SELECT repo_id, state FROM repos WHERE state IS NOT NULL ORDER BY repo_id",
+                    &[],
+                )
+                .pg()?
+            {
+                snap.repos
+                    .push((r.get(0), load_json(r.get::<_, Option<String>>(1))?));
+            }
+            for r in tx
+                .query(
+                    "SELECT repo_id, number, state FROM cards WHERE state IS NOT NULL ORDER BY repo_id, number",
+                    &[],
+                )
+                .pg()?
+            {
+                snap.cards.push((
+                    CardKey {
+                        repo_id: r.get(0),
+                        number: r.get(1),
+                    },
+                    load_json(r.get::<_, Option<String>>(2))?,
+                ));
+            }
+            tx.commit().pg()?;
+            Ok(snap)
+        })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.client()?.query_one("SELECT 1", &[]).pg()?;
-        Ok(())
+        self.retrying(|client| {
+            client.query_one("SELECT 1", &[]).pg()?;
+            Ok(())
+        })
     }
 
     fn prune_log(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
-        self.conn()?
-            .client()?
-            .execute(
-                "DELETE FROM deliveries WHERE logged_at_ms < $1",
-                &[&cutoff_ms],
-            )
-            .pg()
+        self.retrying(|client| {
+            client
+                .execute(
+                    "DELETE FROM deliveries WHERE logged_at_ms < $1",
+                    &[&cutoff_ms],
+                )
+                .pg()
+        })
     }
 }
 

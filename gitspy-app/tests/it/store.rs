@@ -22,6 +22,9 @@ pub trait Backend: Sync {
     fn hold_write_lock(&self) -> Box<dyn std::any::Any>;
     /// Writes a raw extra `card_history` row (a non-idempotent handler's second effect).
     fn raw_history(&self, delivery: &str, key: CardKey);
+    /// Ends every other client's connection (PostgreSQL: `pg_terminate_backend`); returns how
+    /// many. SQLite has no connections to end.
+    fn terminate_connections(&self) -> usize;
 }
 
 pub struct Sqlite {
@@ -60,6 +63,9 @@ impl Backend for Sqlite {
             .unwrap()
             .insert_raw_card_history(delivery, key)
             .unwrap();
+    }
+    fn terminate_connections(&self) -> usize {
+        0
     }
 }
 
@@ -102,6 +108,17 @@ impl Backend for Pg {
             .unwrap()
             .insert_raw_card_history(delivery, key)
             .unwrap();
+    }
+    fn terminate_connections(&self) -> usize {
+        let mut c = self.server.client("postgres");
+        let rows = c
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = 'gitspy' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .unwrap();
+        rows.len()
     }
 }
 
@@ -436,6 +453,38 @@ pub fn opening_again_and_concurrently_migrates_once(b: &dyn Backend) {
     assert_eq!(rows(again.as_ref(), "m").0, 1);
 }
 
+/// Every connection the store holds is ended by the server (a restart, `pg_terminate_backend`,
+/// an idle cut): the next calls reconnect instead of failing.
+pub fn ended_connections_are_replaced_without_failing_a_call(b: &dyn Backend) {
+    let store = b.open(StoreOptions::default());
+    store
+        .apply_batch(&[delivery("before", "issues/opened.json")], "w")
+        .unwrap();
+    let ended = b.terminate_connections();
+    if ended == 0 {
+        return; // SQLite: nothing to end.
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(rows(store.as_ref(), "before").0, 1, "a read after the cut");
+    b.terminate_connections();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = store
+        .apply_batch(&[delivery("after", "issues/labeled.json")], "w")
+        .unwrap();
+    assert!(out[0].applied, "a write after the cut");
+    b.terminate_connections();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(store.board("Codertocat/Hello-World").unwrap().is_some());
+    let mut n = 0;
+    store
+        .scan_log(i64::MIN, i64::MAX, &mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -478,6 +527,10 @@ macro_rules! store_suite {
             #[test]
             fn a_held_lock_fails_the_batch_then_it_applies() {
                 super::a_held_lock_fails_the_batch_then_it_applies(&backend());
+            }
+            #[test]
+            fn ended_connections_are_replaced_without_failing_a_call() {
+                super::ended_connections_are_replaced_without_failing_a_call(&backend());
             }
             #[test]
             fn opening_again_and_concurrently_migrates_once() {
