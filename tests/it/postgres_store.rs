@@ -148,3 +148,15 @@ fn terminate_connections_needs_postgres_and_one_store_action() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("bad.yaml:2:"), "{}", out.stderr);
 }
+
+#[test]
+fn the_postgres_scenarios_are_valid() {
+    let files = crate::util::yaml_files("scenarios/postgres");
+    assert!(!files.is_empty());
+    for f in files {
+        let out = chaos(&["validate", f.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}: {}", f.display(), out.stderr);
+        let text = std::fs::read_to_string(root().join(&f)).unwrap();
+        assert!(text.contains("store: postgres"), "{}", f.display());
+    }
+}
