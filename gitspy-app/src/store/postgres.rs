@@ -375,46 +375,68 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 type LockedStates = (BTreeMap<i64, RepoState>, BTreeMap<CardKey, CardState>);
 
 /// Locks the rows of every repository and card in `repos`/`cards` (in key order; a missing row is
-/// created with a NULL state first, so there is a row to lock) and returns their states.
+/// created with a NULL state first, so there is a row to lock) and returns their states. Four
+/// statements whatever the number of rows; `FOR UPDATE` after `ORDER BY` takes the locks in that
+/// order.
 fn lock_states(
     tx: &mut Transaction<'_>,
     repos: &BTreeSet<i64>,
     cards: &BTreeSet<CardKey>,
 ) -> Result<LockedStates, StoreError> {
     let mut repo_states = BTreeMap::new();
-    for id in repos {
+    if !repos.is_empty() {
+        let ids: Vec<i64> = repos.iter().copied().collect();
         tx.execute(
-            "INSERT INTO repos (repo_id, full_name, state) VALUES ($1, NULL, NULL) ON CONFLICT (repo_id) DO NOTHING",
-            &[id],
+            "INSERT INTO repos (repo_id, full_name, state)
+             SELECT id, NULL, NULL FROM unnest($1::bigint[]) AS t(id) ORDER BY id
+             ON CONFLICT (repo_id) DO NOTHING",
+            &[&ids],
         )
         .pg()?;
-        let row = tx
-            .query_one(
-                "SELECT state FROM repos WHERE repo_id = $1 FOR UPDATE",
-                &[id],
+        for row in tx
+            .query(
+                "SELECT repo_id, state FROM repos WHERE repo_id = ANY($1::bigint[])
+                 ORDER BY repo_id FOR UPDATE",
+                &[&ids],
             )
-            .pg()?;
-        repo_states.insert(*id, load_json(row.get::<_, Option<String>>(0))?);
+            .pg()?
+        {
+            repo_states.insert(row.get(0), load_json(row.get::<_, Option<String>>(1))?);
+        }
     }
     let mut card_states = BTreeMap::new();
-    for key in cards {
+    if !cards.is_empty() {
+        let rs: Vec<i64> = cards.iter().map(|k| k.repo_id).collect();
+        let ns: Vec<i64> = cards.iter().map(|k| k.number).collect();
         tx.execute(
-            "INSERT INTO cards (repo_id, number, state) VALUES ($1, $2, NULL) ON CONFLICT (repo_id, number) DO NOTHING",
-            &[&key.repo_id, &key.number],
+            "INSERT INTO cards (repo_id, number, state)
+             SELECT r, n, NULL FROM unnest($1::bigint[], $2::bigint[]) AS t(r, n) ORDER BY r, n
+             ON CONFLICT (repo_id, number) DO NOTHING",
+            &[&rs, &ns],
         )
         .pg()?;
-        let row = tx
-            .query_one(
-                "SELECT state FROM cards WHERE repo_id = $1 AND number = $2 FOR UPDATE",
-                &[&key.repo_id, &key.number],
+        for row in tx
+            .query(
+                "SELECT c.repo_id, c.number, c.state FROM cards c
+                 JOIN unnest($1::bigint[], $2::bigint[]) AS t(r, n) ON c.repo_id = t.r AND c.number = t.n
+                 ORDER BY c.repo_id, c.number FOR UPDATE OF c",
+                &[&rs, &ns],
             )
-            .pg()?;
-        card_states.insert(*key, load_json(row.get::<_, Option<String>>(0))?);
+            .pg()?
+        {
+            let key = CardKey {
+                repo_id: row.get(0),
+                number: row.get(1),
+            };
+            card_states.insert(key, load_json(row.get::<_, Option<String>>(2))?);
+        }
     }
     Ok((repo_states, card_states))
 }
 
-/// One attempt at [`Store::apply_batch`] on `client` (see the module doc for the design).
+/// One attempt at [`Store::apply_batch`] on `client` (see the module doc for the design). A
+/// fixed number of statements per batch (arrays through `unnest`), not a few per delivery: each
+/// is a round trip to the server.
 fn apply_in(
     client: &mut Client,
     batch: &[Delivery],
@@ -424,20 +446,25 @@ fn apply_in(
 ) -> Result<Vec<ApplyOutcome>, StoreError> {
     let mut tx = client.transaction().pg()?;
     let now = now_ms();
+
     // 1. Claims, in id order (see the module doc).
-    let ids: BTreeSet<&str> = batch.iter().map(|d| d.id.as_str()).collect();
-    let claim = tx
-        .prepare(
-            "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by) VALUES ($1, $2, $3)
+    let ids: Vec<&str> = batch
+        .iter()
+        .map(|d| d.id.as_str())
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    let claimed: HashSet<String> = tx
+        .query(
+            "INSERT INTO applied_deliveries (delivery_id, applied_at_ms, applied_by)
+             SELECT id, $2, $3 FROM unnest($1::text[]) AS t(id) ORDER BY id
              ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
+            &[&ids, &now, &applied_by],
         )
-        .pg()?;
-    let mut claimed: HashSet<&str> = HashSet::new();
-    for id in &ids {
-        if !tx.query(&claim, &[id, &now, &applied_by]).pg()?.is_empty() {
-            claimed.insert(id);
-        }
-    }
+        .pg()?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     // Which entries of the batch apply: the first occurrence of each claimed id (a second
     // copy in the same batch is a redelivery too), or every entry without dedupe.
     let mut seen: HashSet<&str> = HashSet::new();
@@ -461,18 +488,9 @@ fn apply_in(
     }
     let (mut repos, mut cards) = lock_states(&mut tx, &repo_ids, &card_keys)?;
 
-    // 3. Fold in batch order; log and history rows.
-    let log = tx
-        .prepare(
-            "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .pg()?;
-    let history = tx
-        .prepare(
-            "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .pg()?;
+    // 3. Fold in batch order; the log and history rows go in one statement each, in batch order.
+    let mut log_rows: Vec<&Delivery> = Vec::new();
+    let mut history: Vec<(&str, CardKey, Option<String>)> = Vec::new();
     let mut out = Vec::with_capacity(batch.len());
     for ((d, obs), applies) in batch.iter().zip(observed).zip(&applies) {
         if !applies {
@@ -483,19 +501,7 @@ fn apply_in(
             });
             continue;
         }
-        tx.execute(
-            &log,
-            &[
-                &d.id,
-                &d.event,
-                &d.action,
-                &d.repository,
-                &d.received_at_ms,
-                &now,
-                &d.body,
-            ],
-        )
-        .pg()?;
+        log_rows.push(d);
         if let Some(repo) = &obs.repo {
             repos.entry(repo.repo_id).or_default().merge(repo);
         }
@@ -510,8 +516,7 @@ fn apply_in(
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default()
             });
-            tx.execute(&history, &[&d.id, &key.repo_id, &key.number, &column, &now])
-                .pg()?;
+            history.push((d.id.as_str(), key, column));
             card = Some(key);
         }
         out.push(ApplyOutcome {
@@ -520,19 +525,64 @@ fn apply_in(
             card,
         });
     }
-
-    // 4. States back, then commit.
-    for (repo_id, state) in &repos {
+    if !log_rows.is_empty() {
+        let ids: Vec<&str> = log_rows.iter().map(|d| d.id.as_str()).collect();
+        let events: Vec<&str> = log_rows.iter().map(|d| d.event.as_str()).collect();
+        let actions: Vec<Option<&str>> = log_rows.iter().map(|d| d.action.as_deref()).collect();
+        let repositories: Vec<Option<&str>> =
+            log_rows.iter().map(|d| d.repository.as_deref()).collect();
+        let received: Vec<i64> = log_rows.iter().map(|d| d.received_at_ms).collect();
+        let bodies: Vec<&[u8]> = log_rows.iter().map(|d| d.body.as_slice()).collect();
         tx.execute(
-            "UPDATE repos SET full_name = $2, state = $3 WHERE repo_id = $1",
-            &[repo_id, &state.full_name(), &to_json(state)?],
+            "INSERT INTO deliveries (delivery_id, event, action, repository, received_at_ms, logged_at_ms, payload)
+             SELECT i, e, a, r, rcv, $7, p
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bytea[])
+                  WITH ORDINALITY AS t(i, e, a, r, rcv, p, n)
+             ORDER BY n",
+            &[&ids, &events, &actions, &repositories, &received, &bodies, &now],
         )
         .pg()?;
     }
-    for (key, state) in &cards {
+    if !history.is_empty() {
+        let ids: Vec<&str> = history.iter().map(|h| h.0).collect();
+        let rs: Vec<i64> = history.iter().map(|h| h.1.repo_id).collect();
+        let ns: Vec<i64> = history.iter().map(|h| h.1.number).collect();
+        let cols: Vec<Option<&str>> = history.iter().map(|h| h.2.as_deref()).collect();
         tx.execute(
-            "UPDATE cards SET state = $3 WHERE repo_id = $1 AND number = $2",
-            &[&key.repo_id, &key.number, &to_json(state)?],
+            "INSERT INTO card_history (delivery_id, repo_id, number, column_name, applied_at_ms)
+             SELECT i, r, n, c, $5
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) WITH ORDINALITY AS t(i, r, n, c, o)
+             ORDER BY o",
+            &[&ids, &rs, &ns, &cols, &now],
+        )
+        .pg()?;
+    }
+
+    // 4. States back (rows already locked), then commit.
+    if !repos.is_empty() {
+        let ids: Vec<i64> = repos.keys().copied().collect();
+        let names: Vec<Option<String>> = repos
+            .values()
+            .map(|s| s.full_name().map(str::to_owned))
+            .collect();
+        let states: Vec<String> = repos.values().map(to_json).collect::<Result<_, _>>()?;
+        tx.execute(
+            "UPDATE repos SET full_name = t.f, state = t.s
+             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(id, f, s)
+             WHERE repos.repo_id = t.id",
+            &[&ids, &names, &states],
+        )
+        .pg()?;
+    }
+    if !cards.is_empty() {
+        let rs: Vec<i64> = cards.keys().map(|k| k.repo_id).collect();
+        let ns: Vec<i64> = cards.keys().map(|k| k.number).collect();
+        let states: Vec<String> = cards.values().map(to_json).collect::<Result<_, _>>()?;
+        tx.execute(
+            "UPDATE cards SET state = t.s
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS t(r, n, s)
+             WHERE cards.repo_id = t.r AND cards.number = t.n",
+            &[&rs, &ns, &states],
         )
         .pg()?;
     }
