@@ -46,11 +46,14 @@ pub enum Variant {
     /// The fold keeps the tombstone of whichever snapshot arrived last, so an older event applied
     /// after an `issues.deleted`/`transferred` brings the card back.
     TombstoneByArrival,
+    /// Snapshots with the same `updated_at` are settled by arrival (the later one wins) instead of
+    /// the value tie-break: the board depends on delivery order within a second.
+    TieByArrival,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 14] = [
+    pub const ALL: [Variant; 15] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -65,6 +68,7 @@ impl Variant {
         Variant::SpoolStuckLast,
         Variant::AcceptOnEnqueueFailure,
         Variant::TombstoneByArrival,
+        Variant::TieByArrival,
     ];
 
     /// The `GITSPY_SABOTAGE` value.
@@ -84,6 +88,7 @@ impl Variant {
             Variant::SpoolStuckLast => "spool-stuck-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
             Variant::TombstoneByArrival => "tombstone-by-arrival",
+            Variant::TieByArrival => "tie-by-arrival",
         }
     }
 
