@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::checks::{self as vchecks, Measured};
 use super::classes::Class;
 use super::evidence::Evidence;
+use super::promql::promql;
 use super::{accounting, board};
 use crate::observe::prom::names;
 use crate::observe::{TargetSel, Window};
@@ -20,7 +21,8 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     let mut out = Vec::new();
     out.extend(steps(ev));
     out.extend(final_drain(ev));
-    for c in checks {
+    let mut promql_n = 0;
+    for (index, c) in checks.iter().enumerate() {
         match &c.value {
             Check::Deliveries(l) => out.extend(deliveries(ev, l)),
             Check::NoStuckLocks => out.push(no_stuck_locks(ev)),
@@ -39,6 +41,16 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             }
             // Judged with the fault log in `fault::efficacy::check`.
             Check::FaultsEffective(_) => {}
+            Check::Promql(q) => {
+                promql_n += 1;
+                out.extend(promql(ev.prom.get(&index), q, promql_n, ev.t0_unix_ms));
+            }
+            Check::Alert(a) => out.extend(super::promql::alert(
+                ev.prom.get(&index),
+                a,
+                &ev.faults,
+                ev.t0_unix_ms,
+            )),
         }
     }
     out

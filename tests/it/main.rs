@@ -13,6 +13,7 @@ mod observability;
 mod probe_redis;
 mod process_backend;
 mod profile;
+mod prometheus;
 mod report;
 mod sender;
 mod util;
