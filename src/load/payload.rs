@@ -34,7 +34,7 @@ const MAX_TOMBSTONES: usize = 2;
 
 /// An issue is deleted or transferred only after this many events, so earlier snapshots of it
 /// can be redelivered or reordered around its tombstone.
-const EVENTS_BEFORE_TOMBSTONE: u64 = 3;
+const EVENTS_BEFORE_TOMBSTONE: u64 = 2;
 
 /// Probability that an event names the previous event's item again within the same second (as
 /// GitHub sends `labeled` and `assigned` together): same `updated_at`, different values, so the
@@ -938,7 +938,7 @@ impl Sim {
             ],
         };
         if ends == 1 {
-            options.extend([("deleted", 2), ("transferred", 1)]);
+            options.extend([("deleted", 3), ("transferred", 1)]);
         }
         weighted(rng, &options).unwrap_or("created")
     }
@@ -1325,7 +1325,7 @@ mod tests {
             })
             .count();
         assert!(
-            short >= 38,
+            short >= 39,
             "only {short} of 40 seeds have a tombstone in 80 deliveries"
         );
     }
