@@ -143,6 +143,7 @@ impl RunArgs {
             profile: self.profile.clone(),
             target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
             target_env: self.target_env.clone(),
+            final_drain: None,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Shrinking a failing scenario: greedy reduction, one smaller candidate at a time.
 //!
-//! [`candidates`] lists every one-edit-smaller variant of a scenario, biggest cut first: a step
-//! dropped (at any depth), a `parallel`/`repeat` block unwrapped, a send simplified (count cut to
+//! [`candidates`] lists every one-edit-smaller variant of a scenario, biggest cut first: a run of
+//! top-level steps dropped (halves, then quarters, …), a step dropped (at any depth), a `parallel`/`repeat` block unwrapped, a send simplified (count cut to
 //! 1, halved or less one; duplicates, rate, event mix dropped; concurrency 1), a trigger dropped,
-//! durations (sleeps, locks, network toxics) halved, a repeat cut to one round, a worker fewer.
+//! durations (sleeps, locks, network toxics, drain deadlines down to 30 s) halved, a repeat cut to one round, a worker fewer.
 //! Candidates that do not validate are skipped, and so are those that would fail for any build
 //! ([`sound`]: a `dead_requeue: {min: 1}` left without the store lock that dead-letters). [`shrink`] tries them in order and keeps the first that still fails (asked of the
 //! caller's test, which for real runs means "fails k of m tries"), then starts over from it, until
@@ -150,6 +150,23 @@ pub fn candidates(s: &Scenario) -> Vec<(String, Scenario)> {
             out.push((edit, c));
         }
     };
+    // 0. Drop a run of top-level steps, halves first (as delta debugging does): one failing
+    // run can cut a whole episode or more, where step-by-step drops would need one each.
+    let top = s.steps.len();
+    let mut chunk = top / 2;
+    while chunk >= 2 {
+        for start in (0..top).step_by(chunk) {
+            let end = (start + chunk).min(top);
+            if end - start < 2 {
+                continue;
+            }
+            push(format!("drop steps[{start}..{end}]"), &|c| {
+                c.steps.value.drain(start..end);
+                true
+            });
+        }
+        chunk /= 2;
+    }
     // 1. Drop a step (a whole block first: top-level lists come first).
     for (path, len) in &all {
         for i in 0..*len {
@@ -335,7 +352,15 @@ fn step_edits() -> Vec<(&'static str, StepEdit)> {
                     d.value = h;
                     true
                 }),
-                None => false,
+                // A drained wait's deadline, not below 30 s: a correct GitSpy drains within
+                // seconds once healed, and a liveness failure waits it out in every candidate.
+                None => {
+                    let t = w.timeout();
+                    halve(t, Dur::secs(30)).is_some_and(|h| {
+                        w.timeout = Some(At::new(h));
+                        true
+                    })
+                }
             },
             Step::Repeat(r) => match r.duration.as_mut() {
                 Some(d) if d.value > r.every.value => {
@@ -465,6 +490,9 @@ checks:
             .map(|a| a.steps)
             .collect();
         assert!(kept.windows(2).all(|w| w[1] <= w[0]), "{kept:?}");
+        // Halves of the top level come first: the first cut already drops five steps.
+        assert_eq!(out.attempts[0].edit, "drop steps[0..5]");
+        assert_eq!(out.attempts[0].steps, size(&start) - 9);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub target_disable_dedupe: bool,
     /// `--target-env KEY=VAL`, over each scenario's `target.env`.
     pub target_env: Vec<(String, String)>,
+    /// How long the final drain (after the faults are undone) may take; `None`: 120 s.
+    /// `explore` shortens it, so a liveness failure costs less than three minutes per run.
+    pub final_drain: Option<Duration>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -249,7 +252,9 @@ pub async fn run_scenario(
     let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
     // Steps, then undo what is still broken, then drain.
-    let (panicked, interrupted, drain) = run_steps_and_drain(&ctx, &s, interrupt).await;
+    let final_drain = opts.final_drain.unwrap_or(FINAL_DRAIN);
+    let (panicked, interrupted, drain) =
+        run_steps_and_drain(&ctx, &s, interrupt, final_drain).await;
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
@@ -401,6 +406,7 @@ async fn run_steps_and_drain(
     ctx: &Ctx,
     s: &Scenario,
     interrupt: &tokio_util::sync::CancellationToken,
+    final_drain: Duration,
 ) -> (bool, bool, anyhow::Result<Duration>) {
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
     let (panicked, mut interrupted) = tokio::select! {
@@ -414,7 +420,7 @@ async fn run_steps_and_drain(
     } else {
         ctx.say("undoing faults done; waiting for the final drain".into());
         tokio::select! {
-            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            d = ctx.wait_drained(final_drain) => d,
             _ = interrupt.cancelled() => {
                 interrupted = true;
                 Err(anyhow::anyhow!("interrupted"))
