@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 all_variants="ack-before-commit never-reclaim lock-without-ttl apply-twice retry-forever
 stop-after-redis-error fold-arrival-order enqueue-duplicates drop-one-in-twenty
-undercount-processed spool-skip-last accept-on-enqueue-failure"
+undercount-processed spool-skip-last accept-on-enqueue-failure tombstone-by-arrival"
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 variants=${*:-$all_variants}
 seed=${SEED:-11}
