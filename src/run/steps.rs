@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use rand::rngs::StdRng;
+use rand::Rng as _;
 use rand::SeedableRng as _;
 use tokio::time::Instant;
 
@@ -71,6 +72,8 @@ pub struct Ctx {
     progress: Option<indicatif::ProgressBar>,
     /// The names of the system under test (GitSpy's unless the scenario or `--profile` says).
     pub profile: gitspy_contract::Profile,
+    /// Ids of the poison deliveries sent (`send.poison`): expected dead-lettered.
+    pub poison: Mutex<BTreeSet<String>>,
 }
 
 /// Everything the steps record.
@@ -138,6 +141,7 @@ impl Ctx {
             net_faults: Mutex::new(Vec::new()),
             progress: progress_bar(),
             profile: gitspy_contract::Profile::default(),
+            poison: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -411,6 +415,38 @@ impl Ctx {
                 slot += 1;
             }
         }
+        // Poison deliveries at seeded places among the others, each in a slot of its own, never
+        // inside a group of concurrent copies (which share one slot).
+        let poison = s.poison.value as usize;
+        if poison > 0 {
+            let n = self.step_counter.load(Ordering::SeqCst);
+            let mut rng = StdRng::seed_from_u64(self.seed ^ 0x0090_150e ^ u64::from(n));
+            for _ in 0..poison {
+                let d = lock(&self.gen).poison_delivery();
+                lock(&self.poison).insert(d.id.clone());
+                let bounds: Vec<usize> = (0..=out.len())
+                    .filter(|&i| i == 0 || i == out.len() || out[i].slot != out[i - 1].slot)
+                    .collect();
+                let at = bounds[rng.random_range(0..bounds.len())];
+                let slot = match out.get(at) {
+                    Some(next) => next.slot,
+                    None => out.last().map_or(0, |l| l.slot + 1),
+                };
+                for later in &mut out[at..] {
+                    later.slot += 1;
+                }
+                out.insert(
+                    at,
+                    Scheduled {
+                        send: PlannedSend {
+                            delivery: std::sync::Arc::new(d),
+                            duplicate_of: None,
+                        },
+                        slot,
+                    },
+                );
+            }
+        }
         let distinct: BTreeSet<&str> = out.iter().map(|p| p.send.delivery.id.as_str()).collect();
         let planned = SendCounts {
             distinct_ids: distinct.len() as u64,
@@ -663,6 +699,13 @@ impl Ctx {
         if main != &outcome.in_order && !main.is_empty() {
             outcome.error = Some("the replay step and its in-order dry run disagree".into());
         }
+        if r.from.is_none()
+            && r.to.is_none()
+            && r.state_from.is_none()
+            && !outcome.reversed.is_empty()
+        {
+            outcome.prefixes = self.prefix_folds(&in_order_args).await?;
+        }
         if r.from.is_none() && r.to.is_none() && r.state_from.is_none() {
             let mut live = BTreeMap::new();
             for repo in outcome.in_order.keys() {
@@ -679,6 +722,73 @@ impl Ctx {
             outcome.live = Some(live);
         }
         Ok(outcome)
+    }
+}
+
+/// Prefixes of the log the order-independence check also folds both ways.
+const PREFIX_FOLDS: usize = 8;
+
+impl Ctx {
+    /// [`PREFIX_FOLDS`] prefixes of the log, cut at evenly spaced send instants of the ledger,
+    /// each folded in log order and newest first (dry runs).
+    async fn prefix_folds(
+        &self,
+        in_order_args: &[std::ffi::OsString],
+    ) -> anyhow::Result<Vec<crate::verdict::PrefixFold>> {
+        let mut sent: Vec<u64> = self
+            .sender
+            .ledger()
+            .entries
+            .iter()
+            .map(|e| e.sent_at_ms)
+            .collect();
+        sent.sort_unstable();
+        sent.dedup();
+        let mut cuts: Vec<u64> = (1..=PREFIX_FOLDS)
+            .filter_map(|k| sent.get(k * sent.len() / (PREFIX_FOLDS + 1)).copied())
+            .collect();
+        cuts.dedup();
+        let mut out = Vec::new();
+        for to_ms in cuts {
+            // A delivery still being applied can land in the prefix between the two folds (the
+            // log is keyed by when it was received): only folds of the same rows are compared.
+            for _attempt in 0..3 {
+                let mut folds = Vec::new();
+                for reverse in [false, true] {
+                    // The window's own end (if any) gives way to the prefix's.
+                    let mut args: Vec<std::ffi::OsString> = Vec::new();
+                    let mut it = in_order_args.iter();
+                    while let Some(a) = it.next() {
+                        if a == "--to" {
+                            it.next();
+                        } else {
+                            args.push(a.clone());
+                        }
+                    }
+                    args.extend(["--to".into(), format!("{to_ms}ms").into()]);
+                    if reverse {
+                        args.push("--reverse".into());
+                    }
+                    let (output, json) = self.gitspy_replay(&args).await?;
+                    folds.push(json.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "gitspy replay --to {to_ms}ms printed no JSON object (exit {:?}): {}",
+                            output.status.code(),
+                            String::from_utf8_lossy(&output.stderr).trim()
+                        )
+                    })?);
+                }
+                if folds[0]["deliveries"] == folds[1]["deliveries"] {
+                    out.push(crate::verdict::PrefixFold {
+                        to_ms,
+                        in_order: replay_digests(&folds[0]),
+                        reversed: replay_digests(&folds[1]),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
