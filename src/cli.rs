@@ -171,6 +171,7 @@ impl RunArgs {
                 StoreArg::Sqlite => crate::scenario::model::StoreKind::Sqlite,
                 StoreArg::Postgres => crate::scenario::model::StoreKind::Postgres,
             }),
+            final_drain: None,
         }
     }
 }

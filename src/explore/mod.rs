@@ -73,6 +73,11 @@ pub struct ExploreArgs {
     /// Scale every pace of the generated scenarios (as `run --time-scale`).
     #[arg(long, value_name = "F", default_value = "1", value_parser = crate::cli::parse_time_scale)]
     pub time_scale: f64,
+    /// How long each run's final drain (after its faults are undone) may take, e.g. `45s`
+    /// (`run` allows 120 s). A liveness failure waits it out in every run and every shrink
+    /// candidate; a correct GitSpy drains within seconds once the faults are healed.
+    #[arg(long, value_name = "D", default_value = "45s")]
+    pub final_drain: Dur,
     /// Where the exploration directory is written.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
@@ -217,6 +222,9 @@ impl Explorer {
         if self.args.no_crash_points {
             c.push_str(" --no-crash-points");
         }
+        if self.args.final_drain != Dur::secs(45) {
+            c.push_str(&format!(" --final-drain {}", self.args.final_drain));
+        }
         if self.args.time_scale != 1.0 {
             c.push_str(&format!(" --time-scale {}", self.args.time_scale));
         }
@@ -284,6 +292,7 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         target_disable_dedupe: false,
         target_env: args.target_env.clone(),
         store: None,
+        final_drain: Some(args.final_drain.get()),
     };
     let mut ex = Explorer {
         args,
@@ -297,10 +306,11 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         seed: ex.args.seed,
         budget: ex.args.budget.to_string(),
         bounds: format!(
-            "≤ {} episodes, ≤ {} deliveries per send, ≤ {} workers, crash points: {}",
+            "≤ {} episodes, ≤ {} deliveries per send, ≤ {} workers, final drain {}, crash points: {}",
             bounds.max_episodes,
             bounds.max_count,
             bounds.max_workers,
+            ex.args.final_drain,
             match (bounds.failpoints, ex.args.no_crash_points) {
                 (true, _) => "yes",
                 (false, true) => "no (--no-crash-points)",

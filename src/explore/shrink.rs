@@ -1,10 +1,11 @@
 //! Shrinking a failing scenario: greedy reduction, one smaller candidate at a time.
 //!
-//! [`candidates`] lists every one-edit-smaller variant of a scenario, biggest cut first: a step
-//! dropped (at any depth), a `parallel`/`repeat` block unwrapped, a send simplified (count cut to
+//! [`candidates`] lists every one-edit-smaller variant of a scenario, biggest cut first: a run of
+//! top-level steps dropped (halves, then quarters, …), a step dropped (at any depth), a `parallel`/`repeat` block unwrapped, a send simplified (count cut to
 //! 1, halved or less one; duplicates, rate, event mix dropped; concurrency 1), a trigger dropped,
-//! durations halved, a repeat cut to one round, a worker fewer. Candidates that do not validate
-//! are skipped. [`shrink`] tries them in order and keeps the first that still fails (asked of the
+//! durations (sleeps, locks, network toxics, drain deadlines down to 30 s) halved, a repeat cut to one round, a worker fewer.
+//! Candidates that do not validate are skipped, and so are those that would fail for any build
+//! ([`sound`]: a `dead_requeue: {min: 1}` left without the store lock that dead-letters). [`shrink`] tries them in order and keeps the first that still fails (asked of the
 //! caller's test, which for real runs means "fails k of m tries"), then starts over from it, until
 //! no candidate fails or the caller's budget says stop. The result is 1-minimal for these edits.
 
@@ -145,10 +146,27 @@ pub fn candidates(s: &Scenario) -> Vec<(String, Scenario)> {
     lists(&s.steps, &mut Vec::new(), &mut all);
     let mut push = |edit: String, f: &dyn Fn(&mut Scenario) -> bool| {
         let mut c = s.clone();
-        if f(&mut c) && c != *s && validate(&c).is_empty() {
+        if f(&mut c) && c != *s && validate(&c).is_empty() && sound(&c) {
             out.push((edit, c));
         }
     };
+    // 0. Drop a run of top-level steps, halves first (as delta debugging does): one failing
+    // run can cut a whole episode or more, where step-by-step drops would need one each.
+    let top = s.steps.len();
+    let mut chunk = top / 2;
+    while chunk >= 2 {
+        for start in (0..top).step_by(chunk) {
+            let end = (start + chunk).min(top);
+            if end - start < 2 {
+                continue;
+            }
+            push(format!("drop steps[{start}..{end}]"), &|c| {
+                c.steps.value.drain(start..end);
+                true
+            });
+        }
+        chunk /= 2;
+    }
     // 1. Drop a step (a whole block first: top-level lists come first).
     for (path, len) in &all {
         for i in 0..*len {
@@ -201,6 +219,48 @@ pub fn candidates(s: &Scenario) -> Vec<(String, Scenario)> {
         }
     });
     out
+}
+
+/// Whether a candidate still means what the grammar meant: every `dead_requeue: {min: N}`
+/// (N > 0) follows, in the same list, a store lock of at least 2 s, then a send, then a drained
+/// wait, and the target keeps the shortened busy timeout. Without them a correct GitSpy
+/// dead-letters nothing and the step fails for every build — a candidate that "still fails" for
+/// the wrong reason, which shrinking must not slide into.
+pub fn sound(s: &Scenario) -> bool {
+    fn list(steps: &[At<Step>], env_ok: bool) -> bool {
+        steps.iter().enumerate().all(|(i, st)| match &st.value {
+            Step::DeadRequeue(d) if d.min > 0 => {
+                if !env_ok {
+                    return false;
+                }
+                let before = &steps[..i];
+                let Some(lock) = before.iter().rposition(|b| {
+                    matches!(&b.value, Step::Fault(f)
+                        if f.store.is_some_and(|l| l.lock >= Dur::secs(2)))
+                }) else {
+                    return false;
+                };
+                let after_lock = &before[lock + 1..];
+                let Some(wait) = after_lock
+                    .iter()
+                    .position(|b| matches!(&b.value, Step::Wait(w) if w.drained))
+                else {
+                    return false;
+                };
+                after_lock[..wait]
+                    .iter()
+                    .any(|b| matches!(&b.value, Step::Send(_)))
+            }
+            Step::Parallel(inner) => list(inner, env_ok),
+            Step::Repeat(r) => list(&r.steps, env_ok),
+            _ => true,
+        })
+    }
+    let env = &s.target.value.env.value;
+    let env_ok = crate::explore::generate::SHORT_BUSY_ENV
+        .iter()
+        .all(|(k, _)| env.contains_key(*k));
+    list(&s.steps, env_ok)
 }
 
 type StepEdit = fn(&mut Step) -> bool;
@@ -292,7 +352,15 @@ fn step_edits() -> Vec<(&'static str, StepEdit)> {
                     d.value = h;
                     true
                 }),
-                None => false,
+                // A drained wait's deadline, not below 30 s: a correct GitSpy drains within
+                // seconds once healed, and a liveness failure waits it out in every candidate.
+                None => {
+                    let t = w.timeout();
+                    halve(t, Dur::secs(30)).is_some_and(|h| {
+                        w.timeout = Some(At::new(h));
+                        true
+                    })
+                }
             },
             Step::Repeat(r) => match r.duration.as_mut() {
                 Some(d) if d.value > r.every.value => {
@@ -300,6 +368,16 @@ fn step_edits() -> Vec<(&'static str, StepEdit)> {
                     true
                 }
                 _ => false,
+            },
+            _ => false,
+        }),
+        ("toxic shorter", |st| match st {
+            Step::Fault(f) => match f.network.as_mut().and_then(|n| n.value.duration.as_mut()) {
+                Some(d) => halve(*d, Dur::millis(250)).is_some_and(|h| {
+                    *d = h;
+                    true
+                }),
+                None => false,
             },
             _ => false,
         }),
@@ -412,6 +490,65 @@ checks:
             .map(|a| a.steps)
             .collect();
         assert!(kept.windows(2).all(|w| w[1] <= w[0]), "{kept:?}");
+        // Halves of the top level come first: the first cut already drops five steps.
+        assert_eq!(out.attempts[0].edit, "drop steps[0..5]");
+        assert_eq!(out.attempts[0].steps, size(&start) - 9);
+    }
+
+    #[test]
+    fn shrinking_never_leaves_a_dead_requeue_without_the_lock_that_dead_letters() {
+        // A predicate that only looks at the step that failed (as the `steps` check does): a
+        // naive shrinker would cut the scenario down to the dead_requeue alone, which fails
+        // for a correct build too.
+        let start = parse(
+            r#"
+name: lock
+target:
+  workers: 2
+  env: { GITSPY_STORE_BUSY_TIMEOUT: 300ms, GITSPY_MAX_ATTEMPTS: "2", GITSPY_RETRY_BASE: 200ms }
+steps:
+  - send: { count: 10 }
+  - fault: { store: { lock: 4s } }
+  - send: { count: 30, concurrency: 4 }
+  - wait: { drained: true, timeout: 60s }
+  - dead_requeue: { min: 1 }
+  - wait: { drained: true, timeout: 60s }
+checks:
+  - deliveries: { lost: 0 }
+"#,
+        )
+        .unwrap();
+        assert!(sound(&start));
+        let out = shrink(&start, |c| {
+            let has = |st: &Step| matches!(st, Step::DeadRequeue(d) if d.min == 1);
+            if c.steps.iter().any(|st| has(&st.value)) {
+                Verdict::Fails
+            } else {
+                Verdict::Passes
+            }
+        });
+        let kinds: Vec<&str> = out
+            .scenario
+            .steps
+            .iter()
+            .map(|st| match &st.value {
+                Step::Fault(_) => "lock",
+                Step::Send(_) => "send",
+                Step::Wait(_) => "wait",
+                Step::DeadRequeue(_) => "requeue",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["lock", "send", "wait", "requeue"]);
+        assert!(sound(&out.scenario));
+        let Step::Fault(f) = &out.scenario.steps[0].value else {
+            panic!()
+        };
+        assert_eq!(
+            f.store.map(|l| l.lock),
+            Some(Dur::secs(2)),
+            "halved once, not below 2 s"
+        );
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub target_env: Vec<(String, String)>,
     /// `--store`: the board store of managed runs, over each scenario's `target.store`.
     pub store: Option<scenario::model::StoreKind>,
+    /// How long the final drain (after the faults are undone) may take; `None`: 120 s.
+    /// `explore` shortens it, so a liveness failure costs less than three minutes per run.
+    pub final_drain: Option<Duration>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -289,7 +292,9 @@ pub async fn run_scenario(
     let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
     // Steps, then undo what is still broken, then drain.
-    let (panicked, interrupted, drain) = run_steps_and_drain(&ctx, &s, interrupt).await;
+    let final_drain = opts.final_drain.unwrap_or(FINAL_DRAIN);
+    let (panicked, interrupted, drain) =
+        run_steps_and_drain(&ctx, &s, interrupt, final_drain).await;
     ctx.finish_progress();
     let drained_at = prom::now_ms();
     stop_poll.cancel();
@@ -465,6 +470,7 @@ async fn run_steps_and_drain(
     ctx: &Ctx,
     s: &Scenario,
     interrupt: &tokio_util::sync::CancellationToken,
+    final_drain: Duration,
 ) -> (bool, bool, anyhow::Result<Duration>) {
     let steps_result = std::panic::AssertUnwindSafe(ctx.run_steps(&s.steps.value));
     let (panicked, mut interrupted) = tokio::select! {
@@ -478,7 +484,7 @@ async fn run_steps_and_drain(
     } else {
         ctx.say("undoing faults done; waiting for the final drain".into());
         tokio::select! {
-            d = ctx.wait_drained(FINAL_DRAIN) => d,
+            d = ctx.wait_drained(final_drain) => d,
             _ = interrupt.cancelled() => {
                 interrupted = true;
                 Err(anyhow::anyhow!("interrupted"))
