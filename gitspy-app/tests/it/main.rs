@@ -2,6 +2,7 @@
 
 mod util;
 
+mod admin;
 mod board;
 mod build;
 mod dataloss;
