@@ -112,6 +112,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
             attach: None,
             env: At::new(BTreeMap::new()),
             profile: None,
+            admin_address: false,
         }),
         observe: Observe {
             poll_interval: At::new(Dur::secs(2)),

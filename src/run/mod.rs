@@ -345,6 +345,7 @@ async fn start_system(
                 env: target_env,
                 profile,
                 seed,
+                admin_address: s.target.value.admin_address,
             })
             .await
         }
@@ -364,6 +365,8 @@ async fn start_system(
                 &redis_url,
                 system::AttachTarget {
                     server_url: a.server_url.clone(),
+                    admin_url: a.admin_url.clone(),
+                    server_metrics_urls: a.server_metrics_urls.clone(),
                     worker_urls: a.worker_metrics_urls.clone(),
                     worker_matcher: a.worker_process.clone(),
                     server_matcher: a.server_process.clone(),
