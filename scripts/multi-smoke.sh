@@ -57,14 +57,21 @@ free_port() {
         [ "$tries" -lt 200 ] || cannot "found no free port on 127.0.0.1" "free some ports"
     done
 }
-for var in "${PORT_VARS[@]}"; do
-    if [ -z "${!var:-}" ]; then
-        p=$(free_port) || exit 2
-        export "$var=$p"
-    fi
-    picked+="${!var} "
-    port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
-done
+GIVEN=()
+for var in "${PORT_VARS[@]}"; do [ -n "${!var:-}" ] && GIVEN+=("$var"); done
+# Picks a free port for every variable not given in the environment.
+pick_ports() {
+    picked=" "
+    for var in "${PORT_VARS[@]}"; do
+        if [[ " ${GIVEN[*]} " != *" $var "* ]]; then
+            p=$(free_port) || exit 2
+            export "$var=$p"
+        fi
+        picked+="${!var} "
+        port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
+    done
+}
+pick_ports
 dc() { docker-compose -f "$COMPOSE_FILE" -p "$PROJECT" "$@"; }
 
 WORK="$(mktemp -d)"
@@ -118,7 +125,21 @@ ts=$(date +%s.%N)
 for var in "${PORT_VARS[@]}"; do
     port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
 done
-dc up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; cannot "docker-compose up -d failed" "see the error above (a port already allocated?)"; }
+# Other runs on this host pick ports too: a port taken between the check and `up` fails the
+# creation of one container. Once, with fresh ports, that is retried.
+if ! dc up -d --no-build >"$WORK/up.log" 2>&1; then
+    grep -iE 'error|allocated|in use' "$WORK/up.log" | head -n 5 >&2 || true
+    if [ "${#GIVEN[@]}" -lt "${#PORT_VARS[@]}" ]; then
+        say "docker-compose up failed (above); retrying once on fresh ports"
+        dc down -v --remove-orphans >/dev/null 2>&1 || true
+        pick_ports
+        dc up -d --no-build >"$WORK/up.log" 2>&1 \
+            || { cat "$WORK/up.log" >&2; cannot "docker-compose up -d failed twice" "see the error above (a port already allocated?)"; }
+    else
+        cat "$WORK/up.log" >&2
+        cannot "docker-compose up -d failed" "see the error above (a port already allocated?)"
+    fi
+fi
 services=(redis server1 server2 worker1 worker2 worker3)
 deadline=$(( $(date +%s) + HEALTHY_WITHIN ))
 while :; do
