@@ -58,7 +58,7 @@ free_port() {
     done
 }
 GIVEN=()
-for var in "${PORT_VARS[@]}"; do [ -n "${!var:-}" ] && GIVEN+=("$var"); done
+for var in "${PORT_VARS[@]}"; do if [ -n "${!var:-}" ]; then GIVEN+=("$var"); fi; done
 # Picks a free port for every variable not given in the environment.
 pick_ports() {
     picked=" "
@@ -68,8 +68,9 @@ pick_ports() {
             export "$var=$p"
         fi
         picked+="${!var} "
-        port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
+        if port_taken "${!var}"; then cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"; fi
     done
+    return 0
 }
 pick_ports
 dc() { docker-compose -f "$COMPOSE_FILE" -p "$PROJECT" "$@"; }
