@@ -13,16 +13,25 @@
 # Needs: root or docker access, Debian's docker.io and docker-compose (v1), redis-server (for the
 # Redis image, built only when missing), haproxy (`apt-get install -y haproxy`), curl, bc, cargo.
 # Env: REPORT_DIR (default reports), GITHUB_WEBHOOK_SECRET (default: a random one for this run),
-# CARGO_TARGET_DIR (where the binaries are built, default target).
+# CARGO_TARGET_DIR (where the binaries are built, default target), GITSPY_IMAGE_BIN (the gitspy
+# binary put in the image, default the debug build), MULTI_STORE: `postgres` (the
+# store is PostgreSQL, docker/compose.multi.postgres.yaml, offline image from
+# docker/build-postgres-image.sh, built once per version of that script), `sqlite` (one SQLite
+# file on a volume shared by every container) or `auto` (default: postgres when the gitspy binary
+# has the PostgreSQL store, else sqlite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPOSE_FILE=docker/compose.multi.yaml
+COMPOSE_ARGS=(-f "$COMPOSE_FILE")
 PROJECT="gitspy-multi-smoke-$$"
 export GITSPY_MULTI_REDIS_CONTAINER="$PROJECT-redis"
 export GITSPY_MULTI_MARKER="$PROJECT"
 export GITSPY_IMAGE="gitspy:multi-smoke-$$"
 export GITSPY_HAPROXY_IMAGE="gitspy-haproxy:multi-smoke-$$"
+export GITSPY_MULTI_POSTGRES_CONTAINER="$PROJECT-postgres"
+MULTI_STORE="${MULTI_STORE:-auto}"
+case "$MULTI_STORE" in auto|sqlite|postgres) ;; *) echo "error: MULTI_STORE must be auto, sqlite or postgres, not $MULTI_STORE" >&2; exit 2 ;; esac
 SCENARIO=scenarios/attach/multi-kill.yaml
 REPORT_DIR="${REPORT_DIR:-reports}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -45,7 +54,7 @@ export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-multi-smoke-$(od -An -N8 
 # --- host ports ----------------------------------------------------------------------------------
 PORT_VARS=(GITSPY_MULTI_PUBLIC_PORT GITSPY_MULTI_ADMIN_PORT GITSPY_MULTI_SERVER1_ADMIN_PORT
     GITSPY_MULTI_SERVER2_ADMIN_PORT GITSPY_MULTI_WORKER1_PORT GITSPY_MULTI_WORKER2_PORT
-    GITSPY_MULTI_WORKER3_PORT GITSPY_MULTI_REDIS_PORT)
+    GITSPY_MULTI_WORKER3_PORT GITSPY_MULTI_REDIS_PORT GITSPY_MULTI_POSTGRES_PORT)
 port_taken() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 picked=" "
 free_port() {
@@ -73,7 +82,7 @@ pick_ports() {
     return 0
 }
 pick_ports
-dc() { docker-compose -f "$COMPOSE_FILE" -p "$PROJECT" "$@"; }
+dc() { docker-compose "${COMPOSE_ARGS[@]}" -p "$PROJECT" "$@"; }
 
 WORK="$(mktemp -d)"
 exec 3>&1 4>&2
@@ -102,7 +111,7 @@ trap 'exit 143' TERM
 for other in $(docker ps -a --filter label=com.docker.compose.project --format '{{.Label "com.docker.compose.project"}}' | sort -u); do
     case "$other" in gitspy-multi-smoke-*) ;; *) continue ;; esac
     kill -0 "${other##*-}" 2>/dev/null && continue
-    docker-compose -f "$COMPOSE_FILE" -p "$other" down -v --remove-orphans >/dev/null 2>&1 || true
+    docker-compose -f "$COMPOSE_FILE" -f docker/compose.multi.postgres.yaml -p "$other" down -v --remove-orphans >/dev/null 2>&1 || true
 done
 for image in $(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^gitspy(-haproxy)?:multi-smoke-' || true); do
     kill -0 "${image##*-}" 2>/dev/null || docker image rm "$image" >/dev/null 2>&1 || true
@@ -117,9 +126,25 @@ if ! docker image inspect gitspy-redis:7 >/dev/null 2>&1; then
     docker/build-redis-image.sh gitspy-redis:7 >/dev/null 2>"$WORK/redis-build.log" \
         || { cat "$WORK/redis-build.log" >&2; cannot "building gitspy-redis:7 failed" "see the error above"; }
 fi
-docker/build-gitspy-image.sh "$TARGET_DIR/debug/gitspy" "$GITSPY_IMAGE" >/dev/null || cannot "building $GITSPY_IMAGE failed" "see the error above"
+GITSPY_IMAGE_BIN="${GITSPY_IMAGE_BIN:-$TARGET_DIR/debug/gitspy}"
+docker/build-gitspy-image.sh "$GITSPY_IMAGE_BIN" "$GITSPY_IMAGE" >/dev/null || cannot "building $GITSPY_IMAGE failed" "see the error above"
 docker/build-haproxy-image.sh "$GITSPY_HAPROXY_IMAGE" >/dev/null || cannot "building $GITSPY_HAPROXY_IMAGE failed" "see the error above"
-say "images built in $(elapsed "$ts") s"
+if [ "$MULTI_STORE" = auto ]; then
+    if "$GITSPY_IMAGE_BIN" serve --help 2>/dev/null | grep -qi 'postgres'; then MULTI_STORE=postgres; else MULTI_STORE=sqlite; fi
+fi
+services=(redis server1 server2 worker1 worker2 worker3)
+if [ "$MULTI_STORE" = postgres ]; then
+    COMPOSE_ARGS+=(-f docker/compose.multi.postgres.yaml)
+    services+=(postgres)
+    # Built once per version of its recipe (the tag is a digest of the script and Dockerfile), and
+    # shared by later runs: it takes half a minute.
+    recipe=$(cat docker/build-postgres-image.sh docker/postgres.Dockerfile | sha256sum | cut -c1-12)
+    export GITSPY_POSTGRES_IMAGE="gitspy-multi-postgres:$recipe"
+    if ! docker image inspect "$GITSPY_POSTGRES_IMAGE" >/dev/null 2>&1; then
+        docker/build-postgres-image.sh "$GITSPY_POSTGRES_IMAGE" >/dev/null || cannot "building $GITSPY_POSTGRES_IMAGE failed" "see the error above"
+    fi
+fi
+say "images built in $(elapsed "$ts") s (store: $MULTI_STORE)"
 
 # --- up, healthy ---------------------------------------------------------------------------------
 ts=$(date +%s.%N)
@@ -141,7 +166,6 @@ if ! dc up -d --no-build >"$WORK/up.log" 2>&1; then
         cannot "docker-compose up -d failed" "see the error above (a port already allocated?)"
     fi
 fi
-services=(redis server1 server2 worker1 worker2 worker3)
 deadline=$(( $(date +%s) + HEALTHY_WITHIN ))
 while :; do
     unhealthy=()
@@ -158,7 +182,7 @@ while :; do
     [ "$(date +%s)" -lt "$deadline" ] || failed "not healthy within ${HEALTHY_WITHIN}s: ${unhealthy[*]}"
     sleep 0.5
 done
-say "up and healthy (lb, server1, server2, worker1-3, redis) in $(elapsed "$ts") s"
+say "up and healthy (lb ${services[*]}) in $(elapsed "$ts") s"
 
 # --- only POST /webhooks faces the internet ------------------------------------------------------
 code() { curl -s -o /dev/null -w '%{http_code}' "$@" || true; }
@@ -205,4 +229,15 @@ esac
 # The kills were real: Docker restarted two containers (server1 and one worker).
 after=$(restarts)
 [ "$((after - before))" -ge 2 ] || failed "expected 2 container restarts (server1 and a worker), saw $((after - before))"
-say "PASSED: $SCENARIO in attach mode in $(elapsed "$ts") s ($((after - before)) containers restarted; report under $REPORT_DIR/)"
+# With PostgreSQL, the deliveries really are in it: one applied row per processed delivery.
+if [ "$MULTI_STORE" = postgres ] && command -v psql >/dev/null 2>&1 && command -v jq >/dev/null 2>&1; then
+    run_json=$(ls -td "$REPORT_DIR"/*-multi-kill/ | head -n 1)run.json
+    want=$(jq '.ledger.processed' "$run_json")
+    pg_url="postgres://gitspy:gitspy-multi-demo@127.0.0.1:$GITSPY_MULTI_POSTGRES_PORT/gitspy"
+    # The database is this deployment's own (a fresh volume): every row is this run's.
+    got=$(psql "$pg_url" -tAc "SELECT count(*) FROM applied_deliveries" 2>&1) \
+        || failed "cannot count the applied deliveries in PostgreSQL: $got"
+    [ "$got" = "$want" ] || failed "PostgreSQL holds $got applied deliveries of this run, the run processed $want"
+    say "PostgreSQL holds the $got applied deliveries of this run"
+fi
+say "PASSED: $SCENARIO in attach mode, store $MULTI_STORE, in $(elapsed "$ts") s ($((after - before)) containers restarted; report under $REPORT_DIR/)"
