@@ -132,7 +132,13 @@ fn every_shipped_scenario_validates() {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    assert_eq!(attach, ["scenarios/attach/compose-smoke.yaml"]);
+    assert_eq!(
+        attach,
+        [
+            "scenarios/attach/compose-smoke.yaml",
+            "scenarios/attach/multi-kill.yaml",
+        ]
+    );
     for file in names.iter().chain(&attach) {
         let out = chaos(&["validate", file]);
         assert_eq!(out.code, 0, "{file}: {}", out.stderr);
