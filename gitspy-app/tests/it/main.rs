@@ -11,6 +11,7 @@ mod dead;
 mod failpoints;
 mod fold;
 mod ingress;
+mod loadbalancer;
 mod metrics;
 mod outage;
 mod replay;
