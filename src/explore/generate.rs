@@ -116,6 +116,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
         }),
         observe: Observe {
             poll_interval: At::new(Dur::secs(2)),
+            prometheus: None,
         },
         steps: At::new(steps.into_iter().map(At::new).collect()),
         checks: At::new(checks(g.replay)),

@@ -172,6 +172,7 @@ pub async fn run_scenario(
             );
         }
     }
+    let prometheus = prometheus_preflight(&s).await?;
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -241,6 +242,23 @@ pub async fn run_scenario(
     )?;
     ctx.profile = profile;
     let ctx = Arc::new(ctx);
+    // A managed Prometheus scrapes the processes just started (a failure undoes the start).
+    let mut managed_prom = None;
+    let prometheus = match prometheus {
+        Some(p) => Some(p),
+        None => match start_managed_prometheus(&s, path, &ctx, &run_dir).await {
+            Ok(Some(m)) => {
+                let client = m.client.clone();
+                managed_prom = Some(m);
+                Some(client)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                ctx.sys.lock().await.teardown().await;
+                return Err(e.context("could not start the managed Prometheus"));
+            }
+        },
+    };
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
@@ -256,8 +274,20 @@ pub async fn run_scenario(
     let _ = poller.await;
     scrape_all(&ctx, &series).await;
 
-    let (judged, timeline) =
-        judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
+    let (judged, timeline) = judge_with_efficacy(
+        &ctx,
+        &s,
+        &series,
+        &drain,
+        drained_at,
+        panicked,
+        interrupted,
+        prometheus,
+    )
+    .await;
+    if let Some(m) = managed_prom.as_mut() {
+        m.stop().await;
+    }
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = teardown_and_collect_logs(&ctx, &run_dir).await;
@@ -427,8 +457,102 @@ async fn run_steps_and_drain(
     (panicked, interrupted, drain)
 }
 
+/// The Prometheus of `observe.prometheus { url }`, asked before anything starts: it must be ready
+/// and accept every `promql` expression (a syntax error is Prometheus' `bad_data`), or the run
+/// could not run (exit 2).
+async fn prometheus_preflight(
+    s: &Scenario,
+) -> anyhow::Result<Option<crate::observe::prometheus::Prometheus>> {
+    let Some(url) = s
+        .observe
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.value.url.as_ref())
+    else {
+        return Ok(None);
+    };
+    let p = crate::observe::prometheus::Prometheus::new(&url.value).map_err(anyhow::Error::msg)?;
+    p.ready().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nhint: start it, or fix `observe.prometheus.url` (line {})",
+            url.pos.line
+        )
+    })?;
+    check_promql_syntax(&p, s).await?;
+    Ok(Some(p))
+}
+
+/// `observe.prometheus: { managed: true }`: a Prometheus of the run's own scraping every process
+/// of the system, with the scenario's rule files (relative to the scenario file).
+async fn start_managed_prometheus(
+    s: &Scenario,
+    path: &Path,
+    ctx: &Ctx,
+    run_dir: &Path,
+) -> anyhow::Result<Option<crate::system::prometheus::ManagedPrometheus>> {
+    let Some(cfg) = s.observe.prometheus.as_ref().filter(|p| p.value.managed) else {
+        return Ok(None);
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut rules = Vec::new();
+    for r in &cfg.value.rules {
+        let file = base.join(&r.value);
+        let abs = std::fs::canonicalize(&file).map_err(|e| {
+            anyhow::anyhow!(
+                "line {}: rule file {}: {e}\nhint: `rules` are relative to the scenario file",
+                r.pos.line,
+                file.display()
+            )
+        })?;
+        rules.push(abs);
+    }
+    let interval = cfg
+        .value
+        .interval
+        .as_ref()
+        .map_or(Duration::from_secs(1), |d| d.value.get());
+    let targets = ctx.sys.lock().await.metric_targets();
+    let m = crate::system::prometheus::ManagedPrometheus::start(
+        &run_dir.join("system").join("prometheus"),
+        &targets,
+        &rules,
+        interval,
+    )
+    .await?;
+    check_promql_syntax(&m.client, s).await?;
+    ctx.say(format!(
+        "managed Prometheus at {} scraping {} target(s) every {interval:?}",
+        m.client.url(),
+        targets.len()
+    ));
+    Ok(Some(m))
+}
+
+/// Lets Prometheus parse every `promql` expression: a syntax error (its `bad_data`) is exit 2.
+async fn check_promql_syntax(
+    p: &crate::observe::prometheus::Prometheus,
+    s: &Scenario,
+) -> anyhow::Result<()> {
+    for c in s.checks.iter() {
+        let scenario::Check::Promql(q) = &c.value else {
+            continue;
+        };
+        if let Err(e) = p.query(&q.expr, prom::now_ms()).await {
+            if e.contains("(bad_data)") {
+                anyhow::bail!(
+                    "line {}: `{}`: {e}\nhint: fix the PromQL expression",
+                    q.expr.pos.line,
+                    q.expr.value
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The judgement (none when interrupted), then what the faults hit — known only now that the
 /// ledger and the final states are — with the `faults_effective` check added to the checks.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
 async fn judge_with_efficacy(
     ctx: &Ctx,
     s: &Scenario,
@@ -437,6 +561,7 @@ async fn judge_with_efficacy(
     drained_at: u64,
     panicked: bool,
     interrupted: bool,
+    prometheus: Option<crate::observe::prometheus::Prometheus>,
 ) -> (anyhow::Result<judge::Judged>, Timeline) {
     let mut judged = if interrupted {
         let done = ctx.timeline().steps.len();
@@ -452,6 +577,7 @@ async fn judge_with_efficacy(
                 drain_error: drain.as_ref().err().map(|e| e.to_string()),
                 drained_at_ms: drained_at,
                 panicked,
+                prometheus,
             },
         )
         .await

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::board::BoardModel;
 use super::classes::{self, Lookup, SendOutcome, Verdict, VerdictInput};
 use crate::load::{Ledger, Outcome};
+use crate::observe::prometheus::PromSeries;
 use crate::observe::{RedisProbe, Series};
 use crate::report::FaultWindow;
 use crate::system::procs::Instance;
@@ -39,8 +40,38 @@ pub struct ShuffleOutcome {
     pub reversed: BTreeMap<String, String>,
     /// `repo → digest` of the live boards (whole-log windows only).
     pub live: Option<BTreeMap<String, String>>,
+    /// Prefixes of the log (whole-log windows only) folded in log order and newest first: a
+    /// same-second tie or a reordered pair decides the board only while it is the newest thing
+    /// its card saw, so prefixes cut soon after it show what the whole log hides.
+    pub prefixes: Vec<PrefixFold>,
     /// Why the comparison could not be made.
     pub error: Option<String>,
+}
+
+/// What Prometheus answered for one `promql` or `alert` check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromAnswer {
+    /// Unix ms of the instant query, or of the range query's start.
+    pub from_ms: u64,
+    /// Unix ms of the instant query, or of the range query's end.
+    pub to_ms: u64,
+    /// A range query (`over: run`).
+    pub range: bool,
+    /// The answer's series, or why there is none (unreachable, Prometheus' own error).
+    pub result: Result<Vec<PromSeries>, String>,
+    /// What the reader should know about the answer (e.g. a scrape older than the run's end).
+    pub note: Option<String>,
+}
+
+/// One prefix `[beginning, to)` of the event log folded in two orders.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrefixFold {
+    /// The prefix's end (received-at, unix ms, exclusive).
+    pub to_ms: u64,
+    /// `repo → digest` folded in log order.
+    pub in_order: BTreeMap<String, String>,
+    /// `repo → digest` folded newest first.
+    pub reversed: BTreeMap<String, String>,
 }
 
 /// The evidence of one run.
@@ -81,6 +112,8 @@ pub struct Evidence {
     /// Every managed worker (its metrics target name) with every instance it ran as; empty in
     /// attach mode.
     pub workers: Vec<(String, Vec<Instance>)>,
+    /// Prometheus' answers for the `promql` checks, by the check's index in the scenario.
+    pub prom: BTreeMap<usize, PromAnswer>,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }

@@ -14,6 +14,7 @@ mod observability;
 mod probe_redis;
 mod process_backend;
 mod profile;
+mod prometheus;
 mod report;
 mod sender;
 mod util;

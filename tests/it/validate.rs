@@ -102,6 +102,9 @@ broken! {
     fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
     network_faults_misused: "network-faults.yaml" => 11,
     network_link_unknown: "network-link-unknown.yaml" => 1,
+    promql_checks_misused: "promql-misused.yaml" => 9,
+    promql_check_without_prometheus: "promql-no-prometheus.yaml" => 2,
+    alert_checks_and_managed_prometheus_misused: "alert-misused.yaml" => 6,
 }
 
 #[test]
@@ -126,6 +129,7 @@ fn every_shipped_scenario_validates() {
             "scenarios/09d-cut-links.yaml",
             "scenarios/09e-docker-partition.yaml",
             "scenarios/10-slow-network.yaml",
+            "scenarios/11-alert-redis-down.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")
@@ -135,6 +139,7 @@ fn every_shipped_scenario_validates() {
     assert_eq!(
         attach,
         [
+            "scenarios/attach/compose-promql.yaml",
             "scenarios/attach/compose-smoke.yaml",
             "scenarios/attach/multi-kill.yaml",
         ]
