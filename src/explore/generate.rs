@@ -183,6 +183,7 @@ impl Gen {
             same: false,
             events,
             timeout: At::new(Dur::secs(if expect == Expect::Accepted { 5 } else { 2 })),
+            poison: At::new(0),
         })
     }
 

@@ -287,6 +287,30 @@ impl PayloadGen {
         }
     }
 
+    /// A poison delivery (`send.poison`): the run's next id, an `issues` event with a valid
+    /// repository and an `issue` that is a string instead of an object — signed like any other,
+    /// accepted by the ingress (a JSON object), but a body no fold can read. No snapshot: the
+    /// board oracle must never expect it on a card.
+    pub fn poison_delivery(&mut self) -> Delivery {
+        let (repo, repo_id) = match &self.source {
+            Source::Generated(sim) => (sim.repo.clone(), sim.repo_id),
+            Source::User(_) => ("gitspy-chaos/poison".to_string(), 0),
+        };
+        self.seq += 1;
+        let body = serde_json::json!({
+            "action": "opened",
+            "issue": "gitspy-chaos poison: this should be an issue object",
+            "repository": { "id": repo_id, "full_name": repo },
+            "sender": { "login": "gitspy-chaos" },
+        });
+        Delivery {
+            id: format!("{}-{:06}", self.nonce, self.seq),
+            event: "issues".to_string(),
+            body: body.to_string().into_bytes(),
+            snapshot: None,
+        }
+    }
+
     /// `count` new deliveries (no copies) from this same simulated repository, each of an
     /// event drawn from `weights` (`X-GitHub-Event` name → weight) by the seed; then back to the
     /// previous event set. Generated payloads only.

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 
 use super::steps::Ctx;
-use super::system::WORKER_LOCK_TTL;
+use super::system::SettingOf;
 use crate::observe::prom::names;
 use crate::observe::prometheus::Prometheus;
 use crate::observe::{probe, Series, TargetSel, Window};
@@ -140,6 +140,23 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
         workers,
         prom: BTreeMap::new(),
+        redis_timeout: {
+            let t = ctx
+                .sys
+                .lock()
+                .await
+                .setting(
+                    &ctx.profile.env.redis_timeout,
+                    SettingOf::Server,
+                    gitspy_contract::env::REDIS_TIMEOUT_DEFAULT,
+                )
+                .await;
+            Some((t.value.as_millis() as u64, t.source))
+        },
+        poison: match ctx.poison.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        },
         verdict: Default::default(),
     };
     ev.classify();
@@ -333,8 +350,19 @@ async fn listing(ctx: &Ctx) -> anyhow::Result<BTreeSet<String>> {
 /// The Redis probe (the system is drained; locks still present after a drain longer than the
 /// lock TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
 async fn redis_probe(ctx: &Ctx, end: &Ending) -> Option<crate::observe::RedisProbe> {
-    let lock_ttl_ms = WORKER_LOCK_TTL.as_millis() as u64;
-    let redis_url = ctx.sys.lock().await.redis.url().ok()?;
+    // The TTL the workers run with (`target.env` can change it), never the harness's default.
+    let (lock_ttl, redis_url) = {
+        let sys = ctx.sys.lock().await;
+        let ttl = sys
+            .setting(
+                &ctx.profile.env.lock_ttl,
+                SettingOf::Worker,
+                gitspy_contract::env::LOCK_TTL_DEFAULT,
+            )
+            .await;
+        (ttl, sys.redis.url().ok()?)
+    };
+    let lock_ttl_ms = lock_ttl.value.as_millis() as u64;
     let mut conn = probe::connect(&redis_url).await.ok()?;
     probe::probe_as(
         &mut conn,

@@ -25,6 +25,13 @@ use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
 const FINAL_DRAIN: Duration = Duration::from_secs(120);
+/// After the drain, the workers' job counters must stand still this long before the final
+/// scrape: a worker whose finish reached Redis but whose answer did not (a partition healing,
+/// a slow reply) counts that delivery on its next try — 500 ms later, or after a reconnect
+/// backoff of at most 2 s — although Redis already says `processed` and the drain is over.
+const SETTLE_QUIET: Duration = Duration::from_millis(2500);
+/// The longest the final scrape waits for the counters to settle.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
 
 /// Options of one run beyond the scenario file.
 #[derive(Debug, Clone)]
@@ -262,7 +269,7 @@ pub async fn run_scenario(
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
-    scrape_all(&ctx, &series).await;
+    let _ = scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
     let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
@@ -272,7 +279,12 @@ pub async fn run_scenario(
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
-    scrape_all(&ctx, &series).await;
+    if drain.is_ok() {
+        let settled = settle_and_scrape(&ctx, &series).await;
+        ctx.say(settled);
+    } else {
+        let _ = scrape_all(&ctx, &series).await;
+    }
 
     let (judged, timeline) = judge_with_efficacy(
         &ctx,
@@ -421,7 +433,7 @@ fn spawn_poller(
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+                _ = tokio::time::sleep(poll) => { scrape_all(&ctx, &series).await; }
             }
         }
     })
@@ -813,7 +825,62 @@ fn step_concurrency(step: &scenario::Step) -> u32 {
     }
 }
 
-async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
+/// The final scrape, once every live worker's job counters (`gitspy_jobs_*`) stood still for
+/// [`SETTLE_QUIET`] (at most [`SETTLE_MAX`]): the verdict compares those counters with the
+/// store, and a counter still moving after the drain would read as a miscount. Returns what to
+/// tell the user.
+async fn settle_and_scrape(ctx: &Ctx, series: &Mutex<Series>) -> String {
+    let begin = std::time::Instant::now();
+    let mut last = scrape_all(ctx, series).await;
+    let mut still_since = std::time::Instant::now();
+    loop {
+        if still_since.elapsed() >= SETTLE_QUIET {
+            return format!(
+                "final scrape: the workers' counters stood still for {:.1}s ({:.1}s after the drain)",
+                SETTLE_QUIET.as_secs_f64(),
+                begin.elapsed().as_secs_f64()
+            );
+        }
+        if begin.elapsed() >= SETTLE_MAX {
+            return format!(
+                "final scrape: the workers' counters were still moving {:.0}s after the drain; judged anyway",
+                SETTLE_MAX.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = scrape_all(ctx, series).await;
+        if job_counters(&now) != job_counters(&last) {
+            still_since = std::time::Instant::now();
+        }
+        last = now;
+    }
+}
+
+/// Per worker target, the sum of its `gitspy_jobs_*` counters (`None`: no answer).
+fn job_counters(scrapes: &[(String, Option<prom::Scrape>)]) -> Vec<(String, Option<f64>)> {
+    use prom::names;
+    scrapes
+        .iter()
+        .filter(|(t, _)| t.starts_with("worker"))
+        .map(|(t, s)| {
+            let sum = s.as_ref().map(|s| {
+                [
+                    names::JOBS_PROCESSED,
+                    names::JOBS_DUPLICATE,
+                    names::JOBS_FAILED,
+                    names::JOBS_RETRIED,
+                ]
+                .iter()
+                .filter_map(|n| s.counter_where(n, &[]))
+                .sum::<f64>()
+            });
+            (t.clone(), sum)
+        })
+        .collect()
+}
+
+/// Scrapes every process once into `series`; returns what each answered.
+async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) -> Vec<(String, Option<prom::Scrape>)> {
     let targets = ctx.sys.lock().await.metric_targets();
     let scrapes = futures::future::join_all(
         targets
@@ -825,14 +892,43 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    for r in scrapes.into_iter().flatten() {
-        s.push(r);
+    let mut out = Vec::new();
+    for ((name, _), r) in targets.into_iter().zip(scrapes) {
+        let r = r.ok();
+        if let Some(r) = &r {
+            s.push(r.clone());
+        }
+        out.push((name, r));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_counters_sum_the_workers_job_counters_and_ignore_the_server() {
+        let w = prom::Scrape::parse(
+            "worker-0",
+            1,
+            "gitspy_jobs_processed_total{event_type=\"issues\"} 3\ngitspy_jobs_duplicate_total{event_type=\"issues\"} 1\ngitspy_queue_waiting 9\n",
+        )
+        .unwrap();
+        let srv = prom::Scrape::parse("server", 1, "gitspy_events_received_total 5\n").unwrap();
+        let got = job_counters(&[
+            ("server".into(), Some(srv)),
+            ("worker-0".into(), Some(w)),
+            ("worker-1".into(), None),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ("worker-0".to_string(), Some(4.0)),
+                ("worker-1".to_string(), None)
+            ]
+        );
+    }
 
     #[test]
     fn the_version_is_stored_without_the_program_name() {

@@ -363,6 +363,14 @@ pub struct Send {
     /// How long one request may take before it counts as indeterminate (default `5s`).
     #[serde(default = "default_request_timeout")]
     pub timeout: At<Dur>,
+    /// Poison deliveries mixed in on top of `count`, at seeded places in the schedule: a valid
+    /// signature and a body GitSpy cannot fold (an `issues` event whose `issue` is a string,
+    /// not an object). GitSpy must fail each one, retry it and dead-letter it; the verdict
+    /// expects them in the class `poisoned` (dead-lettered on purpose, not `failed`), and a
+    /// poison that was applied reads `unexpected`, one never finished `lost`. E.g.
+    /// `send: { count: 20, poison: 3 }` sends 23 deliveries. Default 0.
+    #[serde(default)]
+    pub poison: At<u32>,
 }
 
 impl Send {
@@ -376,12 +384,13 @@ impl Send {
     /// for the `fraction` of them (rounded to the nearest delivery) that get copies.
     pub fn requests(&self) -> u64 {
         let n = self.count();
+        let poison = u64::from(self.poison.value);
         match &self.duplicates {
             Some(d) if !self.same => {
                 let with_copies = (n as f64 * d.fraction.value).round() as u64;
-                n + with_copies * u64::from(d.copies.value.saturating_sub(1))
+                n + with_copies * u64::from(d.copies.value.saturating_sub(1)) + poison
             }
-            _ => n,
+            _ => n + poison,
         }
     }
 }
@@ -774,7 +783,10 @@ impl<'de> Deserialize<'de> for ByteRate {
 pub struct When {
     /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
     /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
-    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    /// With `which: random` the worker is chosen first (by the seed), then waited for. In attach
+    /// mode the index counts the matched `worker_process`es by pid, and the worker must have been
+    /// started with `GITSPY_CONSUMER` (read from its environment; GitSpy's default consumer name
+    /// carries a random token) — else the step fails saying so.
     #[serde(default)]
     pub holding: Option<u64>,
     /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +
@@ -1371,6 +1383,14 @@ pub enum Check {
     /// default) stops firing within `within` after the heal; with `never: true`, it never fires.
     /// Repeatable. Example: `alert: { name: GitSpyRedisDown, fires_during: redis }`.
     Alert(AlertCheck),
+    /// `on_redis_down: reject` only: while the server is cut from Redis (a `network` partition
+    /// on `server-redis` or `redis`, or a Redis stop, kill, pause or restart), every webhook it
+    /// cannot enqueue is answered 503 within `GITSPY_REDIS_TIMEOUT` (the one the server runs
+    /// with) plus `margin`: the slowest 503, and any request of the window left without an
+    /// answer for longer, is measured against it. A run in which no request was rejected in
+    /// such a window fails (nothing was measured). E.g.
+    /// `rejects_within_redis_timeout: { margin: 500ms }`.
+    RejectsWithinRedisTimeout(RejectMargin),
 }
 
 /// The `alert` check.
@@ -1449,6 +1469,20 @@ pub enum PromqlOver {
     Run,
 }
 
+/// The `rejects_within_redis_timeout` check's allowance.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectMargin {
+    /// Time allowed on top of the Redis timeout for the rest of the request: reading and
+    /// verifying it, the group commit, the answer, a loaded machine (default `500ms`).
+    #[serde(default = "default_reject_margin")]
+    pub margin: At<Dur>,
+}
+
+fn default_reject_margin() -> At<Dur> {
+    At::new(Dur(std::time::Duration::from_millis(500)))
+}
+
 /// The `faults_effective` check's limit.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1487,6 +1521,7 @@ impl Check {
             Check::FaultsEffective(_) => "faults_effective",
             Check::Promql(_) => "promql",
             Check::Alert(_) => "alert",
+            Check::RejectsWithinRedisTimeout(_) => "rejects_within_redis_timeout",
         }
     }
 }

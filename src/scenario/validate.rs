@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{
-    At, Check, FaultKind, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send, Step, Wait,
-    Which,
+    At, Check, FaultKind, OnRedisDown, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send,
+    Step, Wait, Which,
 };
 use super::Problem;
 
@@ -305,6 +305,13 @@ impl Validator<'_> {
                 "give each request time to answer, e.g. `timeout: 5s`",
             );
         }
+        if send.poison.value > 0 && send.same {
+            self.push(
+                send.poison.pos_or(pos),
+                "`same: true` and `poison` cannot be combined",
+                "`same` sends one delivery id; send the poison in a step of its own",
+            );
+        }
         if let Some(dup) = &send.duplicates {
             if send.same {
                 self.push(
@@ -508,8 +515,8 @@ impl Validator<'_> {
                 if t.attach.is_some() {
                     self.push(
                         pos,
-                        "`crash_at` in attach mode",
-                        "crash points are armed in processes the harness started: use managed mode",
+                        "`crash_at` in attach mode: a crash point is armed in a `failpoints` build the harness started (it checks the build and watches the process abort); an attached deployment's build and supervisor are its own",
+                        "use managed mode with `--gitspy-bin` a `cargo build -p gitspy --features failpoints` binary, or `fault: {worker: kill}` in attach mode",
                     );
                 }
                 if fault.when.is_some() {
@@ -771,15 +778,9 @@ impl Validator<'_> {
                     "`when: {holding: N}` with `which: all`",
                     "a holding condition watches one worker: use `which: random` or an index",
                 ),
-                FaultKind::Worker(..) => {
-                    if self.scenario.target.attach.is_some() {
-                        self.push(
-                            pos,
-                            "`when: {holding: N}` in attach mode",
-                            "the harness cannot tell which consumer an attached worker is: use `backlog` instead",
-                        );
-                    }
-                }
+                // Attach mode too: the watched worker's consumer is the `GITSPY_CONSUMER` it was
+                // started with (read from its environment when the fault step runs).
+                FaultKind::Worker(..) => {}
                 FaultKind::Network(n) if crate::fault::network::single_worker(&n).is_some() => {}
                 _ => self.push(
                     pos,
@@ -909,6 +910,7 @@ impl Validator<'_> {
                     | Check::JobDurationP95(_)
                     | Check::BoardMatchesModel
                     | Check::DuplicateAnswers
+                    | Check::RejectsWithinRedisTimeout(_)
             );
             if judges_deliveries && self.sends == 0 {
                 self.push(
@@ -933,6 +935,15 @@ impl Validator<'_> {
                         pos,
                         "check `replay_order_independent` references nothing: no replay step has `shuffle`",
                         "add `shuffle: { duplicates: 20 }` to a replay step, or remove the check",
+                    )
+                }
+                Check::RejectsWithinRedisTimeout(_)
+                    if self.scenario.target.value.on_redis_down == OnRedisDown::Spool =>
+                {
+                    self.push(
+                        pos,
+                        "check `rejects_within_redis_timeout` needs `on_redis_down: reject`: in spool mode the server answers 202",
+                        "remove the check, or set `target.on_redis_down: reject`",
                     )
                 }
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(

@@ -114,6 +114,11 @@ pub struct Evidence {
     pub workers: Vec<(String, Vec<Instance>)>,
     /// Prometheus' answers for the `promql` checks, by the check's index in the scenario.
     pub prom: BTreeMap<usize, PromAnswer>,
+    /// The server's `GITSPY_REDIS_TIMEOUT` in ms and where it was learned (target env, an
+    /// attached process's environment, GitSpy's default).
+    pub redis_timeout: Option<(u64, String)>,
+    /// Ids sent as poison (`send.poison`), expected dead-lettered.
+    pub poison: BTreeSet<String>,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }
@@ -147,6 +152,7 @@ impl Evidence {
                 lookups: &self.lookups,
                 listed: &self.listed,
                 probe: self.probe.as_ref(),
+                poison: &self.poison,
             },
             EXAMPLES,
         );

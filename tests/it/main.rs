@@ -19,3 +19,4 @@ mod report;
 mod sender;
 mod util;
 mod validate;
+mod verdict_live;

@@ -71,6 +71,7 @@ macro_rules! broken {
 
 broken! {
     yaml_syntax: "yaml-syntax.yaml" => 1,
+    verdict_options: "verdict-options.yaml" => 2,
     tab_indentation: "tab-indent.yaml" => 1,
     empty_file: "empty.yaml" => 1,
     no_steps_no_checks: "nothing-to-do.yaml" => 3,
