@@ -113,6 +113,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
             env: At::new(BTreeMap::new()),
             profile: None,
             admin_address: false,
+            store: Default::default(),
         }),
         observe: Observe {
             poll_interval: At::new(Dur::secs(2)),
@@ -314,6 +315,7 @@ impl Gen {
                 let mut lock = self.fault();
                 lock.store = Some(StoreFault {
                     lock: Dur::millis(self.rng.random_range(500..=3000)),
+                    terminate_connections: false,
                 });
                 vec![Self::parallel(vec![
                     Step::Fault(lock),

@@ -1,4 +1,5 @@
-//! GitSpy integration tests: real redis-server, real SQLite, real `gitspy` processes, real HTTP.
+//! GitSpy integration tests: real redis-server, real SQLite, real PostgreSQL, real `gitspy`
+//! processes, real HTTP.
 
 mod util;
 
@@ -14,9 +15,11 @@ mod ingress;
 mod loadbalancer;
 mod metrics;
 mod outage;
+mod pg_system;
 mod replay;
 mod router;
 #[cfg(feature = "sabotage")]
 mod sabotage;
 mod spool;
+mod store;
 mod worker;
