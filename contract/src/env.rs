@@ -4,6 +4,9 @@
 pub const REDIS_URL: &str = "REDIS_URL";
 pub const DB: &str = "GITSPY_DB";
 pub const LISTEN: &str = "GITSPY_LISTEN";
+/// `gitspy serve`'s admin address (read APIs, metrics, health); when set, `LISTEN` serves only
+/// `POST /webhooks`.
+pub const ADMIN_ADDR: &str = "GITSPY_ADMIN_ADDR";
 pub const WEBHOOK_SECRET: &str = "GITHUB_WEBHOOK_SECRET";
 pub const REDIS_TIMEOUT: &str = "GITSPY_REDIS_TIMEOUT";
 pub const ON_REDIS_DOWN: &str = "GITSPY_ON_REDIS_DOWN";

@@ -203,6 +203,7 @@ names!(
         redis_url = env::REDIS_URL,
         db = env::DB,
         listen = env::LISTEN,
+        admin_addr = env::ADMIN_ADDR,
         webhook_secret = env::WEBHOOK_SECRET,
         redis_timeout = env::REDIS_TIMEOUT,
         on_redis_down = env::ON_REDIS_DOWN,

@@ -68,6 +68,13 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed as the first stdout line).
     #[arg(long, env = contract_env::LISTEN, default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
+    /// Admin address: when set, the read APIs, `/metrics/prom`, `/healthz`, `/readyz` (and
+    /// `/debug/failpoints`) are served only here, and --listen serves only `POST /webhooks` (every
+    /// other path is a 404), so a load balancer in front exposes nothing else. Port 0 picks a free
+    /// port (printed as the second stdout line, `admin listening on http://ADDR`). Unset: one
+    /// address serves everything.
+    #[arg(long, env = contract_env::ADMIN_ADDR)]
+    pub admin_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub redis: RedisArgs,
     /// Webhook secret(s), comma-separated for rotation. Required unless --allow-unsigned.

@@ -30,6 +30,15 @@ pub fn print_listening(addr: std::net::SocketAddr) {
     let _ = out.flush();
 }
 
+/// `gitspy serve` with an admin address prints it as the second stdout line, right after
+/// [`print_listening`]'s.
+pub fn print_admin_listening(addr: std::net::SocketAddr) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "admin listening on http://{addr}");
+    let _ = out.flush();
+}
+
 /// A token cancelled on the first SIGTERM or SIGINT.
 pub fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();

@@ -64,17 +64,46 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let admin = match args.admin_addr {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on the admin address {a}"))?;
+            Some(l)
+        }
+        None => None,
+    };
+    // The first stdout line stays the webhook address (callers parse it); the admin address,
+    // when there is one, is the second.
     crate::print_listening(addr);
-    tracing::info!(%addr, mode = ?args.on_redis_down, "gitspy serve ready");
-    let app = http::app(state, args.max_body);
-    let grace = args.shutdown_grace;
+    let mut served = Vec::new();
     let stop = shutdown.clone();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    let served = tokio::spawn(async move { server.await });
+    match admin {
+        Some(admin) => {
+            let admin_addr = admin.local_addr()?;
+            crate::print_admin_listening(admin_addr);
+            tracing::info!(%addr, %admin_addr, mode = ?args.on_redis_down, "gitspy serve ready (webhooks only on the public address)");
+            served.push(spawn_serve(
+                listener,
+                http::public_app(state.clone(), args.max_body),
+                stop.clone(),
+            ));
+            served.push(spawn_serve(admin, http::admin_app(state), stop));
+        }
+        None => {
+            tracing::info!(%addr, mode = ?args.on_redis_down, "gitspy serve ready");
+            served.push(spawn_serve(listener, http::app(state, args.max_body), stop));
+        }
+    }
+    let grace = args.shutdown_grace;
     shutdown.cancelled().await;
-    match tokio::time::timeout(grace, served).await {
-        Ok(r) => r.context("server task")?.context("server")?,
+    let all = futures_join_all(served);
+    match tokio::time::timeout(grace, all).await {
+        Ok(results) => {
+            for r in results {
+                r.context("server task")?.context("server")?;
+            }
+        }
         Err(_) => tracing::warn!(
             ?grace,
             "connections still open after the grace period; exiting"
@@ -82,4 +111,28 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
     }
     background.cancel();
     Ok(())
+}
+
+type Served = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `app` on `listener` until `stop`, then drains its connections.
+fn spawn_serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+) -> Served {
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    tokio::spawn(async move { server.await })
+}
+
+/// Awaits every task in order (each drains on its own, concurrently).
+async fn futures_join_all(
+    tasks: Vec<Served>,
+) -> Vec<Result<std::io::Result<()>, tokio::task::JoinError>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
 }

@@ -147,6 +147,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
             attach: None,
             env: At::new(env),
             profile: None,
+            admin_address: false,
             store: Default::default(),
         }),
         observe: Observe {

@@ -413,6 +413,7 @@ async fn start_system(
                 env: target_env,
                 profile,
                 seed,
+                admin_address: s.target.value.admin_address,
                 store: opts.store.unwrap_or(s.target.value.store),
             })
             .await
@@ -433,6 +434,8 @@ async fn start_system(
                 &redis_url,
                 system::AttachTarget {
                     server_url: a.server_url.clone(),
+                    admin_url: a.admin_url.clone(),
+                    server_metrics_urls: a.server_metrics_urls.clone(),
                     worker_urls: a.worker_metrics_urls.clone(),
                     worker_matcher: a.worker_process.clone(),
                     server_matcher: a.server_process.clone(),

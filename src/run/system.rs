@@ -44,6 +44,7 @@ pub const HARNESS_OWNED_ENV: &[&str] = &[
     "GITSPY_CONSUMER",
     "GITSPY_SPOOL_DIR",
     "GITSPY_ON_REDIS_DOWN",
+    "GITSPY_ADMIN_ADDR",
 ];
 
 /// Whether `key` may be set through `target.env` / `--target-env`.
@@ -58,6 +59,8 @@ pub fn check_target_env_key(key: &str) -> Result<(), String> {
     if HARNESS_OWNED_ENV.contains(&key) {
         return Err(if key == "GITSPY_ON_REDIS_DOWN" {
             "set by the harness from `target.on_redis_down`".into()
+        } else if key == "GITSPY_ADMIN_ADDR" {
+            "set by the harness from `target.admin_address`".into()
         } else {
             "set by the harness for each process".into()
         });
@@ -119,7 +122,12 @@ pub fn runs_dir() -> PathBuf {
 /// A running system the harness attached to instead of starting it.
 #[derive(Debug, Clone)]
 pub struct AttachTarget {
+    /// Where webhooks go (the load balancer's public address in a multi-server deployment).
     pub server_url: String,
+    /// The admin address: reads, `/readyz` and metrics (absent: `server_url` serves them).
+    pub admin_url: Option<String>,
+    /// Every server's metrics URL when there are several (absent: one server).
+    pub server_metrics_urls: Vec<String>,
     pub worker_urls: Vec<String>,
     pub worker_matcher: Option<crate::scenario::ProcessMatcher>,
     pub server_matcher: Option<crate::scenario::ProcessMatcher>,
@@ -166,6 +174,9 @@ pub struct SystemSpec<'a> {
     pub profile: &'a Profile,
     /// Seeds the network proxies' jitter.
     pub seed: u64,
+    /// Start the server with an admin address (`target.admin_address`): reads go there,
+    /// webhooks to the public address.
+    pub admin_address: bool,
     /// The board store GitSpy gets.
     pub store: crate::scenario::model::StoreKind,
 }
@@ -273,6 +284,9 @@ impl System {
             spec.dir.join("spool").display().to_string(),
         ));
         sys.server = ManagedProc::new(Role::Server, spec.gitspy_bin, server_env, spec.dir);
+        if spec.admin_address {
+            sys.server.with_admin_address(&env.admin_addr);
+        }
         sys.server.start().await?;
         sys.record();
         if let Some(addr) = sys.server.addr {
@@ -393,17 +407,23 @@ impl System {
         }
     }
 
+    /// Where the harness reads the server (lookups, boards, `/readyz`, metrics, debug): its
+    /// admin address when it has one, else its only address.
     pub fn server_url(&self, path: &str) -> String {
         if let Some(a) = &self.attach {
-            return format!("{}{path}", a.server_url.trim_end_matches('/'));
+            let base = a.admin_url.as_deref().unwrap_or(&a.server_url);
+            return format!("{}{path}", base.trim_end_matches('/'));
         }
         self.server.url(path).unwrap_or_default()
     }
 
     /// The URL the sender posts webhooks to: through the `sender-server` proxy in managed mode
-    /// (so network faults reach it), the server itself in attach mode. Lookups, scrapes and
-    /// probes go straight to the server (observation is never faulted).
+    /// (so network faults reach it), the server's public address in attach mode. Lookups,
+    /// scrapes and probes go straight to the server (observation is never faulted).
     pub fn ingress_url(&self, path: &str) -> String {
+        if let Some(a) = &self.attach {
+            return format!("{}{path}", a.server_url.trim_end_matches('/'));
+        }
         match self.net.get("sender-server") {
             Some(p) => format!("http://{}{path}", p.listen_addr()),
             None => self.server_url(path),
@@ -413,7 +433,22 @@ impl System {
     /// `(target name, metrics URL)` of every process.
     pub fn metric_targets(&self) -> Vec<(String, String)> {
         if let Some(a) = &self.attach {
-            let mut v = vec![("server".to_string(), self.server_url(&self.paths.metrics))];
+            let mut v = if a.server_metrics_urls.is_empty() {
+                vec![("server".to_string(), self.server_url(&self.paths.metrics))]
+            } else {
+                a.server_metrics_urls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| {
+                        let name = if i == 0 {
+                            "server".to_string()
+                        } else {
+                            format!("server-{i}")
+                        };
+                        (name, u.clone())
+                    })
+                    .collect()
+            };
             for (i, u) in a.worker_urls.iter().enumerate() {
                 v.push((format!("worker-{i}"), u.clone()));
             }

@@ -127,6 +127,12 @@ pub struct Target {
     /// `profile: profiles/acme.yaml`.
     #[serde(default)]
     pub profile: Option<String>,
+    /// Managed mode: start the server with an admin address (`GITSPY_ADMIN_ADDR=127.0.0.1:0`),
+    /// so it serves only `POST /webhooks` on its public address; the harness then reads
+    /// lookups, boards, `/readyz` and `/metrics/prom` on the admin address it prints. Default
+    /// `false` (one address serves everything). Example: `admin_address: true`.
+    #[serde(default)]
+    pub admin_address: bool,
     /// The board store of a managed run: `sqlite` (default: one file in the run's directory,
     /// shared by the server and the workers) or `postgres` (the harness `initdb`s and starts a
     /// PostgreSQL server of its own on a free port and gives GitSpy its URL as `GITSPY_DB`;
@@ -233,8 +239,20 @@ pub enum OnRedisDown {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attach {
-    /// Base URL of the running `gitspy serve` (webhooks, lookups, `/metrics/prom`).
+    /// Base URL of the running `gitspy serve` (webhooks, lookups, `/metrics/prom`). Behind a
+    /// load balancer: the balancer's public address.
     pub server_url: String,
+    /// Base URL of the server's admin address (`GITSPY_ADMIN_ADDR`), when the deployment serves
+    /// its read APIs, `/readyz` and `/metrics/prom` there and only `POST /webhooks` on
+    /// `server_url`. The harness then sends webhooks to `server_url` and reads everything else
+    /// here. Example: `admin_url: http://127.0.0.1:8081`.
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    /// `/metrics/prom` URL of every server when there are several (e.g. each server's admin
+    /// address behind a load balancer), scraped as targets `server`, `server-1`, … Empty: one
+    /// server, scraped at `admin_url` (or `server_url`) + `/metrics/prom`.
+    #[serde(default)]
+    pub server_metrics_urls: Vec<String>,
     /// `/metrics/prom` URL of every worker to poll.
     #[serde(default)]
     pub worker_metrics_urls: Vec<String>,

@@ -165,6 +165,13 @@ impl Validator<'_> {
                     "add `url: redis://host:port` under `target.redis`",
                 );
             }
+            if t.admin_address {
+                self.push(
+                    t.pos,
+                    "`admin_address` in attach mode: the harness starts no server",
+                    "use `admin_url: http://host:port` under `target.attach` to name the deployment's admin address",
+                );
+            }
         }
     }
 

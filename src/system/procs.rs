@@ -124,6 +124,10 @@ pub struct ManagedProc {
     listen_var: &'static str,
     child: Option<Child>,
     pub addr: Option<SocketAddr>,
+    /// The server's admin-address env var when it is started with one (`target.admin_address`).
+    admin_var: Option<String>,
+    /// The admin address it printed (second stdout line); reads and scrapes go there.
+    pub admin: Option<SocketAddr>,
     pub pid: Option<u32>,
     pub start_ticks: Option<u64>,
     pub restarts: u32,
@@ -149,6 +153,8 @@ impl ManagedProc {
             listen_var,
             child: None,
             addr: None,
+            admin_var: None,
+            admin: None,
             pid: None,
             start_ticks: None,
             restarts: 0,
@@ -159,8 +165,18 @@ impl ManagedProc {
         }
     }
 
+    /// Starts the server with an admin address in `var` (port 0 the first time, then pinned):
+    /// it then serves only `POST /webhooks` on [`ManagedProc::addr`].
+    pub fn with_admin_address(&mut self, var: &str) {
+        self.admin_var = Some(var.to_string());
+    }
+
+    /// A URL for reading the process (metrics, lookups, health): on its admin address when it
+    /// has one, else on its only address.
     pub fn url(&self, path: &str) -> Option<String> {
-        self.addr.map(|a| format!("http://{a}{path}"))
+        self.admin
+            .or(self.addr)
+            .map(|a| format!("http://{a}{path}"))
     }
 
     pub fn log_path(&self) -> &Path {
@@ -229,6 +245,12 @@ impl ManagedProc {
                 cmd.env(self.listen_var, "0");
             }
         }
+        if let Some(var) = &self.admin_var {
+            let a = self
+                .admin
+                .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+            cmd.env(var, a);
+        }
         let mut child = cmd.spawn().with_context(|| {
             format!("cannot start {} ({})", self.role.name(), self.bin.display())
         })?;
@@ -241,15 +263,19 @@ impl ManagedProc {
             .with_context(|| format!("cannot open {}", self.log_path.display()))?;
         let log = Arc::new(tokio::sync::Mutex::new(log));
         let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let (admin_tx, admin_rx) = tokio::sync::oneshot::channel::<String>();
         if let Some(out) = child.stdout.take() {
             let tail = self.tail.clone();
             let log = log.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(out).lines();
                 let mut tx = Some(tx);
+                let mut admin_tx = Some(admin_tx);
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(line.clone());
+                    } else if let Some(admin_tx) = admin_tx.take() {
+                        let _ = admin_tx.send(line.clone());
                     }
                     record(&tail, &log, line).await;
                 }
@@ -284,6 +310,26 @@ impl ManagedProc {
             .and_then(|a| a.trim().parse().ok())
             .with_context(|| format!("{}: unexpected first line `{first}`", self.role.name()))?;
         self.addr = Some(addr);
+        if self.admin_var.is_some() {
+            let second = match tokio::time::timeout(START_TIMEOUT, admin_rx).await {
+                Ok(Ok(line)) => line,
+                _ => {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    bail!(
+                        "{} did not print its admin address within {START_TIMEOUT:?}",
+                        self.role.name()
+                    );
+                }
+            };
+            let admin: SocketAddr = second
+                .strip_prefix("admin listening on http://")
+                .and_then(|a| a.trim().parse().ok())
+                .with_context(|| {
+                    format!("{}: unexpected second line `{second}`", self.role.name())
+                })?;
+            self.admin = Some(admin);
+        }
         self.pid = pid;
         self.start_ticks = pid.and_then(proc_start_ticks);
         self.child = Some(child);

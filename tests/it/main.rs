@@ -1,6 +1,7 @@
 //! Integration tests of gitspy-chaos, all in one test binary (as ripgrep does): shared helpers in
 //! `util.rs`, one module per command or concern.
 
+mod admin_address;
 mod alerts;
 mod attach;
 mod attach_run;

@@ -141,7 +141,8 @@ fn every_shipped_scenario_validates() {
         attach,
         [
             "scenarios/attach/compose-promql.yaml",
-            "scenarios/attach/compose-smoke.yaml"
+            "scenarios/attach/compose-smoke.yaml",
+            "scenarios/attach/multi-kill.yaml",
         ]
     );
     for file in names.iter().chain(&attach) {

@@ -1,5 +1,6 @@
 //! The HTTP surface of `gitspy serve` (axum only lives here): `POST /webhooks`, the read APIs and
-//! `/metrics/prom`. `app(state)` builds the router so handlers are testable without a socket.
+//! `/metrics/prom`. `app(state)` builds the router so handlers are testable without a socket;
+//! `public_app` and `admin_app` split it in two when the server has an admin address.
 
 #[cfg(feature = "failpoints")]
 mod debug;
@@ -38,11 +39,24 @@ pub struct AppState {
     pub retry_after_secs: u64,
 }
 
-/// The router of `gitspy serve`.
+/// The router of `gitspy serve` on one address: [`public_app`] and [`admin_app`] together.
 pub fn app(state: AppState, max_body: usize) -> Router {
-    let router = Router::new()
+    public_app(state.clone(), max_body).merge(admin_app(state))
+}
+
+/// What faces the internet when `GITSPY_ADMIN_ADDR` is set: `POST /webhooks` only; every other
+/// path is a 404.
+pub fn public_app(state: AppState, max_body: usize) -> Router {
+    Router::new()
         .route("/webhooks", post(webhooks::receive))
         .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The admin address: health, readiness, `/metrics/prom`, the read APIs and (in `failpoints`
+/// builds) `/debug/failpoints`; no `/webhooks`.
+pub fn admin_app(state: AppState) -> Router {
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(read::readyz))
         .route("/metrics/prom", get(metrics_prom))

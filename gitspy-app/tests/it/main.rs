@@ -3,6 +3,7 @@
 
 mod util;
 
+mod admin;
 mod board;
 mod build;
 mod dataloss;
@@ -11,6 +12,7 @@ mod dead;
 mod failpoints;
 mod fold;
 mod ingress;
+mod loadbalancer;
 mod metrics;
 mod outage;
 mod pg_system;

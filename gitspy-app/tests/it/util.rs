@@ -135,12 +135,22 @@ impl Drop for Redis {
 pub struct Proc {
     pub child: Child,
     pub addr: String,
+    /// `gitspy serve` with `GITSPY_ADMIN_ADDR`: the admin address from the second stdout line.
+    pub admin: Option<String>,
     pub log: PathBuf,
 }
 
 impl Proc {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin address when the server has one, else on its only address.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin.as_deref().unwrap_or(&self.addr)
+        )
     }
 
     pub fn pid(&self) -> i32 {
@@ -241,8 +251,11 @@ impl Sys {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            // The first line (the address) and, with an admin address, the second.
+            for _ in 0..2 {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             for _ in lines {}
         });
@@ -260,7 +273,21 @@ impl Sys {
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line `{first}`"))
             .to_owned();
-        Proc { child, addr, log }
+        let admin = env.iter().any(|(k, _)| *k == "GITSPY_ADMIN_ADDR").then(|| {
+            let second = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("gitspy {args:?} printed no admin address"));
+            second
+                .strip_prefix("admin listening on http://")
+                .unwrap_or_else(|| panic!("unexpected second line `{second}`"))
+                .to_owned()
+        });
+        Proc {
+            child,
+            addr,
+            admin,
+            log,
+        }
     }
 
     pub fn serve(&self, redis: &Redis, extra: &[(&str, String)]) -> Proc {
@@ -298,7 +325,7 @@ impl Sys {
 }
 
 fn wait_ready(p: &Proc) {
-    let url = p.url("/readyz");
+    let url = p.admin_url("/readyz");
     wait_for(
         Duration::from_secs(30),
         "server /readyz to answer 200",
