@@ -206,7 +206,7 @@ pub struct ReplayArgs {
     pub verify: bool,
     /// Print one JSON object on stdout instead of the per-board lines: `window` (`from_ms`,
     /// `to_ms`, null for an open end), `deliveries` folded, `unparseable`, `order`
-    /// (`shuffle_seed`, `duplicates`), `boards` (`repo`, `digest`, `counts` per column), the
+    /// (`shuffle_seed`, `duplicates`, `reverse`), `boards` (`repo`, `digest`, `counts` per column), the
     /// overall `digest`, `wrote` (the output directory, or null with --dry-run) and, with
     /// --verify, `verify` (`matches`, `difference`).
     #[arg(long)]
@@ -219,6 +219,10 @@ pub struct ReplayArgs {
     /// from the seed and placed at seeded positions (the fold is idempotent).
     #[arg(long, default_value_t = 0, requires = "shuffle_seed")]
     pub duplicates: u64,
+    /// Fold the window newest first (reverse log order): the most adversarial order for a fold
+    /// that must keep the newest value, and for a tombstone that must never be lifted.
+    #[arg(long, conflicts_with = "shuffle_seed")]
+    pub reverse: bool,
 }
 
 #[derive(Debug, Clone, Args)]

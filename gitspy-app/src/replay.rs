@@ -28,6 +28,8 @@
 //!   on a library version), inserts K extra copies of seeded rows at seeded positions, and folds
 //!   that. A correct fold is order-independent and idempotent, so the boards and digests equal
 //!   the in-order replay's; the harness compares the two.
+//! - **`--reverse`** folds the window newest first: every older snapshot arrives after the newer
+//!   one and after any tombstone, the order a fold that lets arrival decide gets wrong most surely.
 //! - **`--json`** replaces the per-board lines with one JSON object (see `gitspy replay --help`).
 //!   Its `digest` is `sha256:` of the lines `<repo> <board digest>\n` in repository-name order,
 //!   one value for "every board of the window".
@@ -113,19 +115,46 @@ pub fn fold_window_shuffled(
         unparseable: 0,
     };
     for i in shuffled_order(rows.len(), shuffle_seed, duplicates) {
-        let d = &rows[i];
-        out.deliveries += 1;
-        match serde_json::from_slice::<serde_json::Value>(&d.body) {
-            Ok(payload) => {
-                out.state.apply(&d.event, &payload);
-            }
-            Err(e) => {
-                out.unparseable += 1;
-                tracing::warn!(delivery = %d.id, "payload is not JSON, skipped: {e}");
-            }
-        }
+        fold_row(&mut out, &rows[i]);
     }
     Ok(out)
+}
+
+/// [`fold_window`] newest first (reverse log order).
+pub fn fold_window_reversed(
+    store: &dyn Store,
+    from_ms: i64,
+    to_ms: i64,
+    seed: FoldState,
+) -> Result<Replayed, StoreError> {
+    let mut rows = Vec::new();
+    store.scan_log(from_ms, to_ms, &mut |row| {
+        rows.push(row.delivery);
+        Ok(())
+    })?;
+    let mut out = Replayed {
+        state: seed,
+        deliveries: 0,
+        unparseable: 0,
+    };
+    for d in rows.iter().rev() {
+        fold_row(&mut out, d);
+    }
+    Ok(out)
+}
+
+/// Folds one logged delivery into `out` (a payload that is not JSON is counted and skipped).
+fn fold_row(out: &mut Replayed, d: &crate::delivery::Delivery) {
+    out.deliveries += 1;
+    match serde_json::from_slice::<serde_json::Value>(&d.body) {
+        Ok(payload) => {
+            out.state.apply(&d.event, &payload);
+        }
+        Err(e) => {
+            out.unparseable += 1;
+            tracing::warn!(delivery = %d.id, "payload is not JSON, skipped: {e}");
+        }
+    }
 }
 
 /// The overall digest of a set of boards (see the module docs).
@@ -153,16 +182,7 @@ pub fn fold_window(
         unparseable: 0,
     };
     store.scan_log(from_ms, to_ms, &mut |row| {
-        out.deliveries += 1;
-        match serde_json::from_slice::<serde_json::Value>(&row.delivery.body) {
-            Ok(payload) => {
-                out.state.apply(&row.delivery.event, &payload);
-            }
-            Err(e) => {
-                out.unparseable += 1;
-                tracing::warn!(delivery = %row.delivery.id, "payload is not JSON, skipped: {e}");
-            }
-        }
+        fold_row(&mut out, &row.delivery);
         Ok(())
     })?;
     Ok(out)
@@ -432,6 +452,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     };
     let replayed = match args.shuffle_seed {
         Some(s) => fold_window_shuffled(&store, from, to, seed, s, args.duplicates),
+        None if args.reverse => fold_window_reversed(&store, from, to, seed),
         None => fold_window(&store, from, to, seed),
     }
     .context("reading the event log")?;
@@ -516,7 +537,11 @@ pub fn json_summary(
         "window": { "from_ms": args.from, "to_ms": args.to },
         "deliveries": replayed.deliveries,
         "unparseable": replayed.unparseable,
-        "order": { "shuffle_seed": args.shuffle_seed, "duplicates": args.duplicates },
+        "order": {
+            "shuffle_seed": args.shuffle_seed,
+            "duplicates": args.duplicates,
+            "reverse": args.reverse,
+        },
         "boards": boards_json,
         "digest": overall_digest(boards),
         "wrote": (!args.dry_run).then(|| args.out.display().to_string()),

@@ -40,11 +40,14 @@ pub enum Variant {
     SpoolSkipLast,
     /// 202 when the enqueue failed, instead of 503 or the spool.
     AcceptOnEnqueueFailure,
+    /// The fold keeps the tombstone of whichever snapshot arrived last, so an older event applied
+    /// after an `issues.deleted`/`transferred` brings the card back.
+    TombstoneByArrival,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 13] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -57,6 +60,7 @@ impl Variant {
         Variant::UndercountProcessed,
         Variant::SpoolSkipLast,
         Variant::AcceptOnEnqueueFailure,
+        Variant::TombstoneByArrival,
     ];
 
     /// The `GITSPY_SABOTAGE` value.
@@ -74,6 +78,7 @@ impl Variant {
             Variant::UndercountProcessed => "undercount-processed",
             Variant::SpoolSkipLast => "spool-skip-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
+            Variant::TombstoneByArrival => "tombstone-by-arrival",
         }
     }
 

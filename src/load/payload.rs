@@ -28,6 +28,14 @@ pub const POOL: u64 = 12;
 /// The events the generator can produce (and that `--event` may name).
 pub const EVENTS: &[&str] = &["issues", "pull_request", "issue_comment", "ping"];
 
+/// At most this many issues of a run are deleted or transferred (tombstones), so the board keeps
+/// most of its cards while the tombstone rule is still exercised.
+const MAX_TOMBSTONES: usize = 2;
+
+/// An issue is deleted or transferred only after this many events, so earlier snapshots of it
+/// can be redelivered or reordered around its tombstone.
+const EVENTS_BEFORE_TOMBSTONE: u64 = 3;
+
 /// Probability that two neighbouring deliveries go out in swapped order.
 const REORDER_P: f64 = 0.1;
 
@@ -537,6 +545,8 @@ const FIXTURES: &[Fixture] = &[
     fixture!("issues", "demilestoned", "demilestoned.json"),
     fixture!("issues", "reopened", "reopened.json"),
     fixture!("issues", "closed", "reopened.json"),
+    fixture!("issues", "deleted", "deleted.json"),
+    fixture!("issues", "transferred", "transferred.json"),
     fixture!("pull_request", "opened", "opened.json"),
     fixture!("pull_request", "labeled", "labeled.json"),
     fixture!("pull_request", "unlabeled", "labeled.json"),
@@ -614,6 +624,10 @@ struct Item {
     merged_at: Option<i64>,
     created_at: i64,
     comments: u64,
+    /// Events generated for the item so far.
+    events: u64,
+    /// Deleted or transferred: no event names it again.
+    gone: bool,
 }
 
 struct Sim {
@@ -633,6 +647,8 @@ struct Sim {
     clock: i64,
     started: bool,
     comment_ids: u64,
+    /// Items deleted or transferred so far.
+    tombstones: usize,
 }
 
 impl Sim {
@@ -677,6 +693,7 @@ impl Sim {
             clock: CLOCK_START,
             started: false,
             comment_ids: 0,
+            tombstones: 0,
         };
         sim.milestone_bytes = sim.milestone_json().to_string().into_bytes();
         Ok(sim)
@@ -705,7 +722,9 @@ impl Sim {
         let now = self.tick(rng);
         // An item whose kind has no allowed event is skipped (an issue when only pull_request
         // events are wanted), so an event mix never turns into pings.
+        // A deleted or transferred item never appears again.
         let fits = |it: &Item| match it.kind {
+            _ if it.gone => false,
             None => true,
             Some(Kind::Issue) => self.allows("issues") || self.allows("issue_comment"),
             Some(Kind::PullRequest) => {
@@ -718,6 +737,13 @@ impl Sim {
                 break;
             }
             number = rng.random_range(1..=POOL);
+        }
+        if self.items[(number - 1) as usize].gone {
+            // At most MAX_TOMBSTONES of POOL items are gone, so a live one exists.
+            match (1..=POOL).find(|n| !self.items[(*n - 1) as usize].gone) {
+                Some(n) => number = n,
+                None => return (Event::ping(rng), None),
+            }
         }
         let index = (number - 1) as usize;
         let can_issue = self.allows("issues") || self.allows("issue_comment");
@@ -917,6 +943,19 @@ impl Sim {
             payload["comment"] = comment;
         }
         self.set_repository(&mut payload);
+        if ev.action == "transferred" {
+            // The issue moved to another repository (its card there starts with its own
+            // `issues.opened`, which this run does not send).
+            let moved = &mut payload["changes"]["new_repository"];
+            if moved.is_object() {
+                moved["id"] = json!(self.repo_id.wrapping_add(1));
+                moved["name"] = json!(format!(
+                    "{}-moved",
+                    moved["name"].as_str().unwrap_or("repo")
+                ));
+                moved["full_name"] = json!(format!("{}-moved", self.repo));
+            }
+        }
         payload
     }
 
@@ -950,7 +989,7 @@ impl Sim {
             draft: it.draft,
             merged: it.merged,
             updated_at: now,
-            tombstone: false,
+            tombstone: it.gone,
         }
     }
 
@@ -964,7 +1003,14 @@ impl Sim {
         let it = &self.items[index];
         let has_labels = !it.labels.is_empty();
         let has_assignees = !it.assignees.is_empty();
-        let options: Vec<(&'static str, u32)> = match (event, kind) {
+        // Issues (never pull requests: GitHub cannot delete or transfer those) end now and then.
+        let ends = u32::from(
+            kind == Kind::Issue
+                && event == "issues"
+                && self.tombstones < MAX_TOMBSTONES
+                && it.events >= EVENTS_BEFORE_TOMBSTONE,
+        );
+        let mut options: Vec<(&'static str, u32)> = match (event, kind) {
             ("issue_comment", _) => vec![("created", 4), ("edited", u32::from(it.comments > 0))],
             ("issues", Kind::PullRequest) => vec![
                 ("milestoned", u32::from(!it.milestone)),
@@ -1001,6 +1047,9 @@ impl Sim {
                 ("closed", 2),
             ],
         };
+        if ends == 1 {
+            options.extend([("deleted", 1), ("transferred", 1)]);
+        }
         weighted(rng, &options).unwrap_or("created")
     }
 
@@ -1029,8 +1078,10 @@ impl Sim {
                 it.labels.push(rng.random_range(0..LABELS.len()));
             }
         }
+        it.events += 1;
         match (event, action) {
             ("issue_comment", "created") => it.comments += 1,
+            ("issues", "deleted" | "transferred") => it.gone = true,
             (_, "edited") if event != "issue_comment" => {
                 extra = Some(Extra::Changes(std::mem::replace(&mut it.title, new_title)));
             }
@@ -1080,6 +1131,9 @@ impl Sim {
             (_, "converted_to_draft") => it.draft = true,
             (_, "ready_for_review") => it.draft = false,
             _ => {}
+        }
+        if it.gone {
+            self.tombstones += 1;
         }
         extra
     }
@@ -1534,6 +1588,44 @@ mod tests {
     }
 
     #[test]
+    fn issues_end_as_tombstones_and_never_appear_again() {
+        for seed in 0..20 {
+            let mut g = gen(seed);
+            let mut gone: HashMap<u64, String> = HashMap::new();
+            for _ in 0..600 {
+                let d = g.next_delivery();
+                let Some(snap) = d.snapshot else { continue };
+                let body: Value = serde_json::from_slice(&d.body).unwrap();
+                assert!(
+                    !gone.contains_key(&snap.number),
+                    "seed {seed}: #{} has an event after it ended",
+                    snap.number
+                );
+                let action = body["action"].as_str().unwrap().to_string();
+                if snap.tombstone {
+                    assert_eq!(d.event, "issues");
+                    assert!(!snap.pull_request, "only issues are deleted or transferred");
+                    assert!(matches!(action.as_str(), "deleted" | "transferred"));
+                    assert_eq!(body["issue"]["number"].as_u64(), Some(snap.number));
+                    if action == "transferred" {
+                        assert_ne!(
+                            body["changes"]["new_repository"]["full_name"],
+                            body["repository"]["full_name"]
+                        );
+                    }
+                    gone.insert(snap.number, action);
+                } else {
+                    assert!(!matches!(action.as_str(), "deleted" | "transferred"));
+                }
+            }
+            assert!(gone.len() <= MAX_TOMBSTONES, "seed {seed}: {gone:?}");
+            if seed < 5 {
+                assert!(!gone.is_empty(), "seed {seed}: 600 events and no tombstone");
+            }
+        }
+    }
+
+    #[test]
     fn same_seed_same_sequence_different_ids() {
         let mut a = gen(7);
         let mut b = gen(7);
@@ -1602,6 +1694,7 @@ mod tests {
         let mut events = std::collections::HashSet::new();
         let mut titles = std::collections::HashSet::new();
         let mut updated = Vec::new();
+        let mut ended = std::collections::HashSet::new();
         for _ in 0..300 {
             let d = g.next_delivery();
             let v: Value = serde_json::from_slice(&d.body).unwrap();
@@ -1622,12 +1715,22 @@ mod tests {
             let n = item["number"].as_u64().unwrap();
             assert!((1..=POOL).contains(&n));
             *numbers.entry(n).or_default() += 1;
+            if d.snapshot.as_ref().is_some_and(|s| s.tombstone) {
+                ended.insert(n);
+            }
             titles.insert(item["title"].as_str().unwrap().to_string());
             updated.push(item["updated_at"].as_str().unwrap().to_string());
         }
         assert_eq!(events.len(), 4, "{events:?}");
         assert_eq!(numbers.len() as u64, POOL);
-        assert!(numbers.values().all(|c| *c >= 5), "{numbers:?}");
+        // Every item that was not deleted or transferred sees several events.
+        assert!(
+            numbers
+                .iter()
+                .all(|(n, c)| *c >= 5
+                    || (ended.contains(n) && *c > EVENTS_BEFORE_TOMBSTONE as usize)),
+            "{numbers:?}, ended {ended:?}"
+        );
         assert!(titles.len() > 5, "{titles:?}");
         // Timestamps come from a clock that only moves forward; only the seeded swaps of
         // neighbours put one out of order, and never by more than one step.

@@ -611,8 +611,8 @@ impl Ctx {
         Ok((output, json))
     }
 
-    /// The same window folded in log order and in a seeded shuffled order with duplicates (both
-    /// dry runs), and the live boards when the window is the whole log.
+    /// The same window folded in log order, in a seeded shuffled order with duplicates and
+    /// newest first (all dry runs), and the live boards when the window is the whole log.
     async fn shuffled_replay(
         &self,
         r: &Replay,
@@ -635,6 +635,8 @@ impl Ctx {
             duplicates: shuffle.duplicates,
             ..ShuffleOutcome::default()
         };
+        let mut reversed_args = in_order_args.clone();
+        reversed_args.push("--reverse".into());
         for (args, into) in [
             (&in_order_args, &mut outcome.in_order),
             (&shuffled_args, &mut outcome.shuffled),
@@ -648,6 +650,15 @@ impl Ctx {
                 )
             })?;
             *into = replay_digests(&json);
+        }
+        // Newest first, where the replay tool has that order (a build without `--reverse` leaves
+        // it out rather than failing the comparison).
+        match self.gitspy_replay(&reversed_args).await? {
+            (_, Some(json)) => outcome.reversed = replay_digests(&json),
+            (output, None) => tracing::warn!(
+                "gitspy replay --reverse gave no JSON (exit {:?}); newest-first order skipped",
+                output.status.code()
+            ),
         }
         if main != &outcome.in_order && !main.is_empty() {
             outcome.error = Some("the replay step and its in-order dry run disagree".into());

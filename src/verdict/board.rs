@@ -64,8 +64,13 @@ impl BoardModel {
         let mut boards: BTreeMap<String, ExpectedBoard> = BTreeMap::new();
         for ((repo, _, number), snaps) in by_card {
             let board = boards.entry(repo).or_default();
-            if let Some(card) = fold_card(number, &snaps) {
-                board.cards.insert(number, card);
+            match fold_card(number, &snaps) {
+                Some(card) => {
+                    board.cards.insert(number, card);
+                }
+                None => {
+                    board.tombstoned.insert(number);
+                }
             }
         }
         for b in boards.values_mut() {
@@ -97,6 +102,8 @@ pub struct ExpectedBoard {
     pub cards: BTreeMap<u64, ExpectedCard>,
     /// Processed deliveries with an item that were folded (over all repositories).
     pub deliveries: usize,
+    /// Numbers of the items deleted or transferred: they must have no card.
+    pub tombstoned: BTreeSet<u64>,
 }
 
 fn fold_card(number: u64, snaps: &[&ItemSnapshot]) -> Option<ExpectedCard> {
@@ -217,6 +224,10 @@ pub fn compare(expected: &ExpectedBoard, live: &Value) -> Result<Vec<String>, St
     for n in numbers {
         match (expected.cards.get(&n), live.get(&n)) {
             (Some(_), None) => diffs.push(format!("card #{n}: missing from the board")),
+            (None, Some(l)) if expected.tombstoned.contains(&n) => diffs.push(format!(
+                "card #{n}: on the board ({}) but a processed delivery deleted or transferred it",
+                l.column
+            )),
             (None, Some(l)) => diffs.push(format!(
                 "card #{n}: on the board ({}) but no processed delivery puts it there",
                 l.column
@@ -410,5 +421,28 @@ mod tests {
             compare(expected, &missing).unwrap(),
             vec!["card #5: missing from the board".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_card_left_on_the_board_after_its_tombstone_is_named() {
+        let mut gone = snap(7, 1_735_689_900);
+        gone.tombstone = true;
+        let m = model(&[("a", snap(7, 1_735_689_800)), ("b", gone)]);
+        let expected = &m.expected(|_| true)["o/r"];
+        assert!(expected.cards.is_empty());
+        assert_eq!(expected.tombstoned, BTreeSet::from([7]));
+        // A GitSpy that ignored the delete still shows the card from the earlier snapshot.
+        let still = model(&[("a", snap(7, 1_735_689_800))]);
+        let live = render("o/r", &still.expected(|_| true)["o/r"]);
+        assert_eq!(
+            compare(expected, &live).unwrap(),
+            vec![
+                "card #7: on the board (backlog) but a processed delivery deleted or transferred it"
+                    .to_owned()
+            ]
+        );
+        // The delete not processed yet: the card must still be there.
+        let before = &m.expected(|id| id == "a")["o/r"];
+        assert_eq!(compare(before, &live), Ok(vec![]));
     }
 }

@@ -255,7 +255,12 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
             notes.push(format!("{name}: the replay folded no board"));
             continue;
         }
-        let repos: BTreeSet<&String> = s.in_order.keys().chain(s.shuffled.keys()).collect();
+        let repos: BTreeSet<&String> = s
+            .in_order
+            .keys()
+            .chain(s.shuffled.keys())
+            .chain(s.reversed.keys())
+            .collect();
         for repo in repos {
             boards += 1;
             let a = s.in_order.get(repo);
@@ -267,6 +272,14 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
                     s.seed,
                     s.duplicates,
                     b.map_or("no board", String::as_str),
+                    a.map_or("no board", String::as_str)
+                ));
+            }
+            if !s.reversed.is_empty() && s.reversed.get(repo) != a {
+                differing += 1;
+                notes.push(format!(
+                    "{name} {repo}: newest first {} ≠ in order {}",
+                    s.reversed.get(repo).map_or("no board", String::as_str),
                     a.map_or("no board", String::as_str)
                 ));
             }
@@ -288,7 +301,12 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
         "no replay with `shuffle` ran".to_owned()
     } else if notes.is_empty() {
         format!(
-            "{boards} board(s) equal in log order, shuffled with duplicates{}",
+            "{boards} board(s) equal in log order, shuffled with duplicates{}{}",
+            if ev.shuffles.values().all(|s| !s.reversed.is_empty()) {
+                ", newest first"
+            } else {
+                ""
+            },
             if ev.shuffles.values().any(|s| s.live.is_some()) {
                 " and live"
             } else {
@@ -330,10 +348,12 @@ pub fn board_matches_model(ev: &Evidence) -> CheckRecord {
     let mut differing = 0usize;
     let mut notes = Vec::new();
     let mut cards = 0usize;
+    let mut tombstoned = 0usize;
     let mut folded = 0usize;
     for repo in ev.model.repos() {
         let exp = expected.get(&repo).cloned().unwrap_or_default();
         cards += exp.cards.len();
+        tombstoned += exp.tombstoned.len();
         folded = folded.max(exp.deliveries);
         match ev.boards.get(&repo) {
             Some(Ok(live)) => match board::compare(&exp, live) {
@@ -357,7 +377,10 @@ pub fn board_matches_model(ev: &Evidence) -> CheckRecord {
         }
     }
     let note = if notes.is_empty() {
-        format!("{cards} card(s) equal to the model of {folded} processed deliveries")
+        format!(
+            "{cards} card(s) equal to the model of {folded} processed deliveries \
+             ({tombstoned} deleted or transferred item(s) without a card, as required)"
+        )
     } else {
         let more = notes.len().saturating_sub(BOARD_DIFFS_SHOWN);
         let mut shown: Vec<String> = notes.into_iter().take(BOARD_DIFFS_SHOWN).collect();
@@ -604,13 +627,23 @@ mod tests {
                 duplicates: 20,
                 in_order: digests("sha256:a"),
                 shuffled: digests("sha256:a"),
+                reversed: digests("sha256:a"),
                 live: Some(digests("sha256:a")),
                 error: None,
             },
         );
         let r = replay_order_independent(&ev);
         assert!(r.passed, "{r:?}");
-        assert!(r.note.contains("and live"), "{}", r.note);
+        assert!(r.note.contains("newest first and live"), "{}", r.note);
+        if let Some(s) = ev.shuffles.get_mut("s") {
+            s.reversed = digests("sha256:c");
+        }
+        let r = replay_order_independent(&ev);
+        assert!(!r.passed);
+        assert_eq!(r.note, "s o/r: newest first sha256:c ≠ in order sha256:a");
+        if let Some(s) = ev.shuffles.get_mut("s") {
+            s.reversed = digests("sha256:a");
+        }
         if let Some(s) = ev.shuffles.get_mut("s") {
             s.shuffled = digests("sha256:b");
         }

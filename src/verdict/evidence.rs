@@ -34,6 +34,9 @@ pub struct ShuffleOutcome {
     pub in_order: BTreeMap<String, String>,
     /// `repo → digest` folded in the shuffled order with duplicates.
     pub shuffled: BTreeMap<String, String>,
+    /// `repo → digest` folded newest first (`gitspy replay --reverse`); empty when the system's
+    /// replay tool has no such order.
+    pub reversed: BTreeMap<String, String>,
     /// `repo → digest` of the live boards (whole-log windows only).
     pub live: Option<BTreeMap<String, String>>,
     /// Why the comparison could not be made.

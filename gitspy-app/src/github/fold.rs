@@ -542,6 +542,13 @@ impl CardState {
     /// `self` changed.
     pub fn join(&mut self, other: &CardState) -> bool {
         let mut changed = false;
+        // Sabotage `tombstone-by-arrival`: the last-arriving snapshot decides the tombstone.
+        if crate::sabotage::is(crate::sabotage::Variant::TombstoneByArrival)
+            && self.tombstone != other.tombstone
+        {
+            self.tombstone = other.tombstone;
+            changed = true;
+        }
         for (mine, theirs) in [
             (&mut self.pull_request, other.pull_request),
             (&mut self.merged, other.merged),

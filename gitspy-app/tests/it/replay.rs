@@ -360,10 +360,18 @@ fn replay_json_and_a_shuffled_replay_with_duplicates_give_the_same_boards() {
     assert_eq!(shuffled["deliveries"], 11, "{shuffled}");
     assert_eq!(
         shuffled["order"],
-        serde_json::json!({"shuffle_seed": 3, "duplicates": 4})
+        serde_json::json!({"shuffle_seed": 3, "duplicates": 4, "reverse": false})
     );
     assert_eq!(shuffled["boards"], plain["boards"]);
     assert_eq!(shuffled["digest"], plain["digest"]);
+
+    // Newest first: the same boards (the fold is order-independent).
+    let reversed = replay_json(&db, &["--reverse"]);
+    assert_eq!(reversed["deliveries"], 7, "{reversed}");
+    assert_eq!(reversed["order"]["reverse"], true, "{reversed}");
+    assert_eq!(reversed["boards"], plain["boards"]);
+    let out = gitspy(&["replay", "--db", &db, "--reverse", "--shuffle-seed", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // A window is reported as given.
     let windowed = replay_json(&db, &["--to", &f.cuts[0].to_string()]);
