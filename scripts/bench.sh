@@ -15,7 +15,8 @@
 # Everything is bounded in count and time; every process it starts is stopped on exit.
 #
 # Settings (environment): BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_WRK_THREADS (4),
-# BENCH_SENDER_COUNT (100000), BENCH_BACKLOG (100000), BENCH_WORKERS (2), BENCH_SKIP_BUILD=1,
+# BENCH_SENDER_COUNT (100000), BENCH_BACKLOG (100000), BENCH_WORKERS (2), BENCH_WORKER_BATCH (64:
+# each worker's GITSPY_WORKER_CONCURRENCY, deliveries per batch), BENCH_SKIP_BUILD=1,
 # BENCH_BIN_DIR (binaries to measure instead of $CARGO_TARGET_DIR/release, e.g. an older build),
 # BENCH_PARTS ("sender ingest drain": which measurements besides the bare reference to run, e.g.
 # BENCH_PARTS=sender for the sender's ratio and RSS only). Each table row carries the 1-minute
@@ -35,6 +36,7 @@ WRK_THREADS="${BENCH_WRK_THREADS:-4}"
 SENDER_COUNT="${BENCH_SENDER_COUNT:-100000}"
 BACKLOG="${BENCH_BACKLOG:-100000}"
 WORKERS="${BENCH_WORKERS:-2}"
+WORKER_BATCH="${BENCH_WORKER_BATCH:-64}"
 SECRET="bench-secret"
 PARTS=" ${BENCH_PARTS:-sender ingest drain} "
 part() { [[ "$PARTS" == *" $1 "* ]]; }
@@ -233,7 +235,7 @@ t0="$(date +%s.%N)"
 WPIDS=()
 for i in $(seq 1 "$WORKERS"); do
   start_listening "$WORK/worker-$i" env WORKER_METRICS_PORT=0 REDIS_URL="$REDIS_URL" \
-    GITSPY_DB="$WORK/drain.db" RUST_LOG=warn "$GITSPY" worker
+    GITSPY_DB="$WORK/drain.db" RUST_LOG=warn GITSPY_WORKER_CONCURRENCY="$WORKER_BATCH" "$GITSPY" worker
   WPIDS+=("$LAST_PID")
 done
 deadline=$(( $(date +%s) + 600 ))
@@ -265,4 +267,4 @@ row "bare axum server (reads the body, answers 202)" "$BARE_RPS" "$BARE_P99" "$B
 row "gitspy serve, Redis AOF everysec" "$SERVE_everysec_RPS" "$SERVE_everysec_P99" "$SERVE_everysec_LOAD" "$(ratio "$SERVE_everysec_RPS" "$BARE_RPS")× bare"
 row "gitspy serve, Redis AOF always" "$SERVE_always_RPS" "$SERVE_always_P99" "$SERVE_always_LOAD" "$(ratio "$SERVE_always_RPS" "$BARE_RPS")× bare"
 row "gitspy-chaos send to the bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$SEND_LOAD" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
-row "drain: $backlog backlog, 12 cards, $WORKERS workers (deliveries/s)" "$DRAIN_RPS" "-" "$DRAIN_LOAD" "${DRAIN_S} s"
+row "drain: $backlog backlog, 12 cards, $WORKERS workers × $WORKER_BATCH/batch (per s)" "$DRAIN_RPS" "-" "$DRAIN_LOAD" "${DRAIN_S} s"
