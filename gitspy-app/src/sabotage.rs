@@ -43,11 +43,14 @@ pub enum Variant {
     /// The fold keeps the tombstone of whichever snapshot arrived last, so an older event applied
     /// after an `issues.deleted`/`transferred` brings the card back.
     TombstoneByArrival,
+    /// Snapshots with the same `updated_at` are settled by arrival (the later one wins) instead of
+    /// the value tie-break: the board depends on delivery order within a second.
+    TieByArrival,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 13] = [
+    pub const ALL: [Variant; 14] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -61,6 +64,7 @@ impl Variant {
         Variant::SpoolSkipLast,
         Variant::AcceptOnEnqueueFailure,
         Variant::TombstoneByArrival,
+        Variant::TieByArrival,
     ];
 
     /// The `GITSPY_SABOTAGE` value.
@@ -79,6 +83,7 @@ impl Variant {
             Variant::SpoolSkipLast => "spool-skip-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
             Variant::TombstoneByArrival => "tombstone-by-arrival",
+            Variant::TieByArrival => "tie-by-arrival",
         }
     }
 

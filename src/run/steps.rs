@@ -663,6 +663,13 @@ impl Ctx {
         if main != &outcome.in_order && !main.is_empty() {
             outcome.error = Some("the replay step and its in-order dry run disagree".into());
         }
+        if r.from.is_none()
+            && r.to.is_none()
+            && r.state_from.is_none()
+            && !outcome.reversed.is_empty()
+        {
+            outcome.prefixes = self.prefix_folds(&in_order_args).await?;
+        }
         if r.from.is_none() && r.to.is_none() && r.state_from.is_none() {
             let mut live = BTreeMap::new();
             for repo in outcome.in_order.keys() {
@@ -679,6 +686,73 @@ impl Ctx {
             outcome.live = Some(live);
         }
         Ok(outcome)
+    }
+}
+
+/// Prefixes of the log the order-independence check also folds both ways.
+const PREFIX_FOLDS: usize = 8;
+
+impl Ctx {
+    /// [`PREFIX_FOLDS`] prefixes of the log, cut at evenly spaced send instants of the ledger,
+    /// each folded in log order and newest first (dry runs).
+    async fn prefix_folds(
+        &self,
+        in_order_args: &[std::ffi::OsString],
+    ) -> anyhow::Result<Vec<crate::verdict::PrefixFold>> {
+        let mut sent: Vec<u64> = self
+            .sender
+            .ledger()
+            .entries
+            .iter()
+            .map(|e| e.sent_at_ms)
+            .collect();
+        sent.sort_unstable();
+        sent.dedup();
+        let mut cuts: Vec<u64> = (1..=PREFIX_FOLDS)
+            .filter_map(|k| sent.get(k * sent.len() / (PREFIX_FOLDS + 1)).copied())
+            .collect();
+        cuts.dedup();
+        let mut out = Vec::new();
+        for to_ms in cuts {
+            // A delivery still being applied can land in the prefix between the two folds (the
+            // log is keyed by when it was received): only folds of the same rows are compared.
+            for _attempt in 0..3 {
+                let mut folds = Vec::new();
+                for reverse in [false, true] {
+                    // The window's own end (if any) gives way to the prefix's.
+                    let mut args: Vec<std::ffi::OsString> = Vec::new();
+                    let mut it = in_order_args.iter();
+                    while let Some(a) = it.next() {
+                        if a == "--to" {
+                            it.next();
+                        } else {
+                            args.push(a.clone());
+                        }
+                    }
+                    args.extend(["--to".into(), format!("{to_ms}ms").into()]);
+                    if reverse {
+                        args.push("--reverse".into());
+                    }
+                    let (output, json) = self.gitspy_replay(&args).await?;
+                    folds.push(json.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "gitspy replay --to {to_ms}ms printed no JSON object (exit {:?}): {}",
+                            output.status.code(),
+                            String::from_utf8_lossy(&output.stderr).trim()
+                        )
+                    })?);
+                }
+                if folds[0]["deliveries"] == folds[1]["deliveries"] {
+                    out.push(crate::verdict::PrefixFold {
+                        to_ms,
+                        in_order: replay_digests(&folds[0]),
+                        reversed: replay_digests(&folds[1]),
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -6,8 +6,10 @@
 //! Written from the fold rules of the board contract, not from GitSpy's code:
 //! - a card is keyed by (repository id, number);
 //! - every field takes the value of the snapshot with the newest `updated_at`; when snapshots
-//!   share the newest `updated_at` but disagree, every one of their values is accepted (GitSpy's
-//!   tie-break is its own business; the generator's clock never repeats within a run anyway);
+//!   share the newest `updated_at` but disagree, every one of their values is accepted, and every
+//!   column a combination of them gives (GitSpy's tie-break is its own business; the generator
+//!   sends a few same-second events on one item, and `replay_order_independent` is what checks
+//!   that the tie-break does not depend on arrival order);
 //! - a card is a pull request once any snapshot says so; `merged` only goes false → true;
 //! - a tombstone (deleted/transferred) always wins: no card;
 //! - columns, first match wins: merged PR → `done`; closed → `done`; open draft PR →
@@ -118,9 +120,39 @@ fn fold_card(number: u64, snaps: &[&ItemSnapshot]) -> Option<ExpectedCard> {
         .collect();
     let pull_request = snaps.iter().any(|s| s.pull_request);
     let merged = snaps.iter().any(|s| s.merged);
+    // GitSpy keeps each field apart, so on a tie the live card may combine fields of different
+    // tied snapshots: every combination's column is accepted.
+    let set = |f: &dyn Fn(&ItemSnapshot) -> bool| -> BTreeSet<bool> {
+        newest.iter().map(|s| f(s)).collect()
+    };
+    let (opens, drafts, assigned, milestones, ready) = (
+        set(&|s| s.open),
+        set(&|s| s.draft),
+        set(&|s| !s.assignees.is_empty()),
+        set(&|s| s.milestone),
+        set(&|s| s.labels.iter().any(|l| l.eq_ignore_ascii_case("ready"))),
+    );
     let mut columns = BTreeSet::new();
-    for s in &newest {
-        columns.insert(column(pull_request, merged, s));
+    for &open in &opens {
+        for &draft in &drafts {
+            for &assigned in &assigned {
+                for &milestone in &milestones {
+                    for &ready in &ready {
+                        columns.insert(column(
+                            pull_request,
+                            merged,
+                            Fields {
+                                open,
+                                draft,
+                                assigned,
+                                milestone,
+                                ready,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
     }
     Some(ExpectedCard {
         number,
@@ -141,16 +173,26 @@ fn fold_card(number: u64, snaps: &[&ItemSnapshot]) -> Option<ExpectedCard> {
     })
 }
 
-fn column(pull_request: bool, merged: bool, s: &ItemSnapshot) -> &'static str {
-    if (pull_request && merged) || !s.open {
+/// The fields of a card its column depends on.
+struct Fields {
+    open: bool,
+    draft: bool,
+    assigned: bool,
+    milestone: bool,
+    /// A label named `ready` (any case).
+    ready: bool,
+}
+
+fn column(pull_request: bool, merged: bool, f: Fields) -> &'static str {
+    if (pull_request && merged) || !f.open {
         "done"
-    } else if pull_request && s.draft {
+    } else if pull_request && f.draft {
         "in_progress"
     } else if pull_request {
         "review"
-    } else if !s.assignees.is_empty() {
+    } else if f.assigned {
         "in_progress"
-    } else if s.milestone || s.labels.iter().any(|l| l.eq_ignore_ascii_case("ready")) {
+    } else if f.milestone || f.ready {
         "todo"
     } else {
         "backlog"
@@ -421,6 +463,22 @@ mod tests {
             compare(expected, &missing).unwrap(),
             vec!["card #5: missing from the board".to_owned()]
         );
+    }
+
+    #[test]
+    fn on_a_tie_every_combination_of_the_tied_fields_gives_an_accepted_column() {
+        let a = snap(8, 1_735_689_900);
+        let mut b = snap(8, 1_735_689_900);
+        b.assignees = vec!["hubot".into()];
+        b.milestone = true;
+        let m = model(&[("a", a), ("b", b)]);
+        let card = &m.expected(|_| true)["o/r"].cards[&8];
+        // a alone: backlog; b alone: in_progress; a's assignees with b's milestone: todo.
+        assert_eq!(
+            card.columns,
+            BTreeSet::from(["backlog", "in_progress", "todo"])
+        );
+        assert_eq!(card.assignees.len(), 2);
     }
 
     #[test]

@@ -283,6 +283,17 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
                     a.map_or("no board", String::as_str)
                 ));
             }
+            for p in &s.prefixes {
+                if p.in_order.get(repo) != p.reversed.get(repo) {
+                    differing += 1;
+                    notes.push(format!(
+                        "{name} {repo}: the log up to unix ms {} folded newest first {} ≠ in order {}",
+                        p.to_ms,
+                        p.reversed.get(repo).map_or("no board", String::as_str),
+                        p.in_order.get(repo).map_or("no board", String::as_str)
+                    ));
+                }
+            }
             if let Some(live) = &s.live {
                 let l = live.get(repo);
                 if l != a {
@@ -302,10 +313,11 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
     } else if notes.is_empty() {
         format!(
             "{boards} board(s) equal in log order, shuffled with duplicates{}{}",
-            if ev.shuffles.values().all(|s| !s.reversed.is_empty()) {
-                ", newest first"
-            } else {
-                ""
+            match ev.shuffles.values().map(|s| s.prefixes.len()).max() {
+                _ if ev.shuffles.values().any(|s| s.reversed.is_empty()) => String::new(),
+                Some(n) if n > 0 =>
+                    format!(", newest first (and {n} prefixes of the log both ways)"),
+                _ => ", newest first".to_owned(),
             },
             if ev.shuffles.values().any(|s| s.live.is_some()) {
                 " and live"
@@ -629,6 +641,7 @@ mod tests {
                 shuffled: digests("sha256:a"),
                 reversed: digests("sha256:a"),
                 live: Some(digests("sha256:a")),
+                prefixes: vec![],
                 error: None,
             },
         );
@@ -643,6 +656,26 @@ mod tests {
         assert_eq!(r.note, "s o/r: newest first sha256:c ≠ in order sha256:a");
         if let Some(s) = ev.shuffles.get_mut("s") {
             s.reversed = digests("sha256:a");
+            s.prefixes = vec![crate::verdict::PrefixFold {
+                to_ms: 1_000,
+                in_order: digests("sha256:p"),
+                reversed: digests("sha256:p"),
+            }];
+        }
+        let r = replay_order_independent(&ev);
+        assert!(r.passed, "{r:?}");
+        assert!(r.note.contains("1 prefixes of the log"), "{}", r.note);
+        if let Some(s) = ev.shuffles.get_mut("s") {
+            s.prefixes[0].reversed = digests("sha256:q");
+        }
+        let r = replay_order_independent(&ev);
+        assert!(!r.passed);
+        assert_eq!(
+            r.note,
+            "s o/r: the log up to unix ms 1000 folded newest first sha256:q ≠ in order sha256:p"
+        );
+        if let Some(s) = ev.shuffles.get_mut("s") {
+            s.prefixes.clear();
         }
         if let Some(s) = ev.shuffles.get_mut("s") {
             s.shuffled = digests("sha256:b");

@@ -39,8 +39,23 @@ pub struct ShuffleOutcome {
     pub reversed: BTreeMap<String, String>,
     /// `repo → digest` of the live boards (whole-log windows only).
     pub live: Option<BTreeMap<String, String>>,
+    /// Prefixes of the log (whole-log windows only) folded in log order and newest first: a
+    /// same-second tie or a reordered pair decides the board only while it is the newest thing
+    /// its card saw, so prefixes cut soon after it show what the whole log hides.
+    pub prefixes: Vec<PrefixFold>,
     /// Why the comparison could not be made.
     pub error: Option<String>,
+}
+
+/// One prefix `[beginning, to)` of the event log folded in two orders.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrefixFold {
+    /// The prefix's end (received-at, unix ms, exclusive).
+    pub to_ms: u64,
+    /// `repo → digest` folded in log order.
+    pub in_order: BTreeMap<String, String>,
+    /// `repo → digest` folded newest first.
+    pub reversed: BTreeMap<String, String>,
 }
 
 /// The evidence of one run.

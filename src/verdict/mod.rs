@@ -16,4 +16,4 @@ pub use classes::{
     judge, Class, DeliveryState, DeliveryVerdict, Lookup, SendOutcome, Tally, Verdict, VerdictInput,
 };
 pub use evaluate::evaluate;
-pub use evidence::{Evidence, ReplayOutcome, ShuffleOutcome};
+pub use evidence::{Evidence, PrefixFold, ReplayOutcome, ShuffleOutcome};

@@ -168,6 +168,14 @@ fn join_register<T: Serialize + Clone + PartialEq>(
             *mine = Some(incoming.clone());
             true
         }
+        // Sabotage `tie-by-arrival`: on equal versions the later arrival wins.
+        Some(current)
+            if current.at == incoming.at
+                && crate::sabotage::is(crate::sabotage::Variant::TieByArrival) =>
+        {
+            *mine = Some(incoming.clone());
+            true
+        }
         Some(current) if incoming.cmp_rank(current) != Ordering::Greater => false,
         _ => {
             *mine = Some(incoming.clone());
