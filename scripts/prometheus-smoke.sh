@@ -3,10 +3,12 @@
 # images (gitspy from target/debug, Prometheus from Debian's package), brings everything up on free
 # loopback ports under a project name of its own, and checks that Prometheus scrapes the server and
 # both workers (`sum(up) == 3`, `gitspy_redis_up` of each is 1) and has loaded every alert of
-# docker/prometheus/alerts.yml. Always tears down its deployment, volumes and images.
+# docker/prometheus/alerts.yml; then runs scenarios/attach/compose-promql.yaml (the plan's five
+# PromQL examples as `promql` checks) against it in attach mode. Always tears down its
+# deployment, volumes and images.
 #
 # Exit 0 passed, 1 a check failed, 2 could not run. Needs docker, docker-compose, prometheus,
-# promtool, curl, jq and `cargo build -p gitspy` done.
+# promtool, curl, jq and `cargo build -p gitspy -p gitspy-chaos` done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,8 @@ done
 [ -x target/debug/gitspy ] || [ -x "${CARGO_TARGET_DIR:-target}/debug/gitspy" ] \
     || cannot "no gitspy binary" "cargo build -p gitspy"
 BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy"
+CHAOS="${CARGO_TARGET_DIR:-target}/debug/gitspy-chaos"
+[ -x "$CHAOS" ] || cannot "no gitspy-chaos binary" "cargo build -p gitspy-chaos"
 
 PROJECT="gitspy-prom-$$"
 export GITSPY_IMAGE="gitspy:prom-smoke-$$"
@@ -65,4 +69,28 @@ redis_up=$(q 'min(gitspy_redis_up)')
 loaded=$(curl -sf "$PROM/api/v1/rules" | jq -r '[.data.groups[].rules[] | select(.type == "alerting") | .name] | sort | join(" ")')
 want=$(grep -o 'alert: [A-Za-z]*' docker/prometheus/alerts.yml | cut -d' ' -f2 | sort | tr '\n' ' ' | sed 's/ $//')
 [ "$loaded" = "$want" ] || { echo "FAILED: alerts loaded [$loaded], expected [$want]" >&2; exit 1; }
-echo "PASSED prometheus-smoke: 3 targets up, Redis up, alerts loaded: $loaded"
+echo "prometheus-smoke: 3 targets up, Redis up, alerts loaded: $loaded"
+
+# The plan's five PromQL examples as `promql` checks of an attach-mode scenario, asked of this
+# deployment's Prometheus (scenarios/attach/compose-promql.yaml, on this run's ports).
+SCENARIO=scenarios/attach/compose-promql.yaml
+WORK=$(mktemp -d)
+REPORT_DIR=${REPORT_DIR:-/tmp/gitspy-chaos-prometheus-smoke}
+sed -e "s#127.0.0.1:3000#127.0.0.1:$GITSPY_COMPOSE_SERVER_PORT#g" \
+    -e "s#127.0.0.1:9091#127.0.0.1:$GITSPY_COMPOSE_WORKER1_PORT#g" \
+    -e "s#127.0.0.1:9092#127.0.0.1:$GITSPY_COMPOSE_WORKER2_PORT#g" \
+    -e "s#127.0.0.1:16379#127.0.0.1:$GITSPY_COMPOSE_REDIS_PORT#g" \
+    -e "s#127.0.0.1:19090#127.0.0.1:$GITSPY_COMPOSE_PROMETHEUS_PORT#g" \
+    -e "s#container: gitspy-compose-redis#container: $GITSPY_COMPOSE_REDIS_CONTAINER#" \
+    "$SCENARIO" >"$WORK/compose-promql.yaml"
+set +e
+GITHUB_WEBHOOK_SECRET=gitspy-compose-demo-secret \
+    "$CHAOS" run "$WORK/compose-promql.yaml" --report-dir "$REPORT_DIR"
+rc=$?
+set -e
+rm -rf "$WORK"
+case "$rc" in
+    0) echo "PASSED prometheus-smoke: $SCENARIO (report under $REPORT_DIR/)" ;;
+    1) echo "FAILED: $SCENARIO: a check failed (report under $REPORT_DIR/)" >&2; exit 1 ;;
+    *) cannot "$SCENARIO could not run (exit $rc)" "see the error above" ;;
+esac

@@ -43,7 +43,8 @@ done
 
 all_variants="ack-before-commit never-reclaim lock-without-ttl apply-twice retry-forever
 stop-after-redis-error fold-arrival-order enqueue-duplicates drop-one-in-twenty
-undercount-processed spool-skip-last accept-on-enqueue-failure tombstone-by-arrival tie-by-arrival"
+undercount-processed spool-skip-last spool-stuck-last accept-on-enqueue-failure tombstone-by-arrival
+tie-by-arrival"
 if [ ${#args[@]} -gt 0 ]; then
   variants="${args[*]}"
 else
@@ -127,8 +128,8 @@ lock-without-ttl:03-worker-crash apply-twice:07-crash-points retry-forever:08-st
 stop-after-redis-error:02-redis-down fold-arrival-order:04-duplicates
 enqueue-duplicates:04-duplicates drop-one-in-twenty:06-combined@0.2
 undercount-processed:04-duplicates spool-skip-last:02b-redis-down-spool
-accept-on-enqueue-failure:02-redis-down tombstone-by-arrival:05-replay
-tie-by-arrival:05-replay"
+spool-stuck-last:02b-redis-down-spool accept-on-enqueue-failure:02-redis-down
+tombstone-by-arrival:05-replay tie-by-arrival:05-replay"
 if [ "$ci" = 1 ]; then
   missed=0
   for pair in ${PAIRS:-$default_pairs}; do

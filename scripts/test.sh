@@ -37,18 +37,18 @@ fi
 # scripts/smoke.sh) relinks the default one.
 feature_tests='test(/^(failpoints|sabotage|build)::/)'
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast -E 'not (test(/^explore::explore_finds_/) | test(/^faults::crash_at/))' "$@"
+  cargo nextest run --workspace --no-fail-fast -E 'not (test(/^explore::explore_finds_/) | test(/^faults::crash_at/) | test(/^verdict_live::a_spooled_record/))' "$@"
   cargo nextest run -p gitspy --features failpoints,sabotage --no-fail-fast -E "$feature_tests" "$@"
-  # The harness's crash_at and explore-against-sabotage tests against that feature build
+  # The harness's crash_at, explore-against-sabotage and spool-stuck-last tests against that feature build
   # (skipped in the first pass; run alone, the explore test builds target/sabotage itself).
   GITSPY_FAILPOINTS_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
     GITSPY_SABOTAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
     cargo nextest run -p gitspy-chaos --no-fail-fast \
-    -E 'test(/^faults::crash_at/) | test(/^explore::explore_finds_/)' "$@"
+    -E 'test(/^faults::crash_at/) | test(/^explore::explore_finds_/) | test(/^verdict_live::a_spooled_record/)' "$@"
 else
-  cargo test --workspace --no-fail-fast "$@" -- --skip explore::explore_finds_ --skip faults::crash_at
+  cargo test --workspace --no-fail-fast "$@" -- --skip explore::explore_finds_ --skip faults::crash_at --skip verdict_live::a_spooled_record
   cargo test -p gitspy --features failpoints,sabotage --no-fail-fast -- failpoints:: sabotage:: build:: "$@"
   GITSPY_FAILPOINTS_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
     GITSPY_SABOTAGE_BIN="${CARGO_TARGET_DIR:-target}/debug/gitspy" \
-    cargo test -p gitspy-chaos --no-fail-fast --test it -- faults::crash_at explore::explore_finds_ "$@"
+    cargo test -p gitspy-chaos --no-fail-fast --test it -- faults::crash_at explore::explore_finds_ verdict_live::a_spooled_record "$@"
 fi

@@ -43,6 +43,16 @@ pub enum Command {
     /// `reset`, `latency` (+ `jitter`), `bandwidth`, `slice`, `limit_data`, `slow_close`, `heal`;
     /// links `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `all`;
     /// `direction: up|down|both`; `via: docker` disconnects the Redis container instead.
+    ///
+    /// PromQL checks ask a Prometheus that scrapes the system (`observe: {prometheus: {url:
+    /// "http://127.0.0.1:9090"}}`) at the end of the run, e.g. `promql: {name: p95, expr:
+    /// 'histogram_quantile(0.95, sum(rate(gitspy_job_duration_ms_bucket[5m])) by (le))', max:
+    /// 500}`; bounds `min`, `max` or `equals`; `over: run` checks every sample of a range query
+    /// over the run (`step`, default 1s). No data fails; an unreachable Prometheus is exit 2.
+    /// `prometheus: {managed: true, rules: [alerts.yml], interval: 1s}` starts one for the run;
+    /// `alert: {name: GitSpyRedisDown, fires_during: redis stop, resolves: true}` then checks
+    /// from `ALERTS` that it fires in that fault's window and resolves after it (`never: true`:
+    /// it never fires).
     Run(RunArgs),
     /// Generate scenarios from a seed and run them until one fails (exit 1) or the budget is
     /// spent (exit 0), then shrink the failure to a minimal scenario YAML, e.g.

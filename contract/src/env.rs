@@ -9,6 +9,10 @@ pub const REDIS_TIMEOUT: &str = "GITSPY_REDIS_TIMEOUT";
 pub const ON_REDIS_DOWN: &str = "GITSPY_ON_REDIS_DOWN";
 pub const SPOOL_DIR: &str = "GITSPY_SPOOL_DIR";
 pub const LOCK_TTL: &str = "GITSPY_LOCK_TTL";
+/// GitSpy's own default of [`LOCK_TTL`] (in force when a process is started without it).
+pub const LOCK_TTL_DEFAULT: &str = "30s";
+/// GitSpy's own default of [`REDIS_TIMEOUT`].
+pub const REDIS_TIMEOUT_DEFAULT: &str = "1s";
 pub const CLAIM_IDLE: &str = "GITSPY_CLAIM_IDLE";
 pub const BLOCK: &str = "GITSPY_BLOCK";
 pub const WORKER_METRICS_PORT: &str = "WORKER_METRICS_PORT";

@@ -43,7 +43,7 @@ pub struct RedisArgs {
     #[arg(long, env = contract_env::REDIS_URL, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Timeout for connecting and for every Redis command (a down Redis is answered 503 within it).
-    #[arg(long, env = contract_env::REDIS_TIMEOUT, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::REDIS_TIMEOUT, default_value = contract_env::REDIS_TIMEOUT_DEFAULT, value_parser = parse_duration)]
     pub redis_timeout: Duration,
     /// TTL of the per-delivery state, attempt and error keys.
     #[arg(long, env = "GITSPY_STATE_TTL", default_value = "7d", value_parser = parse_duration)]
@@ -129,7 +129,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "GITSPY_WORKER_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub concurrency: u16,
     /// TTL of a delivery lock; renewed by the heartbeat while the delivery is in flight.
-    #[arg(long, env = contract_env::LOCK_TTL, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = contract_env::LOCK_TTL, default_value = contract_env::LOCK_TTL_DEFAULT, value_parser = parse_duration)]
     pub lock_ttl: Duration,
     /// Pending entries idle longer than this are reclaimed from dead workers (never less than the lock TTL).
     #[arg(long, env = contract_env::CLAIM_IDLE, default_value = "30s", value_parser = parse_duration)]

@@ -38,6 +38,9 @@ pub enum Variant {
     /// The spool drain skips the last record of a batch of several (once the ones before it went
     /// through) but advances past it.
     SpoolSkipLast,
+    /// The spool drain never moves the spool's last record (an off-by-one `while depth > 1`): it
+    /// stays spooled, counted in `gitspy_spool_depth`, until another arrives behind it.
+    SpoolStuckLast,
     /// 202 when the enqueue failed, instead of 503 or the spool.
     AcceptOnEnqueueFailure,
     /// The fold keeps the tombstone of whichever snapshot arrived last, so an older event applied
@@ -50,7 +53,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 14] = [
+    pub const ALL: [Variant; 15] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -62,6 +65,7 @@ impl Variant {
         Variant::DropOneInTwenty,
         Variant::UndercountProcessed,
         Variant::SpoolSkipLast,
+        Variant::SpoolStuckLast,
         Variant::AcceptOnEnqueueFailure,
         Variant::TombstoneByArrival,
         Variant::TieByArrival,
@@ -81,6 +85,7 @@ impl Variant {
             Variant::DropOneInTwenty => "drop-one-in-twenty",
             Variant::UndercountProcessed => "undercount-processed",
             Variant::SpoolSkipLast => "spool-skip-last",
+            Variant::SpoolStuckLast => "spool-stuck-last",
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
             Variant::TombstoneByArrival => "tombstone-by-arrival",
             Variant::TieByArrival => "tie-by-arrival",

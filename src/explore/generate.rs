@@ -115,6 +115,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
         }),
         observe: Observe {
             poll_interval: At::new(Dur::secs(2)),
+            prometheus: None,
         },
         steps: At::new(steps.into_iter().map(At::new).collect()),
         checks: At::new(checks(g.replay)),
@@ -181,6 +182,7 @@ impl Gen {
             same: false,
             events,
             timeout: At::new(Dur::secs(if expect == Expect::Accepted { 5 } else { 2 })),
+            poison: At::new(0),
         })
     }
 

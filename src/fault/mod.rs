@@ -110,7 +110,19 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
     if let Some(when) = f.when {
         // A `holding` trigger watches one worker: choose it first (by the seed).
         if let (Nemesis::Worker(_, which), Some(_)) = (nemesis, when.holding) {
-            let n = ctx.sys.lock().await.workers.len();
+            let matcher = {
+                let sys = ctx.sys.lock().await;
+                match &sys.attach {
+                    None => Err(sys.workers.len()),
+                    Some(a) => Ok(a.worker_matcher.clone()),
+                }
+            };
+            let n = match matcher {
+                Err(n) => n,
+                // Attach mode: an index into the matched workers (sorted by pid).
+                Ok(Some(m)) => process::find_attached(&m).await?.len(),
+                Ok(None) => anyhow::bail!("attach mode: no `worker_process` matcher"),
+            };
             pending.worker = pick_workers(ctx, which, n)?.first().copied();
         }
         // ... or the one worker whose Redis link a network fault cuts.

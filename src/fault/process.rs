@@ -16,6 +16,7 @@ use super::log::{self, Entry};
 use super::Pending;
 
 /// How a process fault learns what it hit.
+#[derive(Clone)]
 pub enum HitSource {
     /// Not measured.
     None,
@@ -136,11 +137,29 @@ pub async fn attached(
     pending: &Pending,
 ) -> anyhow::Result<Vec<u32>> {
     attach::check_action(action)?;
+    let redis_url = ctx.sys.lock().await.redis.url().ok();
     let mut pids = Vec::new();
     for &i in picked {
         let Some(p) = found.get(i) else { continue };
         let name = format!("{role} pid {}", p.pid);
-        let hit = (role == "server").then(|| super::requests_hit(ctx));
+        // A worker started with `GITSPY_CONSUMER` names its consumer: what it holds is read like
+        // a managed worker's (before a graceful stop, right after a kill or freeze).
+        let worker_hit = match (role, &redis_url) {
+            ("worker", Some(url)) => {
+                attached_consumer(p.pid).map(|consumer| HitSource::WorkerAfter {
+                    redis_url: url.clone(),
+                    consumer,
+                    layout: ctx.profile.redis.clone(),
+                })
+            }
+            _ => None,
+        };
+        let mut hit = (role == "server").then(|| super::requests_hit(ctx));
+        if action == ProcessAction::Stop {
+            if let Some(h) = worker_hit.clone() {
+                hit = h.read().await;
+            }
+        }
         let entry = |note: &str, hit: Option<FaultHit>| Entry {
             kind: format!("{role} {}", action.as_str()),
             target: name.clone(),
@@ -154,11 +173,17 @@ pub async fn attached(
             ProcessAction::Kill => {
                 attach::kill(p, m, Duration::from_secs(10)).await?;
                 super::count_kill(ctx);
+                if let Some(h) = worker_hit {
+                    hit = h.read().await;
+                }
                 log::applied(ctx, entry("SIGKILL (attached)", hit));
             }
             ProcessAction::Freeze => {
                 attach::signal(p, m, nix::sys::signal::Signal::SIGSTOP)?;
                 lock(&ctx.attach_frozen).push((p.clone(), m.clone()));
+                if let Some(h) = worker_hit {
+                    hit = h.read().await;
+                }
                 let mut e = entry("SIGSTOP (attached)", hit);
                 e.instant = false;
                 log::applied(ctx, e);
@@ -176,6 +201,16 @@ pub async fn attached(
         pids.push(p.pid);
     }
     Ok(pids)
+}
+
+/// The variable naming a GitSpy worker's consumer. GitSpy's default name carries a random
+/// token, so an attached worker started without it cannot be told apart in `XPENDING`.
+pub const CONSUMER_ENV: &str = "GITSPY_CONSUMER";
+
+/// The consumer name of attached worker `pid`: its `GITSPY_CONSUMER`, from
+/// `/proc/<pid>/environ`; `None` when it was started without one (or cannot be read).
+pub fn attached_consumer(pid: u32) -> Option<String> {
+    attach::env_value(pid, CONSUMER_ENV)
 }
 
 /// Continues every attached process a freeze left stopped.

@@ -24,9 +24,34 @@ pub async fn wait(
     within: Duration,
 ) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
-    let (redis_url, consumer) = {
+    let (redis_url, consumer, matcher) = {
         let sys = ctx.sys.lock().await;
-        (sys.redis.url().ok(), worker.map(|i| sys.consumer(i)))
+        match &sys.attach {
+            None => (sys.redis.url().ok(), worker.map(|i| sys.consumer(i)), None),
+            Some(a) => (sys.redis.url().ok(), None, a.worker_matcher.clone()),
+        }
+    };
+    // Attach mode: the watched worker's consumer is the `GITSPY_CONSUMER` it was started with.
+    let consumer = match (consumer, matcher, worker, when.holding) {
+        (Some(c), ..) => Some(c),
+        (None, Some(m), Some(i), Some(_)) => {
+            let found = super::process::find_attached(&m).await?;
+            let p = found.get(i).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "attach mode: worker {i} is gone ({} match now)",
+                    found.len()
+                )
+            })?;
+            Some(super::process::attached_consumer(p.pid).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "`when: {{holding: N}}` in attach mode: worker pid {} was started without {}, so the harness cannot tell which consumer in XPENDING is it (GitSpy's default name carries a random token); start the workers with {}=<unique name>, or use `when: {{backlog: N}}`",
+                    p.pid,
+                    super::process::CONSUMER_ENV,
+                    super::process::CONSUMER_ENV
+                )
+            })?)
+        }
+        _ => None,
     };
     let mut conn = None;
     loop {

@@ -26,7 +26,10 @@ pub async fn inject(
             return Ok("thawed the frozen workers".into());
         }
         let found = process::find_attached(&m).await?;
-        let picked = super::pick_workers(ctx, which, found.len())?;
+        let picked = match pending.worker {
+            Some(i) => vec![i],
+            None => super::pick_workers(ctx, which, found.len())?,
+        };
         let pids = process::attached(ctx, &m, &found, &picked, action, "worker", pending).await?;
         return Ok(format!(
             "pids {pids:?} (the deployment's supervisor restarts them)"

@@ -5,12 +5,14 @@
 //! Everything here is a library for the run loop: it measures and never decides pass/fail (that
 //! is `verdict`). The pure parts (parsing, series, counters) are separate from the two I/O edges
 //! (`prom::scrape` over HTTP and `probe::probe` over Redis) so they can be tested on synthetic
-//! input. `timeline` bins the run's exact send and apply times into per-second series.
+//! input. `prometheus` is a client of a Prometheus server's HTTP API for the `promql` checks.
+//! `timeline` bins the run's exact send and apply times into per-second series.
 
 pub mod counters;
 pub mod logs;
 pub mod probe;
 pub mod prom;
+pub mod prometheus;
 pub mod series;
 pub mod timeline;
 

@@ -1,6 +1,9 @@
 //! Hand-written inline SVG line charts for `report.html`: axes with "nice" ticks, a legend,
 //! one polyline per series (broken where samples are missing, e.g. gauges absent while Redis
 //! was down), fault windows as shaded, labelled rectangles and marks as dashed lines.
+//! Long series are decimated per pixel column ([`decimate`], M4: the first, lowest, highest and
+//! last point of each column), so an hour at 1 s resolution draws the same picture — every
+//! spike included — with at most a few points per column instead of 3600 per series.
 //! No script and no external resource, so the report opens offline in any browser.
 
 use std::fmt::Write as _;
@@ -18,6 +21,8 @@ const BOTTOM: f64 = 44.0;
 const LABEL_ROW: f64 = 14.0;
 /// At most this many rows of fault labels; more would squash the data.
 const MAX_LABEL_ROWS: usize = 4;
+/// Width in pixels of one decimation column: a series keeps at most 4 points per column.
+const COLUMN_PX: f64 = 2.0;
 /// Rough width of one character of 11px sans-serif, to keep labels from overlapping.
 const CHAR_W: f64 = 6.2;
 
@@ -374,7 +379,18 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
                 );
                 continue;
             }
-            if l.dots {
+            let seg = match l.step_ms {
+                Some(w) => steps(&seg, w),
+                None => seg,
+            };
+            let dense = seg.len() as f64 > PLOT_W / COLUMN_PX;
+            let seg = if dense {
+                decimate(&seg, |t| (fr.sx(t) / COLUMN_PX) as i64)
+            } else {
+                seg
+            };
+            // Scrape dots denser than one per column would only paint the line over.
+            if l.dots && !dense {
                 for &(t, v) in &seg {
                     let _ = writeln!(
                         o,
@@ -386,10 +402,6 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
                     );
                 }
             }
-            let seg = match l.step_ms {
-                Some(w) => steps(&seg, w),
-                None => seg,
-            };
             let pts: Vec<String> = seg
                 .iter()
                 .map(|&(t, v)| format!("{},{}", f(fr.sx(t)), f(fr.sy(v))))
@@ -411,6 +423,37 @@ fn lines(o: &mut String, c: &Chart<'_>, fr: &Frame) {
             f(TOP + plot_h / 2.0)
         );
     }
+}
+
+/// M4 decimation: of each run of consecutive points in the same column (`column(t)`), keeps
+/// the first, the lowest, the highest and the last, in time order — the polyline through them
+/// covers the same pixels as the one through every point, spikes included.
+pub fn decimate(seg: &[(u64, f64)], column: impl Fn(u64) -> i64) -> Vec<(u64, f64)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < seg.len() {
+        let col = column(seg[i].0);
+        let mut j = i;
+        while j + 1 < seg.len() && column(seg[j + 1].0) == col {
+            j += 1;
+        }
+        let run = &seg[i..=j];
+        let (mut lo, mut hi) = (0, 0);
+        for (k, p) in run.iter().enumerate() {
+            if p.1 < run[lo].1 {
+                lo = k;
+            }
+            if p.1 > run[hi].1 {
+                hi = k;
+            }
+        }
+        let mut keep = vec![0, lo, hi, run.len() - 1];
+        keep.sort_unstable();
+        keep.dedup();
+        out.extend(keep.into_iter().map(|k| run[k]));
+        i = j + 1;
+    }
+    out
 }
 
 /// A bucketed series as a staircase: each value held flat from its bucket's start (or the
@@ -454,6 +497,105 @@ mod tests {
         assert_eq!(nice_step(640.0, 5.0), 200.0);
         assert_eq!(nice_step(0.0, 5.0), 1.0);
         assert_eq!(ticks(0.0, 10.0, 2.0), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+    }
+
+    #[test]
+    fn decimation_keeps_first_last_and_extremes_of_each_column() {
+        let pts: Vec<(u64, f64)> = (0..10)
+            .map(|i| (i, [3., 1., 9., 2., 5., 5., 0., 7., 4., 6.][i as usize]))
+            .collect();
+        // Columns of 5 points: [3 1 9 2 5] [5 0 7 4 6].
+        let d = decimate(&pts, |t| (t / 5) as i64);
+        assert_eq!(
+            d,
+            vec![
+                (0, 3.),
+                (1, 1.),
+                (2, 9.),
+                (4, 5.),
+                (5, 5.),
+                (6, 0.),
+                (7, 7.),
+                (9, 6.)
+            ]
+        );
+        assert_eq!(decimate(&pts[..2], |t| t as i64), pts[..2].to_vec());
+    }
+
+    /// A one-hour run at 1 s resolution: 3600 points per series, one spike of one second.
+    /// The SVG holds a few points per pixel column, and the spike is still drawn.
+    #[test]
+    fn an_hour_at_one_second_draws_at_most_a_few_points_per_column_and_keeps_spikes() {
+        let pts: Vec<(u64, f64)> = (1..=3600)
+            .map(|s| {
+                (
+                    s * 1000,
+                    if s == 1777 {
+                        100.0
+                    } else {
+                        1.0 + (s % 3) as f64
+                    },
+                )
+            })
+            .collect();
+        let chart = |step_ms| {
+            render(&Chart {
+                id: "c",
+                title: "t",
+                axis_title: "u",
+                lines: vec![Line {
+                    name: "sent_rate",
+                    label: "sent",
+                    color: "#000",
+                    points: &pts,
+                    dots: true,
+                    step_ms,
+                }],
+                x_max_ms: 3_600_000,
+                faults: &[],
+                marks: &[],
+                gap_ms: 5000,
+            })
+        };
+        for step_ms in [None, Some(1000)] {
+            let svg = chart(step_ms);
+            let poly = svg
+                .lines()
+                .find(|l| l.starts_with("<polyline class=\"series\""))
+                .expect("a polyline");
+            let points = poly
+                .split("points=\"")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("\"/>");
+            let n = points.split(' ').count();
+            assert!(n <= 4 * (PLOT_W / COLUMN_PX) as usize + 4, "{n} points");
+            assert!(n >= 200, "{n} points: the line must still follow the data");
+            // The spike is the highest point: the smallest y of the polyline is the plot's top
+            // data row.
+            let min_y = points
+                .split(' ')
+                .map(|p| p.split(',').nth(1).unwrap().parse::<f64>().unwrap())
+                .fold(f64::MAX, f64::min);
+            let top = Frame {
+                x_max: 3_600_000.0,
+                data_top: TOP,
+                data_h: PLOT_H,
+                y_lo: 0.0,
+                y_hi: 100.0,
+                y_step: 20.0,
+            }
+            .sy(100.0);
+            assert!(
+                (min_y - top).abs() < 0.01,
+                "spike lost: min y {min_y}, top {top}"
+            );
+            assert_eq!(
+                svg.matches("class=\"scrape\"").count(),
+                0,
+                "dots of a dense series"
+            );
+        }
     }
 
     #[test]

@@ -502,7 +502,7 @@ pub struct LedgerSummary {
     /// Distinct delivery ids the target reports processed.
     pub processed: u64,
     /// Class name (`ok`, `recovered`, `lost`, `duplicated`, `unexpected`, `failed`,
-    /// `unacknowledged`) to its count and a few example delivery ids.
+    /// `unacknowledged`, `poisoned`) to its count and a few example delivery ids.
     pub classes: BTreeMap<String, LedgerClass>,
 }
 
@@ -822,7 +822,7 @@ impl RunReport {
 }
 
 /// Ledger classes in the order SPEC §2.5 lists them; classes not listed follow alphabetically.
-pub const CLASS_ORDER: [&str; 7] = [
+pub const CLASS_ORDER: [&str; 8] = [
     "ok",
     "recovered",
     "lost",
@@ -830,6 +830,7 @@ pub const CLASS_ORDER: [&str; 7] = [
     "unexpected",
     "failed",
     "unacknowledged",
+    "poisoned",
 ];
 
 /// The ledger classes of `run` in display order.

@@ -9,12 +9,14 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 
 use super::steps::Ctx;
-use super::system::WORKER_LOCK_TTL;
+use super::system::SettingOf;
 use crate::observe::prom::names;
+use crate::observe::prometheus::Prometheus;
 use crate::observe::{probe, Series, TargetSel, Window};
 use crate::report::{self, CheckRecord, LedgerClass, ProbeSummary};
+use crate::scenario::model::{Check, PromqlCheck};
 use crate::scenario::Scenario;
-use crate::verdict::{self, Class, Evidence, Lookup, ReplayOutcome};
+use crate::verdict::{self, Class, Evidence, Lookup, PromAnswer, ReplayOutcome};
 
 /// What the judgement produced for the report.
 #[derive(Default)]
@@ -32,6 +34,8 @@ pub struct Ending {
     pub drain_error: Option<String>,
     pub drained_at_ms: u64,
     pub panicked: bool,
+    /// The Prometheus of `observe.prometheus`, for the `promql` checks.
+    pub prometheus: Option<Prometheus>,
 }
 
 pub async fn judge(
@@ -40,7 +44,12 @@ pub async fn judge(
     series: &Mutex<Series>,
     end: Ending,
 ) -> anyhow::Result<Judged> {
-    let ev = gather(ctx, series, end).await?;
+    let prometheus = end.prometheus.clone();
+    let drained_at_ms = end.drained_at_ms;
+    let mut ev = gather(ctx, series, end).await?;
+    if let Some(p) = &prometheus {
+        ev.prom = prometheus_answers(p, s, ctx.t0_unix_ms, drained_at_ms).await;
+    }
     let checks = verdict::evaluate(&ev, &s.checks.value);
     Ok(Judged {
         checks,
@@ -130,10 +139,148 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
         t0_unix_ms: ctx.t0_unix_ms,
         kills: ctx.kills.load(std::sync::atomic::Ordering::SeqCst),
         workers,
+        prom: BTreeMap::new(),
+        redis_timeout: {
+            let t = ctx
+                .sys
+                .lock()
+                .await
+                .setting(
+                    &ctx.profile.env.redis_timeout,
+                    SettingOf::Server,
+                    gitspy_contract::env::REDIS_TIMEOUT_DEFAULT,
+                )
+                .await;
+            Some((t.value.as_millis() as u64, t.source))
+        },
+        poison: match ctx.poison.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        },
         verdict: Default::default(),
     };
     ev.classify();
     Ok(ev)
+}
+
+/// How long the end of the run waits for Prometheus to scrape every target after the drain.
+const FRESH_SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Asks Prometheus for every `promql` check's expression: first waits (bounded) until it has
+/// scraped every target after `drained_at_ms`, so "the end" includes the drained state, then one
+/// instant query at that moment (`at: end`) or one range query over the run (`over: run`).
+async fn prometheus_answers(
+    p: &Prometheus,
+    s: &Scenario,
+    t0_unix_ms: u64,
+    drained_at_ms: u64,
+) -> BTreeMap<usize, PromAnswer> {
+    let mut out = BTreeMap::new();
+    if !s
+        .checks
+        .iter()
+        .any(|c| matches!(c.value, Check::Promql(_) | Check::Alert(_)))
+    {
+        return out;
+    }
+    let fresh = wait_fresh_scrape(p, drained_at_ms).await;
+    let end_ms = crate::observe::prom::now_ms();
+    let step_ms = s
+        .observe
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.value.interval.as_ref())
+        .map_or(1000, |d| d.value.get().as_millis() as u64)
+        .max(1);
+    for (i, c) in s.checks.iter().enumerate() {
+        match &c.value {
+            Check::Promql(q) => {
+                out.insert(
+                    i,
+                    promql_answer(p, q, t0_unix_ms, end_ms, fresh.clone()).await,
+                );
+            }
+            Check::Alert(a) => {
+                let expr = format!(
+                    "ALERTS{{alertname=\"{}\", alertstate=\"firing\"}}",
+                    a.name.value.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+                out.insert(
+                    i,
+                    PromAnswer {
+                        from_ms: t0_unix_ms,
+                        to_ms: end_ms,
+                        range: true,
+                        result: p.query_range(&expr, t0_unix_ms, end_ms, step_ms).await,
+                        note: fresh.clone(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn promql_answer(
+    p: &Prometheus,
+    q: &PromqlCheck,
+    t0_unix_ms: u64,
+    end_ms: u64,
+    note: Option<String>,
+) -> PromAnswer {
+    if q.over.is_some() {
+        let step_ms = q
+            .step
+            .as_ref()
+            .map_or(1000, |d| d.value.get().as_millis() as u64)
+            .max(1);
+        PromAnswer {
+            from_ms: t0_unix_ms,
+            to_ms: end_ms,
+            range: true,
+            result: p.query_range(&q.expr, t0_unix_ms, end_ms, step_ms).await,
+            note,
+        }
+    } else {
+        PromAnswer {
+            from_ms: end_ms,
+            to_ms: end_ms,
+            range: false,
+            result: p.query(&q.expr, end_ms).await,
+            note,
+        }
+    }
+}
+
+/// Waits until `min(timestamp(up))` (the oldest latest scrape of any target) is after `after_ms`;
+/// `Some(note)` when it is not within [`FRESH_SCRAPE_WAIT`] (or cannot be asked).
+async fn wait_fresh_scrape(p: &Prometheus, after_ms: u64) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + FRESH_SCRAPE_WAIT;
+    loop {
+        let now = crate::observe::prom::now_ms();
+        let last = match p.query("min(timestamp(up))", now).await {
+            Ok(series) => series
+                .first()
+                .and_then(|s| s.samples.first())
+                .map(|(_, v)| (*v * 1000.0) as u64),
+            Err(e) => return Some(e),
+        };
+        if last.is_some_and(|l| l >= after_ms) {
+            return None;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Some(match last {
+                Some(l) => format!(
+                    "Prometheus' oldest last scrape of a target was {:.1} s before the end of the drain (waited {} s)",
+                    after_ms.saturating_sub(l) as f64 / 1000.0,
+                    FRESH_SCRAPE_WAIT.as_secs()
+                ),
+                None => "Prometheus scrapes no target (`up` is empty)".to_string(),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 async fn lookup(ctx: &Ctx, ids: &[String]) -> anyhow::Result<BTreeMap<String, Lookup>> {
@@ -203,8 +350,19 @@ async fn listing(ctx: &Ctx) -> anyhow::Result<BTreeSet<String>> {
 /// The Redis probe (the system is drained; locks still present after a drain longer than the
 /// lock TTL are stuck — the probe is taken right away, so only TTL anomalies count here).
 async fn redis_probe(ctx: &Ctx, end: &Ending) -> Option<crate::observe::RedisProbe> {
-    let lock_ttl_ms = WORKER_LOCK_TTL.as_millis() as u64;
-    let redis_url = ctx.sys.lock().await.redis.url().ok()?;
+    // The TTL the workers run with (`target.env` can change it), never the harness's default.
+    let (lock_ttl, redis_url) = {
+        let sys = ctx.sys.lock().await;
+        let ttl = sys
+            .setting(
+                &ctx.profile.env.lock_ttl,
+                SettingOf::Worker,
+                gitspy_contract::env::LOCK_TTL_DEFAULT,
+            )
+            .await;
+        (ttl, sys.redis.url().ok()?)
+    };
+    let lock_ttl_ms = lock_ttl.value.as_millis() as u64;
     let mut conn = probe::connect(&redis_url).await.ok()?;
     probe::probe_as(
         &mut conn,

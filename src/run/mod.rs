@@ -25,6 +25,13 @@ use system::{System, SystemSpec};
 
 /// How long the end-of-run drain may take before the verdict is taken anyway.
 const FINAL_DRAIN: Duration = Duration::from_secs(120);
+/// After the drain, the workers' job counters must stand still this long before the final
+/// scrape: a worker whose finish reached Redis but whose answer did not (a partition healing,
+/// a slow reply) counts that delivery on its next try — 500 ms later, or after a reconnect
+/// backoff of at most 2 s — although Redis already says `processed` and the drain is over.
+const SETTLE_QUIET: Duration = Duration::from_millis(2500);
+/// The longest the final scrape waits for the counters to settle.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
 
 /// Options of one run beyond the scenario file.
 #[derive(Debug, Clone)]
@@ -172,6 +179,7 @@ pub async fn run_scenario(
             );
         }
     }
+    let prometheus = prometheus_preflight(&s).await?;
     let started = time::OffsetDateTime::now_utc();
     let name = s.name.value.clone();
     let run_dir = create_run_dir(&opts.report_dir, started, &name)?;
@@ -241,10 +249,27 @@ pub async fn run_scenario(
     )?;
     ctx.profile = profile;
     let ctx = Arc::new(ctx);
+    // A managed Prometheus scrapes the processes just started (a failure undoes the start).
+    let mut managed_prom = None;
+    let prometheus = match prometheus {
+        Some(p) => Some(p),
+        None => match start_managed_prometheus(&s, path, &ctx, &run_dir).await {
+            Ok(Some(m)) => {
+                let client = m.client.clone();
+                managed_prom = Some(m);
+                Some(client)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                ctx.sys.lock().await.teardown().await;
+                return Err(e.context("could not start the managed Prometheus"));
+            }
+        },
+    };
 
     // Poller: one scrape before the first step, then every `poll`, then one after the drain.
     let series = ctx.series.clone();
-    scrape_all(&ctx, &series).await;
+    let _ = scrape_all(&ctx, &series).await;
     let stop_poll = tokio_util::sync::CancellationToken::new();
     let poller = spawn_poller(ctx.clone(), poll, stop_poll.clone());
 
@@ -254,10 +279,27 @@ pub async fn run_scenario(
     let drained_at = prom::now_ms();
     stop_poll.cancel();
     let _ = poller.await;
-    scrape_all(&ctx, &series).await;
+    if drain.is_ok() {
+        let settled = settle_and_scrape(&ctx, &series).await;
+        ctx.say(settled);
+    } else {
+        let _ = scrape_all(&ctx, &series).await;
+    }
 
-    let (judged, timeline) =
-        judge_with_efficacy(&ctx, &s, &series, &drain, drained_at, panicked, interrupted).await;
+    let (judged, timeline) = judge_with_efficacy(
+        &ctx,
+        &s,
+        &series,
+        &drain,
+        drained_at,
+        panicked,
+        interrupted,
+        prometheus,
+    )
+    .await;
+    if let Some(m) = managed_prom.as_mut() {
+        m.stop().await;
+    }
     let finished = time::OffsetDateTime::now_utc();
     // Teardown before writing: the log tails are complete then.
     let processes = teardown_and_collect_logs(&ctx, &run_dir).await;
@@ -388,7 +430,7 @@ fn spawn_poller(
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(poll) => scrape_all(&ctx, &series).await,
+                _ = tokio::time::sleep(poll) => { scrape_all(&ctx, &series).await; }
             }
         }
     })
@@ -424,8 +466,102 @@ async fn run_steps_and_drain(
     (panicked, interrupted, drain)
 }
 
+/// The Prometheus of `observe.prometheus { url }`, asked before anything starts: it must be ready
+/// and accept every `promql` expression (a syntax error is Prometheus' `bad_data`), or the run
+/// could not run (exit 2).
+async fn prometheus_preflight(
+    s: &Scenario,
+) -> anyhow::Result<Option<crate::observe::prometheus::Prometheus>> {
+    let Some(url) = s
+        .observe
+        .prometheus
+        .as_ref()
+        .and_then(|p| p.value.url.as_ref())
+    else {
+        return Ok(None);
+    };
+    let p = crate::observe::prometheus::Prometheus::new(&url.value).map_err(anyhow::Error::msg)?;
+    p.ready().await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nhint: start it, or fix `observe.prometheus.url` (line {})",
+            url.pos.line
+        )
+    })?;
+    check_promql_syntax(&p, s).await?;
+    Ok(Some(p))
+}
+
+/// `observe.prometheus: { managed: true }`: a Prometheus of the run's own scraping every process
+/// of the system, with the scenario's rule files (relative to the scenario file).
+async fn start_managed_prometheus(
+    s: &Scenario,
+    path: &Path,
+    ctx: &Ctx,
+    run_dir: &Path,
+) -> anyhow::Result<Option<crate::system::prometheus::ManagedPrometheus>> {
+    let Some(cfg) = s.observe.prometheus.as_ref().filter(|p| p.value.managed) else {
+        return Ok(None);
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut rules = Vec::new();
+    for r in &cfg.value.rules {
+        let file = base.join(&r.value);
+        let abs = std::fs::canonicalize(&file).map_err(|e| {
+            anyhow::anyhow!(
+                "line {}: rule file {}: {e}\nhint: `rules` are relative to the scenario file",
+                r.pos.line,
+                file.display()
+            )
+        })?;
+        rules.push(abs);
+    }
+    let interval = cfg
+        .value
+        .interval
+        .as_ref()
+        .map_or(Duration::from_secs(1), |d| d.value.get());
+    let targets = ctx.sys.lock().await.metric_targets();
+    let m = crate::system::prometheus::ManagedPrometheus::start(
+        &run_dir.join("system").join("prometheus"),
+        &targets,
+        &rules,
+        interval,
+    )
+    .await?;
+    check_promql_syntax(&m.client, s).await?;
+    ctx.say(format!(
+        "managed Prometheus at {} scraping {} target(s) every {interval:?}",
+        m.client.url(),
+        targets.len()
+    ));
+    Ok(Some(m))
+}
+
+/// Lets Prometheus parse every `promql` expression: a syntax error (its `bad_data`) is exit 2.
+async fn check_promql_syntax(
+    p: &crate::observe::prometheus::Prometheus,
+    s: &Scenario,
+) -> anyhow::Result<()> {
+    for c in s.checks.iter() {
+        let scenario::Check::Promql(q) = &c.value else {
+            continue;
+        };
+        if let Err(e) = p.query(&q.expr, prom::now_ms()).await {
+            if e.contains("(bad_data)") {
+                anyhow::bail!(
+                    "line {}: `{}`: {e}\nhint: fix the PromQL expression",
+                    q.expr.pos.line,
+                    q.expr.value
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The judgement (none when interrupted), then what the faults hit — known only now that the
 /// ledger and the final states are — with the `faults_effective` check added to the checks.
+#[allow(clippy::too_many_arguments)] // one call site; the run's facts, not options
 async fn judge_with_efficacy(
     ctx: &Ctx,
     s: &Scenario,
@@ -434,6 +570,7 @@ async fn judge_with_efficacy(
     drained_at: u64,
     panicked: bool,
     interrupted: bool,
+    prometheus: Option<crate::observe::prometheus::Prometheus>,
 ) -> (anyhow::Result<judge::Judged>, Timeline) {
     let mut judged = if interrupted {
         let done = ctx.timeline().steps.len();
@@ -449,6 +586,7 @@ async fn judge_with_efficacy(
                 drain_error: drain.as_ref().err().map(|e| e.to_string()),
                 drained_at_ms: drained_at,
                 panicked,
+                prometheus,
             },
         )
         .await
@@ -684,7 +822,62 @@ fn step_concurrency(step: &scenario::Step) -> u32 {
     }
 }
 
-async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
+/// The final scrape, once every live worker's job counters (`gitspy_jobs_*`) stood still for
+/// [`SETTLE_QUIET`] (at most [`SETTLE_MAX`]): the verdict compares those counters with the
+/// store, and a counter still moving after the drain would read as a miscount. Returns what to
+/// tell the user.
+async fn settle_and_scrape(ctx: &Ctx, series: &Mutex<Series>) -> String {
+    let begin = std::time::Instant::now();
+    let mut last = scrape_all(ctx, series).await;
+    let mut still_since = std::time::Instant::now();
+    loop {
+        if still_since.elapsed() >= SETTLE_QUIET {
+            return format!(
+                "final scrape: the workers' counters stood still for {:.1}s ({:.1}s after the drain)",
+                SETTLE_QUIET.as_secs_f64(),
+                begin.elapsed().as_secs_f64()
+            );
+        }
+        if begin.elapsed() >= SETTLE_MAX {
+            return format!(
+                "final scrape: the workers' counters were still moving {:.0}s after the drain; judged anyway",
+                SETTLE_MAX.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = scrape_all(ctx, series).await;
+        if job_counters(&now) != job_counters(&last) {
+            still_since = std::time::Instant::now();
+        }
+        last = now;
+    }
+}
+
+/// Per worker target, the sum of its `gitspy_jobs_*` counters (`None`: no answer).
+fn job_counters(scrapes: &[(String, Option<prom::Scrape>)]) -> Vec<(String, Option<f64>)> {
+    use prom::names;
+    scrapes
+        .iter()
+        .filter(|(t, _)| t.starts_with("worker"))
+        .map(|(t, s)| {
+            let sum = s.as_ref().map(|s| {
+                [
+                    names::JOBS_PROCESSED,
+                    names::JOBS_DUPLICATE,
+                    names::JOBS_FAILED,
+                    names::JOBS_RETRIED,
+                ]
+                .iter()
+                .filter_map(|n| s.counter_where(n, &[]))
+                .sum::<f64>()
+            });
+            (t.clone(), sum)
+        })
+        .collect()
+}
+
+/// Scrapes every process once into `series`; returns what each answered.
+async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) -> Vec<(String, Option<prom::Scrape>)> {
     let targets = ctx.sys.lock().await.metric_targets();
     let scrapes = futures::future::join_all(
         targets
@@ -696,14 +889,43 @@ async fn scrape_all(ctx: &Ctx, series: &Mutex<Series>) {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    for r in scrapes.into_iter().flatten() {
-        s.push(r);
+    let mut out = Vec::new();
+    for ((name, _), r) in targets.into_iter().zip(scrapes) {
+        let r = r.ok();
+        if let Some(r) = &r {
+            s.push(r.clone());
+        }
+        out.push((name, r));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_counters_sum_the_workers_job_counters_and_ignore_the_server() {
+        let w = prom::Scrape::parse(
+            "worker-0",
+            1,
+            "gitspy_jobs_processed_total{event_type=\"issues\"} 3\ngitspy_jobs_duplicate_total{event_type=\"issues\"} 1\ngitspy_queue_waiting 9\n",
+        )
+        .unwrap();
+        let srv = prom::Scrape::parse("server", 1, "gitspy_events_received_total 5\n").unwrap();
+        let got = job_counters(&[
+            ("server".into(), Some(srv)),
+            ("worker-0".into(), Some(w)),
+            ("worker-1".into(), None),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ("worker-0".to_string(), Some(4.0)),
+                ("worker-1".to_string(), None)
+            ]
+        );
+    }
 
     #[test]
     fn the_version_is_stored_without_the_program_name() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use rand::rngs::StdRng;
+use rand::Rng as _;
 use rand::SeedableRng as _;
 use tokio::time::Instant;
 
@@ -71,6 +72,8 @@ pub struct Ctx {
     progress: Option<indicatif::ProgressBar>,
     /// The names of the system under test (GitSpy's unless the scenario or `--profile` says).
     pub profile: gitspy_contract::Profile,
+    /// Ids of the poison deliveries sent (`send.poison`): expected dead-lettered.
+    pub poison: Mutex<BTreeSet<String>>,
 }
 
 /// Everything the steps record.
@@ -138,6 +141,7 @@ impl Ctx {
             net_faults: Mutex::new(Vec::new()),
             progress: progress_bar(),
             profile: gitspy_contract::Profile::default(),
+            poison: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -409,6 +413,38 @@ impl Ctx {
                     });
                 }
                 slot += 1;
+            }
+        }
+        // Poison deliveries at seeded places among the others, each in a slot of its own, never
+        // inside a group of concurrent copies (which share one slot).
+        let poison = s.poison.value as usize;
+        if poison > 0 {
+            let n = self.step_counter.load(Ordering::SeqCst);
+            let mut rng = StdRng::seed_from_u64(self.seed ^ 0x0090_150e ^ u64::from(n));
+            for _ in 0..poison {
+                let d = lock(&self.gen).poison_delivery();
+                lock(&self.poison).insert(d.id.clone());
+                let bounds: Vec<usize> = (0..=out.len())
+                    .filter(|&i| i == 0 || i == out.len() || out[i].slot != out[i - 1].slot)
+                    .collect();
+                let at = bounds[rng.random_range(0..bounds.len())];
+                let slot = match out.get(at) {
+                    Some(next) => next.slot,
+                    None => out.last().map_or(0, |l| l.slot + 1),
+                };
+                for later in &mut out[at..] {
+                    later.slot += 1;
+                }
+                out.insert(
+                    at,
+                    Scheduled {
+                        send: PlannedSend {
+                            delivery: std::sync::Arc::new(d),
+                            duplicate_of: None,
+                        },
+                        slot,
+                    },
+                );
             }
         }
         let distinct: BTreeSet<&str> = out.iter().map(|p| p.send.delivery.id.as_str()).collect();

@@ -134,6 +134,9 @@ pub struct System {
     /// Managed mode: the TCP proxy on every link (network faults act there); empty in attach
     /// mode.
     pub net: crate::netproxy::NetLinks,
+    /// Managed mode: the environment every GitSpy process was started with
+    /// ([`effective_target_env`]); empty in attach mode (see [`System::setting`]).
+    pub env: std::collections::BTreeMap<String, String>,
     run_file: PathBuf,
 }
 
@@ -156,6 +159,43 @@ pub struct SystemSpec<'a> {
     pub profile: &'a Profile,
     /// Seeds the network proxies' jitter.
     pub seed: u64,
+}
+
+/// Which processes a setting is read from in attach mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingOf {
+    Server,
+    Worker,
+}
+
+/// A duration setting in force in the system under test, and where it was learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub value: Duration,
+    /// `target env`, `GITSPY_LOCK_TTL of pid 123`, or `GitSpy's default`.
+    pub source: String,
+}
+
+/// `name`'s value in `env` if set and readable, else `default` (GitSpy's own default, the
+/// contract's `*_DEFAULT`), saying which.
+pub fn setting_from(
+    env: &std::collections::BTreeMap<String, String>,
+    name: &str,
+    default: &str,
+) -> Setting {
+    match env
+        .get(name)
+        .and_then(|v| gitspy_contract::units::parse_duration(v).ok())
+    {
+        Some(value) => Setting {
+            value,
+            source: format!("{name} in the target env"),
+        },
+        None => Setting {
+            value: gitspy_contract::units::parse_duration(default).unwrap_or_default(),
+            source: format!("GitSpy's default {name}"),
+        },
+    }
 }
 
 impl System {
@@ -185,6 +225,7 @@ impl System {
             dir: spec.dir.to_path_buf(),
             paths: spec.profile.endpoints.clone(),
             net: crate::netproxy::NetLinks::default(),
+            env: spec.env.clone(),
             run_file: runs_dir().join(format!("{}.json", spec.run_id)),
         };
         sys.record();
@@ -242,6 +283,42 @@ impl System {
         Ok(sys)
     }
 
+    /// The duration setting `name` the system runs with: managed mode, the environment the
+    /// harness gave it; attach mode, the environment of the first matched process of that kind
+    /// (`/proc/<pid>/environ`); else `default`, GitSpy's own.
+    pub async fn setting(&self, name: &str, of: SettingOf, default: &str) -> Setting {
+        let Some(a) = &self.attach else {
+            return setting_from(&self.env, name, default);
+        };
+        let matcher = match of {
+            SettingOf::Server => a.server_matcher.clone(),
+            SettingOf::Worker => a.worker_matcher.clone(),
+        };
+        let name_owned = name.to_string();
+        let found = match matcher {
+            Some(m) => tokio::task::spawn_blocking(move || {
+                let procs = crate::system::attach::find(&m).ok()?;
+                procs.iter().find_map(|p| {
+                    let v = crate::system::attach::env_value(p.pid, &name_owned)?;
+                    gitspy_contract::units::parse_duration(&v)
+                        .ok()
+                        .map(|d| (p.pid, d))
+                })
+            })
+            .await
+            .ok()
+            .flatten(),
+            None => None,
+        };
+        match found {
+            Some((pid, value)) => Setting {
+                value,
+                source: format!("{name} of pid {pid}"),
+            },
+            None => setting_from(&Default::default(), name, default),
+        }
+    }
+
     /// Attaches to a running system: Redis through its backend (a Docker container or an external
     /// URL — never started unless it is a stopped container), the server and workers by URL.
     #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
@@ -276,6 +353,7 @@ impl System {
             dir: dir.to_path_buf(),
             paths: EndpointPaths::default(),
             net: crate::netproxy::NetLinks::default(),
+            env: Default::default(),
             run_file: runs_dir().join(format!("{run_id}.json")),
         };
         sys.record();
@@ -550,4 +628,63 @@ fn redis_servers_in(dir: &Path) -> Vec<u32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_lock_ttl_in_force_is_the_target_env_one_not_the_harness_default() {
+        let names = gitspy_contract::EnvNames::default();
+        let mut scenario = BTreeMap::new();
+        scenario.insert(names.lock_ttl.clone(), "20s".to_string());
+        let env = effective_target_env(&names, &scenario, &[]);
+        let s = setting_from(
+            &env,
+            &names.lock_ttl,
+            gitspy_contract::env::LOCK_TTL_DEFAULT,
+        );
+        assert_eq!(s.value, Duration::from_secs(20));
+        // Without target.env: the harness's default for managed workers.
+        let env = effective_target_env(&names, &BTreeMap::new(), &[]);
+        let s = setting_from(
+            &env,
+            &names.lock_ttl,
+            gitspy_contract::env::LOCK_TTL_DEFAULT,
+        );
+        assert_eq!(s.value, WORKER_LOCK_TTL);
+        // `--target-env` wins over the scenario.
+        let env = effective_target_env(
+            &names,
+            &scenario,
+            &[(names.lock_ttl.clone(), "45s".to_string())],
+        );
+        let s = setting_from(
+            &env,
+            &names.lock_ttl,
+            gitspy_contract::env::LOCK_TTL_DEFAULT,
+        );
+        assert_eq!(s.value, Duration::from_secs(45));
+        // Nothing set (attach mode, no readable process): GitSpy's own default, said so.
+        let s = setting_from(
+            &BTreeMap::new(),
+            &names.lock_ttl,
+            gitspy_contract::env::LOCK_TTL_DEFAULT,
+        );
+        assert_eq!(s.value, Duration::from_secs(30));
+        assert!(s.source.contains("default"), "{}", s.source);
+    }
+
+    #[test]
+    fn env_value_reads_this_process_environment() {
+        // PATH is set for every test process.
+        let v = crate::system::attach::env_value(std::process::id(), "PATH");
+        assert_eq!(v, std::env::var("PATH").ok());
+        assert_eq!(
+            crate::system::attach::env_value(std::process::id(), "NO_SUCH_VAR_GITSPY_CHAOS"),
+            None
+        );
+    }
 }

@@ -238,14 +238,45 @@ pub struct Observe {
     /// plan's). One scrape is also taken before the first step and one after the final drain.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: At<Dur>,
+    /// A Prometheus server scraping the system under test, for the `promql` and `alert` checks,
+    /// which it evaluates through Prometheus' HTTP API at the end of the run. Example:
+    /// `prometheus: { url: "http://127.0.0.1:9090" }`.
+    #[serde(default)]
+    pub prometheus: Option<At<PrometheusObserve>>,
 }
 
 impl Default for Observe {
     fn default() -> Self {
         Observe {
             poll_interval: default_poll_interval(),
+            prometheus: None,
         }
     }
+}
+
+/// The Prometheus the `promql` and `alert` checks ask.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusObserve {
+    /// Base URL of a running Prometheus that scrapes the server and the workers, e.g.
+    /// `http://127.0.0.1:9090`. The run refuses to start (exit 2) when it does not answer.
+    /// Not together with `managed`.
+    #[serde(default)]
+    pub url: Option<At<String>>,
+    /// Managed mode: the harness starts a `prometheus` process of its own (from `PATH`) on a
+    /// free loopback port with a temporary TSDB, scraping the server and every worker directly
+    /// (never through the network proxies) every `interval`, and stops it at the end; its
+    /// configuration and log are kept in the run's `system/` directory.
+    #[serde(default)]
+    pub managed: bool,
+    /// Managed: rule files the Prometheus loads, relative to the scenario file, e.g.
+    /// `[../docker/prometheus/alerts.yml]` (checked with `promtool check rules` semantics by
+    /// Prometheus itself at start: a broken file is exit 2).
+    #[serde(default)]
+    pub rules: Vec<At<String>>,
+    /// Managed: the scrape and rule-evaluation interval (default `1s`).
+    #[serde(default)]
+    pub interval: Option<At<Dur>>,
 }
 
 fn default_poll_interval() -> At<Dur> {
@@ -314,6 +345,14 @@ pub struct Send {
     /// How long one request may take before it counts as indeterminate (default `5s`).
     #[serde(default = "default_request_timeout")]
     pub timeout: At<Dur>,
+    /// Poison deliveries mixed in on top of `count`, at seeded places in the schedule: a valid
+    /// signature and a body GitSpy cannot fold (an `issues` event whose `issue` is a string,
+    /// not an object). GitSpy must fail each one, retry it and dead-letter it; the verdict
+    /// expects them in the class `poisoned` (dead-lettered on purpose, not `failed`), and a
+    /// poison that was applied reads `unexpected`, one never finished `lost`. E.g.
+    /// `send: { count: 20, poison: 3 }` sends 23 deliveries. Default 0.
+    #[serde(default)]
+    pub poison: At<u32>,
 }
 
 impl Send {
@@ -327,12 +366,13 @@ impl Send {
     /// for the `fraction` of them (rounded to the nearest delivery) that get copies.
     pub fn requests(&self) -> u64 {
         let n = self.count();
+        let poison = u64::from(self.poison.value);
         match &self.duplicates {
             Some(d) if !self.same => {
                 let with_copies = (n as f64 * d.fraction.value).round() as u64;
-                n + with_copies * u64::from(d.copies.value.saturating_sub(1))
+                n + with_copies * u64::from(d.copies.value.saturating_sub(1)) + poison
             }
-            _ => n,
+            _ => n + poison,
         }
     }
 }
@@ -725,7 +765,10 @@ impl<'de> Deserialize<'de> for ByteRate {
 pub struct When {
     /// Worker faults: the chosen worker holds at least this many pending deliveries (`XPENDING`
     /// of its consumer; the harness names each managed worker's consumer `<run>-worker-<i>`).
-    /// With `which: random` the worker is chosen first (by the seed), then waited for.
+    /// With `which: random` the worker is chosen first (by the seed), then waited for. In attach
+    /// mode the index counts the matched `worker_process`es by pid, and the worker must have been
+    /// started with `GITSPY_CONSUMER` (read from its environment; GitSpy's default consumer name
+    /// carries a random token) — else the step fails saying so.
     #[serde(default)]
     pub holding: Option<u64>,
     /// At least this many entries waiting or in flight in the stream (`XINFO GROUPS` lag +
@@ -1309,6 +1352,117 @@ pub enum Check {
     /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
     /// a pass. `faults_effective: {min: 0}` turns it off.
     FaultsEffective(EffectiveMin),
+    /// A PromQL expression evaluated through the Prometheus of `observe.prometheus`
+    /// (`/api/v1/query` at the end of the run, or `/api/v1/query_range` over it with `over:
+    /// run`). Every series of the answer, and with `over: run` every sample, must be within the
+    /// bounds; an empty answer fails ("no data"), an unreachable Prometheus fails saying so.
+    /// Repeatable. Example: `promql: { name: p95, expr: 'histogram_quantile(0.95,
+    /// sum(rate(gitspy_job_duration_ms_bucket[5m])) by (le))', max: 500 }`.
+    Promql(PromqlCheck),
+    /// A Prometheus alert, read from the `ALERTS` series over the run (a range query at the
+    /// Prometheus's scrape resolution): with `fires_during`, it fires inside that fault's window
+    /// (or within `within` after it) and not before the fault, and with `resolves` (the
+    /// default) stops firing within `within` after the heal; with `never: true`, it never fires.
+    /// Repeatable. Example: `alert: { name: GitSpyRedisDown, fires_during: redis }`.
+    Alert(AlertCheck),
+    /// `on_redis_down: reject` only: while the server is cut from Redis (a `network` partition
+    /// on `server-redis` or `redis`, or a Redis stop, kill, pause or restart), every webhook it
+    /// cannot enqueue is answered 503 within `GITSPY_REDIS_TIMEOUT` (the one the server runs
+    /// with) plus `margin`: the slowest 503, and any request of the window left without an
+    /// answer for longer, is measured against it. A run in which no request was rejected in
+    /// such a window fails (nothing was measured). E.g.
+    /// `rejects_within_redis_timeout: { margin: 500ms }`.
+    RejectsWithinRedisTimeout(RejectMargin),
+}
+
+/// The `alert` check.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCheck {
+    /// The alert's name (`alertname`), e.g. `GitSpyRedisDown`.
+    pub name: At<String>,
+    /// The fault whose window the alert must fire in: the first fault whose kind (`redis
+    /// stop`, `worker kill`, …, as the report's fault list shows it) starts with this, e.g.
+    /// `redis` or `redis stop`.
+    #[serde(default)]
+    pub fires_during: Option<At<String>>,
+    /// With `fires_during`: the alert must also stop firing within `within` after the fault
+    /// was healed (default `true`).
+    #[serde(default = "default_true")]
+    pub resolves: bool,
+    /// The alert must not fire at any time of the run (not together with `fires_during`).
+    #[serde(default)]
+    pub never: bool,
+    /// Slack after the fault's heal for the first firing (rule `for`/evaluation delay) and for
+    /// the resolution (default `10s`).
+    #[serde(default)]
+    pub within: Option<At<Dur>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The `promql` check: an expression and its bounds.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromqlCheck {
+    /// The check's name in the report, `promql.<name>` (default: `promql.<n>`, the check's
+    /// number among the scenario's `promql` checks, from 1). Letters, digits, `_` and `-`.
+    #[serde(default)]
+    pub name: Option<At<String>>,
+    /// The PromQL expression, e.g. `sum(increase(gitspy_jobs_failed_total[10m]))`.
+    pub expr: At<String>,
+    /// Every value must be at least this.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Every value must be at most this.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Every value must equal this (not together with `min`/`max`).
+    #[serde(default)]
+    pub equals: Option<f64>,
+    /// When an instant query is evaluated: `end` (the default), once Prometheus has scraped
+    /// every target after the final drain.
+    #[serde(default)]
+    pub at: Option<At<PromqlAt>>,
+    /// `run`: a range query from the run's start to its end instead of an instant query, every
+    /// sample checked (not together with `at`).
+    #[serde(default)]
+    pub over: Option<At<PromqlOver>>,
+    /// With `over: run`: the range query's resolution (default `1s`).
+    #[serde(default)]
+    pub step: Option<At<Dur>>,
+}
+
+/// The instant a `promql` check is evaluated at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromqlAt {
+    /// The end of the run (after the final drain and a fresh scrape).
+    End,
+}
+
+/// The window a `promql` check with `over` is evaluated over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromqlOver {
+    /// From the run's start to its end.
+    Run,
+}
+
+/// The `rejects_within_redis_timeout` check's allowance.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectMargin {
+    /// Time allowed on top of the Redis timeout for the rest of the request: reading and
+    /// verifying it, the group commit, the answer, a loaded machine (default `500ms`).
+    #[serde(default = "default_reject_margin")]
+    pub margin: At<Dur>,
+}
+
+fn default_reject_margin() -> At<Dur> {
+    At::new(Dur(std::time::Duration::from_millis(500)))
 }
 
 /// The `faults_effective` check's limit.
@@ -1347,6 +1501,9 @@ impl Check {
             Check::BoardMatchesModel => "board_matches_model",
             Check::DuplicateAnswers => "duplicate_answers",
             Check::FaultsEffective(_) => "faults_effective",
+            Check::Promql(_) => "promql",
+            Check::Alert(_) => "alert",
+            Check::RejectsWithinRedisTimeout(_) => "rejects_within_redis_timeout",
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{
-    At, Check, FaultKind, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send, Step, Wait,
-    Which,
+    At, Check, FaultKind, OnRedisDown, Pos, ProcessAction, RedisBackend, Replay, Scenario, Send,
+    Step, Wait, Which,
 };
 use super::Problem;
 
@@ -31,6 +31,7 @@ pub fn validate(scenario: &Scenario) -> Vec<Problem> {
     let mut set = BTreeSet::new();
     v.steps(&scenario.steps, Ctx::default(), &mut set);
     v.checks();
+    v.prometheus();
     v.problems.sort_by_key(|p| p.pos);
     v.problems
 }
@@ -297,6 +298,13 @@ impl Validator<'_> {
                 "give each request time to answer, e.g. `timeout: 5s`",
             );
         }
+        if send.poison.value > 0 && send.same {
+            self.push(
+                send.poison.pos_or(pos),
+                "`same: true` and `poison` cannot be combined",
+                "`same` sends one delivery id; send the poison in a step of its own",
+            );
+        }
         if let Some(dup) = &send.duplicates {
             if send.same {
                 self.push(
@@ -500,8 +508,8 @@ impl Validator<'_> {
                 if t.attach.is_some() {
                     self.push(
                         pos,
-                        "`crash_at` in attach mode",
-                        "crash points are armed in processes the harness started: use managed mode",
+                        "`crash_at` in attach mode: a crash point is armed in a `failpoints` build the harness started (it checks the build and watches the process abort); an attached deployment's build and supervisor are its own",
+                        "use managed mode with `--gitspy-bin` a `cargo build -p gitspy --features failpoints` binary, or `fault: {worker: kill}` in attach mode",
                     );
                 }
                 if fault.when.is_some() {
@@ -763,15 +771,9 @@ impl Validator<'_> {
                     "`when: {holding: N}` with `which: all`",
                     "a holding condition watches one worker: use `which: random` or an index",
                 ),
-                FaultKind::Worker(..) => {
-                    if self.scenario.target.attach.is_some() {
-                        self.push(
-                            pos,
-                            "`when: {holding: N}` in attach mode",
-                            "the harness cannot tell which consumer an attached worker is: use `backlog` instead",
-                        );
-                    }
-                }
+                // Attach mode too: the watched worker's consumer is the `GITSPY_CONSUMER` it was
+                // started with (read from its environment when the fault step runs).
+                FaultKind::Worker(..) => {}
                 FaultKind::Network(n) if crate::fault::network::single_worker(&n).is_some() => {}
                 _ => self.push(
                     pos,
@@ -872,12 +874,16 @@ impl Validator<'_> {
 
     fn checks(&mut self) {
         let mut seen: BTreeMap<&'static str, Pos> = BTreeMap::new();
+        let mut promql_names: BTreeMap<String, Pos> = BTreeMap::new();
         let scenario = self.scenario;
         for check in scenario.checks.iter() {
             let pos = check.pos;
             let key = check.key();
             // Several `replay_identical` checks compare different groups of replays.
-            let repeatable = matches!(check.value, Check::ReplayIdentical(_));
+            let repeatable = matches!(
+                check.value,
+                Check::ReplayIdentical(_) | Check::Promql(_) | Check::Alert(_)
+            );
             if let (Some(first), false) = (seen.get(key), repeatable) {
                 let line = first.line;
                 self.push(
@@ -897,6 +903,7 @@ impl Validator<'_> {
                     | Check::JobDurationP95(_)
                     | Check::BoardMatchesModel
                     | Check::DuplicateAnswers
+                    | Check::RejectsWithinRedisTimeout(_)
             );
             if judges_deliveries && self.sends == 0 {
                 self.push(
@@ -912,6 +919,8 @@ impl Validator<'_> {
                     "give a threshold such as `max: 500ms`",
                 ),
                 Check::ReplayIdentical(names) => self.replay_identical(names, pos),
+                Check::Promql(q) => self.promql(q, pos, &mut promql_names),
+                Check::Alert(a) => self.alert(a, pos),
                 Check::ReplayOrderIndependent
                     if !self.scenario.replays().iter().any(|(_, r)| r.shuffle.is_some()) =>
                 {
@@ -919,6 +928,15 @@ impl Validator<'_> {
                         pos,
                         "check `replay_order_independent` references nothing: no replay step has `shuffle`",
                         "add `shuffle: { duplicates: 20 }` to a replay step, or remove the check",
+                    )
+                }
+                Check::RejectsWithinRedisTimeout(_)
+                    if self.scenario.target.value.on_redis_down == OnRedisDown::Spool =>
+                {
+                    self.push(
+                        pos,
+                        "check `rejects_within_redis_timeout` needs `on_redis_down: reject`: in spool mode the server answers 202",
+                        "remove the check, or set `target.on_redis_down: reject`",
                     )
                 }
                 Check::ReplayVerify if !self.scenario_has_verify() => self.push(
@@ -969,6 +987,203 @@ impl Validator<'_> {
                     "remove `dry_run` from that replay, or compare other replays",
                 ),
                 Some(_) => {}
+            }
+        }
+    }
+
+    /// `observe.prometheus` itself: a URL to ask, or a managed one.
+    fn prometheus(&mut self) {
+        let Some(p) = &self.scenario.observe.prometheus else {
+            return;
+        };
+        match (&p.value.url, p.value.managed) {
+            (None, false) => self.push(
+                p.pos,
+                "`observe.prometheus` names no Prometheus",
+                "give its base URL, e.g. `prometheus: { url: \"http://127.0.0.1:9090\" }`, or let the run start one: `prometheus: { managed: true }`",
+            ),
+            (Some(u), true) => self.push(
+                u.pos_or(p.pos),
+                "`observe.prometheus` has both `url` and `managed: true`",
+                "keep `url` to ask a running Prometheus, or `managed: true` to start one",
+            ),
+            (Some(u), false)
+                if !(u.value.starts_with("http://") || u.value.starts_with("https://")) =>
+            {
+                self.push(
+                    u.pos_or(p.pos),
+                    format!("`observe.prometheus.url` `{}` is no http(s) URL", u.value),
+                    "e.g. `url: \"http://127.0.0.1:9090\"`",
+                )
+            }
+            _ => {}
+        }
+        if !p.value.managed {
+            if let Some(r) = p.value.rules.first() {
+                self.push(
+                    r.pos_or(p.pos),
+                    "`observe.prometheus.rules` without `managed: true`",
+                    "a running Prometheus loads its own rule files; `rules` are for a managed one",
+                );
+            }
+            if let Some(i) = &p.value.interval {
+                self.push(
+                    i.pos_or(p.pos),
+                    "`observe.prometheus.interval` without `managed: true`",
+                    "a running Prometheus has its own scrape interval; remove `interval`",
+                );
+            }
+        }
+        if let Some(i) = p.value.interval.as_ref().filter(|i| i.is_zero()) {
+            self.push(
+                i.pos_or(p.pos),
+                "`observe.prometheus.interval` is zero",
+                "e.g. `interval: 1s`",
+            );
+        }
+    }
+
+    fn alert(&mut self, a: &crate::scenario::model::AlertCheck, pos: Pos) {
+        if self.scenario.observe.prometheus.is_none() {
+            self.push(
+                pos,
+                "check `alert` needs a Prometheus to ask",
+                "add `observe: { prometheus: { managed: true, rules: [alerts.yml] } }` or a `url`",
+            );
+        }
+        if a.name.trim().is_empty() {
+            self.push(
+                a.name.pos_or(pos),
+                "`alert.name` is empty",
+                "name the alert, e.g. `name: GitSpyRedisDown`",
+            );
+        }
+        match (&a.fires_during, a.never) {
+            (None, false) => self.push(
+                pos,
+                "check `alert` says neither when the alert must fire nor that it must not",
+                "add `fires_during: <fault kind>` (e.g. `redis`) or `never: true`",
+            ),
+            (Some(d), true) => self.push(
+                d.pos_or(pos),
+                "check `alert` has both `fires_during` and `never: true`",
+                "keep one",
+            ),
+            (Some(d), false) if !self.has_fault_steps() => self.push(
+                d.pos_or(pos),
+                format!(
+                    "check `alert` must fire during fault `{}`, but the scenario has no fault step",
+                    d.value
+                ),
+                "add the fault, e.g. `- fault: { redis: stop }`",
+            ),
+            _ => {}
+        }
+    }
+
+    fn has_fault_steps(&self) -> bool {
+        fn any(steps: &[At<Step>]) -> bool {
+            steps.iter().any(|s| match &s.value {
+                Step::Fault(_) => true,
+                Step::Parallel(c) => any(c),
+                Step::Repeat(r) => any(&r.steps),
+                _ => false,
+            })
+        }
+        any(&self.scenario.steps)
+    }
+
+    fn promql(
+        &mut self,
+        q: &crate::scenario::model::PromqlCheck,
+        pos: Pos,
+        names: &mut BTreeMap<String, Pos>,
+    ) {
+        if self.scenario.observe.prometheus.is_none() {
+            self.push(
+                pos,
+                "check `promql` needs a Prometheus to ask",
+                "add `observe: { prometheus: { url: \"http://127.0.0.1:9090\" } }`",
+            );
+        }
+        if q.expr.trim().is_empty() {
+            self.push(
+                q.expr.pos_or(pos),
+                "`promql.expr` is empty",
+                "give a PromQL expression, e.g. `expr: 'sum(up)'`",
+            );
+        }
+        if q.min.is_none() && q.max.is_none() && q.equals.is_none() {
+            self.push(
+                pos,
+                "check `promql` has no bound, so it could never fail",
+                "add `max`, `min` or `equals`, e.g. `max: 500`",
+            );
+        }
+        if q.equals.is_some() && (q.min.is_some() || q.max.is_some()) {
+            self.push(
+                pos,
+                "check `promql` has `equals` together with `min`/`max`",
+                "use either `equals` or the range `min`/`max`",
+            );
+        }
+        for v in [q.min, q.max, q.equals].into_iter().flatten() {
+            if !v.is_finite() {
+                self.push(
+                    pos,
+                    format!("check `promql` has the bound {v}, which is no finite number"),
+                    "give a finite number",
+                );
+            }
+        }
+        if let (Some(lo), Some(hi)) = (q.min, q.max) {
+            if lo > hi {
+                self.push(
+                    pos,
+                    format!("check `promql` has `min: {lo}` above `max: {hi}`: it can never pass"),
+                    "swap them",
+                );
+            }
+        }
+        if let (Some(at), Some(_)) = (&q.at, &q.over) {
+            self.push(
+                at.pos_or(pos),
+                "check `promql` has both `at` and `over`",
+                "`at: end` is one instant query; `over: run` checks every sample of the run: keep one",
+            );
+        }
+        if let Some(step) = &q.step {
+            if q.over.is_none() {
+                self.push(
+                    step.pos_or(pos),
+                    "`promql.step` without `over: run`",
+                    "`step` is the resolution of `over: run`; add it or remove `step`",
+                );
+            } else if step.is_zero() {
+                self.push(step.pos_or(pos), "`promql.step` is zero", "e.g. `step: 1s`");
+            }
+        }
+        if let Some(name) = &q.name {
+            let npos = name.pos_or(pos);
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                self.push(
+                    npos,
+                    format!("invalid `promql` name `{}`", name.value),
+                    "use letters, digits, `_` and `-` (it names the check in the report)",
+                );
+            } else if let Some(first) = names.get(&name.value) {
+                let line = first.line;
+                self.push(
+                    npos,
+                    format!("two `promql` checks are named `{}`", name.value),
+                    format!("the first is at line {line}; give each its own name"),
+                );
+            } else {
+                names.insert(name.value.clone(), npos);
             }
         }
     }

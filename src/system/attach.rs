@@ -328,6 +328,17 @@ pub async fn wait_exit(
     }
 }
 
+/// The value of environment variable `name` that process `pid` was started with, `None` when it
+/// has none or its environment cannot be read (gone, another user's).
+pub fn env_value(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .map(|v| OsStr::from_bytes(v).to_string_lossy().into_owned())
+}
+
 /// Why the process with this exe and pid does not match `m`, or `None` when it does.
 fn mismatch(
     pid: u32,

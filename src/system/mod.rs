@@ -11,6 +11,7 @@ pub mod docker;
 pub mod process_redis;
 pub mod procs;
 pub mod profile;
+pub mod prometheus;
 pub mod redis_ready;
 
 use std::fmt;

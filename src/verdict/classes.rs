@@ -16,6 +16,9 @@
 //! 4. `failed`: state `failed` (dead-lettered) and not processed.
 //! 5. `lost`: got a 2xx at least once (200 duplicate included) and was never processed.
 //! 6. `unacknowledged`: never a 2xx, never processed.
+//!
+//! A poison delivery (sent unfoldable on purpose, `send.poison`) must be dead-lettered: then it
+//! is `poisoned`, not `failed`; applied anyway it is `unexpected`; never finished, `lost`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,11 +90,13 @@ pub enum Class {
     Failed,
     /// Never a 2xx and never processed.
     Unacknowledged,
+    /// A poison delivery (unfoldable on purpose) that was dead-lettered, as it must be.
+    Poisoned,
 }
 
 impl Class {
     /// Every class, in report order.
-    pub const ALL: [Class; 7] = [
+    pub const ALL: [Class; 8] = [
         Class::Ok,
         Class::Recovered,
         Class::Lost,
@@ -99,6 +104,7 @@ impl Class {
         Class::Unexpected,
         Class::Failed,
         Class::Unacknowledged,
+        Class::Poisoned,
     ];
 
     /// The class name as written in reports and scenario files.
@@ -111,6 +117,7 @@ impl Class {
             Class::Unexpected => "unexpected",
             Class::Failed => "failed",
             Class::Unacknowledged => "unacknowledged",
+            Class::Poisoned => "poisoned",
         }
     }
 }
@@ -127,6 +134,8 @@ pub struct VerdictInput<'a> {
     pub listed: &'a BTreeSet<String>,
     /// The final Redis probe, if one was taken (used for notes on stuck locks).
     pub probe: Option<&'a RedisProbe>,
+    /// Ids sent as poison (`send.poison`): they must end dead-lettered.
+    pub poison: &'a BTreeSet<String>,
 }
 
 /// The sender's and the store's numbers side by side (SPEC §2.5).
@@ -233,7 +242,12 @@ pub fn judge(input: &VerdictInput<'_>, max_examples: usize) -> Verdict {
         let sends = input.sends.get(id).map_or(&[][..], Vec::as_slice);
         let listed = input.listed.contains(id);
         let lookup = input.lookups.get(id);
-        let (class, mut notes) = classify(sends, lookup, listed);
+        let (class, notes) = classify(sends, lookup, listed);
+        let (class, mut notes) = if input.poison.contains(id) {
+            as_poison(class, notes)
+        } else {
+            (class, notes)
+        };
         if let Some(reason) = stuck.get(id) {
             notes.push(format!("its lock is stuck ({reason})"));
         }
@@ -264,6 +278,26 @@ pub fn judge(input: &VerdictInput<'_>, max_examples: usize) -> Verdict {
         counts,
         examples,
         deliveries,
+    }
+}
+
+/// The class of a poison delivery, from the class [`classify`] gave it: dead-lettered is
+/// `poisoned` (as it must be), applied is `unexpected`, anything else keeps its class.
+pub fn as_poison(class: Class, mut notes: Vec<String>) -> (Class, Vec<String>) {
+    match class {
+        Class::Failed => (Class::Poisoned, notes),
+        Class::Ok | Class::Recovered => {
+            notes.push(
+                "a poison delivery (a body no fold can read, sent on purpose) was applied instead of dead-lettered"
+                    .to_owned(),
+            );
+            (Class::Unexpected, notes)
+        }
+        Class::Lost => {
+            notes.push("a poison delivery that was never dead-lettered".to_owned());
+            (Class::Lost, notes)
+        }
+        other => (other, notes),
     }
 }
 
@@ -575,6 +609,7 @@ mod tests {
                 lookups: &lookups,
                 listed: &listed,
                 probe: Some(&probe),
+                poison: &BTreeSet::new(),
             },
             2,
         );
@@ -589,6 +624,7 @@ mod tests {
                 (Class::Unexpected, 2),
                 (Class::Failed, 1),
                 (Class::Unacknowledged, 1),
+                (Class::Poisoned, 0),
             ]
         );
         assert_eq!(v.examples[&Class::Lost], ["d-lost1", "d-lost2"]);
@@ -639,5 +675,47 @@ mod tests {
         assert_eq!(u.applied_at, None);
         let o: SendOutcome = serde_json::from_str(r#"{"kind":"status","detail":503}"#).unwrap();
         assert_eq!(o, Status(503));
+    }
+
+    #[test]
+    fn poison_dead_lettered_is_poisoned_applied_is_unexpected_unfinished_is_lost() {
+        let sends: BTreeMap<String, Vec<SendOutcome>> =
+            ["p-dead", "p-applied", "p-stuck", "r-dead"]
+                .into_iter()
+                .map(|k| (k.to_owned(), vec![Status(202)]))
+                .collect();
+        let lookups: BTreeMap<String, Lookup> = [
+            lk("p-dead", Failed, 0, 0),
+            lk("p-applied", Processed, 1, 0),
+            lk("p-stuck", Received, 0, 0),
+            lk("r-dead", Failed, 0, 0),
+        ]
+        .into_iter()
+        .map(|l| (l.delivery.clone(), l))
+        .collect();
+        let poison: BTreeSet<String> = ["p-dead", "p-applied", "p-stuck"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let v = judge(
+            &VerdictInput {
+                sends: &sends,
+                lookups: &lookups,
+                listed: &BTreeSet::new(),
+                probe: None,
+                poison: &poison,
+            },
+            5,
+        );
+        assert_eq!(v.examples[&Class::Poisoned], ["p-dead"]);
+        assert_eq!(v.examples[&Class::Unexpected], ["p-applied"]);
+        assert_eq!(v.examples[&Class::Lost], ["p-stuck"]);
+        // A real delivery dead-lettered is still `failed`: poison never hides one.
+        assert_eq!(v.examples[&Class::Failed], ["r-dead"]);
+        let applied = v.deliveries.iter().find(|d| d.id == "p-applied").unwrap();
+        assert!(
+            applied.note.as_deref().unwrap_or("").contains("poison"),
+            "{applied:?}"
+        );
     }
 }

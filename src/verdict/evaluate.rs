@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::checks::{self as vchecks, Measured};
 use super::classes::Class;
 use super::evidence::Evidence;
+use super::promql::promql;
 use super::{accounting, board};
 use crate::observe::prom::names;
 use crate::observe::{TargetSel, Window};
@@ -20,7 +21,8 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     let mut out = Vec::new();
     out.extend(steps(ev));
     out.extend(final_drain(ev));
-    for c in checks {
+    let mut promql_n = 0;
+    for (index, c) in checks.iter().enumerate() {
         match &c.value {
             Check::Deliveries(l) => out.extend(deliveries(ev, l)),
             Check::NoStuckLocks => out.push(no_stuck_locks(ev)),
@@ -34,8 +36,21 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             Check::ReplayOrderIndependent => out.push(replay_order_independent(ev)),
             Check::BoardMatchesModel => out.push(board_matches_model(ev)),
             Check::DuplicateAnswers => out.push(duplicate_answers(ev)),
+            Check::RejectsWithinRedisTimeout(m) => {
+                out.push(rejects_within_redis_timeout(ev, m.margin.value.get()))
+            }
             // Judged with the fault log in `fault::efficacy::check`.
             Check::FaultsEffective(_) => {}
+            Check::Promql(q) => {
+                promql_n += 1;
+                out.extend(promql(ev.prom.get(&index), q, promql_n, ev.t0_unix_ms));
+            }
+            Check::Alert(a) => out.extend(super::promql::alert(
+                ev.prom.get(&index),
+                a,
+                &ev.faults,
+                ev.t0_unix_ms,
+            )),
         }
     }
     out
@@ -490,6 +505,135 @@ pub fn duplicate_answers(ev: &Evidence) -> CheckRecord {
     )
 }
 
+/// Whether a fault-log window cuts the server from Redis: a partition of a link carrying the
+/// server's Redis traffic (not `all`, which cuts the sender too), or a Redis stop, kill, pause
+/// or restart.
+fn cuts_server_from_redis(f: &crate::report::FaultWindow) -> bool {
+    match f.kind.as_str() {
+        "network partition" => {
+            matches!(f.target.as_str(), "network server-redis" | "network redis")
+        }
+        "redis stop" | "redis kill" | "redis pause" | "redis restart" => true,
+        _ => false,
+    }
+}
+
+/// `rejects_within_redis_timeout`: in every window where the server was cut from Redis, the
+/// slowest 503 — and any request of the window left without an answer for longer — against
+/// the server's Redis timeout plus `margin`. A request belongs to a window when it was in
+/// flight during it.
+pub fn rejects_within_redis_timeout(ev: &Evidence, margin: std::time::Duration) -> CheckRecord {
+    let name = "rejects_within_redis_timeout";
+    let margin_ms = margin.as_millis() as u64;
+    let Some((timeout_ms, source)) = ev.redis_timeout.clone() else {
+        return record(
+            name,
+            None,
+            CheckOp::Le,
+            0.0,
+            "ms",
+            "the server's Redis timeout is unknown".into(),
+        );
+    };
+    let limit = (timeout_ms + margin_ms) as f64;
+    let windows: Vec<(u64, u64)> = ev
+        .faults
+        .iter()
+        .filter(|f| f.outcome == crate::report::FaultOutcome::Applied && cuts_server_from_redis(f))
+        .map(|f| {
+            (
+                ev.t0_unix_ms + f.start_ms,
+                ev.t0_unix_ms + f.end_ms.unwrap_or(u64::MAX / 2),
+            )
+        })
+        .collect();
+    let basis = format!("Redis timeout {timeout_ms} ms ({source}) + margin {margin_ms} ms");
+    if windows.is_empty() {
+        return record(
+            name,
+            None,
+            CheckOp::Le,
+            limit,
+            "ms",
+            format!("no fault cut the server from Redis, so nothing was measured ({basis})"),
+        );
+    }
+    let in_window = |e: &&crate::load::LedgerEntry| {
+        let from = e.sent_at_ms;
+        let to = e.sent_at_ms + e.latency_ms.ceil() as u64;
+        windows.iter().any(|(s, end)| from <= *end && to >= *s)
+    };
+    let mut rejected: Vec<&crate::load::LedgerEntry> = ev
+        .ledger
+        .entries
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.outcome == crate::load::Outcome::Status(503))
+        .collect();
+    // A request of the window with no answer at all, for longer than the limit, is a hang the
+    // check exists to catch; one whose own timeout was shorter than the limit proves nothing.
+    let hung: Vec<&crate::load::LedgerEntry> = ev
+        .ledger
+        .entries
+        .iter()
+        .filter(in_window)
+        .filter(|e| e.outcome.is_indeterminate() && e.latency_ms > limit)
+        .collect();
+    if rejected.is_empty() && hung.is_empty() {
+        return record(
+            name,
+            None,
+            CheckOp::Le,
+            limit,
+            "ms",
+            format!(
+                "no request was answered 503 while the server was cut from Redis ({} window(s)), so nothing was measured ({basis})",
+                windows.len()
+            ),
+        );
+    }
+    rejected.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    let p99 = rejected
+        .get(((rejected.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .map_or(0.0, |e| e.latency_ms);
+    let slowest = rejected
+        .iter()
+        .chain(hung.iter())
+        .max_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    let max = slowest.map_or(0.0, |e| e.latency_ms);
+    let mut note = format!(
+        "{} request(s) answered 503 in {} window(s) cutting the server from Redis: slowest {:.0} ms, p99 {:.0} ms ({basis})",
+        rejected.len(),
+        windows.len(),
+        rejected.last().map_or(0.0, |e| e.latency_ms),
+        p99,
+    );
+    if !hung.is_empty() {
+        note.push_str(&format!(
+            "; {} request(s) got no answer within {:.0} ms or more (a hung ingress), e.g. {} attempt {}",
+            hung.len(),
+            hung.iter().map(|e| e.latency_ms).fold(f64::INFINITY, f64::min),
+            hung[0].delivery,
+            hung[0].attempt
+        ));
+    } else if max > limit {
+        if let Some(e) = slowest {
+            note.push_str(&format!(
+                "; {} attempt {} waited {:.0} ms for its 503",
+                e.delivery, e.attempt, e.latency_ms
+            ));
+        }
+    }
+    record(
+        name,
+        Some((max * 10.0).round() / 10.0),
+        CheckOp::Le,
+        limit,
+        "ms",
+        note,
+    )
+}
+
 /// Number of board files that differ between the named replay outputs (all against the first).
 fn compare_replays(dirs: &[(String, std::path::PathBuf)]) -> (usize, String) {
     let files = |d: &std::path::Path| -> BTreeMap<String, Vec<u8>> {
@@ -686,6 +830,93 @@ mod tests {
             r.note,
             "s o/r: shuffled (seed 7, 20 duplicates) sha256:b ≠ in order sha256:a"
         );
+    }
+
+    fn cut(kind: &str, target: &str, start: u64, end: u64) -> FaultWindow {
+        FaultWindow {
+            kind: kind.into(),
+            target: target.into(),
+            requested_ms: None,
+            start_ms: start,
+            end_ms: Some(end),
+            outcome: crate::report::FaultOutcome::Applied,
+            crash: false,
+            trigger: None,
+            hit: None,
+            note: String::new(),
+        }
+    }
+
+    fn timed(id: &str, at: u64, outcome: Outcome, latency_ms: f64) -> LedgerEntry {
+        LedgerEntry {
+            outcome,
+            latency_ms,
+            ..attempt(id, 1, at, 202, "")
+        }
+    }
+
+    #[test]
+    fn rejects_within_redis_timeout_measures_the_slowest_503_of_the_partition() {
+        let margin = std::time::Duration::from_millis(500);
+        let mut ev = evidence(vec![
+            // Before the partition: fast 202s, not measured.
+            timed("a", 500, Outcome::Status(202), 3.0),
+            // In the window: 503s within the Redis timeout.
+            timed("b", 2_100, Outcome::Status(503), 1_004.0),
+            timed("c", 3_000, Outcome::Status(503), 1_120.0),
+            // Started before the window, answered inside it.
+            timed("d", 1_500, Outcome::Status(503), 1_010.0),
+            // A 503 long after the window (another cause): not measured.
+            timed("e", 20_000, Outcome::Status(503), 9_000.0),
+        ]);
+        ev.redis_timeout = Some((1_000, "GITSPY_REDIS_TIMEOUT in the target env".into()));
+        // Nothing cut the server from Redis: nothing measured, no pass.
+        let r = rejects_within_redis_timeout(&ev, margin);
+        assert!(!r.passed && r.measured.is_none(), "{r:?}");
+        ev.faults.push(cut(
+            "network partition",
+            "network worker-0-redis",
+            2_000,
+            7_000,
+        ));
+        assert!(rejects_within_redis_timeout(&ev, margin).measured.is_none());
+        ev.faults.push(cut(
+            "network partition",
+            "network server-redis",
+            2_000,
+            7_000,
+        ));
+        let r = rejects_within_redis_timeout(&ev, margin);
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.measured, Some(1_120.0));
+        assert_eq!(r.threshold, 1_500.0);
+        assert!(
+            r.note.starts_with("3 request(s) answered 503"),
+            "{}",
+            r.note
+        );
+
+        // A slow 503 fails, naming it.
+        ev.ledger
+            .entries
+            .push(timed("f", 4_000, Outcome::Status(503), 1_900.0));
+        let r = rejects_within_redis_timeout(&ev, margin);
+        assert!(!r.passed);
+        assert!(r.note.contains("f attempt 1 waited 1900 ms"), "{}", r.note);
+
+        // A hung ingress (no answer within the request's 2 s timeout) fails too, even with no
+        // slow 503; a request whose own timeout was below the limit proves nothing.
+        ev.ledger.entries.pop();
+        ev.ledger
+            .entries
+            .push(timed("g", 4_000, Outcome::Timeout, 2_000.0));
+        ev.ledger
+            .entries
+            .push(timed("h", 4_000, Outcome::Timeout, 300.0));
+        let r = rejects_within_redis_timeout(&ev, margin);
+        assert!(!r.passed);
+        assert_eq!(r.measured, Some(2_000.0));
+        assert!(r.note.contains("1 request(s) got no answer"), "{}", r.note);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::board::BoardModel;
 use super::classes::{self, Lookup, SendOutcome, Verdict, VerdictInput};
 use crate::load::{Ledger, Outcome};
+use crate::observe::prometheus::PromSeries;
 use crate::observe::{RedisProbe, Series};
 use crate::report::FaultWindow;
 use crate::system::procs::Instance;
@@ -45,6 +46,21 @@ pub struct ShuffleOutcome {
     pub prefixes: Vec<PrefixFold>,
     /// Why the comparison could not be made.
     pub error: Option<String>,
+}
+
+/// What Prometheus answered for one `promql` or `alert` check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromAnswer {
+    /// Unix ms of the instant query, or of the range query's start.
+    pub from_ms: u64,
+    /// Unix ms of the instant query, or of the range query's end.
+    pub to_ms: u64,
+    /// A range query (`over: run`).
+    pub range: bool,
+    /// The answer's series, or why there is none (unreachable, Prometheus' own error).
+    pub result: Result<Vec<PromSeries>, String>,
+    /// What the reader should know about the answer (e.g. a scrape older than the run's end).
+    pub note: Option<String>,
 }
 
 /// One prefix `[beginning, to)` of the event log folded in two orders.
@@ -96,6 +112,13 @@ pub struct Evidence {
     /// Every managed worker (its metrics target name) with every instance it ran as; empty in
     /// attach mode.
     pub workers: Vec<(String, Vec<Instance>)>,
+    /// Prometheus' answers for the `promql` checks, by the check's index in the scenario.
+    pub prom: BTreeMap<usize, PromAnswer>,
+    /// The server's `GITSPY_REDIS_TIMEOUT` in ms and where it was learned (target env, an
+    /// attached process's environment, GitSpy's default).
+    pub redis_timeout: Option<(u64, String)>,
+    /// Ids sent as poison (`send.poison`), expected dead-lettered.
+    pub poison: BTreeSet<String>,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }
@@ -129,6 +152,7 @@ impl Evidence {
                 lookups: &self.lookups,
                 listed: &self.listed,
                 probe: self.probe.as_ref(),
+                poison: &self.poison,
             },
             EXAMPLES,
         );

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod classes;
 pub mod evaluate;
 pub mod evidence;
+pub mod promql;
 
 pub use board::{BoardModel, ExpectedBoard, ExpectedCard};
 pub use checks::{CheckResult, Measured, Tolerance};
@@ -16,4 +17,4 @@ pub use classes::{
     judge, Class, DeliveryState, DeliveryVerdict, Lookup, SendOutcome, Tally, Verdict, VerdictInput,
 };
 pub use evaluate::evaluate;
-pub use evidence::{Evidence, PrefixFold, ReplayOutcome, ShuffleOutcome};
+pub use evidence::{Evidence, PrefixFold, PromAnswer, ReplayOutcome, ShuffleOutcome};

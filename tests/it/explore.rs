@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn sabotage_bin() -> Option<PathBuf> {
+pub fn sabotage_bin() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GITSPY_SABOTAGE_BIN") {
         return Some(PathBuf::from(p));
     }

@@ -71,6 +71,7 @@ macro_rules! broken {
 
 broken! {
     yaml_syntax: "yaml-syntax.yaml" => 1,
+    verdict_options: "verdict-options.yaml" => 2,
     tab_indentation: "tab-indent.yaml" => 1,
     empty_file: "empty.yaml" => 1,
     no_steps_no_checks: "nothing-to-do.yaml" => 3,
@@ -102,6 +103,9 @@ broken! {
     fault_triggers_and_target_env_misused: "fault-triggers.yaml" => 10,
     network_faults_misused: "network-faults.yaml" => 11,
     network_link_unknown: "network-link-unknown.yaml" => 1,
+    promql_checks_misused: "promql-misused.yaml" => 9,
+    promql_check_without_prometheus: "promql-no-prometheus.yaml" => 2,
+    alert_checks_and_managed_prometheus_misused: "alert-misused.yaml" => 6,
 }
 
 #[test]
@@ -126,13 +130,20 @@ fn every_shipped_scenario_validates() {
             "scenarios/09d-cut-links.yaml",
             "scenarios/09e-docker-partition.yaml",
             "scenarios/10-slow-network.yaml",
+            "scenarios/11-alert-redis-down.yaml",
         ]
     );
     let attach: Vec<String> = yaml_files("scenarios/attach")
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    assert_eq!(attach, ["scenarios/attach/compose-smoke.yaml"]);
+    assert_eq!(
+        attach,
+        [
+            "scenarios/attach/compose-promql.yaml",
+            "scenarios/attach/compose-smoke.yaml"
+        ]
+    );
     for file in names.iter().chain(&attach) {
         let out = chaos(&["validate", file]);
         assert_eq!(out.code, 0, "{file}: {}", out.stderr);

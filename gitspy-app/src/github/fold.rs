@@ -22,6 +22,11 @@
 //!   label, milestone, repository, projects_v2_item, …) carries no item. A payload without an
 //!   integer `repository.id` or an integer item `number` carries no item either: it cannot be
 //!   keyed.
+//! - **Unfoldable deliveries**: a payload of an item event whose `repository` or item object
+//!   (`issue` / `pull_request`), or their `id` / `number`, is present with the wrong type (a
+//!   string where an object must be, a number as text) is not a snapshot at all; GitHub never
+//!   sends one. [`unfoldable`] names it, and the worker fails such a delivery (retried, then
+//!   dead-lettered) instead of logging it as processed. Absent fields stay "not said".
 //! - **Field versions**: every field present in the item is versioned by the item's own
 //!   `updated_at` (RFC 3339, kept as unix milliseconds; integer unix seconds are accepted too).
 //!   A missing or unparseable `updated_at` gives the lowest version ([`Version::UNKNOWN`]), so any
@@ -413,6 +418,80 @@ pub fn observe(event: &str, payload: &Value) -> Observations {
     Observations { repo, item }
 }
 
+/// The parts of a payload [`unfoldable`] looks at; everything else is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct FoldShape {
+    #[serde(default)]
+    repository: Option<Value>,
+    #[serde(default)]
+    issue: Option<Value>,
+    #[serde(default)]
+    pull_request: Option<Value>,
+}
+
+/// Why the body of an item event cannot be folded — its `repository` or item object, or their
+/// `id` / `number`, present with the wrong type — or `None` when it can (absent fields are "not
+/// said", and a body that is not a JSON object is the store's to log as it always did).
+pub fn unfoldable(event: &str, body: &[u8]) -> Option<String> {
+    let item_key = if ISSUE_EVENTS.contains(&event) {
+        "issue"
+    } else if PULL_REQUEST_EVENTS.contains(&event) {
+        "pull_request"
+    } else {
+        return None;
+    };
+    // serde would read a JSON array positionally into the struct: objects only.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let shape: FoldShape = serde_json::from_slice(body).ok()?;
+    let item = if item_key == "issue" {
+        shape.issue
+    } else {
+        shape.pull_request
+    };
+    let wrong = |what: &str, v: &Value, want: &str| {
+        Some(format!(
+            "cannot fold this {event} delivery: `{what}` is {}, not {want}",
+            json_type(v)
+        ))
+    };
+    if let Some(repo) = &shape.repository {
+        let Some(obj) = repo.as_object() else {
+            return wrong("repository", repo, "an object");
+        };
+        if let Some(id) = obj
+            .get("id")
+            .filter(|v| !v.is_null() && v.as_i64().is_none())
+        {
+            return wrong("repository.id", id, "an integer");
+        }
+    }
+    if let Some(item) = &item {
+        let Some(obj) = item.as_object() else {
+            return wrong(item_key, item, "an object");
+        };
+        if let Some(n) = obj
+            .get("number")
+            .filter(|v| !v.is_null() && v.as_i64().is_none())
+        {
+            return wrong(&format!("{item_key}.number"), n, "an integer");
+        }
+    }
+    None
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn observe_item(event: &str, payload: &Value, repo_id: i64) -> Option<ItemObservation> {
     let (object, pull_request, merged) = if ISSUE_EVENTS.contains(&event) {
         let issue = payload.get("issue")?;
@@ -786,6 +865,85 @@ pub fn address_boards<'a>(
         .into_iter()
         .map(|(name, (_, id))| (name, id))
         .collect()
+}
+
+#[cfg(test)]
+mod unfoldable_tests {
+    use super::unfoldable;
+
+    #[test]
+    fn wrong_types_in_item_events_cannot_be_folded_absent_fields_can() {
+        let repo = r#""repository":{"id":7,"full_name":"o/r"}"#;
+        let bad = [
+            (
+                "issues",
+                format!(r#"{{"action":"opened","issue":"x",{repo}}}"#),
+            ),
+            ("issue_comment", format!(r#"{{"issue":[1],{repo}}}"#)),
+            (
+                "pull_request",
+                format!(r#"{{"pull_request":{{"number":"12"}},{repo}}}"#),
+            ),
+            (
+                "issues",
+                r#"{"issue":{"number":1},"repository":"o/r"}"#.to_string(),
+            ),
+            (
+                "issues",
+                r#"{"issue":{"number":1},"repository":{"id":"7"}}"#.to_string(),
+            ),
+        ];
+        for (event, body) in &bad {
+            let why = unfoldable(event, body.as_bytes());
+            assert!(why.is_some(), "{event} {body} should be unfoldable");
+        }
+        let why = unfoldable("issues", bad[0].1.as_bytes()).unwrap_or_default();
+        assert_eq!(
+            why,
+            "cannot fold this issues delivery: `issue` is a string, not an object"
+        );
+        let good = [
+            ("issues", format!(r#"{{"issue":{{"number":1}},{repo}}}"#)),
+            ("issues", r#"{"action":"opened"}"#.to_string()),
+            ("issues", r#"{"issue":null,"repository":null}"#.to_string()),
+            // Not an item event: whatever its shape, nothing to fold.
+            ("ping", r#"{"issue":"x","repository":3}"#.to_string()),
+            ("push", r#"{"pull_request":"x"}"#.to_string()),
+            // Not an object at all: the ingress never queues it; the store logs it as before.
+            ("issues", "[1,2]".to_string()),
+        ];
+        for (event, body) in &good {
+            assert_eq!(unfoldable(event, body.as_bytes()), None, "{event} {body}");
+        }
+    }
+
+    #[test]
+    fn every_fixture_payload_can_be_folded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut seen = 0;
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "json") {
+                    let event = p
+                        .parent()
+                        .and_then(|x| x.file_name())
+                        .and_then(|x| x.to_str())
+                        .unwrap_or("");
+                    let body = std::fs::read(&p).unwrap();
+                    assert_eq!(unfoldable(event, &body), None, "{}", p.display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen > 0, "no fixtures found");
+    }
 }
 
 #[cfg(test)]

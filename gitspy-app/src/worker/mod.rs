@@ -516,6 +516,28 @@ impl Worker {
             self.failed(e, "injected failure (GITSPY_TEST_FAIL_PREFIX)".into())
                 .await;
         }
+        // A body the fold cannot read (an item event whose objects have the wrong type) is a
+        // failure of that delivery: retried, then dead-lettered — never logged as processed.
+        let mut poison = Vec::new();
+        let ready: Vec<Entry> = ready
+            .into_iter()
+            .filter_map(|e| {
+                match e
+                    .delivery
+                    .as_ref()
+                    .and_then(|d| crate::github::fold::unfoldable(&d.event, &d.body))
+                {
+                    Some(why) => {
+                        poison.push((e, why));
+                        None
+                    }
+                    None => Some(e),
+                }
+            })
+            .collect();
+        for (e, why) in poison {
+            self.failed(e, why).await;
+        }
         if ready.is_empty() {
             return;
         }

@@ -186,6 +186,54 @@ fn failures_retry_with_backoff_then_dead_letter_and_a_redelivery_is_accepted_aga
     wait_processed(&server, std::slice::from_ref(&bad), Duration::from_secs(30));
 }
 
+#[test]
+fn an_unfoldable_delivery_is_retried_and_dead_lettered_never_applied_and_its_batch_is_applied() {
+    let redis = Redis::start();
+    let sys = Sys::new();
+    let server = sys.serve(&redis, &[]);
+    // A valid signature and a JSON object (the ingress queues it), but `issue` is a string.
+    let bad = id("unfoldable");
+    let body =
+        br#"{"action":"opened","issue":"not an object","repository":{"id":1,"full_name":"o/r"}}"#;
+    assert_eq!(
+        post(&server, &Post::signed("issues", &bad, body.to_vec())).status,
+        202
+    );
+    let good = post_many(&server, "foldable", 3);
+    let worker = sys.worker(
+        &redis,
+        &[
+            ("GITSPY_MAX_ATTEMPTS", "2".into()),
+            ("GITSPY_RETRY_BASE", "100ms".into()),
+        ],
+        "worker",
+    );
+    wait_for(Duration::from_secs(30), "dead letter", || {
+        get(&redis, &format!("events:{bad}:state")).as_deref() == Some("failed")
+    });
+    wait_processed(&server, &good, Duration::from_secs(30));
+    assert_logged_once(&server, &good);
+    assert_eq!(xlen(&redis, "gitspy:events:dead"), 1);
+    let (_, v) = post_json(
+        &server.url("/deliveries/lookup"),
+        serde_json::json!({ "ids": [bad.clone()] }),
+    );
+    let d = &v["deliveries"][0];
+    assert_eq!(d["state"], "failed", "{d}");
+    assert_eq!(d["logged"], 0, "never applied: {d}");
+    let (_, m) = get_text(&worker_metrics_url(&worker));
+    assert_eq!(
+        sample(&m, "gitspy_jobs_failed_total{event_type=\"issues\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    let log = worker.log_text();
+    assert!(
+        log.contains("cannot fold this issues delivery: `issue` is a string, not an object"),
+        "{log}"
+    );
+}
+
 pub fn worker_metrics_url(w: &Proc) -> String {
     w.url("/metrics/prom")
 }

@@ -1,0 +1,103 @@
+//! The verdict against real runs, both ways: a correct GitSpy passes, a broken one fails the
+//! check that should catch it. Poison deliveries end `poisoned`; a spooled record that never
+//! leaves the spool (`spool-stuck-last`, a `gitspy --features failpoints,sabotage` build from
+//! `GITSPY_SABOTAGE_BIN` or built as `explore.rs` does) fails the backlog check.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::root;
+
+fn gitspy_bin() -> PathBuf {
+    let me = PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos"));
+    let bin = me.with_file_name("gitspy");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p gitspy` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `scenario` on the process backend with `bin`; exit code and run.json.
+fn run(scenario: &str, bin: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .args(["run", scenario, "--backend", "process", "--report-dir"])
+        .arg(dir.path())
+        .arg("--gitspy-bin")
+        .arg(bin)
+        .args(extra)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("gitspy-chaos runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let run_dir = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| panic!("no run directory: {stderr}"));
+    let text = std::fs::read_to_string(run_dir.path().join("run.json")).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&text).unwrap(),
+        stderr,
+    )
+}
+
+fn check<'a>(run: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    run["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}: {run}"))
+}
+
+#[test]
+fn poison_deliveries_are_dead_lettered_and_judged_poisoned_not_failed() {
+    let (code, v, stderr) = run("tests/it/scenarios/poison.yaml", &gitspy_bin(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
+    let classes = &v["ledger"]["classes"];
+    assert_eq!(classes["poisoned"]["count"], 2, "{classes}");
+    assert_eq!(classes["failed"]["count"], 0, "{classes}");
+    assert_eq!(classes["ok"]["count"], 10, "{classes}");
+    // Each poison went through both attempts before its dead letter.
+    assert_eq!(check(&v, "failed")["measured"], 2.0, "{:#}", v["checks"]);
+    let send = &v["steps"][0]["send"];
+    assert_eq!(send["done"]["distinct_ids"], 12, "{send}");
+}
+
+#[test]
+fn a_spooled_record_that_never_leaves_the_spool_fails_the_backlog_check() {
+    let scenario = "tests/it/scenarios/spool-stuck.yaml";
+    // A correct build drains its spool: the same run passes.
+    let (code, v, stderr) = run(scenario, &gitspy_bin(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
+    assert_eq!(check(&v, "backlog")["passed"], true);
+
+    let Some(bin) = crate::explore::sabotage_bin() else {
+        return;
+    };
+    let (code, v, stderr) = run(
+        scenario,
+        &bin,
+        &["--target-env", "GITSPY_SABOTAGE=spool-stuck-last"],
+    );
+    assert_eq!(code, 1, "{stderr}\n{:#}", v["checks"]);
+    let backlog = check(&v, "backlog");
+    assert_eq!(backlog["passed"], false, "{backlog}");
+    assert!(
+        backlog["note"].as_str().unwrap_or("").contains("backlog"),
+        "{backlog}"
+    );
+    // The stuck record is still `spooled`: acknowledged and never processed.
+    let classes = &v["ledger"]["classes"];
+    assert!(
+        classes["lost"]["count"].as_u64().unwrap_or(0) >= 1,
+        "{classes}"
+    );
+    assert_eq!(classes["duplicated"]["count"], 0, "{classes}");
+}
