@@ -12,6 +12,7 @@
 #   - `gitspy serve` req/s and p99 with Redis AOF everysec and always, as ratios of the bare server
 #   - `gitspy-chaos send` against the bare server: req/s as a ratio of wrk, and its peak RSS
 #   - the drain rate of a backlog (default 100k deliveries over the generator's 12 cards) by 2 workers
+#   - the same ingest and drain with the store in PostgreSQL (its own server; BENCH_POSTGRES=0 skips)
 # Everything is bounded in count and time; every process it starts is stopped on exit.
 #
 # Settings (environment): BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_WRK_THREADS (4),
@@ -253,6 +254,80 @@ for p in "${WPIDS[@]}"; do stop_pid "$p"; done
 stop_pid "$REDIS_PID"
 fi
 
+# 5. The same ingest and drain with GitSpy's store in PostgreSQL (GITSPY_DB=postgres://…), beside
+# the SQLite numbers above: a PostgreSQL server of its own on a free port (skipped, and said so,
+# when the postgresql package is missing; BENCH_POSTGRES=0 skips it too).
+PG_BIN="${GITSPY_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+PG_DONE=0
+if [ "${BENCH_POSTGRES:-1}" = 1 ] && [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ]; then
+  pgdir="$WORK/pg"; mkdir -p "$pgdir"; as_pg=()
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root: its binaries run as the postgres user.
+    chmod 711 "$WORK"; chown postgres:postgres "$pgdir"
+    as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups --)
+  fi
+  "${as_pg[@]}" "$PG_BIN/initdb" --auth=trust --username=postgres --no-sync --encoding=UTF8 \
+    --locale=C.UTF-8 -D "$pgdir/data" >"$pgdir/initdb.log" 2>&1 || die "initdb failed: $(tail -3 "$pgdir/initdb.log")"
+  PG_PORT="$(free_port)"
+  "${as_pg[@]}" "$PG_BIN/postgres" -D "$pgdir/data" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$pgdir" -c max_connections=100 >"$pgdir/log" 2>&1 &
+  PG_PID=$!
+  PIDS+=("$PG_PID")
+  for _ in $(seq 1 100); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.1
+  done
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE ingest" -c "CREATE DATABASE drain" \
+    >/dev/null || die "PostgreSQL did not start: $(tail -3 "$pgdir/log")"
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT"
+  start_redis everysec
+  start_listening "$WORK/serve-pg" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$REDIS_URL" \
+    GITHUB_WEBHOOK_SECRET="$SECRET" GITSPY_DB="$PG_URL/ingest" RUST_LOG=warn "$GITSPY" serve
+  SERVE_PID=$LAST_PID
+  echo "bench: gitspy serve on PostgreSQL, AOF everysec" >&2
+  if [ "$HAVE_WRK" = 1 ]; then
+    run_wrk "http://$ADDR/webhooks"
+  else
+    run_sender "http://$ADDR/webhooks" "$SENDER_COUNT"; RPS=$S_RPS; P99="p95 $S_P95"; BAD=0
+  fi
+  PG_SERVE_RPS=$RPS; PG_SERVE_P99=$P99; PG_SERVE_LOAD=$(loadavg)
+  stop_pid "$SERVE_PID"; stop_pid "$REDIS_PID"
+  start_redis everysec
+  start_listening "$WORK/serve-pg-drain" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$REDIS_URL" \
+    GITHUB_WEBHOOK_SECRET="$SECRET" GITSPY_DB="$PG_URL/drain" RUST_LOG=warn "$GITSPY" serve
+  SERVE_PID=$LAST_PID
+  echo "bench: filling a backlog of $BACKLOG deliveries for PostgreSQL" >&2
+  timeout 600 "$CHAOS" send --url "http://$ADDR/webhooks" --secret "$SECRET" --count "$BACKLOG" \
+    --rate "$UNPACED" --concurrency "$CONNS" --seed 7 --event issues,pull_request,issue_comment \
+    >"$WORK/fill-pg.out" 2>"$WORK/fill-pg.err" || die "filling the backlog failed: $(tail -5 "$WORK/fill-pg.err")"
+  stop_pid "$SERVE_PID"
+  pg_backlog="$(redis-cli -p "$REDIS_PORT" XLEN gitspy:events)"
+  echo "bench: draining $pg_backlog entries into PostgreSQL with $WORKERS workers" >&2
+  t0="$(date +%s.%N)"
+  WPIDS=()
+  for i in $(seq 1 "$WORKERS"); do
+    start_listening "$WORK/worker-pg-$i" env WORKER_METRICS_PORT=0 REDIS_URL="$REDIS_URL" \
+      GITSPY_DB="$PG_URL/drain" RUST_LOG=warn "$GITSPY" worker
+    WPIDS+=("$LAST_PID")
+  done
+  deadline=$(( $(date +%s) + 600 ))
+  while :; do
+    left="$(redis-cli -p "$REDIS_PORT" XLEN gitspy:events)"
+    [ "$left" = 0 ] && break
+    [ "$(date +%s)" -lt "$deadline" ] || die "drain into PostgreSQL did not finish in 600 s ($left left)"
+    sleep 0.05
+  done
+  t1="$(date +%s.%N)"
+  PG_DRAIN_RPS="$(awk -v c="$pg_backlog" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", c/(b-a)}')"
+  PG_DRAIN_S="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b-a}')"
+  PG_DRAIN_LOAD=$(loadavg)
+  for p in "${WPIDS[@]}"; do stop_pid "$p"; done
+  stop_pid "$REDIS_PID"
+  PG_DONE=1
+else
+  echo "bench: PostgreSQL rows skipped (BENCH_POSTGRES=0, or no initdb: apt-get install postgresql)" >&2
+fi
+
 cores="$(nproc)"
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 load="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -268,3 +343,7 @@ row "gitspy serve, Redis AOF everysec" "$SERVE_everysec_RPS" "$SERVE_everysec_P9
 row "gitspy serve, Redis AOF always" "$SERVE_always_RPS" "$SERVE_always_P99" "$SERVE_always_LOAD" "$(ratio "$SERVE_always_RPS" "$BARE_RPS")× bare"
 row "gitspy-chaos send to the bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$SEND_LOAD" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
 row "drain: $backlog backlog, 12 cards, $WORKERS workers × $WORKER_BATCH/batch (per s)" "$DRAIN_RPS" "-" "$DRAIN_LOAD" "${DRAIN_S} s"
+if [ "$PG_DONE" = 1 ]; then
+  row "gitspy serve, AOF everysec, store in PostgreSQL" "$PG_SERVE_RPS" "$PG_SERVE_P99" "$PG_SERVE_LOAD" "$(ratio "$PG_SERVE_RPS" "$SERVE_everysec_RPS")× SQLite"
+  row "drain into PostgreSQL: $pg_backlog backlog, $WORKERS workers (deliveries/s)" "$PG_DRAIN_RPS" "-" "$PG_DRAIN_LOAD" "${PG_DRAIN_S} s, $(ratio "$PG_DRAIN_RPS" "$DRAIN_RPS")× SQLite"
+fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the tests need when it is
-# missing (redis-server, promtool, docker.io, docker-compose, chromium, jq), starts dockerd once if it is not running, builds the
+# missing (redis-server, postgresql, promtool, docker.io, docker-compose, chromium, jq), starts dockerd once if it is not running, builds the
 # offline Redis image, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# PostgreSQL server binaries (the store suite and the postgres system tests start their own servers).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 for tool in jq bc curl; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -115,6 +115,20 @@ pub struct RunArgs {
     /// GitSpy's, e.g. `--profile profiles/acme.yaml`.
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// The board store of managed runs; overrides the scenario's `target.store`: `postgres`
+    /// starts a PostgreSQL server for the run (needs the `postgresql` package), e.g.
+    /// `run scenarios/01-smoke.yaml --store postgres`.
+    #[arg(long, value_enum)]
+    pub store: Option<StoreArg>,
+}
+
+/// Board stores selectable on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreArg {
+    /// A SQLite file in the run's directory.
+    Sqlite,
+    /// A PostgreSQL server the harness starts.
+    Postgres,
 }
 
 pub(crate) fn parse_target_env(text: &str) -> Result<(String, String), String> {
@@ -153,6 +167,10 @@ impl RunArgs {
             profile: self.profile.clone(),
             target_disable_dedupe: std::env::var_os("GITSPY_CHAOS_TEST_TARGET_NO_DEDUPE").is_some(),
             target_env: self.target_env.clone(),
+            store: self.store.map(|s| match s {
+                StoreArg::Sqlite => crate::scenario::model::StoreKind::Sqlite,
+                StoreArg::Postgres => crate::scenario::model::StoreKind::Postgres,
+            }),
         }
     }
 }

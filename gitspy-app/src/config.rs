@@ -76,12 +76,13 @@ pub struct ServeArgs {
     /// Accept deliveries without a valid signature. Local demos only; logged loudly.
     #[arg(long, env = "GITSPY_ALLOW_UNSIGNED")]
     pub allow_unsigned: bool,
-    /// SQLite board store.
+    /// Board store: a SQLite file path, or a `postgres://user:pass@host:port/db` URL (PostgreSQL,
+    /// shared by servers and workers on several machines).
     #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// How long a store write waits for another process's lock before it fails with "database is
-    /// locked" (the delivery is then retried with backoff, and dead-lettered after the maximum
-    /// attempts).
+    /// locked" (PostgreSQL: `lock_timeout`; the delivery is then retried with backoff, and
+    /// dead-lettered after the maximum attempts).
     #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub store_busy_timeout: Duration,
     /// Behaviour while Redis is unreachable.
@@ -111,12 +112,13 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// SQLite board store (shared by all workers and the server).
+    /// Board store shared by all workers and the server: a SQLite file path, or a
+    /// `postgres://user:pass@host:port/db` URL.
     #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// How long a store write waits for another process's lock before it fails with "database is
-    /// locked" (the delivery is then retried with backoff, and dead-lettered after the maximum
-    /// attempts).
+    /// locked" (PostgreSQL: `lock_timeout`; the delivery is then retried with backoff, and
+    /// dead-lettered after the maximum attempts).
     #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub store_busy_timeout: Duration,
     /// Port of the worker's `/metrics/prom` and `/healthz`; 0 picks a free port (printed first).
@@ -177,7 +179,7 @@ pub struct HealthcheckArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// SQLite board store to read (opened read-only).
+    /// Board store to read (opened read-only): a SQLite file path or a `postgres://` URL.
     #[arg(long, env = contract_env::DB, default_value = "./data/gitspy.db")]
     pub db: PathBuf,
     /// Start of the received-at window (inclusive): RFC 3339, unix seconds, or unix milliseconds

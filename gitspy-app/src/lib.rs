@@ -87,16 +87,14 @@ pub fn open_backends(
         )
         .context("invalid REDIS_URL")?,
     );
-    let store: Arc<dyn store::Store> = Arc::new(
-        store::SqliteStore::open(
-            db,
-            store::StoreOptions {
-                dedupe,
-                busy_timeout,
-            },
-        )
-        .with_context(|| format!("cannot open the store at {}", db.display()))?,
-    );
+    let store = store::open(
+        db,
+        store::StoreOptions {
+            dedupe,
+            busy_timeout,
+        },
+    )
+    .with_context(|| format!("cannot open the store at {}", store::describe(db)))?;
     Ok(Backends {
         metrics,
         queue,

@@ -45,7 +45,7 @@ use anyhow::{bail, Context as _};
 use crate::config::ReplayArgs;
 use crate::github::board::{self, Board, Column};
 use crate::github::fold::{address_boards, CardKey, CardState, FoldState, RepoState};
-use crate::store::{SqliteStore, Store, StoreError, StoreSnapshot};
+use crate::store::{PgStore, SqliteStore, Store, StoreError, StoreSnapshot};
 
 /// What a replay produced.
 #[derive(Debug)]
@@ -423,14 +423,26 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     if args.verify && args.state.is_some() {
         bail!("--verify compares a replay of the whole log with the live store; drop --state");
     }
-    if !args.db.is_file() {
-        bail!(
-            "no store at {}: pass --db (or GITSPY_DB) pointing at the gitspy database",
-            args.db.display()
-        );
-    }
-    let store = SqliteStore::open_read_only(&args.db)
-        .with_context(|| format!("opening {} read-only", args.db.display()))?;
+    let store: Box<dyn Store> = match args.db.to_str() {
+        Some(url) if crate::store::postgres::is_url(url) => {
+            Box::new(PgStore::open_read_only(url).with_context(|| {
+                format!("opening {} read-only", crate::store::describe(&args.db))
+            })?)
+        }
+        _ => {
+            if !args.db.is_file() {
+                bail!(
+                    "no store at {}: pass --db (or GITSPY_DB) pointing at the gitspy database",
+                    args.db.display()
+                );
+            }
+            Box::new(
+                SqliteStore::open_read_only(&args.db)
+                    .with_context(|| format!("opening {} read-only", args.db.display()))?,
+            )
+        }
+    };
+    let store = store.as_ref();
     if args.verify && from != i64::MIN {
         let mut earlier = 0u64;
         store
@@ -451,9 +463,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         None => FoldState::default(),
     };
     let replayed = match args.shuffle_seed {
-        Some(s) => fold_window_shuffled(&store, from, to, seed, s, args.duplicates),
-        None if args.reverse => fold_window_reversed(&store, from, to, seed),
-        None => fold_window(&store, from, to, seed),
+        Some(s) => fold_window_shuffled(store, from, to, seed, s, args.duplicates),
+        None if args.reverse => fold_window_reversed(store, from, to, seed),
+        None => fold_window(store, from, to, seed),
     }
     .context("reading the event log")?;
     tracing::info!(

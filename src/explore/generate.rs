@@ -112,6 +112,7 @@ pub fn generate(seed: u64, bounds: &Bounds) -> Scenario {
             attach: None,
             env: At::new(BTreeMap::new()),
             profile: None,
+            store: Default::default(),
         }),
         observe: Observe {
             poll_interval: At::new(Dur::secs(2)),
@@ -313,6 +314,7 @@ impl Gen {
                 let mut lock = self.fault();
                 lock.store = Some(StoreFault {
                     lock: Dur::millis(self.rng.random_range(500..=3000)),
+                    terminate_connections: false,
                 });
                 vec![Self::parallel(vec![
                     Step::Fault(lock),

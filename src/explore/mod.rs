@@ -283,6 +283,7 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         profile: None,
         target_disable_dedupe: false,
         target_env: args.target_env.clone(),
+        store: None,
     };
     let mut ex = Explorer {
         args,

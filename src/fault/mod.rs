@@ -36,8 +36,10 @@ pub enum Nemesis {
     Worker(ProcessAction, Which),
     /// A signal to the `gitspy serve` process.
     Server(ProcessAction),
-    /// An exclusive lock on the SQLite store, held this long.
+    /// The store's write lock, held this long.
     Store(crate::scenario::Dur),
+    /// PostgreSQL: every GitSpy connection terminated.
+    StoreTerminate,
     /// A toxic on proxied links, or their heal.
     Network(crate::scenario::model::NetworkFault),
     /// A crash point armed in a worker (`Some(which)`) or the server (`None`).
@@ -52,6 +54,7 @@ impl Nemesis {
             FaultKind::Worker(a, w) => Nemesis::Worker(a, w),
             FaultKind::Server(a) => Nemesis::Server(a),
             FaultKind::Store(d) => Nemesis::Store(d),
+            FaultKind::StoreTerminate => Nemesis::StoreTerminate,
             FaultKind::Network(n) => Nemesis::Network(n),
             FaultKind::WorkerCrashAt(c, w) => Nemesis::CrashAt(c, Some(w)),
             FaultKind::ServerCrashAt(c) => Nemesis::CrashAt(c, None),
@@ -64,6 +67,8 @@ impl Nemesis {
             Nemesis::Redis(a) => a == RedisAction::Kill,
             Nemesis::Worker(a, _) | Nemesis::Server(a) => a.is_crash(),
             Nemesis::Store(_) => false,
+            // Transactions in progress fail and are retried: nothing is cut short for good.
+            Nemesis::StoreTerminate => false,
             Nemesis::Network(n) => network::is_crash(&n),
             Nemesis::CrashAt(..) => true,
         }
@@ -83,6 +88,7 @@ impl Nemesis {
             Nemesis::Worker(a, w) => worker::inject(ctx, a, w, pending).await,
             Nemesis::Server(a) => server::inject(ctx, a, pending).await,
             Nemesis::Store(d) => store::inject(ctx, d.get(), pending).await,
+            Nemesis::StoreTerminate => store::terminate(ctx, pending).await,
             Nemesis::Network(n) => network::inject(ctx, n, pending).await,
         }
     }
@@ -138,7 +144,7 @@ pub async fn run(ctx: &Ctx, f: &Fault) -> anyhow::Result<String> {
                     .worker
                     .map_or_else(|| "workers".to_string(), |i| format!("worker-{i}")),
                 Nemesis::Server(_) => "server".to_string(),
-                Nemesis::Store(_) => store::TARGET.to_string(),
+                Nemesis::Store(_) | Nemesis::StoreTerminate => store::TARGET.to_string(),
                 Nemesis::Network(n) => format!("network {}", n.link),
                 Nemesis::CrashAt(_, Some(_)) => "worker".to_string(),
                 Nemesis::CrashAt(_, None) => "server".to_string(),
@@ -164,6 +170,7 @@ pub fn kind_name(n: Nemesis) -> String {
         Nemesis::Worker(a, _) => format!("worker {}", a.as_str()),
         Nemesis::Server(a) => format!("server {}", a.as_str()),
         Nemesis::Store(_) => "store lock".to_string(),
+        Nemesis::StoreTerminate => "store terminate connections".to_string(),
         Nemesis::Network(n) => network::kind_name(&n),
         Nemesis::CrashAt(c, Some(_)) => format!("worker crash_at {}", c.crash_point()),
         Nemesis::CrashAt(c, None) => format!("server crash_at {}", c.crash_point()),

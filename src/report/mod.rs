@@ -100,6 +100,10 @@ pub struct TargetInfo {
     /// `--target-env`); empty in attach mode.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Managed mode: the board store GitSpy was given, `sqlite` or `postgres` (absent in attach
+    /// mode and in reports of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// Managed mode: the harness's TCP proxy on every link (`sender-server`, `server-redis`,
     /// `worker-<i>-redis`), with the address GitSpy was given and the real one behind it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

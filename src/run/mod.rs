@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub target_disable_dedupe: bool,
     /// `--target-env KEY=VAL`, over each scenario's `target.env`.
     pub target_env: Vec<(String, String)>,
+    /// `--store`: the board store of managed runs, over each scenario's `target.store`.
+    pub store: Option<scenario::model::StoreKind>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -157,6 +159,19 @@ pub async fn run_scenario(
         .poll_interval
         .unwrap_or(s.observe.poll_interval.value.get());
     let backend = opts.backend.unwrap_or_else(|| scenario_backend(&s));
+    let store = opts.store.unwrap_or(s.target.value.store);
+    if store != scenario::model::StoreKind::Postgres
+        && s.target.value.attach.is_none()
+        && s.faults()
+            .contains(&scenario::model::FaultKind::StoreTerminate)
+    {
+        anyhow::bail!(
+            "scenario `{}` terminates PostgreSQL connections, but its store is {}\n\
+             hint: set `target.store: postgres` or run with --store postgres",
+            s.name.value,
+            store.as_str()
+        );
+    }
     // Attach mode needs the binary only for replay steps; a missing one is reported there.
     let gitspy_bin = match (
         &s.target.value.attach,
@@ -319,6 +334,12 @@ pub async fn run_scenario(
         },
         target: report::TargetInfo {
             links: net_links,
+            store: s.target.value.attach.is_none().then(|| {
+                opts.store
+                    .unwrap_or(s.target.value.store)
+                    .as_str()
+                    .to_owned()
+            }),
             ..target_info(
                 &s,
                 &gitspy_bin,
@@ -387,6 +408,7 @@ async fn start_system(
                 env: target_env,
                 profile,
                 seed,
+                store: opts.store.unwrap_or(s.target.value.store),
             })
             .await
         }
@@ -691,6 +713,7 @@ async fn target_info(
         redis_version: None,
         workers: s.target.value.workers.value,
         env,
+        store: None,
         links: Vec::new(),
     }
 }

@@ -112,7 +112,7 @@ impl Ctx {
         replay_dir: PathBuf,
     ) -> anyhow::Result<Ctx> {
         let server_url = sys.server_url("");
-        let db = sys.dir.join("gitspy.db");
+        let db = PathBuf::from(sys.db_env());
         Ok(Ctx {
             sys: tokio::sync::Mutex::new(sys),
             series: std::sync::Arc::new(Mutex::new(crate::observe::Series::new())),

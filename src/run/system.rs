@@ -92,6 +92,11 @@ pub struct RunFile {
     /// finds it by pid and start time).
     #[serde(default)]
     pub redis_proc: Option<RecordedProc>,
+    /// The managed PostgreSQL server (`target.store: postgres`) and its temp dir.
+    #[serde(default)]
+    pub postgres_proc: Option<RecordedProc>,
+    #[serde(default)]
+    pub postgres_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +142,8 @@ pub struct System {
     /// Managed mode: the environment every GitSpy process was started with
     /// ([`effective_target_env`]); empty in attach mode (see [`System::setting`]).
     pub env: std::collections::BTreeMap<String, String>,
+    /// Managed mode with `target.store: postgres`: the PostgreSQL server GitSpy's store is in.
+    pub postgres: Option<crate::system::postgres::ManagedPostgres>,
     run_file: PathBuf,
 }
 
@@ -159,6 +166,8 @@ pub struct SystemSpec<'a> {
     pub profile: &'a Profile,
     /// Seeds the network proxies' jitter.
     pub seed: u64,
+    /// The board store GitSpy gets.
+    pub store: crate::scenario::model::StoreKind,
 }
 
 /// Which processes a setting is read from in attach mode.
@@ -226,11 +235,19 @@ impl System {
             paths: spec.profile.endpoints.clone(),
             net: crate::netproxy::NetLinks::default(),
             env: spec.env.clone(),
+            postgres: None,
             run_file: runs_dir().join(format!("{}.json", spec.run_id)),
         };
         sys.record();
         sys.redis.up().await.context("starting Redis")?;
         sys.record();
+        if spec.store == crate::scenario::model::StoreKind::Postgres {
+            let pg = crate::system::postgres::ManagedPostgres::start()
+                .await
+                .context("starting PostgreSQL (target.store: postgres)")?;
+            sys.postgres = Some(pg);
+            sys.record();
+        }
         // Every process reaches Redis through a proxy of its own (network faults act there).
         let real_redis = sys.redis.url()?;
         let redis_addr = crate::netproxy::links::redis_upstream(&real_redis).await?;
@@ -238,7 +255,7 @@ impl System {
         let server_link = sys.net.push(proxy("server-redis".into()).await?);
         let redis_url =
             crate::netproxy::links::redis_url_via(&real_redis, server_link.listen_addr())?;
-        let db = spec.dir.join("gitspy.db").display().to_string();
+        let db = sys.db_env();
         let env = &spec.profile.env;
         let mut common = vec![(env.redis_url.clone(), redis_url), (env.db.clone(), db)];
         common.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -354,6 +371,7 @@ impl System {
             paths: EndpointPaths::default(),
             net: crate::netproxy::NetLinks::default(),
             env: Default::default(),
+            postgres: None,
             run_file: runs_dir().join(format!("{run_id}.json")),
         };
         sys.record();
@@ -364,6 +382,15 @@ impl System {
     /// The consumer name of managed worker `i` (`GITSPY_CONSUMER`).
     pub fn consumer(&self, i: usize) -> String {
         consumer_name(&self.run_id, i)
+    }
+
+    /// What GitSpy's processes get as `GITSPY_DB`: the managed PostgreSQL's URL, else the
+    /// run's SQLite file.
+    pub fn db_env(&self) -> String {
+        match &self.postgres {
+            Some(pg) => pg.url(),
+            None => self.dir.join("gitspy.db").display().to_string(),
+        }
     }
 
     pub fn server_url(&self, path: &str) -> String {
@@ -440,6 +467,14 @@ impl System {
                 });
             }
         }
+        if let Some(pg) = &self.postgres {
+            f.postgres_dir = Some(pg.dir().to_path_buf());
+            f.postgres_proc = pg.pid().map(|pid| RecordedProc {
+                role: "postgres".into(),
+                pid,
+                start_ticks: proc_start_ticks(pid),
+            });
+        }
         if let RedisBackend::Process(p) = &self.redis {
             f.redis_dir = Some(p.dir().to_path_buf());
             f.redis_proc = p.pid().map(|pid| RecordedProc {
@@ -463,6 +498,9 @@ impl System {
         }
         if let Err(e) = self.server.stop(STOP_GRACE).await {
             tracing::warn!(error = %e, "stopping server");
+        }
+        if let Some(pg) = self.postgres.as_mut() {
+            pg.stop().await;
         }
         if let Err(e) = self.redis.teardown().await {
             tracing::warn!(error = %e, "tearing down Redis");
@@ -498,7 +536,12 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 continue;
             }
             let mut killed: Vec<&RecordedProc> = Vec::new();
-            for p in f.processes.iter().chain(f.redis_proc.iter()) {
+            for p in f
+                .processes
+                .iter()
+                .chain(f.redis_proc.iter())
+                .chain(f.postgres_proc.iter())
+            {
                 if p.pid == std::process::id() {
                     continue;
                 }
@@ -548,6 +591,11 @@ pub async fn cleanup() -> anyhow::Result<Vec<String>> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if alive() == 0 {
+                if let Some(dir) = &f.postgres_dir {
+                    if std::fs::remove_dir_all(dir).is_ok() {
+                        done.push(format!("removed {} of run {}", dir.display(), f.run_id));
+                    }
+                }
                 let _ = std::fs::remove_file(&path);
             } else {
                 done.push(format!(

@@ -127,6 +127,34 @@ pub struct Target {
     /// `profile: profiles/acme.yaml`.
     #[serde(default)]
     pub profile: Option<String>,
+    /// The board store of a managed run: `sqlite` (default: one file in the run's directory,
+    /// shared by the server and the workers) or `postgres` (the harness `initdb`s and starts a
+    /// PostgreSQL server of its own on a free port and gives GitSpy its URL as `GITSPY_DB`;
+    /// needs the `postgresql` package). `run --store` overrides it; ignored in attach mode. Example:
+    /// `store: postgres`.
+    #[serde(default)]
+    pub store: StoreKind,
+}
+
+/// The board store of a managed run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// A SQLite file in the run's directory.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server the harness starts (process backend).
+    Postgres,
+}
+
+impl StoreKind {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Postgres => "postgres",
+        }
+    }
 }
 
 fn default_workers() -> At<u32> {
@@ -461,7 +489,8 @@ pub struct Fault {
     /// Act on the `gitspy serve` process: an action or `{crash_at: after-enqueue, nth: 1}`.
     #[serde(default)]
     pub server: Option<ProcessFault>,
-    /// Act on the SQLite store, e.g. `store: {lock: 25s}`.
+    /// Act on the store of a managed run, e.g. `store: {lock: 25s}` or (PostgreSQL)
+    /// `store: {terminate_connections: true}`.
     #[serde(default)]
     pub store: Option<StoreFault>,
     /// Act on the network between two parts of a managed run (through the harness's TCP
@@ -495,15 +524,28 @@ impl Fault {
     }
 }
 
-/// A fault on the SQLite store of a managed run.
+fn dur_is_zero(d: &Dur) -> bool {
+    d.is_zero()
+}
+
+/// A fault on the store of a managed run: exactly one of `lock` and `terminate_connections`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreFault {
-    /// Hold an exclusive lock on the run's `gitspy.db` for this long (`BEGIN EXCLUSIVE` from the
-    /// harness), so GitSpy's writes wait and, past its 10 s busy timeout, fail with "database
-    /// is locked": retries, backoff and dead letters happen. The step returns at once; the lock
-    /// is released after `lock` (or at the end of the run).
+    /// Hold the store's write lock for this long, so GitSpy's writes wait and, past its busy
+    /// timeout (10 s; `GITSPY_STORE_BUSY_TIMEOUT`), fail: retries, backoff and dead letters
+    /// happen. SQLite: `BEGIN EXCLUSIVE` on the run's `gitspy.db` from the harness. PostgreSQL:
+    /// a harness transaction holding `LOCK TABLE applied_deliveries IN EXCLUSIVE MODE` (every
+    /// batch's first write; reads go on). The step returns at once; the lock is released after
+    /// `lock` (or at the end of the run).
+    #[serde(default, skip_serializing_if = "dur_is_zero")]
     pub lock: Dur,
+    /// PostgreSQL only: `pg_terminate_backend` every GitSpy connection to the run's database at
+    /// once (an instant fault: GitSpy's transactions in progress fail and are retried, its pools
+    /// reconnect). Logged with how many connections it ended and how many were in a
+    /// transaction. Example: `store: {terminate_connections: true}`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminate_connections: bool,
 }
 
 /// A network fault on the harness's proxies (managed mode): exactly one toxic (`partition`,
@@ -829,6 +871,8 @@ pub enum FaultKind {
     Server(ProcessAction),
     /// A store lock held this long.
     Store(Dur),
+    /// PostgreSQL: every GitSpy connection terminated.
+    StoreTerminate,
     /// A toxic on proxied links (or their heal).
     Network(NetworkFault),
     /// Arm a crash point in the chosen worker.
@@ -857,6 +901,9 @@ impl Fault {
             }
             (None, None, Some(ProcessFault::Action(s)), None) => Some(FaultKind::Server(s)),
             (None, None, Some(ProcessFault::CrashAt(c)), None) => Some(FaultKind::ServerCrashAt(c)),
+            (None, None, None, Some(st)) if st.terminate_connections => {
+                st.lock.is_zero().then_some(FaultKind::StoreTerminate)
+            }
             (None, None, None, Some(st)) => Some(FaultKind::Store(st.lock)),
             _ => None,
         }
@@ -871,6 +918,7 @@ impl std::fmt::Display for FaultKind {
             FaultKind::Worker(a, w) => write!(f, "worker {} ({w})", a.as_str()),
             FaultKind::Server(a) => write!(f, "server {}", a.as_str()),
             FaultKind::Store(d) => write!(f, "store lock {d}"),
+            FaultKind::StoreTerminate => f.write_str("store terminate connections"),
             FaultKind::Network(n) => write!(f, "network {} on {}", n.toxic_name(), n.link),
             FaultKind::WorkerCrashAt(c, w) => write!(f, "worker crash at {c} ({w})"),
             FaultKind::ServerCrashAt(c) => write!(f, "server crash at {c}"),

@@ -433,10 +433,15 @@ impl Validator<'_> {
             .iter()
             .filter(|b| **b)
             .count();
+            let both_store = fault
+                .store
+                .is_some_and(|st| st.terminate_connections && !st.lock.is_zero());
             self.push(
                 pos,
                 if named == 0 {
                     "the fault names nothing to break"
+                } else if both_store {
+                    "a store fault names both `lock` and `terminate_connections`"
                 } else {
                     "the fault names more than one thing to break"
                 },
@@ -535,7 +540,16 @@ impl Validator<'_> {
                     self.push(
                         pos,
                         "`store: {lock: 0s}` locks nothing",
-                        "give a duration such as `lock: 25s`",
+                        "give a duration such as `lock: 25s` (or, on PostgreSQL, `terminate_connections: true`)",
+                    );
+                }
+            }
+            FaultKind::StoreTerminate => {
+                if t.attach.is_some() {
+                    self.push(
+                        pos,
+                        "a store fault in attach mode",
+                        "the harness terminates connections to a PostgreSQL it started: use managed mode",
                     );
                 }
             }

@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod docker;
+pub mod postgres;
 pub mod process_redis;
 pub mod procs;
 pub mod profile;

@@ -10,6 +10,7 @@ mod explore;
 mod faults;
 mod netproxy;
 mod observability;
+mod postgres_store;
 mod probe_redis;
 mod process_backend;
 mod profile;

@@ -1,7 +1,12 @@
-//! The board store behind a small interface that does not leak SQLite, so a PostgreSQL backend can be
-//! added for multi-machine deployments. The embedded default is [`sqlite::SqliteStore`].
+//! The board store behind a small interface that does not leak SQLite or PostgreSQL. The embedded
+//! default is [`sqlite::SqliteStore`]; `GITSPY_DB=postgres://…` selects [`postgres::PgStore`], which
+//! servers and workers on several machines can share.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
@@ -10,7 +15,24 @@ use crate::delivery::Delivery;
 use crate::github::board::Board;
 use crate::github::fold::{CardKey, CardState, RepoState};
 
+pub use self::postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Opens the store `db` names: a `postgres://` / `postgresql://` URL, else a SQLite file path.
+pub fn open(db: &Path, opts: StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    match db.to_str() {
+        Some(url) if self::postgres::is_url(url) => Ok(Arc::new(PgStore::open(url, opts)?)),
+        _ => Ok(Arc::new(SqliteStore::open(db, opts)?)),
+    }
+}
+
+/// `db` as it may be logged: a PostgreSQL URL without its password.
+pub fn describe(db: &Path) -> String {
+    match db.to_str() {
+        Some(url) if self::postgres::is_url(url) => self::postgres::redact(url),
+        _ => db.display().to_string(),
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -20,6 +42,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store: {0}")]
     Io(#[from] std::io::Error),
+    /// A PostgreSQL error, with the server's message and SQLSTATE when it sent one.
+    #[error("store: {0}")]
+    Postgres(String),
+    /// The PostgreSQL connection was gone (closed, terminated by the server): the operation is
+    /// retried once on a new connection before this reaches a caller.
+    #[error("store: {0}")]
+    PostgresLost(String),
 }
 
 /// What happened to one delivery of a batch.
@@ -79,7 +108,8 @@ pub struct StoreOptions {
     /// Test-only: `false` skips the `applied_deliveries` check, so a redelivered delivery is applied
     /// twice. Exists so the harness can prove it detects duplicate effects.
     pub dedupe: bool,
-    /// How long a write waits for another connection's lock (SQLite `busy_timeout`).
+    /// How long a write waits for another connection's lock (SQLite `busy_timeout`, PostgreSQL
+    /// `lock_timeout`).
     pub busy_timeout: std::time::Duration,
 }
 

@@ -1,4 +1,5 @@
-//! GitSpy integration tests: real redis-server, real SQLite, real `gitspy` processes, real HTTP.
+//! GitSpy integration tests: real redis-server, real SQLite, real PostgreSQL, real `gitspy`
+//! processes, real HTTP.
 
 mod util;
 
@@ -12,9 +13,11 @@ mod fold;
 mod ingress;
 mod metrics;
 mod outage;
+mod pg_system;
 mod replay;
 mod router;
 #[cfg(feature = "sabotage")]
 mod sabotage;
 mod spool;
+mod store;
 mod worker;

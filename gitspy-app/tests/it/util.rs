@@ -193,16 +193,33 @@ impl Drop for Proc {
 /// A temp workspace for one system under test: database, spool, logs.
 pub struct Sys {
     pub dir: tempfile::TempDir,
+    /// `GITSPY_DB` when it is a PostgreSQL URL; `None`: the SQLite file [`Sys::db`].
+    pub db_url: Option<String>,
 }
 
 impl Sys {
     pub fn new() -> Sys {
         Sys {
             dir: tempfile::tempdir().unwrap(),
+            db_url: None,
+        }
+    }
+    /// A system whose store is the PostgreSQL database `url`.
+    pub fn with_postgres(url: String) -> Sys {
+        Sys {
+            db_url: Some(url),
+            ..Sys::new()
         }
     }
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("gitspy.db")
+    }
+    /// What `GITSPY_DB` is set to.
+    pub fn db_env(&self) -> String {
+        match &self.db_url {
+            Some(u) => u.clone(),
+            None => self.db().display().to_string(),
+        }
     }
 
     pub fn spawn(&self, args: &[&str], env: &[(&str, String)], name: &str) -> Proc {
@@ -256,7 +273,7 @@ impl Sys {
             ("GITSPY_LISTEN", "127.0.0.1:0".to_string()),
             ("REDIS_URL", redis.url()),
             ("GITHUB_WEBHOOK_SECRET", SECRET.to_string()),
-            ("GITSPY_DB", self.db().display().to_string()),
+            ("GITSPY_DB", self.db_env()),
             (
                 "GITSPY_SPOOL_DIR",
                 self.dir.path().join("spool").display().to_string(),
@@ -272,7 +289,7 @@ impl Sys {
         let mut env = vec![
             ("WORKER_METRICS_PORT", "0".to_string()),
             ("REDIS_URL", redis.url()),
-            ("GITSPY_DB", self.db().display().to_string()),
+            ("GITSPY_DB", self.db_env()),
             ("GITSPY_BLOCK", "500ms".to_string()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
@@ -514,4 +531,177 @@ pub fn id(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`): `GITSPY_PG_BIN`, else
+/// the newest `/usr/lib/postgresql/*/bin`, else `PATH`; fails saying what to install.
+pub fn pg_bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("GITSPY_PG_BIN") {
+        return PathBuf::from(d);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .find(|dir| dir.join("initdb").is_file())
+        .unwrap_or_else(|| {
+            panic!("PostgreSQL server binaries not found: install them (`apt-get install -y postgresql`)")
+        })
+}
+
+/// Whether this process runs as root (PostgreSQL refuses to run as root: it is run as `postgres`).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `bin` run as the `postgres` user when we are root (setpriv execs, so the child IS the program
+/// and signals reach it), as ourselves otherwise.
+fn pg_command(bin: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// A real PostgreSQL server on a free port with its own temporary data directory (initdb'd for
+/// the test, trust authentication on 127.0.0.1 only); stopped (fast shutdown) on drop.
+pub struct Postgres {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = pg_bin_dir();
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown the PostgreSQL data dir");
+            assert!(st.success(), "chown postgres {}", dir.path().display());
+        }
+        let data = dir.path().join("data");
+        let out = pg_command(&bin.join("initdb"))
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--no-sync",
+                "--encoding=UTF8",
+            ])
+            .args(["--locale=C.UTF-8", "-D"])
+            .arg(&data)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.path().join("postgres.log");
+        // fsync off: these tests kill gitspy processes, never the database's host, and the machine
+        // is shared; every other setting is the server's default.
+        let child = pg_command(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn postgres");
+        let pg = Postgres {
+            port,
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if postgres::Client::connect(&pg.url_of("postgres"), postgres::NoTls).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres on port {port} never accepted a connection; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    /// The URL of database `db` on this server.
+    pub fn url_of(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a fresh database and returns its URL (one per system under test).
+    pub fn create_db(&self, name: &str) -> String {
+        let mut c = self.client("postgres");
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        self.url_of(name)
+    }
+
+    pub fn client(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url_of(db), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to postgres {db}: {e}"))
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGINT: fast shutdown (backends end, no checkpoint wait); SIGKILL if it hangs.
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

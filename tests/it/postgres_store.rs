@@ -1,0 +1,162 @@
+//! `target.store: postgres` end to end: the harness starts a real PostgreSQL server for the run,
+//! GitSpy's server and workers use it, the store faults act on it (`lock` through `LOCK TABLE`,
+//! `terminate_connections` through `pg_terminate_backend`) and say what they hit, and everything
+//! is processed exactly once; `terminate_connections` on a SQLite run is refused with exit 2.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{chaos, root};
+
+fn run(args: &[&str], report_dir: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .args(args)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .current_dir(root())
+        .env(
+            "GITSPY_BIN",
+            PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy"),
+        )
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("gitspy-chaos runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn only_run_dir(reports: &Path) -> PathBuf {
+    std::fs::read_dir(reports)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path()
+}
+
+#[test]
+fn a_postgres_run_survives_a_table_lock_and_terminated_connections_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pg.yaml");
+    // One attempt each: an apply that waits out GitSpy's lock_timeout (3 s here) is dead-lettered
+    // and requeued; then every GitSpy connection is terminated while deliveries are in flight.
+    std::fs::write(
+        &file,
+        "name: pg-store\ntarget:\n  store: postgres\n  redis: { backend: process }\n  workers: 2\n\
+         \x20 env: { GITSPY_MAX_ATTEMPTS: \"1\", GITSPY_WORKER_CONCURRENCY: \"2\", GITSPY_STORE_BUSY_TIMEOUT: 3s }\n\
+         observe: { poll_interval: 1s }\nsteps:\n  - send: { count: 6, rate: 20/s }\n  - wait: { drained: true, timeout: 60s }\n\
+         \x20 - fault: { store: { lock: 5s } }\n  - send: { count: 4, rate: 10/s }\n  - sleep: 5s\n\
+         \x20 - wait: { drained: true, timeout: 60s }\n  - dead_requeue: all\n  - wait: { drained: true, timeout: 60s }\n\
+         \x20 - parallel:\n      - send: { count: 40, rate: 40/s }\n      - fault: { store: { terminate_connections: true }, when: { backlog: 3 }, within: 20s }\n\
+         \x20 - wait: { drained: true, timeout: 60s }\n\
+         checks:\n  - deliveries: { lost: 0, duplicated: 0, failed: 0, unexpected: 0 }\n  - processed_matches_store\n  - board_matches_model\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, stdout, stderr) = run(&["run", file.to_str().unwrap()], &reports);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let run_dir = only_run_dir(&reports);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(v["target"]["store"], "postgres", "{}", v["target"]);
+    let faults = v["faults"].as_array().unwrap();
+    let lock = faults
+        .iter()
+        .find(|f| f["kind"] == "store lock")
+        .expect("the lock fault is logged");
+    assert!(
+        lock["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("LOCK TABLE applied_deliveries IN EXCLUSIVE MODE on PostgreSQL"),
+        "{lock}"
+    );
+    let term = faults
+        .iter()
+        .find(|f| f["kind"] == "store terminate connections")
+        .expect("the terminate fault is logged");
+    let note = term["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("pg_terminate_backend on ")
+            && !note.starts_with("pg_terminate_backend on 0 "),
+        "it ended GitSpy's connections: {note}"
+    );
+    let requeue = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "dead_requeue")
+        .expect("the requeue step ran");
+    let rq = requeue["note"].as_str().unwrap();
+    assert!(
+        rq.starts_with("requeued ") && !rq.starts_with("requeued 0 "),
+        "the lock dead-lettered something: {rq}"
+    );
+    let logs: String = (0..2)
+        .map(|i| {
+            std::fs::read_to_string(run_dir.join(format!("system/worker-{i}.log")))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        logs.contains("SQLSTATE 55P03"),
+        "lock_timeout reached GitSpy: {logs}"
+    );
+    // No SQLite file: the store was PostgreSQL.
+    assert!(!run_dir.join("system/gitspy.db").exists());
+}
+
+#[test]
+fn terminate_connections_needs_postgres_and_one_store_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "name: t\ntarget: { redis: { backend: process } }\nsteps:\n  - fault: { store: { terminate_connections: true } }\nchecks:\n  - no_stuck_locks\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, _, stderr) = run(&["run", file.to_str().unwrap()], &reports);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--store postgres"), "{stderr}");
+
+    let both = dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        "name: t\ntarget: { store: postgres }\nsteps:\n  - fault: { store: { lock: 5s, terminate_connections: true } }\nchecks:\n  - no_stuck_locks\n",
+    )
+    .unwrap();
+    let out = chaos(&["validate", both.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("a store fault names both `lock` and `terminate_connections`"),
+        "{}",
+        out.stderr
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: t\ntarget: { store: mysql }\nsteps: []\nchecks:\n  - no_stuck_locks\n",
+    )
+    .unwrap();
+    let out = chaos(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("bad.yaml:2:"), "{}", out.stderr);
+}
+
+#[test]
+fn the_postgres_scenarios_are_valid() {
+    let files = crate::util::yaml_files("scenarios/postgres");
+    assert!(!files.is_empty());
+    for f in files {
+        let out = chaos(&["validate", f.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}: {}", f.display(), out.stderr);
+        let text = std::fs::read_to_string(root().join(&f)).unwrap();
+        assert!(text.contains("store: postgres"), "{}", f.display());
+    }
+}
