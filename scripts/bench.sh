@@ -16,8 +16,12 @@
 # Everything is bounded in count and time; every process it starts is stopped on exit.
 #
 # Settings (environment): BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_WRK_THREADS (4),
-# BENCH_SENDER_COUNT (100000), BENCH_BACKLOG (100000), BENCH_WORKERS (2), BENCH_SKIP_BUILD=1,
-# BENCH_BIN_DIR (binaries to measure instead of $CARGO_TARGET_DIR/release, e.g. an older build).
+# BENCH_SENDER_COUNT (100000), BENCH_BACKLOG (100000), BENCH_WORKERS (2), BENCH_WORKER_BATCH (64:
+# each worker's GITSPY_WORKER_CONCURRENCY, deliveries per batch), BENCH_SKIP_BUILD=1,
+# BENCH_BIN_DIR (binaries to measure instead of $CARGO_TARGET_DIR/release, e.g. an older build),
+# BENCH_PARTS ("sender ingest drain": which measurements besides the bare reference to run, e.g.
+# BENCH_PARTS=sender for the sender's ratio and RSS only). Each table row carries the 1-minute
+# load average taken right after it was measured.
 #
 # Why a script and not a harness subcommand: the bench drives external programs (wrk,
 # redis-server) and several processes, and its result is a printed table, not a verdict;
@@ -33,7 +37,10 @@ WRK_THREADS="${BENCH_WRK_THREADS:-4}"
 SENDER_COUNT="${BENCH_SENDER_COUNT:-100000}"
 BACKLOG="${BENCH_BACKLOG:-100000}"
 WORKERS="${BENCH_WORKERS:-2}"
+WORKER_BATCH="${BENCH_WORKER_BATCH:-64}"
 SECRET="bench-secret"
+PARTS=" ${BENCH_PARTS:-sender ingest drain} "
+part() { [[ "$PARTS" == *" $1 "* ]]; }
 
 die() { echo "bench: $*" >&2; exit 2; }
 command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
@@ -159,9 +166,12 @@ run_sender() {
   S_P95="$(sed -n 's/.*p95 \([0-9.]*\).*/\1/p' "$out")"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "-" }'; }
+# The 1-minute load average right now (other work on the machine skews every number).
+loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
-row() { printf '| %-58s | %12s | %9s | %s\n' "$1" "$2" "$3" "$4"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a/b; else print "-" }'; }
+
+row() { printf '| %-58s | %12s | %9s | %6s | %s\n' "$1" "$2" "$3" "$4" "$5"; }
 
 declare -a ROWS
 
@@ -173,19 +183,25 @@ start_listening "$WORK/bare" env GITSPY_LISTEN=127.0.0.1:0 "$BARE"
 BARE_URL="http://$ADDR/webhooks"; BARE_PID=$LAST_PID
 echo "bench: bare server ($load_tool)" >&2
 if [ "$HAVE_WRK" = 1 ]; then
-  run_wrk "$BARE_URL"; BARE_RPS=$RPS; BARE_P99=$P99
+  run_wrk "$BARE_URL"; BARE_RPS=$RPS; BARE_P99=$P99; BARE_LOAD=$(loadavg)
   [ "$BAD" = 0 ] || echo "bench: warning: $BAD bad answers from the bare server" >&2
   # 2. The harness's sender against the same server.
-  echo "bench: gitspy-chaos send against the bare server ($SENDER_COUNT requests)" >&2
-  run_sender "$BARE_URL" "$SENDER_COUNT"
-  SEND_RPS=$S_RPS; SEND_RSS=$S_RSS_MB
+  SEND_RPS=skipped; SEND_RSS="-"; SEND_LOAD="-"
+  if part sender; then
+    echo "bench: gitspy-chaos send against the bare server ($SENDER_COUNT requests)" >&2
+    run_sender "$BARE_URL" "$SENDER_COUNT"
+    SEND_RPS=$S_RPS; SEND_RSS=$S_RSS_MB; SEND_LOAD=$(loadavg)
+  fi
 else
   run_sender "$BARE_URL" "$SENDER_COUNT"; BARE_RPS=$S_RPS; BARE_P99="-"; SEND_RPS=$S_RPS; SEND_RSS=$S_RSS_MB
+  BARE_LOAD=$(loadavg); SEND_LOAD=$BARE_LOAD
 fi
 stop_pid "$BARE_PID"
 
 # 3. gitspy serve with AOF everysec and always.
 for fsync in everysec always; do
+  eval "SERVE_${fsync}_RPS=skipped; SERVE_${fsync}_P99=-; SERVE_${fsync}_LOAD=-"
+  part ingest || continue
   start_redis "$fsync"
   start_listening "$WORK/serve-$fsync" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$REDIS_URL" \
     GITHUB_WEBHOOK_SECRET="$SECRET" GITSPY_DB="$WORK/serve-$fsync.db" RUST_LOG=warn "$GITSPY" serve
@@ -198,11 +214,13 @@ for fsync in everysec always; do
   fi
   queued="$(redis-cli -p "$REDIS_PORT" XLEN gitspy:events)"
   [ "$BAD" = 0 ] || echo "bench: warning: $BAD bad answers from gitspy serve (AOF $fsync)" >&2
-  eval "SERVE_${fsync}_RPS=$RPS; SERVE_${fsync}_P99=$P99; SERVE_${fsync}_QUEUED=$queued"
+  eval "SERVE_${fsync}_RPS=$RPS; SERVE_${fsync}_P99=$P99; SERVE_${fsync}_QUEUED=$queued; SERVE_${fsync}_LOAD=$(loadavg)"
   stop_pid "$SERVE_PID"; stop_pid "$REDIS_PID"
 done
 
 # 4. Drain: a backlog filled through gitspy serve with no worker running, then WORKERS workers.
+DRAIN_RPS=skipped; DRAIN_S="-"; DRAIN_LOAD="-"; backlog="$BACKLOG"
+if part drain; then
 start_redis everysec
 start_listening "$WORK/serve-drain" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$REDIS_URL" \
   GITHUB_WEBHOOK_SECRET="$SECRET" GITSPY_DB="$WORK/drain.db" RUST_LOG=warn "$GITSPY" serve
@@ -218,7 +236,7 @@ t0="$(date +%s.%N)"
 WPIDS=()
 for i in $(seq 1 "$WORKERS"); do
   start_listening "$WORK/worker-$i" env WORKER_METRICS_PORT=0 REDIS_URL="$REDIS_URL" \
-    GITSPY_DB="$WORK/drain.db" RUST_LOG=warn "$GITSPY" worker
+    GITSPY_DB="$WORK/drain.db" RUST_LOG=warn GITSPY_WORKER_CONCURRENCY="$WORKER_BATCH" "$GITSPY" worker
   WPIDS+=("$LAST_PID")
 done
 deadline=$(( $(date +%s) + 600 ))
@@ -231,8 +249,10 @@ done
 t1="$(date +%s.%N)"
 DRAIN_RPS="$(awk -v c="$backlog" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", c/(b-a)}')"
 DRAIN_S="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b-a}')"
+DRAIN_LOAD=$(loadavg)
 for p in "${WPIDS[@]}"; do stop_pid "$p"; done
 stop_pid "$REDIS_PID"
+fi
 
 # 5. The same ingest and drain with GitSpy's store in PostgreSQL (GITSPY_DB=postgres://…), beside
 # the SQLite numbers above: a PostgreSQL server of its own on a free port (skipped, and said so,
@@ -270,7 +290,7 @@ if [ "${BENCH_POSTGRES:-1}" = 1 ] && [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ]
   else
     run_sender "http://$ADDR/webhooks" "$SENDER_COUNT"; RPS=$S_RPS; P99="p95 $S_P95"; BAD=0
   fi
-  PG_SERVE_RPS=$RPS; PG_SERVE_P99=$P99
+  PG_SERVE_RPS=$RPS; PG_SERVE_P99=$P99; PG_SERVE_LOAD=$(loadavg)
   stop_pid "$SERVE_PID"; stop_pid "$REDIS_PID"
   start_redis everysec
   start_listening "$WORK/serve-pg-drain" env GITSPY_LISTEN=127.0.0.1:0 REDIS_URL="$REDIS_URL" \
@@ -300,6 +320,7 @@ if [ "${BENCH_POSTGRES:-1}" = 1 ] && [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ]
   t1="$(date +%s.%N)"
   PG_DRAIN_RPS="$(awk -v c="$pg_backlog" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", c/(b-a)}')"
   PG_DRAIN_S="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b-a}')"
+  PG_DRAIN_LOAD=$(loadavg)
   for p in "${WPIDS[@]}"; do stop_pid "$p"; done
   stop_pid "$REDIS_PID"
   PG_DONE=1
@@ -315,14 +336,14 @@ echo "gitspy bench — $(date -u +%Y-%m-%dT%H:%MZ), $cores cores ($cpu), load be
 echo "body: issues.opened, $BODY_BYTES bytes, signed; load: $load_tool; Redis AOF, auto-rewrite off"
 echo "binaries: $BIN (tree at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo
-printf '| %-58s | %12s | %9s | %s\n' "what" "req/s" "p99 ms" "ratio"
-printf '|%s|%s|%s|%s\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..11})" "------"
-row "bare axum server (reads the body, answers 202)" "$BARE_RPS" "$BARE_P99" "1.00 (reference)"
-row "gitspy serve, Redis AOF everysec" "$SERVE_everysec_RPS" "$SERVE_everysec_P99" "$(ratio "$SERVE_everysec_RPS" "$BARE_RPS")× bare"
-row "gitspy serve, Redis AOF always" "$SERVE_always_RPS" "$SERVE_always_P99" "$(ratio "$SERVE_always_RPS" "$BARE_RPS")× bare"
-row "gitspy-chaos send to the bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
-row "drain: $backlog backlog, 12 cards, $WORKERS workers (deliveries/s)" "$DRAIN_RPS" "-" "${DRAIN_S} s"
+printf '| %-58s | %12s | %9s | %6s | %s\n' "what" "req/s" "p99 ms" "load" "ratio"
+printf '|%s|%s|%s|%s|%s\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..14})" "$(printf -- '-%.0s' {1..11})" "$(printf -- '-%.0s' {1..8})" "------"
+row "bare axum server (reads the body, answers 202)" "$BARE_RPS" "$BARE_P99" "$BARE_LOAD" "1.00 (reference)"
+row "gitspy serve, Redis AOF everysec" "$SERVE_everysec_RPS" "$SERVE_everysec_P99" "$SERVE_everysec_LOAD" "$(ratio "$SERVE_everysec_RPS" "$BARE_RPS")× bare"
+row "gitspy serve, Redis AOF always" "$SERVE_always_RPS" "$SERVE_always_P99" "$SERVE_always_LOAD" "$(ratio "$SERVE_always_RPS" "$BARE_RPS")× bare"
+row "gitspy-chaos send to the bare server ($SENDER_COUNT req, ledger on)" "$SEND_RPS" "-" "$SEND_LOAD" "$(ratio "$SEND_RPS" "$BARE_RPS")× wrk, peak RSS ${SEND_RSS} MB"
+row "drain: $backlog backlog, 12 cards, $WORKERS workers × $WORKER_BATCH/batch (per s)" "$DRAIN_RPS" "-" "$DRAIN_LOAD" "${DRAIN_S} s"
 if [ "$PG_DONE" = 1 ]; then
-  row "gitspy serve, AOF everysec, store in PostgreSQL" "$PG_SERVE_RPS" "$PG_SERVE_P99" "$(ratio "$PG_SERVE_RPS" "$SERVE_everysec_RPS")× SQLite"
-  row "drain into PostgreSQL: $pg_backlog backlog, $WORKERS workers (deliveries/s)" "$PG_DRAIN_RPS" "-" "${PG_DRAIN_S} s, $(ratio "$PG_DRAIN_RPS" "$DRAIN_RPS")× SQLite"
+  row "gitspy serve, AOF everysec, store in PostgreSQL" "$PG_SERVE_RPS" "$PG_SERVE_P99" "$PG_SERVE_LOAD" "$(ratio "$PG_SERVE_RPS" "$SERVE_everysec_RPS")× SQLite"
+  row "drain into PostgreSQL: $pg_backlog backlog, $WORKERS workers (deliveries/s)" "$PG_DRAIN_RPS" "-" "$PG_DRAIN_LOAD" "${PG_DRAIN_S} s, $(ratio "$PG_DRAIN_RPS" "$DRAIN_RPS")× SQLite"
 fi

@@ -262,8 +262,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send(args) => {
             let url = args.url.clone();
-            let ledger = runtime()?.block_on(crate::load::send_cmd(args))?;
-            match crate::load::send_outcome(&ledger, &url) {
+            let done = runtime()?.block_on(crate::load::send_cmd(args))?;
+            match crate::load::send_outcome(&done, &url) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(failure) => {
                     eprintln!("error: {}", failure.message);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome};
+pub use ledger::{Ledger, LedgerEntry, LedgerSummary, Outcome, RecordFile};
 pub use payload::{Delivery, Duplicates, ItemSnapshot, PayloadGen, Plan, PlannedSend, RunNonce};
 pub use sender::{BatchOptions, BatchReport, Scheduled, Sender, SenderConfig};
 
@@ -96,33 +96,55 @@ pub struct SendFailure {
     pub message: String,
 }
 
-/// The exit status of `send` from its ledger: `Ok` when every delivery id got a 2xx in the
+/// What a `send` did, counted as it went (its entries are in the `--ledger` file, never all in
+/// memory).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SendDone {
+    pub summary: LedgerSummary,
+    /// The ids none of whose requests got a 2xx, in the order of their first request.
+    pub not_accepted: Vec<String>,
+    /// Requests whose connection never opened, and the first one's error.
+    pub refused: u64,
+    pub first_refused: Option<String>,
+}
+
+impl SendDone {
+    /// The same figures from a ledger held in memory.
+    pub fn of(ledger: &Ledger) -> Self {
+        let mut tally = ledger::Tally::default();
+        for e in &ledger.entries {
+            tally.add(e);
+        }
+        let summary = ledger.summary();
+        Self {
+            not_accepted: ledger.to_redeliver(),
+            refused: tally.refused,
+            first_refused: tally.first_refused,
+            summary,
+        }
+    }
+}
+
+/// The exit status of `send` from what it did: `Ok` when every delivery id got a 2xx in the
 /// end; exit 2 when every request failed to connect (nothing reached the server: it could not
 /// run); exit 1 when the server answered but some deliveries were not accepted.
-pub fn send_outcome(ledger: &Ledger, url: &str) -> Result<(), SendFailure> {
-    let entries = &ledger.entries;
-    if entries.is_empty() {
+pub fn send_outcome(done: &SendDone, url: &str) -> Result<(), SendFailure> {
+    let sent = done.summary.sent;
+    if sent == 0 {
         return Ok(());
     }
-    let refused: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| match &e.outcome {
-            Outcome::Refused(why) => Some(why.as_str()),
-            _ => None,
-        })
-        .collect();
-    if refused.len() == entries.len() {
+    if done.refused == sent {
         return Err(SendFailure {
             code: 2,
             message: format!(
                 "could not connect to {url}: {} ({} of {} requests)\nhint: is `gitspy serve` running and listening there? check --url",
-                refused[0],
-                refused.len(),
-                entries.len()
+                done.first_refused.as_deref().unwrap_or("refused"),
+                done.refused,
+                sent
             ),
         });
     }
-    let missing = ledger.to_redeliver();
+    let missing = &done.not_accepted;
     if missing.is_empty() {
         return Ok(());
     }
@@ -136,9 +158,12 @@ pub fn send_outcome(ledger: &Ledger, url: &str) -> Result<(), SendFailure> {
     })
 }
 
-/// `gitspy-chaos send`: sends the batch, prints the summary to stdout, returns the ledger.
-/// Progress and the seed/nonce go to stderr.
-pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
+/// `gitspy-chaos send`: sends the batch, prints the summary to stdout, returns what it did.
+/// Progress and the seed/nonce go to stderr. The ledger is streamed: every attempt is counted
+/// and, with `--ledger`, written as a fixed-size record to `<ledger>.records` as its answer
+/// comes in; at the end the records become the JSON ledger and the records file is removed, so
+/// a flood of a million requests never holds its ledger in memory.
+pub async fn send_cmd(args: SendArgs) -> anyhow::Result<SendDone> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let nonce = RunNonce::random();
     let mut gen = match &args.payload {
@@ -147,13 +172,18 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
             .with_events(&args.event)?,
     };
     let rate = (args.rate > 0.0).then_some(args.rate);
+    let records = match &args.ledger {
+        Some(path) => Some(RecordFile::create(&records_path(path))?),
+        None => None,
+    };
     let sender = Sender::new(SenderConfig {
         url: args.url.clone(),
         secret: args.secret.clone(),
         rate,
         concurrency: args.concurrency,
         timeout: args.timeout,
-    })?;
+    })?
+    .streaming(records);
     let plan = gen.plan_iter(
         args.count,
         &Duplicates {
@@ -166,23 +196,41 @@ pub async fn send_cmd(args: SendArgs) -> anyhow::Result<Ledger> {
         "sending {} requests to {} (seed {seed}, run nonce {nonce})",
         args.count, args.url
     );
-    // Only the schedule figures of each batch are kept: its entries are in the sender's ledger
-    // already, and a second copy of a long flood's ledger would double the memory.
+    // Only the schedule figures of each batch are kept: the streaming sender keeps no entry.
     let mut schedule = Schedule::default();
     schedule.add(&sender.send(plan).await?);
     if args.redeliver_failed {
+        let before = sender.streamed().map_or(0, |s| s.tally().sent);
         let redelivery = sender.redeliver_failed().await?;
-        eprintln!("redelivered {} deliveries", redelivery.entries.len());
+        let after = sender.streamed().map_or(0, |s| s.tally().sent);
+        eprintln!("redelivered {} deliveries", after - before);
         schedule.add(&redelivery);
     }
-    let ledger = sender.into_ledger();
-    if let Some(path) = &args.ledger {
-        ledger.write(path)?;
+    let tally = sender.streamed().map(|s| s.tally()).unwrap_or_default();
+    let done = SendDone {
+        summary: tally.summary(sender.distinct_ids()),
+        not_accepted: sender.unaccepted_ids(),
+        refused: tally.refused,
+        first_refused: tally.first_refused.clone(),
+    };
+    if let (Some(path), Some(records)) = (
+        &args.ledger,
+        sender.streamed().and_then(|s| s.records.as_ref()),
+    ) {
+        records.write_json(path)?;
+        std::fs::remove_file(records.path())
+            .with_context(|| format!("removing {}", records.path().display()))?;
     }
     let mut out = std::io::stdout().lock();
-    write_summary(&mut out, &ledger, schedule, rate, seed, &nonce)
-        .context("writing the summary")?;
-    Ok(ledger)
+    write_summary(&mut out, &done, schedule, rate, seed, &nonce).context("writing the summary")?;
+    Ok(done)
+}
+
+/// Where `send --ledger FILE` streams its records while it runs.
+fn records_path(ledger: &std::path::Path) -> PathBuf {
+    let mut name = ledger.as_os_str().to_owned();
+    name.push(".records");
+    PathBuf::from(name)
 }
 
 /// What the summary says about the schedule, over every batch of a `send`.
@@ -203,13 +251,13 @@ impl Schedule {
 
 fn write_summary(
     out: &mut impl std::io::Write,
-    ledger: &Ledger,
+    done: &SendDone,
     schedule: Schedule,
     rate: Option<f64>,
     seed: u64,
     nonce: &RunNonce,
 ) -> std::io::Result<()> {
-    let s = ledger.summary();
+    let s = &done.summary;
     writeln!(
         out,
         "sent {} ({} ids)  accepted {}  duplicates {}  rejected {}  indeterminate {}",
@@ -234,7 +282,7 @@ fn write_summary(
         )?,
         None => writeln!(out, "schedule  unpaced (as fast as the concurrency allows)")?,
     }
-    let redeliver = ledger.to_redeliver();
+    let redeliver = &done.not_accepted;
     if !redeliver.is_empty() {
         writeln!(out, "not accepted: {}", redeliver.join(" "))?;
     }
@@ -304,7 +352,7 @@ mod tests {
                 entry("b", Outcome::Refused("connection refused".into())),
             ],
         };
-        let e = send_outcome(&all_refused, url).unwrap_err();
+        let e = send_outcome(&SendDone::of(&all_refused), url).unwrap_err();
         assert_eq!(e.code, 2);
         assert!(e.message.starts_with("could not connect to http://127.0.0.1:9/webhooks: connection refused (2 of 2 requests)"), "{}", e.message);
         let some_rejected = Ledger {
@@ -314,7 +362,7 @@ mod tests {
                 entry("c", Outcome::Refused("connection refused".into())),
             ],
         };
-        let e = send_outcome(&some_rejected, url).unwrap_err();
+        let e = send_outcome(&SendDone::of(&some_rejected), url).unwrap_err();
         assert_eq!(e.code, 1);
         assert!(
             e.message.starts_with("2 deliveries were not accepted"),
@@ -327,8 +375,11 @@ mod tests {
                 entry("a", Outcome::Status(202)),
             ],
         };
-        assert_eq!(send_outcome(&redelivered, url), Ok(()));
-        assert_eq!(send_outcome(&Ledger { entries: vec![] }, url), Ok(()));
+        assert_eq!(send_outcome(&SendDone::of(&redelivered), url), Ok(()));
+        assert_eq!(
+            send_outcome(&SendDone::of(&Ledger { entries: vec![] }), url),
+            Ok(())
+        );
     }
 
     #[test]
@@ -399,13 +450,14 @@ mod tests {
             entries: ledger.entries.clone(),
             slipped: 0,
             max_in_flight: 1,
+            max_late_ms: 2,
         };
         let mut out = Vec::new();
         let mut schedule = Schedule::default();
         schedule.add(&batch);
         write_summary(
             &mut out,
-            &ledger,
+            &SendDone::of(&ledger),
             schedule,
             Some(20.0),
             7,

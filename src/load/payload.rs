@@ -54,7 +54,8 @@ const DUPLICATE_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 pub struct Delivery {
     pub id: String,
     pub event: String,
-    pub body: Vec<u8>,
+    /// Shared, so sending a delivery (or a copy of it) never copies the body.
+    pub body: bytes::Bytes,
     /// The generator's own record of the item this delivery describes (its true state right
     /// after the event); `None` for events without an item (`ping`) and for user payloads.
     pub snapshot: Option<ItemSnapshot>,
@@ -147,7 +148,7 @@ pub struct PayloadGen {
     seq: u64,
     source: Source,
     /// Generated but not yet emitted, so neighbours can be swapped.
-    pending: VecDeque<(String, Vec<u8>, Option<ItemSnapshot>)>,
+    pending: VecDeque<(String, bytes::Bytes, Option<ItemSnapshot>)>,
 }
 
 enum Source {
@@ -160,7 +161,7 @@ enum Source {
 pub struct UserPayload {
     pub path: PathBuf,
     pub event: String,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
 }
 
 impl PayloadGen {
@@ -261,13 +262,11 @@ impl PayloadGen {
             }
             Source::Generated(sim) => {
                 while self.pending.len() < 2 {
-                    let (event, value, snapshot) = sim.generate(&mut self.rng);
-                    // Display of a Value cannot fail (its keys are strings).
-                    self.pending.push_back((
-                        event.to_string(),
-                        value.to_string().into_bytes(),
-                        snapshot,
-                    ));
+                    let (ev, snapshot) = sim.generate(&mut self.rng);
+                    let mut body = Vec::new();
+                    sim.write(&ev, &mut body);
+                    self.pending
+                        .push_back((ev.event.to_string(), body.into(), snapshot));
                 }
                 let swapped = self.rng.random_bool(REORDER_P);
                 let next = if swapped {
@@ -306,7 +305,7 @@ impl PayloadGen {
         Delivery {
             id: format!("{}-{:06}", self.nonce, self.seq),
             event: "issues".to_string(),
-            body: body.to_string().into_bytes(),
+            body: body.to_string().into_bytes().into(),
             snapshot: None,
         }
     }
@@ -481,7 +480,7 @@ fn load_user_payloads(path: &Path, events: &[String]) -> anyhow::Result<Vec<User
             Ok(UserPayload {
                 path: file,
                 event,
-                body,
+                body: body.into(),
             })
         })
         .collect()
@@ -662,6 +661,13 @@ struct Item {
 
 struct Sim {
     templates: HashMap<(&'static str, &'static str), Value>,
+    /// Byte templates, one per payload shape, built on first use from the JSON tree (see
+    /// [`Shape`]).
+    shapes: HashMap<ShapeKey, Shape>,
+    /// Compact JSON of each label, user and of the milestone, as the tree writes them.
+    label_bytes: Vec<Vec<u8>>,
+    user_bytes: Vec<Vec<u8>>,
+    milestone_bytes: Vec<u8>,
     repo: String,
     repo_id: u64,
     events: Vec<&'static str>,
@@ -699,8 +705,18 @@ impl Sim {
             })?;
             templates.insert((f.event, f.action), value);
         }
-        Ok(Self {
+        let label_bytes = (0..LABELS.len())
+            .map(|l| label_json(repo, l).to_string().into_bytes())
+            .collect();
+        let user_bytes = (0..USERS.len())
+            .map(|u| user_json(u).to_string().into_bytes())
+            .collect();
+        let mut sim = Self {
             templates,
+            shapes: HashMap::new(),
+            label_bytes,
+            user_bytes,
+            milestone_bytes: Vec::new(),
             repo: repo.to_string(),
             repo_id,
             events,
@@ -710,7 +726,9 @@ impl Sim {
             comment_ids: 0,
             tombstones: 0,
             last: None,
-        })
+        };
+        sim.milestone_bytes = sim.milestone_json().to_string().into_bytes();
+        Ok(sim)
     }
 
     fn allows(&self, event: &str) -> bool {
@@ -726,10 +744,12 @@ impl Sim {
         self.clock
     }
 
-    fn generate(&mut self, rng: &mut StdRng) -> (&'static str, Value, Option<ItemSnapshot>) {
+    /// The next event of the simulation: moves the item's state and returns what the payload
+    /// must say, with the item's true state right after it (`None` for a ping).
+    fn generate(&mut self, rng: &mut StdRng) -> (Event, Option<ItemSnapshot>) {
         let only_ping = self.events.iter().all(|e| *e == "ping");
         if only_ping || (self.allows("ping") && rng.random_bool(0.03)) {
-            return ("ping", self.ping(rng), None);
+            return (Event::ping(rng), None);
         }
         let same_second = rng.random_bool(SAME_SECOND_P);
         // An item whose kind has no allowed event is skipped (an issue when only pull_request
@@ -754,7 +774,7 @@ impl Sim {
             // At most MAX_TOMBSTONES of POOL items are gone, so a live one exists.
             match (1..=POOL).find(|n| !self.items[(*n - 1) as usize].gone) {
                 Some(n) => number = n,
-                None => return ("ping", self.ping(rng), None),
+                None => return (Event::ping(rng), None),
             }
         }
         let now = match self.last {
@@ -803,36 +823,167 @@ impl Sim {
             .filter(|(e, _)| self.allows(e))
             .collect();
             let Some(event) = weighted(rng, &candidates) else {
-                return ("ping", self.ping(rng), None);
+                return (Event::ping(rng), None);
             };
             let action = self.pick_action(rng, index, kind, event);
             (event, action)
         };
 
-        let mut payload = self.template(event, action);
-        let extras = self.apply(rng, index, kind, event, action, now);
-        let item = &self.items[index];
-        let item_json = match (event, kind) {
-            ("pull_request", _) => self.render_pr(&payload["pull_request"], number, item, now),
-            (_, kind) => self.render_issue(&payload["issue"], number, item, kind, now),
+        let extra = self.apply(rng, index, kind, event, action, now);
+        if event == "issue_comment" && action == "created" {
+            self.comment_ids += 1;
+        }
+        let snapshot = self.snapshot(number, now);
+        let ev = Event {
+            event,
+            action,
+            pull_request: kind == Kind::PullRequest,
+            number,
+            extra,
+            now,
+            comment_seq: self.comment_ids,
+            hook_id: 0,
         };
-        match event {
+        (ev, Some(snapshot))
+    }
+
+    /// Appends the payload of `ev` to `out`: the shape's byte template with the values of this
+    /// delivery written into its slots. The same bytes as `self.tree(ev, true).to_string()`
+    /// (test `byte_templates_write_what_the_tree_writes`), without a JSON tree per delivery.
+    fn write(&mut self, ev: &Event, out: &mut Vec<u8>) {
+        let key = ev.shape_key();
+        if !self.shapes.contains_key(&key) {
+            let shape = Shape::of(&self.tree(ev, false));
+            self.shapes.insert(key, shape);
+        }
+        let Some(shape) = self.shapes.get(&key) else {
+            return;
+        };
+        out.reserve(shape.len + 512);
+        let mut at = 0;
+        for (end, slot) in &shape.slots {
+            out.extend_from_slice(&shape.text[at..*end]);
+            at = *end;
+            self.write_slot(*slot, ev, out);
+        }
+        out.extend_from_slice(&shape.text[at..]);
+    }
+
+    /// The compact JSON of one slot's value for `ev`, byte for byte what `serde_json` writes
+    /// for the value [`Sim::tree`] puts there.
+    fn write_slot(&self, slot: Slot, ev: &Event, out: &mut Vec<u8>) {
+        let index = (ev.number.max(1) - 1) as usize;
+        let Some(it) = self.items.get(index) else {
+            out.extend_from_slice(b"null");
+            return;
+        };
+        let list = |out: &mut Vec<u8>, all: &[Vec<u8>], chosen: &[usize]| {
+            out.push(b'[');
+            for (i, c) in chosen.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&all[*c % all.len()]);
+            }
+            out.push(b']');
+        };
+        match slot {
+            Slot::Title => json_str(out, &it.title),
+            Slot::State => json_str(out, if it.closed { "closed" } else { "open" }),
+            Slot::ClosedAt => json_time(out, it.closed_at),
+            Slot::CreatedAt => json_time(out, Some(it.created_at)),
+            Slot::Now => json_time(out, Some(ev.now)),
+            Slot::Labels => list(out, &self.label_bytes, &it.labels),
+            Slot::Assignees => list(out, &self.user_bytes, &it.assignees),
+            Slot::Assignee => match it.assignees.first() {
+                Some(u) => out.extend_from_slice(&self.user_bytes[*u % USERS.len()]),
+                None => out.extend_from_slice(b"null"),
+            },
+            Slot::Milestone if it.milestone => out.extend_from_slice(&self.milestone_bytes),
+            Slot::Milestone => out.extend_from_slice(b"null"),
+            Slot::Draft => json_bool(out, it.draft),
+            Slot::Merged => json_bool(out, it.merged),
+            Slot::Comments => json_u64(out, it.comments),
+            Slot::MergedAt => json_time(out, it.merged_at),
+            Slot::MergedBy if it.merged => out.extend_from_slice(&self.user_bytes[0]),
+            Slot::MergedBy => out.extend_from_slice(b"null"),
+            Slot::Extra => match &ev.extra {
+                Some(Extra::Changes(from)) => {
+                    out.extend_from_slice(br#"{"title":{"from":"#);
+                    json_str(out, from);
+                    out.extend_from_slice(b"}}");
+                }
+                Some(Extra::Label(l)) => {
+                    out.extend_from_slice(&self.label_bytes[*l % LABELS.len()]);
+                }
+                Some(Extra::Assignee(u)) => {
+                    out.extend_from_slice(&self.user_bytes[*u % USERS.len()]);
+                }
+                Some(Extra::Milestone) => out.extend_from_slice(&self.milestone_bytes),
+                None => out.extend_from_slice(b"null"),
+            },
+            Slot::CommentId => json_u64(out, self.comment_id(ev)),
+            Slot::CommentBody => json_str(out, &self.comment_body(ev)),
+            Slot::HookId => json_u64(out, ev.hook_id),
+        }
+    }
+
+    fn comment_id(&self, ev: &Event) -> u64 {
+        self.repo_id
+            .wrapping_mul(100_000)
+            .wrapping_add(ev.comment_seq)
+    }
+
+    fn comment_body(&self, ev: &Event) -> String {
+        format!("Comment {} on #{}", ev.comment_seq, ev.number)
+    }
+
+    /// The payload of `ev` as a JSON tree: the fixture with the item's state written in. With
+    /// `real` false every value that changes between deliveries of one shape is a slot marker
+    /// instead ([`Shape::of`] cuts the byte template at them).
+    fn tree(&self, ev: &Event, real: bool) -> Value {
+        let mut payload = self.template(ev.event, ev.action);
+        if ev.event == "ping" {
+            payload["hook_id"] = slot(real, Slot::HookId, || json!(ev.hook_id));
+            self.set_repository(&mut payload);
+            return payload;
+        }
+        let number = ev.number;
+        let item = &self.items[(number.max(1) - 1) as usize];
+        let kind = if ev.pull_request {
+            Kind::PullRequest
+        } else {
+            Kind::Issue
+        };
+        let item_json = match (ev.event, kind) {
+            ("pull_request", _) => {
+                self.render_pr(&payload["pull_request"], number, item, ev.now, real)
+            }
+            (_, kind) => self.render_issue(&payload["issue"], number, item, kind, ev.now, real),
+        };
+        match ev.event {
             "pull_request" => {
                 payload["pull_request"] = item_json;
                 payload["number"] = json!(number);
             }
             _ => payload["issue"] = item_json,
         }
-        payload["action"] = json!(action);
-        for (k, v) in extras {
-            payload[k] = v;
+        payload["action"] = json!(ev.action);
+        if let Some(extra) = &ev.extra {
+            let value = slot(real, Slot::Extra, || match extra {
+                Extra::Changes(from) => json!({ "title": { "from": from } }),
+                Extra::Label(l) => label_json(&self.repo, *l),
+                Extra::Assignee(u) => user_json(*u),
+                Extra::Milestone => self.milestone_json(),
+            });
+            payload[extra.key()] = value;
         }
-        if event == "issue_comment" {
-            let comment = self.render_comment(&payload["comment"], number, action, now);
+        if ev.event == "issue_comment" {
+            let comment = self.render_comment(&payload["comment"], ev, real);
             payload["comment"] = comment;
         }
         self.set_repository(&mut payload);
-        if action == "transferred" {
+        if ev.action == "transferred" {
             // The issue moved to another repository (its card there starts with its own
             // `issues.opened`, which this run does not send).
             let moved = &mut payload["changes"]["new_repository"];
@@ -845,8 +996,7 @@ impl Sim {
                 moved["full_name"] = json!(format!("{}-moved", self.repo));
             }
         }
-        let snapshot = self.snapshot(number, now);
-        (event, payload, Some(snapshot))
+        payload
     }
 
     /// The item's state as it was just written into a payload.
@@ -943,7 +1093,7 @@ impl Sim {
         weighted(rng, &options).unwrap_or("created")
     }
 
-    /// Moves the item's state by the action; returns the top-level extras the payload carries
+    /// Moves the item's state by the action; returns the top-level extra the payload carries
     /// (`label`, `assignee`, `milestone`, `changes`).
     fn apply(
         &mut self,
@@ -953,10 +1103,9 @@ impl Sim {
         event: &str,
         action: &str,
         now: i64,
-    ) -> Vec<(&'static str, Value)> {
-        let mut extras = Vec::new();
+    ) -> Option<Extra> {
+        let mut extra = None;
         let new_title = title(rng);
-        let milestone = self.milestone_json();
         let it = &mut self.items[index];
         if !it.opened {
             it.opened = true;
@@ -974,8 +1123,7 @@ impl Sim {
             ("issue_comment", "created") => it.comments += 1,
             ("issues", "deleted" | "transferred") => it.gone = true,
             (_, "edited") if event != "issue_comment" => {
-                extras.push(("changes", json!({ "title": { "from": it.title } })));
-                it.title = new_title;
+                extra = Some(Extra::Changes(std::mem::replace(&mut it.title, new_title)));
             }
             (_, "labeled") => {
                 let l = rng.random_range(0..LABELS.len());
@@ -983,30 +1131,30 @@ impl Sim {
                     it.labels.push(l);
                     it.labels.sort_unstable();
                 }
-                extras.push(("label", label_json(&self.repo, l)));
+                extra = Some(Extra::Label(l));
             }
             (_, "unlabeled") if !it.labels.is_empty() => {
                 let l = it.labels.remove(rng.random_range(0..it.labels.len()));
-                extras.push(("label", label_json(&self.repo, l)));
+                extra = Some(Extra::Label(l));
             }
             (_, "assigned") => {
                 let u = rng.random_range(0..USERS.len());
                 if !it.assignees.contains(&u) {
                     it.assignees.push(u);
                 }
-                extras.push(("assignee", user_json(u)));
+                extra = Some(Extra::Assignee(u));
             }
             (_, "unassigned") if !it.assignees.is_empty() => {
                 let u = it.assignees.remove(rng.random_range(0..it.assignees.len()));
-                extras.push(("assignee", user_json(u)));
+                extra = Some(Extra::Assignee(u));
             }
             (_, "milestoned") => {
                 it.milestone = true;
-                extras.push(("milestone", milestone));
+                extra = Some(Extra::Milestone);
             }
             (_, "demilestoned") => {
                 it.milestone = false;
-                extras.push(("milestone", milestone));
+                extra = Some(Extra::Milestone);
             }
             (_, "closed") => {
                 it.closed = true;
@@ -1027,7 +1175,7 @@ impl Sim {
         if it.gone {
             self.tombstones += 1;
         }
-        extras
+        extra
     }
 
     fn template(&self, event: &'static str, action: &'static str) -> Value {
@@ -1035,13 +1183,6 @@ impl Sim {
             .get(&(event, action))
             .cloned()
             .unwrap_or_else(|| json!({}))
-    }
-
-    fn ping(&mut self, rng: &mut StdRng) -> Value {
-        let mut payload = self.template("ping", "ping");
-        payload["hook_id"] = json!(rng.random_range(100_000_000u64..999_999_999));
-        self.set_repository(&mut payload);
-        payload
     }
 
     fn set_repository(&self, payload: &mut Value) {
@@ -1069,30 +1210,48 @@ impl Sim {
     }
 
     /// Common fields of issue- and PR-shaped items.
-    fn render_common(&self, template: &Value, number: u64, it: &Item, now: i64) -> Value {
+    fn render_common(
+        &self,
+        template: &Value,
+        number: u64,
+        it: &Item,
+        now: i64,
+        real: bool,
+    ) -> Value {
         let mut v = template.clone();
         if let Some(old) = template["number"].as_u64() {
             rewrite_urls(&mut v, old, number);
         }
         v["number"] = json!(number);
-        v["title"] = json!(it.title);
-        v["state"] = json!(if it.closed { "closed" } else { "open" });
-        v["closed_at"] = it.closed_at.map_or(Value::Null, |t| json!(timestamp(t)));
-        v["created_at"] = json!(timestamp(it.created_at));
-        v["updated_at"] = json!(timestamp(now));
-        v["labels"] = it
-            .labels
-            .iter()
-            .map(|l| label_json(&self.repo, *l))
-            .collect();
-        v["assignees"] = it.assignees.iter().map(|u| user_json(*u)).collect();
-        v["assignee"] = it.assignees.first().map_or(Value::Null, |u| user_json(*u));
-        v["milestone"] = if it.milestone {
-            self.milestone_json()
-        } else {
-            Value::Null
-        };
-        v["draft"] = json!(it.draft);
+        v["title"] = slot(real, Slot::Title, || json!(it.title));
+        v["state"] = slot(real, Slot::State, || {
+            json!(if it.closed { "closed" } else { "open" })
+        });
+        v["closed_at"] = slot(real, Slot::ClosedAt, || {
+            it.closed_at.map_or(Value::Null, |t| json!(timestamp(t)))
+        });
+        v["created_at"] = slot(real, Slot::CreatedAt, || json!(timestamp(it.created_at)));
+        v["updated_at"] = slot(real, Slot::Now, || json!(timestamp(now)));
+        v["labels"] = slot(real, Slot::Labels, || {
+            it.labels
+                .iter()
+                .map(|l| label_json(&self.repo, *l))
+                .collect()
+        });
+        v["assignees"] = slot(real, Slot::Assignees, || {
+            it.assignees.iter().map(|u| user_json(*u)).collect()
+        });
+        v["assignee"] = slot(real, Slot::Assignee, || {
+            it.assignees.first().map_or(Value::Null, |u| user_json(*u))
+        });
+        v["milestone"] = slot(real, Slot::Milestone, || {
+            if it.milestone {
+                self.milestone_json()
+            } else {
+                Value::Null
+            }
+        });
+        v["draft"] = slot(real, Slot::Draft, || json!(it.draft));
         v
     }
 
@@ -1103,10 +1262,11 @@ impl Sim {
         it: &Item,
         kind: Kind,
         now: i64,
+        real: bool,
     ) -> Value {
-        let mut v = self.render_common(template, number, it, now);
+        let mut v = self.render_common(template, number, it, now, real);
         v["id"] = json!(self.repo_id.wrapping_mul(1_000).wrapping_add(number));
-        v["comments"] = json!(it.comments);
+        v["comments"] = slot(real, Slot::Comments, || json!(it.comments));
         if let Some(obj) = v.as_object_mut() {
             obj.remove("pull_request");
         }
@@ -1117,39 +1277,226 @@ impl Sim {
                 "html_url": html,
                 "diff_url": format!("{html}.diff"),
                 "patch_url": format!("{html}.patch"),
-                "merged_at": it.merged_at.map(timestamp),
+                "merged_at": slot(real, Slot::MergedAt, || json!(it.merged_at.map(timestamp))),
             });
         }
         v
     }
 
-    fn render_pr(&self, template: &Value, number: u64, it: &Item, now: i64) -> Value {
-        let mut v = self.render_common(template, number, it, now);
+    fn render_pr(&self, template: &Value, number: u64, it: &Item, now: i64, real: bool) -> Value {
+        let mut v = self.render_common(template, number, it, now, real);
         v["id"] = json!(self.repo_id.wrapping_mul(1_000).wrapping_add(500 + number));
-        v["merged"] = json!(it.merged);
-        v["merged_at"] = it.merged_at.map_or(Value::Null, |t| json!(timestamp(t)));
-        v["merged_by"] = if it.merged { user_json(0) } else { Value::Null };
+        v["merged"] = slot(real, Slot::Merged, || json!(it.merged));
+        v["merged_at"] = slot(real, Slot::MergedAt, || {
+            it.merged_at.map_or(Value::Null, |t| json!(timestamp(t)))
+        });
+        v["merged_by"] = slot(real, Slot::MergedBy, || {
+            if it.merged {
+                user_json(0)
+            } else {
+                Value::Null
+            }
+        });
         v
     }
 
-    fn render_comment(&mut self, template: &Value, number: u64, action: &str, now: i64) -> Value {
+    fn render_comment(&self, template: &Value, ev: &Event, real: bool) -> Value {
         let mut v = template.clone();
-        if action == "created" {
-            self.comment_ids += 1;
-        }
-        let id = self
-            .repo_id
-            .wrapping_mul(100_000)
-            .wrapping_add(self.comment_ids);
-        v["id"] = json!(id);
-        v["body"] = json!(format!("Comment {} on #{number}", self.comment_ids));
-        v["created_at"] = json!(timestamp(now));
-        v["updated_at"] = json!(timestamp(now));
+        v["id"] = slot(real, Slot::CommentId, || json!(self.comment_id(ev)));
+        v["body"] = slot(real, Slot::CommentBody, || json!(self.comment_body(ev)));
+        v["created_at"] = slot(real, Slot::Now, || json!(timestamp(ev.now)));
+        v["updated_at"] = slot(real, Slot::Now, || json!(timestamp(ev.now)));
         v["issue_url"] = json!(format!(
-            "https://api.github.com/repos/{}/issues/{number}",
-            self.repo
+            "https://api.github.com/repos/{}/issues/{}",
+            self.repo, ev.number
         ));
         v
+    }
+}
+
+/// What one generated payload says beyond its fixture: the event, the item and the values that
+/// change from one delivery to the next (the item's state is read from the simulation).
+#[derive(Clone, Debug)]
+struct Event {
+    event: &'static str,
+    action: &'static str,
+    /// The item is a pull request (an `issues` or `issue_comment` payload then carries
+    /// `issue.pull_request`).
+    pull_request: bool,
+    number: u64,
+    /// The top-level field the action adds (`changes`, `label`, `assignee`, `milestone`).
+    extra: Option<Extra>,
+    /// The simulation's clock at this event (the item's `updated_at`).
+    now: i64,
+    /// The comment counter after this event (comment ids and bodies).
+    comment_seq: u64,
+    /// `hook_id` of a ping.
+    hook_id: u64,
+}
+
+impl Event {
+    fn ping(rng: &mut StdRng) -> Self {
+        Self {
+            event: "ping",
+            action: "ping",
+            pull_request: false,
+            number: 0,
+            extra: None,
+            now: 0,
+            comment_seq: 0,
+            hook_id: rng.random_range(100_000_000u64..999_999_999),
+        }
+    }
+
+    /// What decides the payload's structure (its keys, their order, the static values).
+    fn shape_key(&self) -> ShapeKey {
+        (
+            self.event,
+            self.action,
+            self.pull_request,
+            self.number,
+            self.extra.as_ref().map(Extra::key),
+        )
+    }
+}
+
+/// The top-level field an action adds to the payload.
+#[derive(Clone, Debug)]
+enum Extra {
+    /// `changes.title.from`: the title before an edit.
+    Changes(String),
+    Label(usize),
+    Assignee(usize),
+    Milestone,
+}
+
+impl Extra {
+    fn key(&self) -> &'static str {
+        match self {
+            Extra::Changes(_) => "changes",
+            Extra::Label(_) => "label",
+            Extra::Assignee(_) => "assignee",
+            Extra::Milestone => "milestone",
+        }
+    }
+}
+
+type ShapeKey = (&'static str, &'static str, bool, u64, Option<&'static str>);
+
+/// A value of a generated payload that changes between deliveries of the same shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Title,
+    State,
+    ClosedAt,
+    CreatedAt,
+    /// `updated_at` of the item, `created_at`/`updated_at` of a comment.
+    Now,
+    Labels,
+    Assignees,
+    Assignee,
+    Milestone,
+    Draft,
+    Comments,
+    MergedAt,
+    Merged,
+    MergedBy,
+    Extra,
+    CommentId,
+    CommentBody,
+    HookId,
+}
+
+const SLOTS: &[Slot] = &[
+    Slot::Title,
+    Slot::State,
+    Slot::ClosedAt,
+    Slot::CreatedAt,
+    Slot::Now,
+    Slot::Labels,
+    Slot::Assignees,
+    Slot::Assignee,
+    Slot::Milestone,
+    Slot::Draft,
+    Slot::Comments,
+    Slot::MergedAt,
+    Slot::Merged,
+    Slot::MergedBy,
+    Slot::Extra,
+    Slot::CommentId,
+    Slot::CommentBody,
+    Slot::HookId,
+];
+
+/// The marker [`Sim::tree`] puts where a slot's value goes when building a [`Shape`]; a control
+/// character no fixture contains, which `serde_json` writes as `\u0001`.
+fn slot(real: bool, slot: Slot, value: impl FnOnce() -> Value) -> Value {
+    if real {
+        value()
+    } else {
+        let index = SLOTS.iter().position(|s| *s == slot).unwrap_or(0);
+        Value::String(format!("\u{1}S{index}\u{1}"))
+    }
+}
+
+/// A byte template: the compact JSON of one payload shape with the slot markers cut out.
+/// Writing a delivery is copying `text` with each slot's value written at its offset.
+struct Shape {
+    text: Vec<u8>,
+    /// (offset in `text`, slot) in order.
+    slots: Vec<(usize, Slot)>,
+    len: usize,
+}
+
+impl Shape {
+    fn of(tree: &Value) -> Self {
+        const OPEN: &[u8] = br#""\u0001S"#;
+        const CLOSE: &[u8] = br#"\u0001""#;
+        let full = tree.to_string().into_bytes();
+        let mut text = Vec::with_capacity(full.len());
+        let mut slots = Vec::new();
+        let mut i = 0;
+        while i < full.len() {
+            if full[i..].starts_with(OPEN) {
+                let digits = &full[i + OPEN.len()..];
+                let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+                let index: Option<usize> = std::str::from_utf8(&digits[..n])
+                    .ok()
+                    .and_then(|d| d.parse().ok());
+                if let Some(slot) = index.and_then(|k| SLOTS.get(k)) {
+                    if digits[n..].starts_with(CLOSE) {
+                        slots.push((text.len(), *slot));
+                        i += OPEN.len() + n + CLOSE.len();
+                        continue;
+                    }
+                }
+            }
+            text.push(full[i]);
+            i += 1;
+        }
+        let len = text.len();
+        Self { text, slots, len }
+    }
+}
+
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn json_u64(out: &mut Vec<u8>, n: u64) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
+}
+
+fn json_bool(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn json_time(out: &mut Vec<u8>, unix: Option<i64>) {
+    match unix {
+        Some(t) => json_str(out, &timestamp(t)),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -1235,7 +1582,7 @@ fn timestamp(unix: i64) -> String {
 mod tests {
     use super::*;
 
-    fn bodies(gen: &mut PayloadGen, n: usize) -> Vec<(String, Vec<u8>)> {
+    fn bodies(gen: &mut PayloadGen, n: usize) -> Vec<(String, bytes::Bytes)> {
         (0..n)
             .map(|_| {
                 let d = gen.next_delivery();
@@ -1346,6 +1693,40 @@ mod tests {
         assert_eq!(da[199].id, format!("{}-000200", a.nonce()));
     }
 
+    /// The byte templates are an optimisation only: every payload is byte for byte what the
+    /// fixture's JSON tree with the item's state written in serialises to.
+    #[test]
+    fn byte_templates_write_what_the_tree_writes() {
+        let mixes: &[(u64, &[&'static str])] = &[
+            (1, EVENTS),
+            (2, &["issues"]),
+            (3, &["pull_request"]),
+            (4, &["issue_comment"]),
+            (5, &["issues", "ping"]),
+            (6, &["pull_request", "issue_comment"]),
+        ];
+        for (seed, events) in mixes {
+            let mut sim = Sim::new("chaos/board", 4242, events.to_vec()).unwrap();
+            let mut rng = StdRng::seed_from_u64(*seed);
+            for i in 0..2_000 {
+                let (ev, _) = sim.generate(&mut rng);
+                let mut bytes = Vec::new();
+                sim.write(&ev, &mut bytes);
+                let text = String::from_utf8(bytes).unwrap();
+                assert_eq!(
+                    text,
+                    sim.tree(&ev, true).to_string(),
+                    "seed {seed}, delivery {i}: {ev:?}"
+                );
+            }
+            assert!(!sim.shapes.is_empty());
+            for shape in sim.shapes.values() {
+                let text = String::from_utf8_lossy(&shape.text);
+                assert!(!text.contains("u0001S"), "an uncut slot marker: {text}");
+            }
+        }
+    }
+
     #[test]
     fn different_seed_different_sequence() {
         assert_ne!(bodies(&mut gen(1), 20), bodies(&mut gen(2), 20));
@@ -1372,7 +1753,7 @@ mod tests {
             let v: Value = serde_json::from_slice(&d.body).unwrap();
             assert_eq!(v["repository"]["id"], json!(4242));
             assert_eq!(v["repository"]["full_name"], json!("chaos/board"));
-            let text = String::from_utf8(d.body.clone()).unwrap();
+            let text = String::from_utf8(d.body.to_vec()).unwrap();
             assert!(!text.contains("Codertocat/Hello-World"), "{text}");
             events.insert(d.event.clone());
             if d.event == "ping" {
@@ -1543,12 +1924,12 @@ mod tests {
             }
         }
         // The originals are the seed's payload sequence, whatever the duplicate pattern.
-        let originals: Vec<Vec<u8>> = a
+        let originals: Vec<bytes::Bytes> = a
             .iter()
             .filter(|p| p.duplicate_of.is_none())
             .map(|p| p.delivery.body.clone())
             .collect();
-        let plain: Vec<Vec<u8>> = bodies(&mut gen(9), originals.len())
+        let plain: Vec<bytes::Bytes> = bodies(&mut gen(9), originals.len())
             .into_iter()
             .map(|(_, b)| b)
             .collect();
@@ -1572,8 +1953,8 @@ mod tests {
             let d = g.next_delivery();
             seen.insert(d.event.clone(), d.body.clone());
         }
-        assert_eq!(seen["issues"], br#"{"issue":{"number":1}}"#);
-        assert_eq!(seen["ping"], br#"{"zen":"z","hook_id":1}"#);
+        assert_eq!(seen["issues"], &br#"{"issue":{"number":1}}"#[..]);
+        assert_eq!(seen["ping"], &br#"{"zen":"z","hook_id":1}"#[..]);
         assert_eq!(seen.len(), 2);
 
         let mut only =

@@ -7,9 +7,11 @@
 //! after). Only when every concurrency slot is taken does a request start late; that is counted
 //! (`BatchReport::slipped`) and visible per request as `sent_at_ms - scheduled_at_ms`.
 //!
-//! Every request's result goes to the ledger (see [`super::ledger`]). The sender keeps the bodies
-//! of the ids that have not been accepted yet, so [`Sender::redeliver_failed`] can resend them
-//! with the same id and the same bytes, as GitHub's "redeliver" does.
+//! Every request's result goes to the ledger (see [`super::ledger`]): kept in memory for a
+//! scenario's verdict, or streamed ([`Sender::streaming`]: counted, and written to a record file)
+//! for a long flood. The sender keeps the bodies of the ids that have not been accepted yet, so
+//! [`Sender::redeliver_failed`] can resend them with the same id and the same bytes, as
+//! GitHub's "redeliver" does; an accepted id's body is dropped at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +22,7 @@ use tokio::sync::{Semaphore, TryAcquireError};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::ledger::{self, Ledger, LedgerEntry, LedgerSummary, Outcome};
+use super::ledger::{self, Ledger, LedgerEntry, LedgerSummary, Outcome, Stream};
 use super::payload::{Delivery, PlannedSend};
 use super::sign;
 
@@ -53,6 +55,8 @@ pub struct BatchReport {
     pub slipped: u64,
     /// The most requests of this batch in flight at once.
     pub max_in_flight: usize,
+    /// The largest `sent_at_ms - scheduled_at_ms` of the batch.
+    pub max_late_ms: u64,
 }
 
 /// What one batch asks of the sender beyond its plan (a scenario's send step has its own).
@@ -81,31 +85,34 @@ impl BatchReport {
 
     /// The largest `sent_at_ms - scheduled_at_ms` of the batch.
     pub fn max_lateness_ms(&self) -> u64 {
-        self.entries
-            .iter()
-            .map(|e| e.sent_at_ms.saturating_sub(e.scheduled_at_ms))
-            .max()
-            .unwrap_or(0)
+        self.max_late_ms
     }
 }
 
 #[derive(Default)]
 struct State {
     ledger: Ledger,
-    /// Bodies of the ids not yet answered with a 2xx: the only ones that may be redelivered.
-    /// An id leaves as soon as one of its requests is accepted, so a long flood holds only what
-    /// is in flight or was refused.
-    unaccepted: HashMap<String, Arc<Delivery>>,
+    /// Bodies of the ids not yet answered with a 2xx: the only ones that may be redelivered,
+    /// with the order of their first request. An id leaves as soon as one of its requests is
+    /// accepted, so a long flood holds only what is in flight or was refused.
+    unaccepted: HashMap<String, (u64, Arc<Delivery>)>,
     /// Requests made so far per id (the next attempt number is this plus one).
-    attempts: HashMap<String, u32>,
+    attempts: HashMap<Box<str>, u32>,
+}
+
+/// What every request task of a sender shares.
+struct Shared {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    secret: Option<Vec<u8>>,
 }
 
 /// Sends batches of deliveries and keeps the run's ledger. One per run: attempt numbers and
 /// redelivery span all its batches, and concurrent batches share its concurrency bound.
 pub struct Sender {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    secret: Option<Vec<u8>>,
+    shared: Arc<Shared>,
+    /// Set by [`Sender::streaming`]: entries are counted and written there, not kept.
+    stream: Option<Arc<Stream>>,
     rate: Option<f64>,
     timeout: Duration,
     slots: Arc<Semaphore>,
@@ -141,21 +148,55 @@ impl Sender {
             // the way (and would turn "server down" into a proxy's 502).
             .no_proxy()
             // Connecting is part of the request: a server that cannot accept counts as a timeout
-            // too, never as an unbounded wait.
+            // too, never as an unbounded wait. The whole request is bounded by the sender's own
+            // deadline (`Request::send`), one timer per request instead of two.
             .connect_timeout(config.timeout)
-            .timeout(config.timeout)
             .build()
             .context("building the HTTP client")?;
         Ok(Self {
-            client,
-            url,
-            secret: config.secret.map(String::into_bytes),
+            shared: Arc::new(Shared {
+                client,
+                url,
+                secret: config.secret.map(String::into_bytes),
+            }),
+            stream: None,
             rate: config.rate,
             timeout: config.timeout,
             slots: Arc::new(Semaphore::new(config.concurrency)),
             concurrency: config.concurrency,
             state: Arc::new(Mutex::new(State::default())),
         })
+    }
+
+    /// Keeps no ledger entry in memory from now on: each attempt is counted (see
+    /// [`Sender::streamed`]) and, with `records`, written to that file. For one long flood
+    /// whose batches run one after another (`gitspy-chaos send`); [`Sender::ledger`] stays
+    /// empty.
+    pub fn streaming(mut self, records: Option<ledger::RecordFile>) -> Self {
+        self.stream = Some(Arc::new(Stream::new(records)));
+        self
+    }
+
+    /// What a streaming sender counted, and its record file.
+    pub fn streamed(&self) -> Option<&Stream> {
+        self.stream.as_deref()
+    }
+
+    /// Distinct delivery ids sent so far.
+    pub fn distinct_ids(&self) -> u64 {
+        self.state().attempts.len() as u64
+    }
+
+    /// The ids none of whose requests got a 2xx so far, in the order of their first request.
+    pub fn unaccepted_ids(&self) -> Vec<String> {
+        let state = self.state();
+        let mut ids: Vec<(u64, &String)> = state
+            .unaccepted
+            .iter()
+            .map(|(id, (order, _))| (*order, id))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id.clone()).collect()
     }
 
     /// Webhook requests in flight right now (what a server or Redis fault would cut short).
@@ -213,7 +254,10 @@ impl Sender {
     where
         I: IntoIterator<Item = Scheduled>,
     {
-        let (writer, collector) = ledger::collector();
+        let (writer, collector) = match &self.stream {
+            Some(stream) => ledger::streaming_collector(stream.clone()),
+            None => ledger::collector(),
+        };
         let mut tasks = JoinSet::new();
         let start = Instant::now();
         let start_ms = unix_ms();
@@ -221,6 +265,7 @@ impl Sender {
         let batch_slots = opts.concurrency.map(|n| Arc::new(Semaphore::new(n.max(1))));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let max_in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut max_late_ms = 0u64;
         let timeout = opts.timeout.unwrap_or(self.timeout);
         for (
             index,
@@ -234,7 +279,9 @@ impl Sender {
                 Some(rate) => Duration::from_secs_f64(slot as f64 / rate),
                 None => Duration::ZERO,
             };
-            tokio::time::sleep_until(start + offset).await;
+            if !offset.is_zero() {
+                tokio::time::sleep_until(start + offset).await;
+            }
             let mut late = false;
             let batch_permit = match &batch_slots {
                 None => None,
@@ -266,15 +313,16 @@ impl Sender {
             max_in_flight.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
             let attempt = self.register(&planned.delivery);
             let request = Request {
-                client: self.client.clone(),
-                url: self.url.clone(),
-                secret: self.secret.clone(),
+                shared: self.shared.clone(),
                 timeout,
             };
             let writer = writer.clone();
             let state = self.state.clone();
             let in_flight = in_flight.clone();
             let scheduled_at_ms = start_ms + offset.as_millis() as u64;
+            if late {
+                max_late_ms = max_late_ms.max(unix_ms().saturating_sub(scheduled_at_ms));
+            }
             tasks.spawn(async move {
                 let result = request.send(&planned.delivery).await;
                 in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
@@ -310,23 +358,28 @@ impl Sender {
         }
         let entries = collector.finish().await?;
         self.state().ledger.extend(entries.iter().cloned());
+        // Lateness as the ledger records it (a request's `sent_at_ms` is taken in its task).
+        let recorded_late = entries
+            .iter()
+            .map(|e| e.sent_at_ms.saturating_sub(e.scheduled_at_ms))
+            .max()
+            .unwrap_or(0);
         Ok(BatchReport {
             entries,
             slipped,
             max_in_flight: max_in_flight.load(std::sync::atomic::Ordering::SeqCst),
+            max_late_ms: max_late_ms.max(recorded_late),
         })
     }
 
     /// Resends, once each and on the same schedule, every id none of whose attempts got a 2xx —
     /// same id, same body, as GitHub's "redeliver" does.
     pub async fn redeliver_failed(&self) -> anyhow::Result<BatchReport> {
+        let ids = self.unaccepted_ids();
         let plan: Vec<PlannedSend> = {
             let state = self.state();
-            state
-                .ledger
-                .to_redeliver()
-                .into_iter()
-                .filter_map(|id| state.unaccepted.get(&id).cloned())
+            ids.iter()
+                .filter_map(|id| state.unaccepted.get(id).map(|(_, d)| d.clone()))
                 .map(|delivery| PlannedSend {
                     delivery,
                     duplicate_of: None,
@@ -339,15 +392,24 @@ impl Sender {
     /// Notes one more request for this delivery; returns its attempt number.
     fn register(&self, delivery: &Arc<Delivery>) -> u32 {
         let mut state = self.state();
-        let attempt = {
-            let n = state.attempts.entry(delivery.id.clone()).or_insert(0);
-            *n += 1;
-            *n
+        let attempt = match state.attempts.get_mut(delivery.id.as_str()) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                state.attempts.insert(delivery.id.as_str().into(), 1);
+                1
+            }
         };
-        state
-            .unaccepted
-            .entry(delivery.id.clone())
-            .or_insert_with(|| delivery.clone());
+        // Only a first request enters: an id that left on a 2xx never needs redelivering, even
+        // if a later copy of it is refused.
+        if attempt == 1 {
+            let order = state.attempts.len() as u64;
+            state
+                .unaccepted
+                .insert(delivery.id.clone(), (order, delivery.clone()));
+        }
         attempt
     }
 
@@ -364,9 +426,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 /// Everything one request task needs.
 struct Request {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    secret: Option<Vec<u8>>,
+    shared: Arc<Shared>,
     timeout: Duration,
 }
 
@@ -379,14 +439,14 @@ struct Answer {
 
 impl Request {
     async fn send(&self, delivery: &Delivery) -> Answer {
-        let mut builder = self
+        let shared = &*self.shared;
+        let mut builder = shared
             .client
-            .post(self.url.clone())
-            .timeout(self.timeout)
+            .post(shared.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-GitHub-Event", &delivery.event)
             .header("X-GitHub-Delivery", &delivery.id);
-        if let Some(secret) = &self.secret {
+        if let Some(secret) = &shared.secret {
             builder = builder.header(
                 sign::SIGNATURE_HEADER,
                 sign::signature(secret, &delivery.body),
@@ -397,8 +457,7 @@ impl Request {
         let sent_at_ms = unix_ms();
         let started = Instant::now();
         let deadline = started + self.timeout;
-        // reqwest enforces the timeout too; the outer one makes the bound independent of how
-        // the client implements it.
+        // The one bound of the request, from the first byte to the end of the answer's body.
         let response = tokio::time::timeout_at(deadline, builder.send()).await;
         let (outcome, answer) = match response {
             Err(_elapsed) => (Outcome::Timeout, None),

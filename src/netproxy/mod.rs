@@ -377,17 +377,22 @@ async fn serve_conn(
         let down = pump::pump(sr, cw, Dir::Down, rx.clone(), stats, seed ^ 1);
         tokio::pin!(up, down);
         // Resolves `true` on a reset, `false` when the proxy is dropped (the connection then
-        // ends with a FIN).
-        let reset = async {
-            loop {
+        // ends with a FIN). The link's state is watched by a task of its own, so the loop
+        // below, woken for every chunk, polls a oneshot (atomics) instead of re-registering
+        // with the link's watch channel, whose waiter list every connection shares.
+        let (fire, reset) = tokio::sync::oneshot::channel::<bool>();
+        let _watcher = AbortOnDrop(tokio::spawn(async move {
+            let reset = loop {
                 if rx.borrow_and_update().reset {
-                    return true;
+                    break true;
                 }
                 if rx.changed().await.is_err() {
-                    return false;
+                    break false;
                 }
-            }
-        };
+            };
+            let _ = fire.send(reset);
+        }));
+        let reset = async move { reset.await.unwrap_or(false) };
         tokio::pin!(reset);
         let (mut up_done, mut down_done) = (false, false);
         loop {
@@ -411,6 +416,15 @@ async fn serve_conn(
         Stats::add(&stats.resets, 1);
         rst(client);
         rst(server);
+    }
+}
+
+/// Aborts the task when dropped (a connection's link watcher ends with the connection).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -17,8 +17,11 @@ use super::{Dir, LinkState, Stats};
 
 /// Chunks in flight between reader and writer.
 const CHANNEL: usize = 64;
-/// Largest chunk read at once.
+/// Largest chunk read at once while toxics are in force (what a partition holds per chunk).
 const CHUNK: usize = 16 * 1024;
+/// Largest chunk read at once on the clean fast path: a batch of webhook bodies on the way to
+/// Redis is hundreds of KiB, and every chunk costs a read and a write.
+const FAST_CHUNK: usize = 64 * 1024;
 
 /// How a pump ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,40 +49,56 @@ pub async fn pump(
     seed: u64,
 ) -> Outcome {
     // Fast path while this direction has no toxic: copy straight through, as `io::copy`
-    // would. The first toxic moves the connection to the queued path below for good (what was
-    // read has been written by then, so order is kept).
+    // would, with one buffer and no allocation per chunk. The toxics are looked at after each
+    // read (an atomic version check, no waker registered per chunk): what was read after a
+    // toxic arrived goes through the queued path below, which the connection keeps for good,
+    // so order is kept and nothing read under a toxic passes untouched. The proxy going away
+    // ends an idle connection through `serve_conn`'s watch of the link.
     let mut rx = rx;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if !is_clean(rx.borrow_and_update().dir(dir)) {
-            break;
-        }
-        tokio::select! {
-            biased;
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return Outcome::Broken;
-                }
-            }
-            r = src.read(&mut buf) => match r {
-                Ok(0) => {
-                    let _ = dst.shutdown().await;
-                    return Outcome::Eof;
-                }
-                Ok(n) => {
-                    if dst.write_all(&buf[..n]).await.is_err() {
-                        return Outcome::Broken;
-                    }
-                    Stats::add(stats.bytes(dir), n as u64);
-                }
+    let mut carried: Option<Item> = None;
+    if is_clean(rx.borrow_and_update().dir(dir)) {
+        let mut buf = vec![0u8; FAST_CHUNK];
+        loop {
+            let n = match src.read(&mut buf).await {
+                Ok(n) => n,
                 Err(_) => return Outcome::Broken,
-            },
+            };
+            match rx.has_changed() {
+                Err(_closed) => return Outcome::Broken,
+                Ok(true) if !is_clean(rx.borrow_and_update().dir(dir)) => {
+                    carried = Some(if n == 0 {
+                        Item::Eof
+                    } else {
+                        Item::Data(buf[..n].to_vec(), Instant::now())
+                    });
+                    break;
+                }
+                Ok(_) => {}
+            }
+            if n == 0 {
+                let _ = dst.shutdown().await;
+                return Outcome::Eof;
+            }
+            if dst.write_all(&buf[..n]).await.is_err() {
+                return Outcome::Broken;
+            }
+            Stats::add(stats.bytes(dir), n as u64);
         }
     }
-    drop(buf);
     let (tx, mut items) = mpsc::channel::<Item>(CHANNEL);
     let reader_rx = rx.clone();
     let reader = async {
+        if let Some(item) = carried {
+            let eof = matches!(item, Item::Eof);
+            if let Item::Data(bytes, _) = &item {
+                if reader_rx.borrow().dir(dir).partition {
+                    Stats::add(&stats.held, bytes.len() as u64);
+                }
+            }
+            if tx.send(item).await.is_err() || eof {
+                return;
+            }
+        }
         let mut buf = vec![0u8; CHUNK];
         loop {
             match src.read(&mut buf).await {

@@ -248,6 +248,155 @@ const PULL_REQUEST_EVENTS: &[&str] = &[
     "pull_request_review_thread",
 ];
 
+/// Which keys of a JSON object [`parse_for_observe`] keeps: `All` keeps the value whole,
+/// `Fields` keeps only the listed keys of an object (of each object, for an array) and scalars
+/// as they are.
+#[derive(Clone, Copy, Debug)]
+enum Keep {
+    All,
+    Fields(&'static [(&'static str, Keep)]),
+}
+
+/// The keys [`observe`] reads of an issue or pull request.
+const ITEM_KEYS: Keep = Keep::Fields(&[
+    ("number", Keep::All),
+    ("updated_at", Keep::All),
+    ("title", Keep::All),
+    ("state", Keep::All),
+    ("draft", Keep::All),
+    ("labels", Keep::Fields(&[("name", Keep::All)])),
+    ("assignees", Keep::Fields(&[("login", Keep::All)])),
+    ("assignee", Keep::Fields(&[("login", Keep::All)])),
+    (
+        "milestone",
+        Keep::Fields(&[("title", Keep::All), ("number", Keep::All)]),
+    ),
+    ("pull_request", Keep::Fields(&[("merged_at", Keep::All)])),
+    ("merged", Keep::All),
+    ("merged_at", Keep::All),
+]);
+
+/// The keys [`observe`] reads of a payload, and nothing else.
+const PAYLOAD_KEYS: Keep = Keep::Fields(&[
+    ("action", Keep::All),
+    (
+        "repository",
+        Keep::Fields(&[
+            ("id", Keep::All),
+            ("full_name", Keep::All),
+            ("updated_at", Keep::All),
+        ]),
+    ),
+    ("issue", ITEM_KEYS),
+    ("pull_request", ITEM_KEYS),
+]);
+
+/// Parses a payload keeping only what [`observe`] reads (the repository's id, name and
+/// version, the item's fields, the action); everything else is skipped without being built
+/// (a real payload is mostly URLs, users and repository settings). `observe` of the result is
+/// `observe` of the whole payload (test `observing_a_trimmed_payload_says_the_same`). `None`
+/// when the body is not JSON.
+pub fn parse_for_observe(body: &[u8]) -> Option<Value> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = PAYLOAD_KEYS.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(value)
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Keep {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self {
+            Keep::All => serde::Deserialize::deserialize(d),
+            Keep::Fields(fields) => d.deserialize_any(Trim(fields)),
+        }
+    }
+}
+
+/// Builds a [`Value`] as `serde_json` would, with the objects trimmed to `.0`'s keys.
+struct Trim(&'static [(&'static str, Keep)]);
+
+impl<'de> serde::de::Visitor<'de> for Trim {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(Keep::Fields(self.0), d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Keep::Fields(self.0))? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(KeyOf(self.0))? {
+            match key {
+                Some((name, keep)) => {
+                    let v = map.next_value_seed(keep)?;
+                    out.insert(name.to_owned(), v);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Reads an object key without allocating: the kept key it names, or `None` to skip its value.
+struct KeyOf(&'static [(&'static str, Keep)]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyOf {
+    type Value = Option<(&'static str, Keep)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyOf {
+    type Value = Option<(&'static str, Keep)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().find(|(k, _)| *k == v).copied())
+    }
+}
+
 /// Reads what a payload says. Never panics: anything of an unexpected shape is "not said".
 pub fn observe(event: &str, payload: &Value) -> Observations {
     let repository = payload.get("repository");
@@ -822,6 +971,55 @@ mod tests {
             })
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The trimmed parse the worker uses says exactly what the whole payload says, for every
+    /// real GitHub fixture and for the odd shapes `observe` accepts.
+    #[test]
+    fn observing_a_trimmed_payload_says_the_same() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github");
+        let mut seen = 0;
+        for dir in std::fs::read_dir(&root).unwrap() {
+            let dir = dir.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let event = dir.file_name().unwrap().to_str().unwrap().to_string();
+            for file in std::fs::read_dir(&dir).unwrap() {
+                let file = file.unwrap().path();
+                if file.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let body = std::fs::read(&file).unwrap();
+                let whole: Value = serde_json::from_slice(&body).unwrap();
+                let trimmed = parse_for_observe(&body).unwrap();
+                for e in [event.as_str(), "issues", "pull_request", "issue_comment"] {
+                    assert_eq!(observe(e, &trimmed), observe(e, &whole), "{event}: {dir:?}");
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 40, "{seen} fixtures");
+        let odd = [
+            json!({"action": "labeled", "repository": {"id": 1, "full_name": "a/b", "updated_at": 5},
+                   "issue": {"number": 3, "labels": ["x", {"name": "y", "color": "z"}, 7],
+                             "assignee": null, "milestone": {"number": 4, "url": "u"},
+                             "pull_request": {"merged_at": "2024-01-01T00:00:00Z", "url": "u"},
+                             "updated_at": "2024-01-01T00:00:00Z", "draft": true, "state": 1}}),
+            json!({"repository": {"id": 1.5, "full_name": "a/b"},
+                   "pull_request": {"number": 2, "merged": true, "assignee": {"login": "m", "id": 3},
+                                    "milestone": "text", "labels": {"name": "not a list"}}}),
+            json!({"issue": {"number": 1}, "repository": {"id": 2, "full_name": "c/d"}, "extra": [1, {"a": []}]}),
+        ];
+        for v in odd {
+            let body = serde_json::to_vec(&v).unwrap();
+            let trimmed = parse_for_observe(&body).unwrap();
+            for e in ["issues", "pull_request", "issue_comment"] {
+                assert_eq!(observe(e, &trimmed), observe(e, &v), "{v}");
+            }
+        }
+        assert_eq!(parse_for_observe(b"{\"a\": "), None);
+        assert_eq!(parse_for_observe(b"{} trailing"), None);
     }
 
     #[test]

@@ -311,14 +311,13 @@ impl Store for SqliteStore {
         applied_by: &str,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
         // Parsing and observing the payloads is most of the CPU and needs no lock: done before the
-        // transaction, so the database's single writer is held for the SQL only (another worker
+        // transaction (and the parse builds only the fields the fold reads), so the database's single writer is held for the SQL only (another worker
         // parses its batch meanwhile). The ingress only queues JSON objects; a payload that does
         // not parse here is logged and touches no card rather than blocking the queue.
         let observed: Vec<fold::Observations> = batch
             .iter()
             .map(|d| {
-                let payload: serde_json::Value =
-                    serde_json::from_slice(&d.body).unwrap_or_default();
+                let payload = fold::parse_for_observe(&d.body).unwrap_or_default();
                 fold::observe(&d.event, &payload)
             })
             .collect();
