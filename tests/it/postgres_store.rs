@@ -43,15 +43,16 @@ fn a_postgres_run_survives_a_table_lock_and_terminated_connections_exactly_once(
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pg.yaml");
     // One attempt each: an apply that waits out GitSpy's lock_timeout (3 s here) is dead-lettered
-    // and requeued; then every GitSpy connection is terminated while deliveries are in flight.
+    // and requeued; then every GitSpy connection is terminated while deliveries are in flight (a
+    // fast send and 50 ms of work per batch, so a backlog builds on an idle machine too).
     std::fs::write(
         &file,
         "name: pg-store\ntarget:\n  store: postgres\n  redis: { backend: process }\n  workers: 2\n\
-         \x20 env: { GITSPY_MAX_ATTEMPTS: \"1\", GITSPY_WORKER_CONCURRENCY: \"2\", GITSPY_STORE_BUSY_TIMEOUT: 3s }\n\
+         \x20 env: { GITSPY_MAX_ATTEMPTS: \"1\", GITSPY_WORKER_CONCURRENCY: \"2\", GITSPY_STORE_BUSY_TIMEOUT: 3s, GITSPY_TEST_PROCESSING_DELAY: 50ms }\n\
          observe: { poll_interval: 1s }\nsteps:\n  - send: { count: 6, rate: 20/s }\n  - wait: { drained: true, timeout: 60s }\n\
          \x20 - fault: { store: { lock: 5s } }\n  - send: { count: 4, rate: 10/s }\n  - sleep: 5s\n\
          \x20 - wait: { drained: true, timeout: 60s }\n  - dead_requeue: all\n  - wait: { drained: true, timeout: 60s }\n\
-         \x20 - parallel:\n      - send: { count: 40, rate: 40/s }\n      - fault: { store: { terminate_connections: true }, when: { backlog: 3 }, within: 20s }\n\
+         \x20 - parallel:\n      - send: { count: 80, rate: 400/s }\n      - fault: { store: { terminate_connections: true }, when: { backlog: 3 }, within: 20s }\n\
          \x20 - wait: { drained: true, timeout: 60s }\n\
          checks:\n  - deliveries: { lost: 0, duplicated: 0, failed: 0, unexpected: 0 }\n  - processed_matches_store\n  - board_matches_model\n",
     )
