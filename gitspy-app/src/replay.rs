@@ -104,20 +104,9 @@ pub fn fold_window_shuffled(
     shuffle_seed: u64,
     duplicates: u64,
 ) -> Result<Replayed, StoreError> {
-    let mut rows = Vec::new();
-    store.scan_log(from_ms, to_ms, &mut |row| {
-        rows.push(row.delivery);
-        Ok(())
-    })?;
-    let mut out = Replayed {
-        state: seed,
-        deliveries: 0,
-        unparseable: 0,
-    };
-    for i in shuffled_order(rows.len(), shuffle_seed, duplicates) {
-        fold_row(&mut out, &rows[i]);
-    }
-    Ok(out)
+    let rows = window_rows(store, from_ms, to_ms)?;
+    let order = shuffled_order(rows.len(), shuffle_seed, duplicates);
+    Ok(fold_rows(seed, order.into_iter().map(|i| &rows[i])))
 }
 
 /// [`fold_window`] newest first (reverse log order).
@@ -127,20 +116,38 @@ pub fn fold_window_reversed(
     to_ms: i64,
     seed: FoldState,
 ) -> Result<Replayed, StoreError> {
+    let rows = window_rows(store, from_ms, to_ms)?;
+    Ok(fold_rows(seed, rows.iter().rev()))
+}
+
+/// The window's logged deliveries in log order, in memory (for the orders other than the log's).
+fn window_rows(
+    store: &dyn Store,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<crate::delivery::Delivery>, StoreError> {
     let mut rows = Vec::new();
     store.scan_log(from_ms, to_ms, &mut |row| {
         rows.push(row.delivery);
         Ok(())
     })?;
+    Ok(rows)
+}
+
+/// Folds `rows` in the order given onto `seed`.
+fn fold_rows<'a>(
+    seed: FoldState,
+    rows: impl Iterator<Item = &'a crate::delivery::Delivery>,
+) -> Replayed {
     let mut out = Replayed {
         state: seed,
         deliveries: 0,
         unparseable: 0,
     };
-    for d in rows.iter().rev() {
+    for d in rows {
         fold_row(&mut out, d);
     }
-    Ok(out)
+    out
 }
 
 /// Folds one logged delivery into `out` (a payload that is not JSON is counted and skipped).
