@@ -280,7 +280,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send(args) => {
             let url = args.url.clone();
-            let done = runtime()?.block_on(crate::load::send_cmd(args))?;
+            // On a runtime worker, not the main thread: every request task the send loop spawns
+            // then lands in that worker's own queue instead of the shared one with a thread
+            // wake-up (a futex call) per request.
+            let done = runtime()?.block_on(async {
+                tokio::spawn(crate::load::send_cmd(args))
+                    .await
+                    .context("the send task failed")?
+            })?;
             match crate::load::send_outcome(&done, &url) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(failure) => {
