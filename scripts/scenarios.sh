@@ -9,7 +9,8 @@ chaos=target/debug/gitspy-chaos
 out=${REPORT_DIR:-reports}
 # 07-crash-points arms GitSpy's crash points: it runs against a `failpoints` build, made in its own
 # target dir so target/debug/gitspy stays the default build.
-# BACKENDS="process" (or "docker") runs one backend only; SCENARIOS="scenarios/02-*.yaml …" a subset.
+# BACKENDS="process" (or "docker") runs one backend only; SCENARIOS="scenarios/02-*.yaml …" a subset;
+# SEED=N overrides every scenario's seed (a correct build must pass whatever the seed).
 fp_target=${FAILPOINTS_TARGET_DIR:-target/failpoints}
 CARGO_TARGET_DIR="$fp_target" cargo build --quiet -p gitspy --features failpoints
 fp_bin="$fp_target/debug/gitspy"
@@ -20,9 +21,10 @@ for backend in ${BACKENDS:-docker process}; do
   for s in ${SCENARIOS:-scenarios/[0-9]*.yaml}; do
     scale=1
     bin=()
+    [ -n "${SEED:-}" ] && bin+=(--seed "$SEED")
     case "$s" in
       *06-combined*) [ "$backend" = process ] && scale=0.2 ;;
-      *07-crash-points*) bin=(--gitspy-bin "$fp_bin") ;;
+      *07-crash-points*) bin+=(--gitspy-bin "$fp_bin") ;;
       # A real partition through the Docker API (`via: docker`) needs a container.
       *docker-partition*) [ "$backend" = process ] && continue ;;
     esac
