@@ -3,8 +3,9 @@
 # HAProxy), brings docker/compose.multi.yaml up (two servers behind HAProxy, three workers, Redis,
 # one shared store) on free loopback ports, checks that the load balancer passes only
 # POST /webhooks while its admin side serves the read APIs, then runs
-# scenarios/attach/multi-kill.yaml in attach mode (one server and one worker SIGKILLed mid-flood)
-# and tears everything down.
+# scenarios/attach/multi-kill.yaml in attach mode (one server SIGKILLed with requests in flight,
+# one worker while it holds deliveries; both kills must hit work: faults_effective) and tears
+# everything down.
 #
 # Always tears the deployment down (`docker-compose down -v`, volumes included), on success, on
 # failure and on Ctrl-C, and removes leftovers of an interrupted earlier run first. Exit: 0 passed,
@@ -30,6 +31,8 @@ export GITSPY_MULTI_MARKER="$PROJECT"
 export GITSPY_IMAGE="gitspy:multi-smoke-$$"
 export GITSPY_HAPROXY_IMAGE="gitspy-haproxy:multi-smoke-$$"
 export GITSPY_MULTI_POSTGRES_CONTAINER="$PROJECT-postgres"
+# 20 ms of work per delivery, so the worker the scenario kills holds deliveries when it dies.
+export GITSPY_MULTI_PROCESSING_DELAY="${GITSPY_MULTI_PROCESSING_DELAY:-20ms}"
 MULTI_STORE="${MULTI_STORE:-auto}"
 case "$MULTI_STORE" in auto|sqlite|postgres) ;; *) echo "error: MULTI_STORE must be auto, sqlite or postgres, not $MULTI_STORE" >&2; exit 2 ;; esac
 SCENARIO=scenarios/attach/multi-kill.yaml
