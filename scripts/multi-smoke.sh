@@ -40,11 +40,11 @@ REPORT_DIR="${REPORT_DIR:-reports}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 HEALTHY_WITHIN=90
 
-t0=$(date +%s.%N)
-elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - $1" | bc)"; }
-say() { echo "multi-smoke [$(elapsed "$t0") s]: $*"; }
-cannot() { echo "error: $1" >&2; [ -n "${2:-}" ] && echo "hint: $2" >&2; exit 2; }
-failed() { echo "FAILED: $1" >&2; exit 1; }
+SMOKE_NAME=multi-smoke
+SMOKE_IMAGES=("$GITSPY_IMAGE" "$GITSPY_HAPROXY_IMAGE")
+SMOKE_LOG_TAIL=30
+# Messages, ports, `dc`, the teardown, leftovers, the Redis image, the health wait.
+source scripts/compose-common.sh
 
 # --- prerequisites -------------------------------------------------------------------------------
 for tool in cargo docker docker-compose bc curl; do
@@ -58,77 +58,29 @@ export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-multi-smoke-$(od -An -N8 
 PORT_VARS=(GITSPY_MULTI_PUBLIC_PORT GITSPY_MULTI_ADMIN_PORT GITSPY_MULTI_SERVER1_ADMIN_PORT
     GITSPY_MULTI_SERVER2_ADMIN_PORT GITSPY_MULTI_WORKER1_PORT GITSPY_MULTI_WORKER2_PORT
     GITSPY_MULTI_WORKER3_PORT GITSPY_MULTI_REDIS_PORT GITSPY_MULTI_POSTGRES_PORT)
-port_taken() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-picked=" "
-free_port() {
-    local p tries=0
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        if ! port_taken "$p" && [[ "$picked" != *" $p "* ]]; then echo "$p"; return; fi
-        tries=$((tries + 1))
-        [ "$tries" -lt 200 ] || cannot "found no free port on 127.0.0.1" "free some ports"
-    done
-}
 GIVEN=()
 for var in "${PORT_VARS[@]}"; do if [ -n "${!var:-}" ]; then GIVEN+=("$var"); fi; done
-# Picks a free port for every variable not given in the environment.
+# A free port for every variable not given in the environment.
 pick_ports() {
-    picked=" "
+    local var
     for var in "${PORT_VARS[@]}"; do
-        if [[ " ${GIVEN[*]} " != *" $var "* ]]; then
-            p=$(free_port) || exit 2
-            export "$var=$p"
-        fi
-        picked+="${!var} "
-        if port_taken "${!var}"; then cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"; fi
+        [[ " ${GIVEN[*]} " == *" $var "* ]] || unset "$var"
     done
-    return 0
+    smoke_pick_ports "${PORT_VARS[@]}"
 }
 pick_ports
-dc() { docker-compose "${COMPOSE_ARGS[@]}" -p "$PROJECT" "$@"; }
 
-WORK="$(mktemp -d)"
-exec 3>&1 4>&2
-teardown() {
-    local rc=$?
-    trap - EXIT INT TERM
-    exec 1>&3 2>&4
-    if [ "$rc" != 0 ] && dc ps -q 2>/dev/null | grep -q .; then
-        echo "--- docker-compose ps and the last log lines (exit $rc)" >&2
-        dc ps >&2 || true
-        dc logs --no-color --tail 30 >&2 || true
-    fi
-    local td
-    td=$(date +%s.%N)
-    dc down -v --remove-orphans >/dev/null 2>&1 || echo "warning: docker-compose down -v failed" >&2
-    docker image rm "$GITSPY_IMAGE" "$GITSPY_HAPROXY_IMAGE" >/dev/null 2>&1 || true
-    say "torn down in $(elapsed "$td") s"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap teardown EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Leftovers of runs killed with SIGKILL (their pid is gone): projects and images.
-for other in $(docker ps -a --filter label=com.docker.compose.project --format '{{.Label "com.docker.compose.project"}}' | sort -u); do
-    case "$other" in gitspy-multi-smoke-*) ;; *) continue ;; esac
-    kill -0 "${other##*-}" 2>/dev/null && continue
-    docker-compose -f "$COMPOSE_FILE" -f docker/compose.multi.postgres.yaml -p "$other" down -v --remove-orphans >/dev/null 2>&1 || true
-done
-for image in $(docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^gitspy(-haproxy)?:multi-smoke-' || true); do
-    kill -0 "${image##*-}" 2>/dev/null || docker image rm "$image" >/dev/null 2>&1 || true
-done
+smoke_arm_teardown
+# Leftovers of runs killed with SIGKILL (their pid is gone): projects (with PostgreSQL or not)
+# and images.
+smoke_remove_leftovers '^gitspy(-haproxy)?:multi-smoke-' -f "$COMPOSE_FILE" -f docker/compose.multi.postgres.yaml
 
 # --- images --------------------------------------------------------------------------------------
 ts=$(date +%s.%N)
 cargo build --quiet -p gitspy --bin gitspy -p gitspy-chaos --bin gitspy-chaos
 say "binaries built in $(elapsed "$ts") s"
 ts=$(date +%s.%N)
-if ! docker image inspect gitspy-redis:7 >/dev/null 2>&1; then
-    docker/build-redis-image.sh gitspy-redis:7 >/dev/null 2>"$WORK/redis-build.log" \
-        || { cat "$WORK/redis-build.log" >&2; cannot "building gitspy-redis:7 failed" "see the error above"; }
-fi
+smoke_redis_image
 GITSPY_IMAGE_BIN="${GITSPY_IMAGE_BIN:-$TARGET_DIR/debug/gitspy}"
 docker/build-gitspy-image.sh "$GITSPY_IMAGE_BIN" "$GITSPY_IMAGE" >/dev/null || cannot "building $GITSPY_IMAGE failed" "see the error above"
 docker/build-haproxy-image.sh "$GITSPY_HAPROXY_IMAGE" >/dev/null || cannot "building $GITSPY_HAPROXY_IMAGE failed" "see the error above"
@@ -151,9 +103,7 @@ say "images built in $(elapsed "$ts") s (store: $MULTI_STORE)"
 
 # --- up, healthy ---------------------------------------------------------------------------------
 ts=$(date +%s.%N)
-for var in "${PORT_VARS[@]}"; do
-    port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
-done
+smoke_check_ports "${PORT_VARS[@]}"
 # Other runs on this host pick ports too: a port taken between the check and `up` fails the
 # creation of one container. Once, with fresh ports, that is retried.
 if ! dc up -d --no-build >"$WORK/up.log" 2>&1; then
@@ -169,22 +119,14 @@ if ! dc up -d --no-build >"$WORK/up.log" 2>&1; then
         cannot "docker-compose up -d failed" "see the error above (a port already allocated?)"
     fi
 fi
-deadline=$(( $(date +%s) + HEALTHY_WITHIN ))
-while :; do
-    unhealthy=()
-    for s in "${services[@]}"; do
-        id=$(dc ps -q "$s")
-        h=$([ -n "$id" ] && docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id" 2>/dev/null || echo missing)
-        [ "$h" = healthy ] || unhealthy+=("$s=$h")
-    done
-    # The load balancer has no healthcheck of its own (no shell, no client in its image): it is
-    # ready once its admin side answers /readyz through a server.
+# The load balancer has no healthcheck of its own (no shell, no client in its image): it is ready
+# once its admin side answers /readyz through a server.
+smoke_extra_ready() {
+    local lb
     lb=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GITSPY_MULTI_ADMIN_PORT/readyz" || true)
-    [ "$lb" = 200 ] || unhealthy+=("lb=$lb")
-    [ "${#unhealthy[@]}" = 0 ] && break
-    [ "$(date +%s)" -lt "$deadline" ] || failed "not healthy within ${HEALTHY_WITHIN}s: ${unhealthy[*]}"
-    sleep 0.5
-done
+    [ "$lb" = 200 ] || echo "lb=$lb"
+}
+smoke_wait_healthy "$HEALTHY_WITHIN" "${services[@]}"
 say "up and healthy (lb ${services[*]}) in $(elapsed "$ts") s"
 
 # --- only POST /webhooks faces the internet ------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scenarios against GitSpy on a PostgreSQL store (`run --store postgres`: the harness starts a
 # PostgreSQL server of its own for each run, and puts its TCP proxy on every GitSpy → PostgreSQL
-# link), on the process Redis backend. A set chosen to fit ~5 minutes: the smoke test, Redis down,
+# link), on the process Redis backend. A set chosen to fit ~5 minutes (3.5 measured): the smoke test, Redis down,
 # worker crashes, duplicates, replay (`gitspy replay --db postgres://…`), the store lock (LOCK
 # TABLE on PostgreSQL), a worker cut off from Redis, cut links, and the PostgreSQL-only scenarios
 # in scenarios/postgres/ (connections terminated mid-flood; partitions and resets of the
