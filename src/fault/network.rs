@@ -380,6 +380,48 @@ mod tests {
         assert_eq!(s, LinkState::default());
     }
 
+    #[test]
+    fn link_names_read_back_as_written() {
+        for name in [
+            "sender-server",
+            "server-redis",
+            "workers-redis",
+            "worker-2-redis",
+            "redis",
+            "server-store",
+            "workers-store",
+            "worker-2-store",
+            "store",
+            "all",
+        ] {
+            let sel: LinkSel = name.parse().unwrap();
+            assert_eq!(sel.to_string(), name);
+            assert_eq!(sel.is_store(), name.ends_with("store"), "{name}");
+        }
+        assert_eq!("worker-3-store".parse(), Ok(LinkSel::WorkerStore(3)));
+        for bad in [
+            "worker-x-store",
+            "worker--store",
+            "stores",
+            "worker-1-postgres",
+        ] {
+            assert!(bad.parse::<LinkSel>().is_err(), "{bad}");
+        }
+        let n = NetworkFault {
+            partition: true,
+            ..fault(LinkSel::WorkerStore(1))
+        };
+        assert_eq!(single_worker(&n), Some(1));
+        assert!(
+            is_crash(&n),
+            "a partition of one worker's store link strands its work"
+        );
+        assert!(!is_crash(&NetworkFault {
+            partition: true,
+            ..fault(LinkSel::WorkersStore)
+        }));
+    }
+
     #[tokio::test]
     async fn link_selection_by_name() {
         let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
