@@ -19,10 +19,15 @@ failed() { echo "FAILED: $1" >&2; exit 1; }
 # before `up`); `picked` keeps one run from picking the same port twice.
 port_taken() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 picked=" "
+# Below the kernel's ephemeral range: a port there may be the local end of some outgoing
+# connection (not listening, so it looks free) and Docker's bind then fails.
+smoke_port_lo=20000
+smoke_port_hi=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$smoke_port_hi" -gt $((smoke_port_lo + 1000)) ] || { smoke_port_lo=10000; smoke_port_hi=60000; }
 free_port() {
     local p tries=0
     while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
+        p=$(( smoke_port_lo + RANDOM % (smoke_port_hi - smoke_port_lo) ))
         if ! port_taken "$p" && [[ "$picked" != *" $p "* ]]; then echo "$p"; return; fi
         tries=$((tries + 1))
         [ "$tries" -lt 200 ] || cannot "found no free port on 127.0.0.1" "free some ports"
