@@ -9,14 +9,15 @@ chaos=target/debug/gitspy-chaos
 out=${REPORT_DIR:-reports}
 # 07-crash-points arms GitSpy's crash points: it runs against a `failpoints` build, made in its own
 # target dir so target/debug/gitspy stays the default build.
+# BACKENDS="process" (or "docker") runs one backend only; SCENARIOS="scenarios/02-*.yaml …" a subset.
 fp_target=${FAILPOINTS_TARGET_DIR:-target/failpoints}
 CARGO_TARGET_DIR="$fp_target" cargo build --quiet -p gitspy --features failpoints
 fp_bin="$fp_target/debug/gitspy"
 
 "$chaos" cleanup
 failed=0
-for backend in docker process; do
-  for s in scenarios/[0-9]*.yaml; do
+for backend in ${BACKENDS:-docker process}; do
+  for s in ${SCENARIOS:-scenarios/[0-9]*.yaml}; do
     scale=1
     bin=()
     case "$s" in

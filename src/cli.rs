@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 all good, 1 a check failed (`run`), 2 could not do the job (bad scenario file,
 //! missing environment, a command this build does not have), 3 inconclusive (`run`: every check
-//! passed but `faults_effective` — the crash faults hit nothing in flight).
+//! passed but `faults_effective` — the faults hit nothing).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,13 +30,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run scenarios against GitSpy; exit 0 all passed, 1 a check failed, 2 could not run,
-    /// 3 inconclusive (the crash faults hit nothing in flight, so the run proves nothing).
+    /// 3 inconclusive (the faults hit nothing, so the run proves nothing).
     ///
     /// Faults can wait for a condition and say what they hit, e.g.
     /// `fault: {worker: kill, which: random, when: {holding: 3}, within: 20s}` (also `backlog`,
-    /// `spooled`, `in_flight_requests`); `worker: freeze|thaw` (SIGSTOP/SIGCONT). With a crash
-    /// fault the check `faults_effective` (default `min: 1`) makes a run whose kills hit no
-    /// in-flight delivery INCONCLUSIVE, never a pass.
+    /// `spooled`, `in_flight_requests`); `worker: freeze|thaw` (SIGSTOP/SIGCONT). With a fault
+    /// the check `faults_effective` (default `min: 1`) makes a run INCONCLUSIVE, never a pass,
+    /// when its kills hit no in-flight delivery or its other faults (Redis stop, network toxic,
+    /// store lock, graceful stop) met no request and no waiting delivery.
     ///
     /// Network faults act on the TCP proxy the harness puts on every link of a managed run, e.g.
     /// `fault: {network: {link: server-redis, partition: true, for: 5s}}`; toxics `partition`,
@@ -122,6 +123,21 @@ pub struct RunArgs {
     /// `run scenarios/01-smoke.yaml --store postgres`.
     #[arg(long, value_enum)]
     pub store: Option<StoreArg>,
+    /// How long the final drain (after every fault is undone) may take before the run is judged
+    /// anyway, e.g. `--final-drain 30s`. A system that never drains then fails `final_drain`.
+    #[arg(long, value_name = "D", default_value = "120s")]
+    pub final_drain: Dur,
+    /// Stop at the first step that fails (a `wait` that timed out, a `dead_requeue` that found
+    /// nothing, a send the system refused), skip the final drain and judge what happened so
+    /// far: a failing run ends in seconds instead of waiting out every later timeout. Parallel
+    /// branches finish the step they are in; the faults are undone as usual.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Cap the timeout of every `wait: { drained: true }` step and of the final drain at D, e.g.
+    /// `--fail-fast --max-wait 45s` for a CI job that must end quickly when the system stops
+    /// draining. A system that needs longer to drain then fails those steps.
+    #[arg(long, value_name = "D")]
+    pub max_wait: Option<Dur>,
 }
 
 /// Board stores selectable on the command line.
@@ -173,7 +189,9 @@ impl RunArgs {
                 StoreArg::Sqlite => crate::scenario::model::StoreKind::Sqlite,
                 StoreArg::Postgres => crate::scenario::model::StoreKind::Postgres,
             }),
-            final_drain: None,
+            final_drain: Some(self.final_drain.get()),
+            fail_fast: self.fail_fast,
+            max_wait: self.max_wait.map(|d| d.get()),
         }
     }
 }
@@ -264,7 +282,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send(args) => {
             let url = args.url.clone();
-            let done = runtime()?.block_on(crate::load::send_cmd(args))?;
+            // On a runtime worker, not the main thread: every request task the send loop spawns
+            // then lands in that worker's own queue instead of the shared one with a thread
+            // wake-up (a futex call) per request.
+            let done = runtime()?.block_on(async {
+                tokio::spawn(crate::load::send_cmd(args))
+                    .await
+                    .context("the send task failed")?
+            })?;
             match crate::load::send_outcome(&done, &url) {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(failure) => {

@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// dead-lettered after the maximum attempts).
     #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub store_busy_timeout: Duration,
+    /// SQLite store: `full` fsyncs the WAL at every commit (a committed batch survives a power
+    /// loss); `normal` only at checkpoints (a process crash still loses nothing; a power loss
+    /// may roll back the last commits). PostgreSQL ignores it.
+    #[arg(long, env = "GITSPY_SQLITE_SYNC", value_enum, default_value = "full")]
+    pub sqlite_sync: crate::store::SqliteSync,
     /// Behaviour while Redis is unreachable.
     #[arg(
         long,
@@ -128,6 +133,11 @@ pub struct WorkerArgs {
     /// dead-lettered after the maximum attempts).
     #[arg(long, env = "GITSPY_STORE_BUSY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub store_busy_timeout: Duration,
+    /// SQLite store: `full` fsyncs the WAL at every commit (a committed batch survives a power
+    /// loss); `normal` only at checkpoints (a process crash still loses nothing; a power loss
+    /// may roll back the last commits). PostgreSQL ignores it.
+    #[arg(long, env = "GITSPY_SQLITE_SYNC", value_enum, default_value = "full")]
+    pub sqlite_sync: crate::store::SqliteSync,
     /// Port of the worker's `/metrics/prom` and `/healthz`; 0 picks a free port (printed first).
     #[arg(long, env = contract_env::WORKER_METRICS_PORT, default_value_t = 9091)]
     pub metrics_port: u16,

@@ -76,6 +76,7 @@ pub fn open_backends(
     redis: &config::RedisArgs,
     db: &std::path::Path,
     busy_timeout: std::time::Duration,
+    sqlite_sync: store::SqliteSync,
 ) -> anyhow::Result<Backends> {
     use anyhow::Context as _;
     use std::sync::Arc;
@@ -101,6 +102,7 @@ pub fn open_backends(
         store::StoreOptions {
             dedupe,
             busy_timeout,
+            sqlite_sync,
         },
     )
     .with_context(|| format!("cannot open the store at {}", store::describe(db)))?;

@@ -34,7 +34,12 @@ pub async fn run(args: ServeArgs, shutdown: CancellationToken) -> anyhow::Result
         queue,
         store,
         ..
-    } = crate::open_backends(&args.redis, &args.db, args.store_busy_timeout)?;
+    } = crate::open_backends(
+        &args.redis,
+        &args.db,
+        args.store_busy_timeout,
+        args.sqlite_sync,
+    )?;
     if let Err(e) = queue.ensure_group().await {
         tracing::warn!(error = %e, "redis is not reachable at start-up; /readyz answers 503 until it is");
     }

@@ -293,6 +293,8 @@ pub fn explore_cmd(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         target_env: args.target_env.clone(),
         store: None,
         final_drain: Some(args.final_drain.get()),
+        fail_fast: false,
+        max_wait: None,
     };
     let mut ex = Explorer {
         args,

@@ -9,6 +9,8 @@
 //! A run whose crash faults hit nothing proves nothing about crash safety: `faults_effective`
 //! (on by default with crash faults) then fails, and the run is INCONCLUSIVE (exit 3).
 
+use std::collections::BTreeMap;
+
 use anyhow::Context as _;
 
 use crate::load::Ledger;
@@ -120,26 +122,65 @@ pub async fn worker_hit(
     })
 }
 
-/// Fills in what only the end of the run knows: requests a Redis fault rejected or got spooled
-/// while in force (from the ledger; `t0_unix_ms` converts its unix times), and how many of the
-/// deliveries a fault hit ended processed exactly once (`lookups` of those ids).
+/// Whether a fault on `target` holds up deliveries on their way to the store (so the deliveries
+/// waiting while it was in force are what it hit): Redis, the store, a worker, and every network
+/// link but the two that only carry webhook requests.
+fn holds_up_deliveries(target: &str) -> bool {
+    match target.strip_prefix("network ") {
+        Some(link) => !matches!(link, "sender-server" | "server-redis"),
+        None => {
+            target == super::redis::TARGET
+                || target == super::store::TARGET
+                || target.starts_with("worker")
+        }
+    }
+}
+
+/// Whether a fault on `target` meets the webhook requests (so the requests sent while it was in
+/// force, and those rejected or spooled, are what it hit).
+fn meets_requests(target: &str) -> bool {
+    target == super::redis::TARGET
+        || target.starts_with("server")
+        || super::network::carries_requests(target)
+}
+
+/// Fills in what only the end of the run knows: requests that arrived while a fault was in
+/// force and those it got rejected or spooled (from the ledger; `t0_unix_ms` converts its unix
+/// times), the deliveries that waited to be applied meanwhile (`applied`: when the store applied
+/// each looked-up delivery, `u64::MAX` for never; see [`crate::run::judge::Judged::applied`]),
+/// and how many of the deliveries a fault hit ended processed exactly once (`lookups` of those
+/// ids).
 pub fn fill_after_run(
     faults: &mut [FaultWindow],
     ledger: &Ledger,
     t0_unix_ms: u64,
     end_ms: u64,
     lookups: &[Lookup],
+    applied: Option<&BTreeMap<String, u64>>,
 ) {
+    // When each delivery was first acknowledged (unix ms).
+    let mut acked: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &ledger.entries {
+        if e.outcome.is_success() {
+            let at = e.sent_at_ms + e.latency_ms.max(0.0) as u64;
+            let first = acked.entry(e.delivery.as_str()).or_insert(at);
+            *first = (*first).min(at);
+        }
+    }
     for f in faults.iter_mut() {
         if f.outcome != FaultOutcome::Applied {
             continue;
         }
-        let Some(hit) = f.hit.as_mut() else { continue };
-        if f.target == super::redis::TARGET || super::network::carries_requests(&f.target) {
-            let from = t0_unix_ms + f.start_ms;
-            let to = t0_unix_ms + f.end_ms.unwrap_or(end_ms).max(f.start_ms);
+        let hit = f.hit.get_or_insert_with(FaultHit::default);
+        let from = t0_unix_ms + f.start_ms;
+        let to = t0_unix_ms + f.end_ms.unwrap_or(end_ms).max(f.start_ms);
+        if meets_requests(&f.target) {
             for e in &ledger.entries {
                 if e.sent_at_ms < from || e.sent_at_ms > to {
+                    continue;
+                }
+                hit.requests += 1;
+                if f.target.starts_with("server") {
                     continue;
                 }
                 if !e.outcome.is_success() {
@@ -148,6 +189,15 @@ pub fn fill_after_run(
                     hit.spooled += 1;
                 }
             }
+        }
+        if let (Some(applied), true) = (applied, holds_up_deliveries(&f.target)) {
+            // Acknowledged before the fault ended, not applied before it began.
+            hit.waiting = acked
+                .iter()
+                .filter(|(d, at)| {
+                    **at <= to && applied.get(**d).is_some_and(|applied| *applied > from)
+                })
+                .count() as u64;
         }
         if f.crash && f.target == "server" {
             // The requests the server's death cut short: in flight at that instant (the death
@@ -202,40 +252,112 @@ pub fn hit_ids(faults: &[FaultWindow]) -> Vec<String> {
     ids
 }
 
-/// The `faults_effective` check: listed in the scenario, or on by default (`min: 1`) when the
-/// run had a crash fault. `None` when it does not apply.
+/// The `faults_effective` check: listed in the scenario, or on by default when the run had a
+/// fault. `None` when it does not apply.
+///
+/// Crash faults (kill, freeze, crash point, a worker link cut) must catch work in flight: at
+/// least `min` of them (default 1). The other faults (Redis stop or pause, network toxics, store
+/// locks, graceful stops and restarts) must meet requests or waiting deliveries while in force:
+/// at least one of them, or `min` when the run has no crash fault. `min: 0` judges nothing. A
+/// run whose faults hit nothing proves nothing and is INCONCLUSIVE (exit 3), never a pass.
 pub fn check(s: &Scenario, faults: &[FaultWindow]) -> Option<CheckRecord> {
     let listed = s.checks.iter().find_map(|c| match &c.value {
         Check::FaultsEffective(m) => Some(m.min),
         _ => None,
     });
-    let crash: Vec<&FaultWindow> = faults.iter().filter(|f| f.crash).collect();
-    let min = match listed {
-        Some(min) => min,
-        None if crash.is_empty() => return None,
-        None => 1,
-    };
-    let effective = crash.iter().filter(|f| f.effective()).count() as u64;
-    let missed = crash
+    let judged: Vec<&FaultWindow> = faults
+        .iter()
+        .filter(|f| f.outcome != FaultOutcome::Refused)
+        .collect();
+    if listed.is_none() && judged.is_empty() {
+        return None;
+    }
+    let min = listed.unwrap_or(1);
+    let (crash, other): (Vec<&FaultWindow>, Vec<&FaultWindow>) =
+        judged.iter().partition(|f| f.crash);
+    let crash_hit = crash.iter().filter(|f| f.effective()).count() as u64;
+    let other_hit = other.iter().filter(|f| f.effective()).count() as u64;
+    let missed = judged
         .iter()
         .filter(|f| f.outcome == FaultOutcome::Missed)
         .count();
-    let passed = effective >= min;
-    let what = crash_words(&crash);
-    let mut note = if passed {
-        format!(
-            "{effective} of {} crash faults hit work in flight",
-            crash.len()
-        )
-    } else if effective == 0 {
-        format!(
-            "inconclusive: the {what} hit no in-flight delivery, so this run proves nothing about crash safety"
-        )
+    // The category that decides: crash faults against `min`; the others against 1 (or `min`
+    // when there is no crash fault).
+    let other_min = if min == 0 {
+        0
+    } else if crash.is_empty() {
+        min
     } else {
-        format!(
-            "inconclusive: only {effective} of the {what} hit an in-flight delivery (at least {min} must)"
-        )
+        1
     };
+    // Listed with no fault at all: nothing hit, so `min > 0` cannot hold.
+    let crash_ok = if crash.is_empty() {
+        !other.is_empty() || min == 0
+    } else {
+        crash_hit >= min
+    };
+    let other_ok = other.is_empty() || other_hit >= other_min;
+    let passed = crash_ok && other_ok;
+    let (measured, threshold) = if !crash_ok || other.is_empty() {
+        (crash_hit, min)
+    } else if !other_ok || crash.is_empty() {
+        (other_hit, other_min)
+    } else {
+        (crash_hit, min)
+    };
+    let mut note = if passed {
+        let mut p = Vec::new();
+        if !crash.is_empty() {
+            p.push(format!(
+                "{crash_hit} of {} crash faults hit work in flight",
+                crash.len()
+            ));
+        }
+        if !other.is_empty() {
+            p.push(format!(
+                "{other_hit} of {} other faults met requests or waiting deliveries",
+                other.len()
+            ));
+        }
+        if p.is_empty() {
+            "no fault to judge".to_string()
+        } else {
+            p.join("; ")
+        }
+    } else if !crash_ok {
+        let what = crash_words(&crash);
+        if crash.is_empty() {
+            format!("inconclusive: the run had no fault, so it proves nothing (at least {min} must hit)")
+        } else if crash_hit == 0 {
+            format!(
+                "inconclusive: the {what} hit no in-flight delivery, so this run proves nothing about crash safety"
+            )
+        } else {
+            format!(
+                "inconclusive: only {crash_hit} of the {what} hit an in-flight delivery (at least {min} must)"
+            )
+        }
+    } else {
+        let what = other_words(&other);
+        if other_hit == 0 {
+            format!(
+                "inconclusive: the {what} hit nothing — no request arrived, no delivery waited (or the toxic touched no byte) while in force — so this run proves nothing about {}",
+                if other.len() == 1 { "it" } else { "them" }
+            )
+        } else {
+            format!(
+                "inconclusive: only {other_hit} of the {what} met requests or waiting deliveries (at least {other_min} must)"
+            )
+        }
+    };
+    let idle: Vec<String> = judged
+        .iter()
+        .filter(|f| f.outcome == FaultOutcome::Applied && !f.effective())
+        .map(|f| format!("{} at {:.1} s", f.kind, f.start_ms as f64 / 1000.0))
+        .collect();
+    if passed && !idle.is_empty() {
+        note.push_str(&format!("; hit nothing: {}", idle.join(", ")));
+    }
     if missed > 0 {
         note.push_str(&format!(
             "; {missed} triggered fault(s) missed their condition"
@@ -243,13 +365,29 @@ pub fn check(s: &Scenario, faults: &[FaultWindow]) -> Option<CheckRecord> {
     }
     Some(CheckRecord {
         name: CheckRecord::FAULTS_EFFECTIVE.into(),
-        measured: Some(effective as f64),
+        measured: Some(measured as f64),
         op: CheckOp::Ge,
-        threshold: min as f64,
+        threshold: threshold as f64,
         unit: "faults".into(),
         passed,
         note,
     })
+}
+
+/// `redis stop`, `2 network latencys`: the non-crash faults' kinds in words.
+fn other_words(other: &[&FaultWindow]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for f in other {
+        match counts.iter_mut().find(|(k, _)| *k == f.kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.kind.clone(), 1)),
+        }
+    }
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(k, n)| if n == 1 { k } else { format!("{n} × {k}") })
+        .collect();
+    parts.join(" and ")
 }
 
 /// `kill`, `2 kills`, `kill and freeze`: the crash faults' actions in words.
@@ -404,13 +542,197 @@ mod tests {
             lookup("a", DeliveryState::Processed, 1),
             lookup("b", DeliveryState::Processed, 2),
         ];
-        fill_after_run(&mut f, &ledger, 1_000, 500, &lookups);
+        fill_after_run(&mut f, &ledger, 1_000, 500, &lookups, None);
         assert_eq!(f[0].hit.as_ref().and_then(|h| h.recovered), Some(1));
         assert_eq!(
             f[0].hit_text(),
             "hit 2 in-flight deliveries; 1 of 2 recovered"
         );
         let h = f[1].hit.as_ref().expect("hit");
-        assert_eq!((h.rejected, h.spooled), (1, 1));
+        assert_eq!((h.rejected, h.spooled, h.requests), (1, 1, 2));
+    }
+
+    fn other(kind: &str, target: &str, start_ms: u64, end_ms: u64, hit: FaultHit) -> FaultWindow {
+        FaultWindow {
+            kind: kind.into(),
+            target: target.into(),
+            start_ms,
+            end_ms: Some(end_ms),
+            crash: false,
+            hit: Some(hit),
+            ..window(kind, None, FaultOutcome::Applied)
+        }
+    }
+
+    #[test]
+    fn an_outage_that_met_no_request_and_no_waiting_delivery_is_inconclusive() {
+        let s = scenario("  - no_stuck_locks\n");
+        let f = [other(
+            "redis stop",
+            "redis",
+            100,
+            5_100,
+            FaultHit::default(),
+        )];
+        let c = check(&s, &f).expect("on by default with any fault");
+        assert!(!c.passed);
+        assert!(
+            c.note
+                .starts_with("inconclusive: the redis stop hit nothing"),
+            "{}",
+            c.note
+        );
+        assert_eq!(
+            f[0].hit_text(),
+            "hit nothing: no request arrived and no delivery waited"
+        );
+        assert_eq!(
+            crate::report::RunReport::verdict_of(&[c]),
+            crate::report::Verdict::Inconclusive
+        );
+        // Deliveries waiting in Redis while it was down: the outage held them up.
+        let waited = FaultHit {
+            waiting: 4,
+            ..FaultHit::default()
+        };
+        let f = [other("redis stop", "redis", 100, 5_100, waited)];
+        let c = check(&s, &f).expect("check");
+        assert!(c.passed, "{c:?}");
+        assert_eq!(f[0].hit_text(), "4 deliveries waited");
+        // `min: 0` judges nothing.
+        let f = [other(
+            "redis stop",
+            "redis",
+            100,
+            5_100,
+            FaultHit::default(),
+        )];
+        assert!(
+            check(&scenario("  - faults_effective: {min: 0}\n"), &f)
+                .expect("listed")
+                .passed
+        );
+    }
+
+    #[test]
+    fn a_toxic_must_act_on_its_links_and_meet_traffic() {
+        use crate::report::NetworkHit;
+        let s = scenario("  - no_stuck_locks\n");
+        let net = |delayed: u64| NetworkHit {
+            links: vec!["worker-0-redis".into()],
+            connections: 3,
+            bytes_delayed: delayed,
+            ..NetworkHit::default()
+        };
+        // Latency on an idle link: the workers' polls were delayed, but nothing waited.
+        let idle = FaultHit {
+            network: Some(net(900)),
+            ..FaultHit::default()
+        };
+        let f = [other("network latency", "network redis", 0, 9_000, idle)];
+        let c = check(&s, &f).expect("check");
+        assert!(!c.passed, "{c:?}");
+        assert!(
+            f[0].hit_text().starts_with("no effect: "),
+            "{}",
+            f[0].hit_text()
+        );
+        // Traffic met, but the toxic touched no byte (e.g. `limit_data` above every reply).
+        let untouched = FaultHit {
+            requests: 40,
+            waiting: 12,
+            network: Some(net(0)),
+            ..FaultHit::default()
+        };
+        assert!(!other("network limit_data", "network redis", 0, 9_000, untouched).effective());
+        let landed = FaultHit {
+            waiting: 12,
+            network: Some(net(900)),
+            ..FaultHit::default()
+        };
+        assert!(other("network latency", "network redis", 0, 9_000, landed).effective());
+    }
+
+    #[test]
+    fn each_category_of_fault_must_land_once() {
+        let s = scenario("  - no_stuck_locks\n");
+        let kill = window(
+            "worker kill",
+            Some(FaultHit {
+                pending: vec!["a".into()],
+                ..FaultHit::default()
+            }),
+            FaultOutcome::Applied,
+        );
+        let idle_lock = other("store lock", "store", 0, 5_000, FaultHit::default());
+        let c = check(&s, &[kill.clone(), idle_lock.clone()]).expect("check");
+        assert!(!c.passed, "{c:?}");
+        assert!(c.note.contains("the store lock hit nothing"), "{}", c.note);
+        let busy_lock = other(
+            "store lock",
+            "store",
+            0,
+            5_000,
+            FaultHit {
+                waiting: 3,
+                ..FaultHit::default()
+            },
+        );
+        let c = check(&s, &[kill, busy_lock, idle_lock]).expect("check");
+        assert!(c.passed, "{c:?}");
+        assert!(
+            c.note.contains("hit nothing: store lock at 0.0 s"),
+            "{}",
+            c.note
+        );
+    }
+
+    #[test]
+    fn waiting_counts_deliveries_acknowledged_before_the_end_and_applied_after_the_start() {
+        use crate::load::{LedgerEntry, Outcome};
+        let entry = |d: &str, at: u64| LedgerEntry {
+            delivery: d.into(),
+            attempt: 1,
+            duplicate_of: None,
+            event: "issues".into(),
+            scheduled_at_ms: at,
+            sent_at_ms: at,
+            outcome: Outcome::Status(202),
+            latency_ms: 5.0,
+            answer: None,
+        };
+        let mut ledger = Ledger::new();
+        // t0 = 1_000; the lock holds from 2_000 to 3_000 (unix 3_000..4_000).
+        ledger.push(entry("before-done", 2_000)); // applied before the lock: not held up
+        ledger.push(entry("held", 2_500)); // applied after the lock began
+        ledger.push(entry("during", 3_500)); // arrived while locked, applied after
+        ledger.push(entry("after", 4_500)); // arrived after the lock ended
+        ledger.push(entry("never", 3_900)); // never applied
+        let applied: BTreeMap<String, u64> = [
+            ("before-done", 2_100),
+            ("held", 4_100),
+            ("during", 4_200),
+            ("after", 4_600),
+            ("never", u64::MAX),
+        ]
+        .into_iter()
+        .map(|(d, t)| (d.to_string(), t))
+        .collect();
+        let mut f = [
+            other("store lock", "store", 2_000, 3_000, FaultHit::default()),
+            other(
+                "network partition",
+                "network sender-server",
+                2_000,
+                3_000,
+                FaultHit::default(),
+            ),
+        ];
+        fill_after_run(&mut f, &ledger, 1_000, 9_000, &[], Some(&applied));
+        let lock = f[0].hit.as_ref().expect("hit");
+        assert_eq!((lock.waiting, lock.requests), (3, 0));
+        // The sender→server link holds up no delivery; it met the requests sent meanwhile.
+        let link = f[1].hit.as_ref().expect("hit");
+        assert_eq!((link.waiting, link.requests), (0, 2));
     }
 }

@@ -278,6 +278,7 @@ async fn finish(ctx: &Ctx, a: &Active) -> NetworkHit {
     }
     let mut hit = NetworkHit {
         links: a.links.iter().map(|(p, _)| p.name().to_string()).collect(),
+        docker: a.docker.is_some(),
         ..NetworkHit::default()
     };
     for (p, before) in &a.links {

@@ -117,9 +117,14 @@ pub async fn managed(
         }
         ProcessAction::Restart => {
             let hit = hit.read().await;
+            let began = ctx.now_ms();
             p.restart(STOP_GRACE).await?;
             log::healed(ctx, &name);
             log::applied(ctx, entry("SIGTERM + start".into(), hit, true));
+            // The window is the time the process was away: from the signal to its start.
+            if let Some(f) = ctx.timeline().faults.last_mut() {
+                f.start_ms = began.min(f.start_ms);
+            }
         }
     }
     Ok(())

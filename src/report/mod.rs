@@ -146,8 +146,9 @@ pub enum Verdict {
     Failed,
     /// The run could not complete (environment missing, setup failed).
     Error,
-    /// Every check passed but `faults_effective`: the crash faults hit nothing in flight, so
-    /// the run proves nothing about crash safety (exit 3).
+    /// Every check passed but `faults_effective`: the faults hit nothing (a kill caught no work
+    /// in flight, an outage met no request and no waiting delivery), so the run proves nothing
+    /// about what they were meant to test (exit 3).
     Inconclusive,
 }
 
@@ -251,6 +252,14 @@ pub struct FaultHit {
     /// Requests answered `spooled` while the fault was in force (Redis faults).
     #[serde(default)]
     pub spooled: u64,
+    /// Requests the sender sent while the fault was in force (filled after the run).
+    #[serde(default)]
+    pub requests: u64,
+    /// Deliveries acknowledged and not yet applied while the fault was in force: the work it
+    /// held up (Redis, store, worker and worker-link faults; filled after the run from the
+    /// ledger's answer times and the store's `applied_at`).
+    #[serde(default)]
+    pub waiting: u64,
     /// Of `pending`, how many ended processed exactly once (filled after the verdict).
     #[serde(default)]
     pub recovered: Option<u64>,
@@ -280,6 +289,10 @@ pub struct NetworkHit {
     pub cut: u64,
     /// Ends of stream passed on late.
     pub slow_closed: u64,
+    /// A real partition through the Docker API (`via: docker`): the proxies' counts above do
+    /// not see it, so whether it acted is judged by the requests and deliveries it held up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub docker: bool,
 }
 
 impl NetworkHit {
@@ -302,21 +315,50 @@ impl NetworkHit {
     }
 }
 
+impl NetworkHit {
+    /// Whether the toxic did anything to the bytes or connections on its links.
+    pub fn acted(&self) -> bool {
+        self.docker
+            || self.held_connections > 0
+            || self.bytes_held > 0
+            || self.bytes_delayed > 0
+            || self.resets > 0
+            || self.cut > 0
+            || self.slow_closed > 0
+    }
+}
+
 impl FaultHit {
-    /// Whether the fault hit anything at all.
-    pub fn hit_something(&self) -> bool {
+    /// Whether the fault caught work in flight: deliveries pending at a victim, requests in
+    /// flight, or requests rejected or spooled while it was in force.
+    pub fn hit_work_in_flight(&self) -> bool {
         !self.pending.is_empty()
             || self.in_flight_requests > 0
             || self.rejected > 0
             || self.spooled > 0
     }
+
+    /// Whether the fault hit anything at all: work in flight, requests that arrived or
+    /// deliveries that waited while it was in force.
+    pub fn hit_something(&self) -> bool {
+        self.hit_work_in_flight() || self.requests > 0 || self.waiting > 0
+    }
 }
 
 impl FaultWindow {
-    /// Whether this is a crash fault that hit something.
+    /// Whether the fault landed on something. A crash fault must catch work in flight (a Redis
+    /// kill also counts acknowledged deliveries waiting in Redis); any other fault must meet
+    /// requests or waiting deliveries while in force, and a network toxic must also have acted
+    /// on its links (a latency on an idle link delays nothing).
     pub fn effective(&self) -> bool {
-        self.outcome == FaultOutcome::Applied
-            && self.hit.as_ref().is_some_and(FaultHit::hit_something)
+        if self.outcome != FaultOutcome::Applied {
+            return false;
+        }
+        let Some(h) = &self.hit else { return false };
+        if self.crash && self.target != "redis" {
+            return h.hit_work_in_flight();
+        }
+        h.hit_something() && h.network.as_ref().is_none_or(NetworkHit::acted)
     }
 
     /// What it hit, in words: `hit 7 in-flight deliveries (7 locked); all 7 recovered`.
@@ -356,6 +398,20 @@ impl FaultWindow {
         if h.spooled > 0 {
             parts.push(format!("{} spooled", h.spooled));
         }
+        if h.requests > 0 && h.rejected == 0 && h.spooled == 0 {
+            parts.push(format!(
+                "{} request{} arrived",
+                h.requests,
+                if h.requests == 1 { "" } else { "s" }
+            ));
+        }
+        if h.waiting > 0 {
+            parts.push(format!(
+                "{} deliver{} waited",
+                h.waiting,
+                if h.waiting == 1 { "y" } else { "ies" }
+            ));
+        }
         if let Some(n) = &h.network {
             parts.push(n.summary());
         }
@@ -368,10 +424,16 @@ impl FaultWindow {
             });
         }
         if parts.is_empty() {
-            "hit nothing in flight".into()
-        } else {
-            parts.join("; ")
+            return if self.crash {
+                "hit nothing in flight".into()
+            } else {
+                "hit nothing: no request arrived and no delivery waited".into()
+            };
         }
+        if !self.crash && !self.effective() {
+            return format!("no effect: {}", parts.join("; "));
+        }
+        parts.join("; ")
     }
 }
 

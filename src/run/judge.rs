@@ -25,6 +25,9 @@ pub struct Judged {
     pub ledger: report::LedgerSummary,
     pub probe: Option<ProbeSummary>,
     pub series: Vec<report::Series>,
+    /// Per delivery looked up, when the store applied it (unix ms; `u64::MAX`: never). A
+    /// delivery processed without an `applied_at` is left out. Read by fault efficacy.
+    pub applied: BTreeMap<String, u64>,
 }
 
 const LOOKUP_CHUNK: usize = 10_000;
@@ -63,7 +66,26 @@ pub async fn judge(
             dead: p.dead_len,
         }),
         series: chart_series(&ev, poll_ms(s)),
+        applied: applied_times(&ev),
     })
+}
+
+/// When each looked-up delivery was applied (see [`Judged::applied`]).
+fn applied_times(ev: &Evidence) -> BTreeMap<String, u64> {
+    ev.lookups
+        .values()
+        .filter_map(|l| {
+            let at = l
+                .applied_at
+                .as_ref()
+                .and_then(crate::observe::timeline::applied_ms);
+            match (at, l.state) {
+                (Some(at), _) => Some((l.delivery.clone(), at)),
+                (None, verdict::DeliveryState::Processed) => None,
+                (None, _) => Some((l.delivery.clone(), u64::MAX)),
+            }
+        })
+        .collect()
 }
 
 /// Every piece of evidence the checks read, gathered once.

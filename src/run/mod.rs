@@ -53,6 +53,11 @@ pub struct RunOptions {
     /// How long the final drain (after the faults are undone) may take; `None`: 120 s.
     /// `explore` shortens it, so a liveness failure costs less than three minutes per run.
     pub final_drain: Option<Duration>,
+    /// `--fail-fast`: stop at the first step that fails (a `wait` that timed out, a dead
+    /// requeue that found nothing, ...), skip the final drain, and judge what happened so far.
+    pub fail_fast: bool,
+    /// `--max-wait`: caps the timeout of every `wait: {drained}` step and of the final drain.
+    pub max_wait: Option<Duration>,
 }
 
 /// The run was interrupted by Ctrl-C (after tearing the system down).
@@ -279,6 +284,8 @@ pub async fn run_scenario(
         run_dir.join("replays"),
     )?;
     ctx.profile = profile;
+    ctx.fail_fast = opts.fail_fast;
+    ctx.max_wait = opts.max_wait;
     let ctx = Arc::new(ctx);
     // A managed Prometheus scrapes the processes just started (a failure undoes the start).
     let mut managed_prom = None;
@@ -306,6 +313,9 @@ pub async fn run_scenario(
 
     // Steps, then undo what is still broken, then drain.
     let final_drain = opts.final_drain.unwrap_or(FINAL_DRAIN);
+    let final_drain = opts
+        .max_wait
+        .map_or(final_drain, |cap| cap.min(final_drain));
     let (panicked, interrupted, drain) =
         run_steps_and_drain(&ctx, &s, interrupt, final_drain).await;
     ctx.finish_progress();
@@ -497,6 +507,13 @@ async fn run_steps_and_drain(
     ctx.undo_faults().await;
     let drain = if interrupted {
         Err(anyhow::anyhow!("interrupted"))
+    } else if let Some(i) = ctx.stopped() {
+        ctx.say(format!(
+            "--fail-fast: step {i} failed; faults undone, the final drain skipped"
+        ));
+        Err(anyhow::anyhow!(
+            "skipped: --fail-fast stopped the run when step {i} failed"
+        ))
     } else {
         ctx.say("undoing faults done; waiting for the final drain".into());
         tokio::select! {
@@ -644,6 +661,7 @@ async fn judge_with_efficacy(
         ctx.t0_unix_ms,
         ctx.now_ms(),
         &hit_lookups,
+        judged.as_ref().ok().map(|j| &j.applied),
     );
     if let Ok(j) = judged.as_mut() {
         if let Some(c) = fault::efficacy::check(s, &timeline.faults) {

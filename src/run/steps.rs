@@ -74,6 +74,12 @@ pub struct Ctx {
     pub profile: gitspy_contract::Profile,
     /// Ids of the poison deliveries sent (`send.poison`): expected dead-lettered.
     pub poison: Mutex<BTreeSet<String>>,
+    /// `--fail-fast`: no step starts after one failed.
+    pub fail_fast: bool,
+    /// `--max-wait`: the longest any `wait: {drained}` (and the final drain) may take.
+    pub max_wait: Option<Duration>,
+    /// The index of the first failed step, once `fail_fast` stopped the run (0: not stopped).
+    pub stopped_at: AtomicU32,
 }
 
 /// Everything the steps record.
@@ -142,6 +148,9 @@ impl Ctx {
             progress: progress_bar(),
             profile: gitspy_contract::Profile::default(),
             poison: Mutex::new(BTreeSet::new()),
+            fail_fast: false,
+            max_wait: None,
+            stopped_at: AtomicU32::new(0),
         })
     }
 
@@ -153,6 +162,14 @@ impl Ctx {
                 pb.set_message(line);
             }
             None => eprintln!("{line}"),
+        }
+    }
+
+    /// The step whose failure stopped the run (`--fail-fast`), if one did.
+    pub fn stopped(&self) -> Option<u32> {
+        match self.stopped_at.load(Ordering::SeqCst) {
+            0 => None,
+            i => Some(i),
         }
     }
 
@@ -174,6 +191,9 @@ impl Ctx {
     pub fn run_steps<'a>(&'a self, steps: &'a [crate::scenario::At<Step>]) -> BoxFuture<'a, ()> {
         async move {
             for s in steps {
+                if self.stopped().is_some() {
+                    break;
+                }
                 self.run_step(&s.value).await;
             }
         }
@@ -235,6 +255,9 @@ impl Ctx {
                     let every = r.every.value.get();
                     let rounds = r.rounds();
                     for round in 0..rounds {
+                        if self.stopped().is_some() {
+                            break;
+                        }
                         tokio::time::sleep_until(begin + every.mul_f64(round as f64)).await;
                         self.run_steps(&r.steps.value).await;
                     }
@@ -248,6 +271,14 @@ impl Ctx {
                     let msg = format!("step {index} ({kind}): {e:#}");
                     self.say(format!("[{:>7.1}s] {msg}", end as f64 / 1000.0));
                     self.timeline().problems.push(msg);
+                    if self.fail_fast {
+                        let _ = self.stopped_at.compare_exchange(
+                            0,
+                            index,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                    }
                     (false, format!("{e:#}"))
                 }
             };
@@ -483,7 +514,11 @@ impl Ctx {
 
     async fn wait(&self, w: &Wait) -> anyhow::Result<String> {
         if w.drained {
-            let took = self.wait_drained(w.timeout().get()).await?;
+            let timeout = match self.max_wait {
+                Some(cap) if cap < w.timeout().get() => cap,
+                _ => w.timeout().get(),
+            };
+            let took = self.wait_drained(timeout).await?;
             Ok(format!("drained after {:.1}s", took.as_secs_f64()))
         } else if let Some(d) = &w.duration {
             tokio::time::sleep(d.value.get()).await;

@@ -1447,10 +1447,12 @@ pub enum Check {
     /// Once a delivery id was accepted, every other request for it got the duplicate answer
     /// (`200 duplicate`), concurrent copies included.
     DuplicateAnswers,
-    /// At least `min` crash faults (worker/server kill, worker freeze) hit something in flight:
-    /// pending deliveries of the victim, or requests in flight. On by default (`min: 1`) in
-    /// every scenario with a crash fault; a run where it fails is INCONCLUSIVE (exit 3), never
-    /// a pass. `faults_effective: {min: 0}` turns it off.
+    /// The faults landed: at least `min` crash faults (kill, freeze, crash point, a worker link
+    /// cut) hit something in flight (pending deliveries of the victim, requests in flight), and
+    /// at least one other fault (Redis stop, network toxic, store lock, graceful stop) met
+    /// requests or deliveries waiting to be applied while in force (`min` of them when the run
+    /// has no crash fault). On by default (`min: 1`) in every scenario with a fault; a run where
+    /// it fails is INCONCLUSIVE (exit 3), never a pass. `faults_effective: {min: 0}` turns it off.
     FaultsEffective(EffectiveMin),
     /// A PromQL expression evaluated through the Prometheus of `observe.prometheus`
     /// (`/api/v1/query` at the end of the run, or `/api/v1/query_range` over it with `over:

@@ -1,6 +1,6 @@
 //! Faults end to end (`src/fault/`): triggered kills and freezes that land on work in flight and
 //! say what they hit, a missed trigger, `target.env` reaching the managed processes, and the
-//! INCONCLUSIVE verdict (exit 3) of a run whose kill hit nothing.
+//! INCONCLUSIVE verdict (exit 3) of a run whose kill, or whose outage, hit nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,6 +120,150 @@ fn a_kill_that_hits_nothing_makes_the_run_inconclusive_with_exit_3() {
     );
     let v = run_json(&reports);
     assert_eq!(v["verdict"], "inconclusive");
+}
+
+#[test]
+fn an_outage_that_meets_no_traffic_is_inconclusive_and_one_that_does_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = [
+        "target: { redis: { backend: process }, workers: 1, on_redis_down: reject }",
+        "observe: { poll_interval: 1s }",
+        "steps:",
+        "  - send: { count: 5 }",
+        "  - wait: { drained: true, timeout: 60s }",
+        "  - fault: { redis: stop }",
+        "",
+    ]
+    .join("\n");
+    let tail = [
+        "  - fault: { redis: start }",
+        "  - wait: { for: 1s }",
+        "  - wait: { drained: true, timeout: 60s }",
+        "checks:",
+        "  - deliveries: { lost: 0, duplicated: 0 }",
+        "",
+    ]
+    .join("\n");
+    // Nothing arrives and nothing waits while Redis is down: the outage proved nothing.
+    let idle = dir.path().join("idle-outage.yaml");
+    std::fs::write(
+        &idle,
+        format!("name: idle-outage\n{head}  - wait: {{ for: 2s }}\n{tail}"),
+    )
+    .unwrap();
+    let reports = dir.path().join("idle");
+    let (code, stdout, stderr) = run(&["run", idle.to_str().unwrap()], &reports);
+    assert_eq!(code, 3, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("inconclusive: the redis stop hit nothing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hit nothing: no request arrived and no delivery waited"),
+        "{stdout}"
+    );
+    let v = run_json(&reports);
+    assert_eq!(v["verdict"], "inconclusive");
+    let stop = &v["faults"][0];
+    assert_eq!(
+        (
+            stop["hit"]["requests"].as_u64(),
+            stop["hit"]["waiting"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{stop}"
+    );
+    // The same outage while webhooks arrive: they are rejected, redelivered, processed.
+    let busy = dir.path().join("busy-outage.yaml");
+    std::fs::write(
+        &busy,
+        format!(
+            "name: busy-outage\n{head}  - send: {{ count: 4, expect: rejected }}\n{tail}{}",
+            "  - faults_effective: { min: 1 }\n"
+        )
+        .replace(
+            "  - wait: { for: 1s }\n",
+            "  - wait: { for: 1s }\n  - redeliver: failed\n",
+        ),
+    )
+    .unwrap();
+    let reports = dir.path().join("busy");
+    let (code, stdout, stderr) = run(&["run", busy.to_str().unwrap()], &reports);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v = run_json(&reports);
+    let stop = &v["faults"][0];
+    assert_eq!(stop["hit"]["rejected"].as_u64(), Some(4), "{stop}");
+    assert_eq!(stop["hit"]["requests"].as_u64(), Some(4), "{stop}");
+    assert!(stdout.contains("4 requests rejected"), "{stdout}");
+}
+
+#[test]
+fn fail_fast_stops_at_the_first_failed_step_and_max_wait_caps_the_drain_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stalled.yaml");
+    std::fs::write(
+        &file,
+        [
+            "name: stalled",
+            "target: { redis: { backend: process }, workers: 1 }",
+            "steps:",
+            "  - fault: { worker: stop, which: 0 }",
+            "  - send: { count: 3 }",
+            "  - wait: { drained: true, timeout: 10m }",
+            "  - mark: never-reached",
+            "  - fault: { worker: start, which: 0 }",
+            "checks:",
+            "  - deliveries: { lost: 0 }",
+            "  - faults_effective: { min: 0 }",
+            "",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, stdout, stderr) = run(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--fail-fast",
+            "--max-wait",
+            "2s",
+        ],
+        &reports,
+    );
+    // The worker never came back: the capped wait failed, nothing after it ran, and the final
+    // heal started the worker again only after the run stopped — no drain was waited for.
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let v = run_json(&reports);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(
+        steps[2]["note"]
+            .as_str()
+            .unwrap()
+            .contains("did not drain within 2s"),
+        "{}",
+        steps[2]
+    );
+    assert!(
+        v["marks"].as_array().is_none_or(|m| m.is_empty()),
+        "{}",
+        v["marks"]
+    );
+    let drain = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "final_drain")
+        .expect("final_drain is judged");
+    assert_eq!(drain["passed"], false);
+    assert!(
+        drain["note"]
+            .as_str()
+            .unwrap()
+            .contains("--fail-fast stopped the run when step 3 failed"),
+        "{drain}"
+    );
 }
 
 #[test]

@@ -418,21 +418,21 @@ pub fn observe(event: &str, payload: &Value) -> Observations {
     Observations { repo, item }
 }
 
-/// The parts of a payload [`unfoldable`] looks at; everything else is skipped unparsed.
-#[derive(serde::Deserialize)]
-struct FoldShape {
-    #[serde(default)]
-    repository: Option<Value>,
-    #[serde(default)]
-    issue: Option<Value>,
-    #[serde(default)]
-    pull_request: Option<Value>,
-}
+/// The parts of a payload [`unfoldable`] looks at — the repository's `id`, the item's `number`
+/// — trimmed as [`parse_for_observe`] trims (types kept, other keys skipped unparsed): the
+/// check costs a scan of the body, not a JSON tree of its repository and item objects.
+const FOLD_KEYS: Keep = Keep::Fields(&[
+    ("repository", Keep::Fields(&[("id", Keep::All)])),
+    ("issue", Keep::Fields(&[("number", Keep::All)])),
+    ("pull_request", Keep::Fields(&[("number", Keep::All)])),
+]);
 
 /// Why the body of an item event cannot be folded — its `repository` or item object, or their
-/// `id` / `number`, present with the wrong type — or `None` when it can (absent fields are "not
-/// said", and a body that is not a JSON object is the store's to log as it always did).
+/// `id` / `number`, present with the wrong type — or `None` when it can (absent or `null`
+/// fields are "not said", and a body that is not a JSON object is the store's to log as it
+/// always did).
 pub fn unfoldable(event: &str, body: &[u8]) -> Option<String> {
+    use serde::de::DeserializeSeed as _;
     let item_key = if ISSUE_EVENTS.contains(&event) {
         "issue"
     } else if PULL_REQUEST_EVENTS.contains(&event) {
@@ -440,23 +440,23 @@ pub fn unfoldable(event: &str, body: &[u8]) -> Option<String> {
     } else {
         return None;
     };
-    // serde would read a JSON array positionally into the struct: objects only.
+    // A JSON array would be read positionally: objects only.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return None;
     }
-    let shape: FoldShape = serde_json::from_slice(body).ok()?;
-    let item = if item_key == "issue" {
-        shape.issue
-    } else {
-        shape.pull_request
-    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let shape = FOLD_KEYS.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let field = |key: &str| shape.get(key).filter(|v| !v.is_null());
+    let repository = field("repository");
+    let item = field(item_key);
     let wrong = |what: &str, v: &Value, want: &str| {
         Some(format!(
             "cannot fold this {event} delivery: `{what}` is {}, not {want}",
             json_type(v)
         ))
     };
-    if let Some(repo) = &shape.repository {
+    if let Some(repo) = repository {
         let Some(obj) = repo.as_object() else {
             return wrong("repository", repo, "an object");
         };
@@ -467,7 +467,7 @@ pub fn unfoldable(event: &str, body: &[u8]) -> Option<String> {
             return wrong("repository.id", id, "an integer");
         }
     }
-    if let Some(item) = &item {
+    if let Some(item) = item {
         let Some(obj) = item.as_object() else {
             return wrong(item_key, item, "an object");
         };

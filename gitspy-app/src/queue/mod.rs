@@ -879,7 +879,9 @@ fn parse_entries(v: Value) -> Vec<Entry> {
         let fields = if parts.len() >= 2 { parts.pop() } else { None };
         let stream_id = parts.pop().map(|v| value_string(&v)).unwrap_or_default();
         let delivery = fields.and_then(|f| {
-            let m = fields_map(f);
+            let mut m = fields_map(f);
+            // Moved out, not copied: the body is most of the entry's bytes.
+            let body = m.remove("body");
             let text = |k: &str| m.get(k).map(|b| String::from_utf8_lossy(b).into_owned());
             Some(Delivery {
                 id: text("id")?,
@@ -887,7 +889,7 @@ fn parse_entries(v: Value) -> Vec<Entry> {
                 action: text("action").filter(|s| !s.is_empty()),
                 repository: text("repository").filter(|s| !s.is_empty()),
                 received_at_ms: text("received_at")?.parse().ok()?,
-                body: m.get("body").cloned()?,
+                body: body?,
             })
         });
         out.push(Entry {

@@ -111,6 +111,32 @@ pub struct StoreOptions {
     /// How long a write waits for another connection's lock (SQLite `busy_timeout`, PostgreSQL
     /// `lock_timeout`).
     pub busy_timeout: std::time::Duration,
+    /// SQLite only: when a commit reaches the disk (`GITSPY_SQLITE_SYNC`).
+    pub sqlite_sync: SqliteSync,
+}
+
+/// When a SQLite commit is on the disk: the database's `PRAGMA synchronous` in WAL mode. Both
+/// survive a crash of the process (a commit is in the WAL file, in the OS's page cache, before
+/// `COMMIT` returns); they differ on a power loss or kernel crash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit; a committed batch survives a
+    /// power loss too (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the WAL is fsynced at checkpoints only; a power loss may roll back
+    /// the last commits, which Redis may already have marked `processed` (so they would be
+    /// missing from the board). A crash of the process loses nothing. For throughput runs.
+    Normal,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -118,6 +144,7 @@ impl Default for StoreOptions {
         Self {
             dedupe: true,
             busy_timeout: std::time::Duration::from_secs(10),
+            sqlite_sync: SqliteSync::Full,
         }
     }
 }
