@@ -14,11 +14,12 @@
 # Host ports (loopback): four free ones picked per run (GITSPY_COMPOSE_{SERVER,WORKER1,WORKER2,
 # REDIS}_PORT set in the environment win; a port that is taken makes it exit 2).
 # Env: REPORT_DIR (default reports), GITHUB_WEBHOOK_SECRET (default: a random one for this run),
-# REBUILD_REDIS_IMAGE=1 to rebuild the shared gitspy-redis:7 image even when it exists.
+# CARGO_TARGET_DIR (where the binaries are built, default target), REBUILD_REDIS_IMAGE=1 to rebuild the shared gitspy-redis:7 image even when it exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPOSE_FILE=docker/compose.yaml
+COMPOSE_ARGS=(-f "$COMPOSE_FILE")
 # Per run (the pid), so two runs on one host share nothing: project, Redis container, markers.
 PROJECT="gitspy-compose-smoke-$$"
 export GITSPY_COMPOSE_REDIS_CONTAINER="$PROJECT-redis"
@@ -26,13 +27,13 @@ export GITSPY_COMPOSE_MARKER="$PROJECT"
 export GITSPY_IMAGE="gitspy:smoke-$$"
 SCENARIO=scenarios/attach/compose-smoke.yaml
 REPORT_DIR="${REPORT_DIR:-reports}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 HEALTHY_WITHIN=90   # seconds, for every service to report healthy
-
-t0=$(date +%s.%N)
-elapsed() { printf '%.1f' "$(echo "$(date +%s.%N) - $1" | bc)"; }
-say() { echo "compose-smoke [$(elapsed "$t0") s]: $*"; }
-cannot() { echo "error: $1" >&2; [ -n "${2:-}" ] && echo "hint: $2" >&2; exit 2; }
-failed() { echo "FAILED: $1" >&2; exit 1; }
+SMOKE_NAME=compose-smoke
+SMOKE_IMAGES=("$GITSPY_IMAGE")
+SMOKE_LOG_TAIL=40
+# Messages, ports, `dc`, the teardown, leftovers, the Redis image, the health wait.
+source scripts/compose-common.sh
 
 # --- prerequisites -------------------------------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || cannot "cargo is missing" "install a Rust toolchain (https://rustup.rs)"
@@ -52,98 +53,29 @@ bash scripts/setup-docker.sh >/dev/null || cannot "no Docker daemon" "scripts/se
 export GITHUB_WEBHOOK_SECRET="${GITHUB_WEBHOOK_SECRET:-compose-smoke-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')}"
 
 # --- host ports ----------------------------------------------------------------------------------
-# Nothing listens on a port we can connect to, so it is free (checked again right before `up`).
-port_taken() { (exec 5<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local p tries=0
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        port_taken "$p" || { echo "$p"; return; }
-        tries=$((tries + 1))
-        [ "$tries" -lt 200 ] || cannot "found no free port on 127.0.0.1" "free some ports, or set GITSPY_COMPOSE_*_PORT"
-    done
-}
-for var in GITSPY_COMPOSE_SERVER_PORT GITSPY_COMPOSE_WORKER1_PORT GITSPY_COMPOSE_WORKER2_PORT GITSPY_COMPOSE_REDIS_PORT; do
-    if [ -z "${!var:-}" ]; then
-        p=$(free_port) || exit 2
-        export "$var=$p"
-    fi
-    port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
-done
-dc() { docker-compose -f "$COMPOSE_FILE" -p "$PROJECT" "$@"; }
+PORT_VARS=(GITSPY_COMPOSE_SERVER_PORT GITSPY_COMPOSE_WORKER1_PORT GITSPY_COMPOSE_WORKER2_PORT GITSPY_COMPOSE_REDIS_PORT)
+smoke_pick_ports "${PORT_VARS[@]}"
 
-WORK="$(mktemp -d)"
-# The script's own stdout and stderr: a signal trap runs inside whatever redirection the command it
-# interrupted had (e.g. `dc up >up.log`), and the teardown must still be heard.
-exec 3>&1 4>&2
-teardown() {
-    local rc=$?
-    trap - EXIT INT TERM
-    exec 1>&3 2>&4
-    if [ "$rc" != 0 ] && dc ps -q 2>/dev/null | grep -q .; then
-        echo "--- docker-compose ps and the last log lines (exit $rc)" >&2
-        dc ps >&2 || true
-        dc logs --no-color --tail 40 >&2 || true
-    fi
-    local td
-    td=$(date +%s.%N)
-    dc down -v --remove-orphans >/dev/null 2>&1 || echo "warning: docker-compose down -v failed" >&2
-    docker image rm "$GITSPY_IMAGE" >/dev/null 2>&1 || true
-    say "torn down in $(elapsed "$td") s"
-    rm -rf "$WORK"
-    exit "$rc"
-}
-trap teardown EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A run interrupted by SIGKILL leaves its containers and volumes: take down every smoke project
-# whose script (the pid in its name) is gone. A live one belongs to a run in progress: left alone.
-for other in $(docker ps -a --filter label=com.docker.compose.project --format '{{.Label "com.docker.compose.project"}}' | sort -u); do
-    case "$other" in gitspy-compose-smoke-*) ;; *) continue ;; esac
-    kill -0 "${other##*-}" 2>/dev/null && continue
-    docker-compose -f "$COMPOSE_FILE" -p "$other" down -v --remove-orphans >/dev/null 2>&1 || true
-done
-for image in $(docker image ls 'gitspy' --format '{{.Repository}}:{{.Tag}}' | grep '^gitspy:smoke-' || true); do
-    kill -0 "${image##*-}" 2>/dev/null || docker image rm "$image" >/dev/null 2>&1 || true
-done
+smoke_arm_teardown
+smoke_remove_leftovers '^gitspy:smoke-'
 
 # --- images --------------------------------------------------------------------------------------
 ts=$(date +%s.%N)
 cargo build --quiet -p gitspy --bin gitspy -p gitspy-chaos --bin gitspy-chaos
 say "binaries built in $(elapsed "$ts") s"
 ts=$(date +%s.%N)
-# gitspy-redis:7 is shared (the Docker backend's default image, other runs may be using it): build
-# it only when it is missing, or when asked to.
-if [ "${REBUILD_REDIS_IMAGE:-0}" = 1 ] || ! docker image inspect gitspy-redis:7 >/dev/null 2>&1; then
-    docker/build-redis-image.sh gitspy-redis:7 >/dev/null 2>"$WORK/redis-build.log" \
-        || { cat "$WORK/redis-build.log" >&2; cannot "building gitspy-redis:7 failed" "see the error above"; }
-fi
+smoke_redis_image
 say "gitspy-redis:7 ready in $(elapsed "$ts") s"
 ts=$(date +%s.%N)
-docker/build-gitspy-image.sh target/debug/gitspy "$GITSPY_IMAGE" >/dev/null || cannot "building $GITSPY_IMAGE failed" "see the error above"
+docker/build-gitspy-image.sh "$TARGET_DIR/debug/gitspy" "$GITSPY_IMAGE" >/dev/null || cannot "building $GITSPY_IMAGE failed" "see the error above"
 say "$GITSPY_IMAGE built in $(elapsed "$ts") s"
 
 # --- up, healthy ---------------------------------------------------------------------------------
 ts=$(date +%s.%N)
-for var in GITSPY_COMPOSE_SERVER_PORT GITSPY_COMPOSE_WORKER1_PORT GITSPY_COMPOSE_WORKER2_PORT GITSPY_COMPOSE_REDIS_PORT; do
-    port_taken "${!var}" && cannot "host port ${!var} ($var) is taken" "free it, or set $var to a free port"
-done
+smoke_check_ports "${PORT_VARS[@]}"
 # Not coming up is "could not run" (2), e.g. a port taken in the meantime, never "a check failed".
 dc up -d --no-build >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; cannot "docker-compose up -d failed" "see the error above (a port already allocated?)"; }
-services=(redis server worker1 worker2)
-deadline=$(( $(date +%s) + HEALTHY_WITHIN ))
-while :; do
-    unhealthy=()
-    for s in "${services[@]}"; do
-        id=$(dc ps -q "$s")
-        h=$([ -n "$id" ] && docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id" 2>/dev/null || echo missing)
-        [ "$h" = healthy ] || unhealthy+=("$s=$h")
-    done
-    [ "${#unhealthy[@]}" = 0 ] && break
-    [ "$(date +%s)" -lt "$deadline" ] || failed "not healthy within ${HEALTHY_WITHIN}s: ${unhealthy[*]}"
-    sleep 0.5
-done
+smoke_wait_healthy "$HEALTHY_WITHIN" redis server worker1 worker2
 say "up and healthy (redis, server, worker1, worker2) in $(elapsed "$ts") s"
 
 # --- Redis persistence as configured -------------------------------------------------------------
@@ -179,7 +111,7 @@ sed -e "s#127.0.0.1:3000#127.0.0.1:$GITSPY_COMPOSE_SERVER_PORT#g" \
     -e "s#GITSPY_CHAOS_TARGET=compose-#GITSPY_CHAOS_TARGET=$GITSPY_COMPOSE_MARKER-#g" \
     "$SCENARIO" >"$WORK/compose-smoke.yaml"
 set +e
-target/debug/gitspy-chaos run "$WORK/compose-smoke.yaml" --report-dir "$REPORT_DIR"
+"$TARGET_DIR/debug/gitspy-chaos" run "$WORK/compose-smoke.yaml" --report-dir "$REPORT_DIR"
 rc=$?
 set -e
 case "$rc" in

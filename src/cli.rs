@@ -42,7 +42,9 @@ pub enum Command {
     /// Network faults act on the TCP proxy the harness puts on every link of a managed run, e.g.
     /// `fault: {network: {link: server-redis, partition: true, for: 5s}}`; toxics `partition`,
     /// `reset`, `latency` (+ `jitter`), `bandwidth`, `slice`, `limit_data`, `slow_close`, `heal`;
-    /// links `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `all`;
+    /// links `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `all`,
+    /// and with a PostgreSQL store `server-store`, `workers-store`, `worker-<i>-store`, `store`
+    /// (e.g. `fault: {network: {link: workers-store, reset: true, for: 3s}}`);
     /// `direction: up|down|both`; `via: docker` disconnects the Redis container instead.
     ///
     /// PromQL checks ask a Prometheus that scrapes the system (`observe: {prometheus: {url:

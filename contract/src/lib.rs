@@ -6,6 +6,7 @@
 //! - [`DeliveryState`]: the delivery states of the lookup API and the `…:state` keys;
 //! - [`env`]: the environment variables the harness sets when it manages GitSpy;
 //! - [`endpoints`]: the HTTP paths;
+//! - [`pg`]: how both crates start a throwaway local PostgreSQL server (binaries, command lines);
 //! - [`Profile`]: all of the above as *data* (serde), so the harness can drive another system of
 //!   the same shape; [`Profile::default`] is GitSpy's, built from the constants here.
 //!
@@ -16,6 +17,7 @@ pub mod endpoints;
 pub mod env;
 pub mod keys;
 pub mod metrics;
+pub mod pg;
 mod profile;
 mod state;
 pub mod units;

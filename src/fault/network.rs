@@ -1,5 +1,6 @@
 //! Network faults: a toxic on the harness's TCP proxies (`crate::netproxy`), on one link or a
-//! set of them (`server-redis`, `workers-redis`, `redis`, …), in one direction or both.
+//! set of them (`server-redis`, `workers-redis`, `redis`, `workers-store`, …), in one direction or
+//! both.
 //!
 //! With `for`, the step lasts that long and heals its toxic at the end; without it the toxic
 //! stays until a `heal: true` on the link or the end of the scenario ([`heal`]). What it hit is
@@ -47,6 +48,10 @@ pub fn select(net: &NetLinks, sel: LinkSel) -> Vec<Arc<Proxy>> {
                 LinkSel::WorkersRedis => n.starts_with("worker-") && n.ends_with("-redis"),
                 LinkSel::WorkerRedis(i) => n == format!("worker-{i}-redis"),
                 LinkSel::Redis => n.ends_with("-redis"),
+                LinkSel::ServerStore => n == "server-store",
+                LinkSel::WorkersStore => n.starts_with("worker-") && n.ends_with("-store"),
+                LinkSel::WorkerStore(i) => n == format!("worker-{i}-store"),
+                LinkSel::Store => n.ends_with("-store"),
             }
         })
         .cloned()
@@ -61,11 +66,11 @@ pub fn carries_requests(target: &str) -> bool {
         .is_some_and(|l| matches!(l, "sender-server" | "server-redis" | "redis" | "all"))
 }
 
-/// The worker whose link `n` acts on, when it names exactly one (`worker-<i>-redis`): a
-/// `holding` trigger watches it and the fault log records what it held.
+/// The worker whose link `n` acts on, when it names exactly one (`worker-<i>-redis`,
+/// `worker-<i>-store`): a `holding` trigger watches it and the fault log records what it held.
 pub fn single_worker(n: &NetworkFault) -> Option<usize> {
     match n.link {
-        LinkSel::WorkerRedis(i) => Some(i as usize),
+        LinkSel::WorkerRedis(i) | LinkSel::WorkerStore(i) => Some(i as usize),
         _ => None,
     }
 }
@@ -376,6 +381,48 @@ mod tests {
         assert_eq!(s, LinkState::default());
     }
 
+    #[test]
+    fn link_names_read_back_as_written() {
+        for name in [
+            "sender-server",
+            "server-redis",
+            "workers-redis",
+            "worker-2-redis",
+            "redis",
+            "server-store",
+            "workers-store",
+            "worker-2-store",
+            "store",
+            "all",
+        ] {
+            let sel: LinkSel = name.parse().unwrap();
+            assert_eq!(sel.to_string(), name);
+            assert_eq!(sel.is_store(), name.ends_with("store"), "{name}");
+        }
+        assert_eq!("worker-3-store".parse(), Ok(LinkSel::WorkerStore(3)));
+        for bad in [
+            "worker-x-store",
+            "worker--store",
+            "stores",
+            "worker-1-postgres",
+        ] {
+            assert!(bad.parse::<LinkSel>().is_err(), "{bad}");
+        }
+        let n = NetworkFault {
+            partition: true,
+            ..fault(LinkSel::WorkerStore(1))
+        };
+        assert_eq!(single_worker(&n), Some(1));
+        assert!(
+            is_crash(&n),
+            "a partition of one worker's store link strands its work"
+        );
+        assert!(!is_crash(&NetworkFault {
+            partition: true,
+            ..fault(LinkSel::WorkersStore)
+        }));
+    }
+
     #[tokio::test]
     async fn link_selection_by_name() {
         let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
@@ -385,6 +432,9 @@ mod tests {
             "sender-server",
             "worker-0-redis",
             "worker-1-redis",
+            "server-store",
+            "worker-0-store",
+            "worker-1-store",
         ] {
             net.push(Proxy::start(n, up, 1).await.unwrap());
         }
@@ -401,7 +451,15 @@ mod tests {
         );
         assert_eq!(names(LinkSel::WorkerRedis(1)), ["worker-1-redis"]);
         assert_eq!(names(LinkSel::Redis).len(), 3);
-        assert_eq!(names(LinkSel::All).len(), 4);
+        assert_eq!(names(LinkSel::ServerStore), ["server-store"]);
+        assert_eq!(
+            names(LinkSel::WorkersStore),
+            ["worker-0-store", "worker-1-store"]
+        );
+        assert_eq!(names(LinkSel::WorkerStore(0)), ["worker-0-store"]);
+        assert_eq!(names(LinkSel::Store).len(), 3);
+        assert_eq!(names(LinkSel::All).len(), 7);
+        assert!(!carries_requests("network workers-store"));
         assert!(carries_requests("network server-redis"));
         assert!(!carries_requests("network workers-redis"));
     }

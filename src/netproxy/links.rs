@@ -1,5 +1,6 @@
 //! The proxies of one managed run, by link name (`sender-server`, `server-redis`,
-//! `worker-<i>-redis`), and the Redis URL rewriting that points GitSpy at them.
+//! `worker-<i>-redis`; with a PostgreSQL store `server-store`, `worker-<i>-store`), and the Redis
+//! URL rewriting that points GitSpy at them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ pub struct NetLinks {
 /// A link as run.json records it: the proxy's address and the real one behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
-    /// `sender-server`, `server-redis`, `worker-<i>-redis`.
+    /// `sender-server`, `server-redis`, `worker-<i>-redis`, `server-store`, `worker-<i>-store`.
     pub name: String,
     /// Where the client connects (the proxy).
     pub listen: String,

@@ -296,12 +296,16 @@ fn summary(run: &RunReport, o: &mut String) {
         (
             "target",
             format!(
-                "gitspy {} ({}, {} worker{})",
+                "gitspy {} ({}{}, {} worker{})",
                 opt(t.gitspy_version.as_deref()),
                 match t.kind {
                     TargetKind::Managed => "managed",
                     TargetKind::Attached => "attached",
                 },
+                t.store
+                    .as_deref()
+                    .map(|st| format!(", store {}", esc(st)))
+                    .unwrap_or_default(),
                 t.workers,
                 if t.workers == 1 { "" } else { "s" }
             ),

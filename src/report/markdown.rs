@@ -53,7 +53,7 @@ fn render(run: &RunReport) -> String {
     let t = &run.target;
     let _ = writeln!(
         o,
-        "{} · seed {} · time scale {} · {} · started {} · {} {} against gitspy {} ({}, redis {} {}, {} worker{})",
+        "{} · seed {} · time scale {} · {} · started {} · {} {} against gitspy {} ({}, redis {} {}{}, {} worker{})",
         md(&run.scenario.file),
         run.scenario.seed,
         super::fmt_num(run.scenario.time_scale),
@@ -68,6 +68,10 @@ fn render(run: &RunReport) -> String {
         },
         md(&t.redis_backend),
         md(t.redis_version.as_deref().unwrap_or("unknown")),
+        t.store
+            .as_deref()
+            .map(|st| format!(", store {}", md(st)))
+            .unwrap_or_default(),
         t.workers,
         if t.workers == 1 { "" } else { "s" },
     );

@@ -318,11 +318,13 @@ async fn lookup(ctx: &Ctx, ids: &[String]) -> anyhow::Result<BTreeMap<String, Lo
             .send()
             .await
             .context("POST /deliveries/lookup")?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "POST /deliveries/lookup answered {}",
-            r.status()
-        );
+        if !r.status().is_success() {
+            let status = r.status();
+            // The body says why (GitSpy: the store's error): worth more than the status alone.
+            let body = r.text().await.unwrap_or_default();
+            let body: String = body.trim().chars().take(300).collect();
+            anyhow::bail!("POST /deliveries/lookup answered {status}: {body}");
+        }
         let v: serde_json::Value = r.json().await.context("lookup answer")?;
         for d in v["deliveries"].as_array().cloned().unwrap_or_default() {
             let l: Lookup = serde_json::from_value(d).context("lookup entry")?;

@@ -180,6 +180,19 @@ pub async fn run_scenario(
             store.as_str()
         );
     }
+    if let (false, None, Some(link)) = (
+        store == scenario::model::StoreKind::Postgres,
+        &s.target.value.attach,
+        s.store_links().first(),
+    ) {
+        anyhow::bail!(
+            "scenario `{}` puts a network fault on link `{link}`, but its store is {}: only a \
+             PostgreSQL store is reached over the network\n\
+             hint: set `target.store: postgres` or run with --store postgres",
+            s.name.value,
+            store.as_str()
+        );
+    }
     // Attach mode needs the binary only for replay steps; a missing one is reported there.
     let gitspy_bin = match (
         &s.target.value.attach,

@@ -266,7 +266,21 @@ impl System {
         let server_link = sys.net.push(proxy("server-redis".into()).await?);
         let redis_url =
             crate::netproxy::links::redis_url_via(&real_redis, server_link.listen_addr())?;
-        let db = sys.db_env();
+        // With a PostgreSQL store each process reaches it through a proxy of its own too
+        // (`server-store`, `worker-<i>-store`); the harness's own reads go straight to it.
+        let pg_addr = sys.postgres.as_ref().map(|pg| pg.addr());
+        let db = match pg_addr {
+            Some(addr) => {
+                let link =
+                    crate::netproxy::Proxy::start_named("server-store".into(), addr, spec.seed);
+                let link = sys.net.push(link.await?);
+                sys.postgres
+                    .as_ref()
+                    .map(|pg| pg.url_via(link.listen_addr()))
+                    .unwrap_or_else(|| sys.db_env())
+            }
+            None => sys.db_env(),
+        };
         let env = &spec.profile.env;
         let mut common = vec![(env.redis_url.clone(), redis_url), (env.db.clone(), db)];
         common.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -299,9 +313,27 @@ impl System {
             let mut env = worker_env.clone();
             let link = sys.net.push(proxy(format!("worker-{i}-redis")).await?);
             let url = crate::netproxy::links::redis_url_via(&real_redis, link.listen_addr())?;
+            let store_url = match pg_addr {
+                Some(addr) => {
+                    let link = crate::netproxy::Proxy::start_named(
+                        format!("worker-{i}-store"),
+                        addr,
+                        spec.seed,
+                    );
+                    let link = sys.net.push(link.await?);
+                    sys.postgres
+                        .as_ref()
+                        .map(|pg| pg.url_via(link.listen_addr()))
+                }
+                None => None,
+            };
             for (k, v) in env.iter_mut() {
                 if *k == spec.profile.env.redis_url {
                     *v = url.clone();
+                } else if *k == spec.profile.env.db {
+                    if let Some(u) = &store_url {
+                        *v = u.clone();
+                    }
                 }
             }
             env.push(("GITSPY_CONSUMER".into(), consumer_name(spec.run_id, i)));
@@ -536,6 +568,8 @@ impl System {
         }
         if let Some(pg) = self.postgres.as_mut() {
             pg.stop().await;
+            // The server's log goes with its temp dir: keep a copy beside the processes' logs.
+            let _ = std::fs::copy(pg.dir().join("postgres.log"), self.dir.join("postgres.log"));
         }
         if let Err(e) = self.redis.teardown().await {
             tracing::warn!(error = %e, "tearing down Redis");

@@ -183,6 +183,30 @@ impl Scenario {
         out
     }
 
+    /// The links to the store (`server-store`, `workers-store`, …) the scenario's network faults
+    /// name, each once: they exist only in managed runs with a PostgreSQL store.
+    pub fn store_links(&self) -> Vec<LinkSel> {
+        fn walk(steps: &[At<Step>], out: &mut Vec<LinkSel>) {
+            for step in steps {
+                match &step.value {
+                    Step::Fault(f) => {
+                        if let Some(n) = f.network.as_ref().filter(|n| n.value.link.is_store()) {
+                            if !out.contains(&n.value.link) {
+                                out.push(n.value.link);
+                            }
+                        }
+                    }
+                    Step::Parallel(c) => walk(c, out),
+                    Step::Repeat(r) => walk(&r.steps, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+
     /// Whether a fault arms a crash point (the gitspy binary then needs its `failpoints`
     /// feature).
     pub fn needs_failpoints(&self) -> bool {

@@ -576,6 +576,9 @@ pub struct StoreFault {
 pub struct NetworkFault {
     /// The link: `sender-server` (the harness's webhooks), `server-redis`, `workers-redis`
     /// (every worker's), `worker-<i>-redis` (one worker's), `redis` (every Redis link) or `all`.
+    /// With `target.store: postgres` (or `run --store postgres`) the links to PostgreSQL are
+    /// proxied too: `server-store`, `workers-store`, `worker-<i>-store` and `store` (every
+    /// PostgreSQL link), e.g. `network: {link: workers-store, reset: true}`.
     pub link: LinkSel,
     /// `both` (default), `up` (requests: toward the server or Redis) or `down` (replies).
     /// Not with `reset` or `heal`, which act on whole connections.
@@ -689,8 +692,27 @@ pub enum LinkSel {
     WorkerRedis(u32),
     /// Every link to Redis (server and workers).
     Redis,
+    /// `gitspy serve` → PostgreSQL (`target.store: postgres` only).
+    ServerStore,
+    /// Every worker → PostgreSQL.
+    WorkersStore,
+    /// Worker `i` → PostgreSQL.
+    WorkerStore(u32),
+    /// Every link to PostgreSQL (server and workers).
+    Store,
     /// Every link.
     All,
+}
+
+impl LinkSel {
+    /// Whether the link goes to the store (PostgreSQL): such links exist only in managed runs
+    /// with a PostgreSQL store.
+    pub fn is_store(self) -> bool {
+        matches!(
+            self,
+            LinkSel::ServerStore | LinkSel::WorkersStore | LinkSel::WorkerStore(_) | LinkSel::Store
+        )
+    }
 }
 
 impl std::fmt::Display for LinkSel {
@@ -701,6 +723,10 @@ impl std::fmt::Display for LinkSel {
             LinkSel::WorkersRedis => f.write_str("workers-redis"),
             LinkSel::WorkerRedis(i) => write!(f, "worker-{i}-redis"),
             LinkSel::Redis => f.write_str("redis"),
+            LinkSel::ServerStore => f.write_str("server-store"),
+            LinkSel::WorkersStore => f.write_str("workers-store"),
+            LinkSel::WorkerStore(i) => write!(f, "worker-{i}-store"),
+            LinkSel::Store => f.write_str("store"),
             LinkSel::All => f.write_str("all"),
         }
     }
@@ -714,20 +740,28 @@ impl std::str::FromStr for LinkSel {
             "server-redis" => LinkSel::ServerRedis,
             "workers-redis" => LinkSel::WorkersRedis,
             "redis" => LinkSel::Redis,
+            "server-store" => LinkSel::ServerStore,
+            "workers-store" => LinkSel::WorkersStore,
+            "store" => LinkSel::Store,
             "all" => LinkSel::All,
-            _ => match s
-                .strip_prefix("worker-")
-                .and_then(|r| r.strip_suffix("-redis"))
-                .and_then(|i| i.parse().ok())
-            {
-                Some(i) => LinkSel::WorkerRedis(i),
-                None => {
-                    return Err(super::load::with_hint(
-                        &format!("unknown link `{s}`"),
-                        "write `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis` or `all`",
-                    ))
+            _ => {
+                let worker = |suffix: &str| -> Option<u32> {
+                    s.strip_prefix("worker-")?
+                        .strip_suffix(suffix)?
+                        .parse()
+                        .ok()
+                };
+                match (worker("-redis"), worker("-store")) {
+                    (Some(i), _) => LinkSel::WorkerRedis(i),
+                    (_, Some(i)) => LinkSel::WorkerStore(i),
+                    _ => {
+                        return Err(super::load::with_hint(
+                            &format!("unknown link `{s}`"),
+                            "write `sender-server`, `server-redis`, `workers-redis`, `worker-<i>-redis`, `redis`, `server-store`, `workers-store`, `worker-<i>-store`, `store` or `all`",
+                        ))
+                    }
                 }
-            },
+            }
         })
     }
 }

@@ -730,9 +730,18 @@ impl Validator<'_> {
                     format!("indexes count from 0: use 0 to {}", workers - 1)
                 },
             ),
-            LinkSel::WorkersRedis if workers == 0 => self.push(
+            LinkSel::WorkerStore(i) if i >= workers => self.push(
                 pos,
-                "link `workers-redis`, but the target has no workers",
+                format!("link `worker-{i}-store`: the target has {workers} worker(s)"),
+                if workers == 0 {
+                    "set `workers:` under `target` to 1 or more".to_string()
+                } else {
+                    format!("indexes count from 0: use 0 to {}", workers - 1)
+                },
+            ),
+            LinkSel::WorkersRedis | LinkSel::WorkersStore if workers == 0 => self.push(
+                pos,
+                format!("link `{}`, but the target has no workers", n.link),
                 "set `workers:` under `target` to 1 or more",
             ),
             _ => {}

@@ -4,71 +4,24 @@
 //! so when the harness is root the server binaries run as the `postgres` user (`setpriv` execs
 //! them: the child's pid is the server's, and signals reach it). Stopped with a fast shutdown
 //! (SIGINT) at teardown; recorded in the run file so `cleanup` can kill what an interrupted run
-//! left.
+//! left. The binaries and command lines are shared with GitSpy's store tests
+//! ([`gitspy_contract::pg`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use gitspy_contract::pg;
 use tokio::process::{Child, Command};
 
 /// The database GitSpy's tables live in.
 pub const DATABASE: &str = "gitspy";
 
 /// The directory of `initdb`/`postgres`: `GITSPY_PG_BIN`, else the newest
-/// `/usr/lib/postgresql/*/bin`, else `PATH`.
+/// `/usr/lib/postgresql/*/bin`, else `PATH` ([`gitspy_contract::pg::bin_dir`]).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
-    if let Some(d) = std::env::var_os("GITSPY_PG_BIN") {
-        return Ok(PathBuf::from(d));
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .find(|dir| dir.join("initdb").is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "target.store: postgres needs the PostgreSQL server binaries (initdb, postgres)\n\
-                 hint: apt-get install -y postgresql (or set GITSPY_PG_BIN to their directory)"
-            )
-        })
-}
-
-fn is_root() -> bool {
-    // `/proc/self` belongs to the process's effective user (no unsafe `geteuid` needed).
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// `bin` as the `postgres` user when the harness is root, as itself otherwise.
-fn command(bin: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--clear-groups",
-            "--",
-        ])
-        .arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    }
+    pg::bin_dir().map_err(|e| anyhow::anyhow!("target.store: postgres: {e}"))
 }
 
 /// A PostgreSQL server the harness owns.
@@ -89,10 +42,8 @@ impl ManagedPostgres {
             .prefix("gitspy-chaos-pg-")
             .tempdir()
             .context("creating a temp dir for PostgreSQL")?;
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(temp.path())
+        if pg::is_root() {
+            let st = Command::from(pg::chown_command(temp.path()))
                 .status()
                 .await
                 .context("chown of the PostgreSQL dir (is there a `postgres` user?)")?;
@@ -105,17 +56,7 @@ impl ManagedPostgres {
             }
         }
         let data = temp.path().join("data");
-        let out = command(&bin.join("initdb"))
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--no-sync",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-                "-D",
-            ])
-            .arg(&data)
-            .stdin(Stdio::null())
+        let out = Command::from(pg::initdb(&bin, &data))
             .output()
             .await
             .context("running initdb")?;
@@ -130,14 +71,7 @@ impl ManagedPostgres {
             .context("choosing a port for PostgreSQL")?
             .port();
         let log = temp.path().join("postgres.log");
-        let child = command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", temp.path().display()))
-            .args(["-c", "max_connections=200"])
-            .stdin(Stdio::null())
+        let child = Command::from(pg::server(&bin, &data, port, temp.path()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).context("creating postgres.log")?)
             .kill_on_drop(true)
@@ -197,12 +131,22 @@ impl ManagedPostgres {
 
     /// The URL of database `db` on this server.
     pub fn url_of(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        pg::url(self.port, db)
     }
 
     /// The URL GitSpy gets.
     pub fn url(&self) -> String {
         self.url_of(DATABASE)
+    }
+
+    /// The server's TCP address (what a proxy on a link to it forwards to).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The URL GitSpy gets when it reaches the server through `via` (a proxy of the link).
+    pub fn url_via(&self, via: std::net::SocketAddr) -> String {
+        format!("postgres://postgres@{via}/{DATABASE}")
     }
 
     /// A client on database `db` (the caller spawns the connection future).

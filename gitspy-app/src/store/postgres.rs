@@ -65,8 +65,12 @@ fn pg_error(e: postgres::Error) -> StoreError {
         None => format!("postgres: {e}"),
     };
     // Connection exceptions (class 08), the server ending the session (57P01-57P03), a closed
-    // socket: the connection is gone, not the statement wrong.
+    // socket, an I/O error on it (a connection reset by the network while it sat idle: the
+    // blocking client notices only at its next call, as an I/O error, never as "closed"): the
+    // connection is gone, not the statement wrong.
+    let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     let lost = e.is_closed()
+        || io
         || e.code().is_some_and(|c| {
             let c = c.code();
             c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03")

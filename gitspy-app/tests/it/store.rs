@@ -485,6 +485,85 @@ pub fn ended_connections_are_replaced_without_failing_a_call(b: &dyn Backend) {
     assert_eq!(n, 2);
 }
 
+/// A TCP forwarder in front of PostgreSQL whose connections can be reset (a RST, no goodbye from
+/// the server), as the network between GitSpy and its database can.
+struct ResetProxy {
+    port: u16,
+    reset: Arc<tokio::sync::Notify>,
+    live: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ResetProxy {
+    fn start(upstream: u16) -> ResetProxy {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reset = Arc::new(tokio::sync::Notify::new());
+        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (r, l) = (reset.clone(), live.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        continue;
+                    };
+                    let (r, l) = (r.clone(), l.clone());
+                    l.fetch_add(1, SeqCst);
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = r.notified() => {
+                                // Linger 0, then close: the client gets a RST.
+                                let _ = client.set_zero_linger();
+                            }
+                        }
+                        l.fetch_sub(1, SeqCst);
+                    });
+                }
+            });
+        });
+        ResetProxy { port, reset, live }
+    }
+
+    /// Resets every open connection; how many there were.
+    fn reset_all(&self) -> usize {
+        let n = self.live.load(std::sync::atomic::Ordering::SeqCst);
+        self.reset.notify_waiters();
+        std::thread::sleep(Duration::from_millis(200));
+        n
+    }
+}
+
+/// A reset by the network (no message from the server, unlike `pg_terminate_backend`) of an
+/// idle pooled connection: the next read and the next write go through on a new connection.
+#[test]
+fn postgres_connections_reset_by_the_network_are_replaced_without_failing_a_call() {
+    let server = Postgres::start();
+    server.create_db("gitspy");
+    let proxy = ResetProxy::start(server.port);
+    let url = format!("postgres://postgres@127.0.0.1:{}/gitspy", proxy.port);
+    let store = PgStore::open(&url, StoreOptions::default()).unwrap();
+    store
+        .apply_batch(&[delivery("before", "issues/opened.json")], "w")
+        .unwrap();
+    assert!(proxy.reset_all() > 0, "the store had a connection open");
+    assert_eq!(rows(&store, "before").0, 1, "a read after the reset");
+    assert!(proxy.reset_all() > 0);
+    let out = store
+        .apply_batch(&[delivery("after", "issues/labeled.json")], "w")
+        .unwrap();
+    assert!(out[0].applied, "a write after the reset");
+    assert_eq!(rows(&store, "after").0, 1);
+}
+
 macro_rules! store_suite {
     ($backend:ident, $make:expr) => {
         mod $backend {

@@ -560,60 +560,10 @@ pub fn id(prefix: &str) -> String {
     )
 }
 
-/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`): `GITSPY_PG_BIN`, else
-/// the newest `/usr/lib/postgresql/*/bin`, else `PATH`; fails saying what to install.
+/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`), found as the harness
+/// finds them ([`gitspy_contract::pg::bin_dir`]); fails saying what to install.
 pub fn pg_bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("GITSPY_PG_BIN") {
-        return PathBuf::from(d);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return bin;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .find(|dir| dir.join("initdb").is_file())
-        .unwrap_or_else(|| {
-            panic!("PostgreSQL server binaries not found: install them (`apt-get install -y postgresql`)")
-        })
-}
-
-/// Whether this process runs as root (PostgreSQL refuses to run as root: it is run as `postgres`).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// `bin` run as the `postgres` user when we are root (setpriv execs, so the child IS the program
-/// and signals reach it), as ourselves otherwise.
-fn pg_command(bin: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--clear-groups",
-            "--",
-        ])
-        .arg(bin);
-        c
-    } else {
-        Command::new(bin)
-    }
+    gitspy_contract::pg::bin_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A real PostgreSQL server on a free port with its own temporary data directory (initdb'd for
@@ -628,24 +578,15 @@ impl Postgres {
     pub fn start() -> Postgres {
         let bin = pg_bin_dir();
         let dir = tempfile::tempdir().unwrap();
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
+        // The same command lines as the harness's managed PostgreSQL (gitspy_contract::pg).
+        if gitspy_contract::pg::is_root() {
+            let st = gitspy_contract::pg::chown_command(dir.path())
                 .status()
                 .expect("chown the PostgreSQL data dir");
             assert!(st.success(), "chown postgres {}", dir.path().display());
         }
         let data = dir.path().join("data");
-        let out = pg_command(&bin.join("initdb"))
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--no-sync",
-                "--encoding=UTF8",
-            ])
-            .args(["--locale=C.UTF-8", "-D"])
-            .arg(&data)
+        let out = gitspy_contract::pg::initdb(&bin, &data)
             .output()
             .expect("run initdb");
         assert!(
@@ -657,15 +598,9 @@ impl Postgres {
         let port = free_port();
         let log = dir.path().join("postgres.log");
         // fsync off: these tests kill gitspy processes, never the database's host, and the machine
-        // is shared; every other setting is the server's default.
-        let child = pg_command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
-            .stdin(Stdio::null())
+        // is shared; every other setting is the harness's.
+        let child = gitspy_contract::pg::server(&bin, &data, port, dir.path())
+            .args(["-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -692,7 +627,7 @@ impl Postgres {
 
     /// The URL of database `db` on this server.
     pub fn url_of(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        gitspy_contract::pg::url(self.port, db)
     }
 
     /// Creates a fresh database and returns its URL (one per system under test).
