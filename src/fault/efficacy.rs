@@ -127,7 +127,7 @@ pub async fn worker_hit(
 /// link but the two that only carry webhook requests.
 fn holds_up_deliveries(target: &str) -> bool {
     match target.strip_prefix("network ") {
-        Some(link) => !matches!(link, "sender-server" | "server-redis"),
+        Some(link) => !matches!(link, "sender-server" | "server-redis" | "server-store"),
         None => {
             target == super::redis::TARGET
                 || target == super::store::TARGET
@@ -651,6 +651,19 @@ mod tests {
             ..FaultHit::default()
         };
         assert!(other("network latency", "network redis", 0, 9_000, landed).effective());
+        // The server only reads the store: a toxic there counts once it acted on a connection.
+        let reads = FaultHit {
+            network: Some(net(400)),
+            ..FaultHit::default()
+        };
+        assert!(other("network reset", "network server-store", 0, 3_000, reads).effective());
+        let none = FaultHit {
+            requests: 30,
+            waiting: 9,
+            network: Some(net(0)),
+            ..FaultHit::default()
+        };
+        assert!(!other("network reset", "network server-store", 0, 3_000, none).effective());
     }
 
     #[test]

@@ -358,6 +358,14 @@ impl FaultWindow {
         if self.crash && self.target != "redis" {
             return h.hit_work_in_flight();
         }
+        if self.target == "network server-store" {
+            // The server only reads the store (lookups, boards, readiness): what it breaks is
+            // the server's connections, so it counts when the toxic acted on one of them.
+            return h
+                .network
+                .as_ref()
+                .is_some_and(|n| n.connections > 0 && n.acted());
+        }
         h.hit_something() && h.network.as_ref().is_none_or(NetworkHit::acted)
     }
 
