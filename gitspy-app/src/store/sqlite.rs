@@ -76,8 +76,22 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let conn = Connection::open(path)?;
-        Self::init(conn, opts)
+        // Processes that open a fresh file at once race on its first write (page size, WAL
+        // mode, schema); SQLite answers the loser `SQLITE_BUSY` without waiting when waiting
+        // could deadlock, so the whole opening is tried again within the busy timeout.
+        let deadline = std::time::Instant::now() + opts.busy_timeout;
+        loop {
+            let conn = Connection::open(path)?;
+            match Self::init(conn, opts) {
+                Err(StoreError::Sqlite(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Opens the database read-only (used by `gitspy replay`, which must never write the live store).
