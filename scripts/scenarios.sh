@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bins
-chaos=target/debug/gitspy-chaos
+chaos=${CARGO_TARGET_DIR:-target}/debug/gitspy-chaos
 out=${REPORT_DIR:-reports}
 # 07-crash-points arms GitSpy's crash points: it runs against a `failpoints` build, made in its own
 # target dir so target/debug/gitspy stays the default build.

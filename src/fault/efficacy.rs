@@ -298,9 +298,9 @@ pub fn check(s: &Scenario, faults: &[FaultWindow]) -> Option<CheckRecord> {
     };
     let other_ok = other.is_empty() || other_hit >= other_min;
     let passed = crash_ok && other_ok;
-    let (measured, threshold) = if !crash_ok || other.is_empty() {
-        (crash_hit, min)
-    } else if !other_ok || crash.is_empty() {
+    // Measured: the category that failed, else the crash faults when the run had any.
+    let (measured, threshold) = if crash_ok && !other.is_empty() && (!other_ok || crash.is_empty())
+    {
         (other_hit, other_min)
     } else {
         (crash_hit, min)
@@ -374,49 +374,68 @@ pub fn check(s: &Scenario, faults: &[FaultWindow]) -> Option<CheckRecord> {
     })
 }
 
-/// `redis stop`, `2 network latencys`: the non-crash faults' kinds in words.
+/// `redis stop`, `2 × network latency`: the non-crash faults' kinds in words.
 fn other_words(other: &[&FaultWindow]) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for f in other {
-        match counts.iter_mut().find(|(k, _)| *k == f.kind) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((f.kind.clone(), 1)),
-        }
-    }
-    let parts: Vec<String> = counts
-        .into_iter()
-        .map(|(k, n)| if n == 1 { k } else { format!("{n} × {k}") })
-        .collect();
-    parts.join(" and ")
+    in_words(other.iter().map(|f| f.kind.clone()), |k, n| {
+        format!("{n} × {k}")
+    })
 }
 
 /// `kill`, `2 kills`, `kill and freeze`: the crash faults' actions in words.
 fn crash_words(crash: &[&FaultWindow]) -> String {
-    let mut counts: Vec<(String, usize)> = Vec::new();
-    for f in crash {
-        let action = if f.kind.contains("crash_at") {
+    if crash.is_empty() {
+        return "crash faults".into();
+    }
+    let actions = crash.iter().map(|f| {
+        if f.kind.contains("crash_at") {
             "crash point".to_string()
         } else {
             f.kind.rsplit(' ').next().unwrap_or("fault").to_string()
-        };
-        match counts.iter_mut().find(|(a, _)| *a == action) {
+        }
+    });
+    in_words(actions, |a, n| format!("{n} {a}s"))
+}
+
+/// Each distinct label once, in first-seen order, joined by "and"; a label seen `n > 1` times
+/// is written by `many`.
+fn in_words(labels: impl Iterator<Item = String>, many: impl Fn(&str, usize) -> String) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for label in labels {
+        match counts.iter_mut().find(|(l, _)| *l == label) {
             Some((_, n)) => *n += 1,
-            None => counts.push((action, 1)),
+            None => counts.push((label, 1)),
         }
     }
-    if counts.is_empty() {
-        return "crash faults".into();
-    }
-    let parts: Vec<String> = counts
+    counts
         .into_iter()
-        .map(|(a, n)| if n == 1 { a } else { format!("{n} {a}s") })
-        .collect();
-    parts.join(" and ")
+        .map(|(l, n)| if n == 1 { l } else { many(&l, n) })
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One ledger entry: delivery `d` sent at unix ms `at`, answered 1 ms later.
+    fn entry(
+        d: &str,
+        at: u64,
+        outcome: crate::load::Outcome,
+        answer: Option<&str>,
+    ) -> crate::load::LedgerEntry {
+        crate::load::LedgerEntry {
+            delivery: d.into(),
+            attempt: 1,
+            duplicate_of: None,
+            event: "issues".into(),
+            scheduled_at_ms: at,
+            sent_at_ms: at,
+            outcome,
+            latency_ms: 1.0,
+            answer: answer.map(Into::into),
+        }
+    }
 
     fn window(kind: &str, hit: Option<FaultHit>, outcome: FaultOutcome) -> FaultWindow {
         FaultWindow {
@@ -495,7 +514,7 @@ mod tests {
 
     #[test]
     fn recovered_and_redis_window_are_filled_after_the_run() {
-        use crate::load::{LedgerEntry, Outcome};
+        use crate::load::Outcome;
         let mut f = [
             window(
                 "worker kill",
@@ -514,17 +533,6 @@ mod tests {
                 ..window("redis stop", None, FaultOutcome::Applied)
             },
         ];
-        let entry = |d: &str, at: u64, outcome: Outcome, answer: Option<&str>| LedgerEntry {
-            delivery: d.into(),
-            attempt: 1,
-            duplicate_of: None,
-            event: "issues".into(),
-            scheduled_at_ms: at,
-            sent_at_ms: at,
-            outcome,
-            latency_ms: 1.0,
-            answer: answer.map(Into::into),
-        };
         let mut ledger = Ledger::new();
         ledger.push(entry("x", 1_150, Outcome::Status(503), None));
         ledger.push(entry("y", 1_160, Outcome::Status(202), Some("spooled")));
@@ -702,18 +710,8 @@ mod tests {
 
     #[test]
     fn waiting_counts_deliveries_acknowledged_before_the_end_and_applied_after_the_start() {
-        use crate::load::{LedgerEntry, Outcome};
-        let entry = |d: &str, at: u64| LedgerEntry {
-            delivery: d.into(),
-            attempt: 1,
-            duplicate_of: None,
-            event: "issues".into(),
-            scheduled_at_ms: at,
-            sent_at_ms: at,
-            outcome: Outcome::Status(202),
-            latency_ms: 5.0,
-            answer: None,
-        };
+        use crate::load::Outcome;
+        let entry = |d: &str, at: u64| entry(d, at, Outcome::Status(202), None);
         let mut ledger = Ledger::new();
         // t0 = 1_000; the lock holds from 2_000 to 3_000 (unix 3_000..4_000).
         ledger.push(entry("before-done", 2_000)); // applied before the lock: not held up

@@ -186,24 +186,14 @@ impl Scenario {
     /// The links to the store (`server-store`, `workers-store`, …) the scenario's network faults
     /// name, each once: they exist only in managed runs with a PostgreSQL store.
     pub fn store_links(&self) -> Vec<LinkSel> {
-        fn walk(steps: &[At<Step>], out: &mut Vec<LinkSel>) {
-            for step in steps {
-                match &step.value {
-                    Step::Fault(f) => {
-                        if let Some(n) = f.network.as_ref().filter(|n| n.value.link.is_store()) {
-                            if !out.contains(&n.value.link) {
-                                out.push(n.value.link);
-                            }
-                        }
-                    }
-                    Step::Parallel(c) => walk(c, out),
-                    Step::Repeat(r) => walk(&r.steps, out),
-                    _ => {}
+        let mut out = Vec::new();
+        for k in self.faults() {
+            if let FaultKind::Network(n) = k {
+                if n.link.is_store() && !out.contains(&n.link) {
+                    out.push(n.link);
                 }
             }
         }
-        let mut out = Vec::new();
-        walk(&self.steps, &mut out);
         out
     }
 

@@ -2,42 +2,9 @@
 //! say what they hit, a missed trigger, `target.env` reaching the managed processes, and the
 //! INCONCLUSIVE verdict (exit 3) of a run whose kill, or whose outage, hit nothing.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::root;
-
-fn gitspy_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy")
-}
-
-fn run(args: &[&str], report_dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
-        .args(args)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .current_dir(root())
-        .env("GITSPY_BIN", gitspy_bin())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("gitspy-chaos runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_json(report_dir: &Path) -> serde_json::Value {
-    let dir = std::fs::read_dir(report_dir)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a run directory")
-        .path();
-    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
-}
+use crate::util::{only_run_json as run_json, run_managed as run};
 
 #[test]
 fn triggered_kill_and_freeze_hit_work_in_flight_and_a_missed_trigger_is_logged() {

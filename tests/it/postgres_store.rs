@@ -5,40 +5,7 @@
 //! Every GitSpy process reaches PostgreSQL through a proxy of the harness (`server-store`,
 //! `worker-<i>-store`): a reset of the workers' links is retried, and logged with what it hit.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::util::{chaos, root};
-
-fn run(args: &[&str], report_dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
-        .args(args)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .current_dir(root())
-        .env(
-            "GITSPY_BIN",
-            PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy"),
-        )
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("gitspy-chaos runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn only_run_dir(reports: &Path) -> PathBuf {
-    std::fs::read_dir(reports)
-        .unwrap()
-        .flatten()
-        .next()
-        .expect("a run directory")
-        .path()
-}
+use crate::util::{chaos, only_run_dir, root, run_managed as run};
 
 #[test]
 fn a_postgres_run_survives_a_table_lock_and_terminated_connections_exactly_once() {

@@ -34,6 +34,45 @@ pub fn chaos(args: &[&str]) -> Output {
     }
 }
 
+/// `gitspy-chaos ARGS… --report-dir DIR` in the crate root against the workspace's `gitspy`
+/// (next to the harness binary): (exit code, stdout, stderr).
+pub fn run_managed(args: &[&str], report_dir: &Path) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitspy-chaos"))
+        .args(args)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .current_dir(root())
+        .env(
+            "GITSPY_BIN",
+            PathBuf::from(env!("CARGO_BIN_EXE_gitspy-chaos")).with_file_name("gitspy"),
+        )
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("gitspy-chaos runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The one run directory under `reports`.
+pub fn only_run_dir(reports: &Path) -> PathBuf {
+    std::fs::read_dir(reports)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run directory")
+        .path()
+}
+
+/// The `run.json` of the one run under `reports`.
+pub fn only_run_json(reports: &Path) -> serde_json::Value {
+    let path = only_run_dir(reports).join("run.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// The `*.yaml` files of a directory under the crate root, as relative paths, sorted.
 pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
