@@ -1428,6 +1428,13 @@ pub enum Check {
     /// drain; a killed or stopped process's last segment is computed from the store. No
     /// tolerance: nothing here is configured.
     ProcessedMatchesStore,
+    /// Exact accounting of the ingress: over the run, the server's
+    /// `gitspy_events_received_total`, `gitspy_events_duplicate_total` and
+    /// `gitspy_events_rejected_total` rose by exactly the `202`, `200 duplicate` and `4xx`/`5xx`
+    /// answers of the sender's ledger. The only slack is computed: requests left without an
+    /// answer, and answers given while a server's counters were unseen (after its last scrape
+    /// before it died).
+    IngressMatchesLedger,
     /// Increase of `gitspy_jobs_retried_total` over the run.
     Retries(MaxCount),
     /// The named replays (at least two, none a dry run) wrote byte-identical boards, e.g. two
@@ -1475,6 +1482,14 @@ pub enum Check {
     /// such a window fails (nothing was measured). E.g.
     /// `rejects_within_redis_timeout: { margin: 500ms }`.
     RejectsWithinRedisTimeout(RejectMargin),
+    /// The baseline: every run is judged by the data checks a scenario may forget —
+    /// `deliveries` (lost, duplicated and unexpected at 0), `board_matches_model`,
+    /// `duplicate_answers`, `processed_matches_store` (managed workers), `ingress_matches_ledger`
+    /// (a managed server exposing its counters), `no_stuck_locks` (when
+    /// Redis was probed), `replay_order_independent` (a replay with `shuffle`) and
+    /// `replay_verify` (a replay with `verify: true`) — each one the scenario does not list
+    /// itself. `baseline: false` leaves only the listed checks.
+    Baseline(bool),
 }
 
 /// The `alert` check.
@@ -1596,6 +1611,7 @@ impl Check {
             Check::Failed(_) => "failed",
             Check::JobDurationP95(_) => "job_duration_p95",
             Check::ProcessedMatchesStore => "processed_matches_store",
+            Check::IngressMatchesLedger => "ingress_matches_ledger",
             Check::Retries(_) => "retries",
             Check::ReplayIdentical(_) => "replay_identical",
             Check::ReplayVerify => "replay_verify",
@@ -1606,6 +1622,7 @@ impl Check {
             Check::Promql(_) => "promql",
             Check::Alert(_) => "alert",
             Check::RejectsWithinRedisTimeout(_) => "rejects_within_redis_timeout",
+            Check::Baseline(_) => "baseline",
         }
     }
 }

@@ -928,6 +928,7 @@ impl Validator<'_> {
                 check.value,
                 Check::Deliveries(_)
                     | Check::ProcessedMatchesStore
+                    | Check::IngressMatchesLedger
                     | Check::Failed(_)
                     | Check::Retries(_)
                     | Check::JobDurationP95(_)

@@ -9,7 +9,7 @@ use super::checks::{self as vchecks, Measured};
 use super::classes::Class;
 use super::evidence::Evidence;
 use super::promql::promql;
-use super::{accounting, board};
+use super::{accounting, board, ingress};
 use crate::observe::prom::names;
 use crate::observe::{TargetSel, Window};
 use crate::report::{CheckOp, CheckRecord};
@@ -21,6 +21,7 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     let mut out = Vec::new();
     out.extend(steps(ev));
     out.extend(final_drain(ev));
+    out.extend(baseline(ev, checks));
     let mut promql_n = 0;
     for (index, c) in checks.iter().enumerate() {
         match &c.value {
@@ -31,6 +32,7 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             Check::Retries(m) => out.push(counter_max(ev, "retries", names::JOBS_RETRIED, m)),
             Check::JobDurationP95(m) => out.push(job_duration_p95(ev, m)),
             Check::ProcessedMatchesStore => out.push(accounting::processed_matches_store(ev)),
+            Check::IngressMatchesLedger => out.push(ingress::ingress_matches_ledger(ev)),
             Check::ReplayIdentical(names) => out.push(replay_identical(ev, names)),
             Check::ReplayVerify => out.push(replay_verify(ev)),
             Check::ReplayOrderIndependent => out.push(replay_order_independent(ev)),
@@ -41,6 +43,8 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
             }
             // Judged with the fault log in `fault::efficacy::check`.
             Check::FaultsEffective(_) => {}
+            // Added above, before the scenario's own.
+            Check::Baseline(_) => {}
             Check::Promql(q) => {
                 promql_n += 1;
                 out.extend(promql(ev.prom.get(&index), q, promql_n, ev.t0_unix_ms));
@@ -55,6 +59,68 @@ pub fn evaluate(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     }
     out
 }
+
+/// The baseline: the data checks every run gets unless the scenario lists them itself (then its
+/// own bounds stand) or says `baseline: false`. A check is added only where its evidence can
+/// exist — a board model, managed workers, a Redis probe, a shuffled or verified replay — so the
+/// baseline never fails a run for what the run could not observe. A scenario that forgets
+/// `board_matches_model` still catches a fold by arrival order; one that lists only
+/// `deliveries: {lost: 0}` still catches copies answered `202` and a processed count that lies.
+pub fn baseline(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
+    if checks
+        .iter()
+        .any(|c| matches!(c.value, Check::Baseline(false)))
+    {
+        return Vec::new();
+    }
+    let listed = |key: &str| checks.iter().any(|c| c.value.key() == key);
+    let mut out = Vec::new();
+    if !listed("deliveries") {
+        // Lost, duplicated and unexpected are never allowed; failed (dead letters) and
+        // unacknowledged (the sender gave up) depend on the scenario, so only a listed
+        // `deliveries` bounds them.
+        for class in [Class::Lost, Class::Duplicated, Class::Unexpected] {
+            out.extend(
+                vchecks::deliveries(&ev.verdict, &BTreeMap::from([(class, 0)]))
+                    .into_iter()
+                    .map(|r| from_vcheck(r, CheckOp::Le, 0.0, "deliveries")),
+            );
+        }
+    }
+    if !listed("board_matches_model") && !ev.model.is_empty() {
+        out.push(board_matches_model(ev));
+    }
+    if !listed("duplicate_answers") && !ev.ledger.entries.is_empty() {
+        out.push(duplicate_answers(ev));
+    }
+    if !listed("processed_matches_store") && !ev.workers.is_empty() {
+        out.push(accounting::processed_matches_store(ev));
+    }
+    // Managed only: an attached server may take webhooks from others during the run.
+    if !listed("ingress_matches_ledger") && !ev.workers.is_empty() && ingress::observable(ev) {
+        out.push(ingress::ingress_matches_ledger(ev));
+    }
+    if !listed("no_stuck_locks") && ev.probe.is_some() {
+        out.push(no_stuck_locks(ev));
+    }
+    if !listed("replay_order_independent") && !ev.shuffles.is_empty() {
+        out.push(replay_order_independent(ev));
+    }
+    if !listed("replay_verify") && ev.replays.values().any(|r| r.verified.is_some()) {
+        out.push(replay_verify(ev));
+    }
+    for c in &mut out {
+        c.note = if c.note.is_empty() {
+            BASELINE_NOTE.into()
+        } else {
+            format!("{} ({BASELINE_NOTE})", c.note)
+        };
+    }
+    out
+}
+
+/// How a baseline check says where it came from.
+pub const BASELINE_NOTE: &str = "baseline: on in every run; list it to set its bounds";
 
 fn record(
     name: &str,
@@ -924,5 +990,61 @@ mod tests {
         let r = board_matches_model(&Evidence::default());
         assert!(!r.passed);
         assert_eq!(r.measured, None);
+    }
+
+    /// A run whose scenario lists almost nothing is still judged on its data: an acknowledged
+    /// delivery never processed and a copy answered `202` again both fail it.
+    #[test]
+    fn the_baseline_judges_what_the_scenario_does_not_list() {
+        let ev = evidence(vec![
+            attempt("a", 1, 0, 202, "queued"),
+            attempt("a", 2, 100, 202, "queued"),
+        ]);
+        let names = |checks: &[At<Check>]| -> Vec<(String, bool)> {
+            evaluate(&ev, checks)
+                .into_iter()
+                .map(|c| (c.name, c.passed))
+                .collect()
+        };
+        let failed = |checks: &[At<Check>]| -> Vec<String> {
+            names(checks)
+                .into_iter()
+                .filter(|(_, passed)| !passed)
+                .map(|(n, _)| n)
+                .collect()
+        };
+        // Nothing listed: lost and duplicate_answers fail; no board model, no managed worker,
+        // no probe, no replay — so no check that could not have been observed.
+        assert_eq!(
+            names(&[]),
+            vec![
+                ("deliveries.lost".to_owned(), false),
+                ("deliveries.duplicated".to_owned(), true),
+                ("deliveries.unexpected".to_owned(), true),
+                ("duplicate_answers".to_owned(), false),
+            ]
+        );
+        let r = evaluate(&ev, &[]);
+        assert!(r.iter().all(|c| c.note.contains(BASELINE_NOTE)), "{r:?}");
+        // A listed check keeps its own bounds and is not doubled.
+        let lenient = [At::new(Check::Deliveries(DeliveryLimits {
+            lost: 1,
+            ..DeliveryLimits::default()
+        }))];
+        assert_eq!(failed(&lenient), vec!["duplicate_answers".to_owned()]);
+        assert_eq!(
+            names(&lenient)
+                .iter()
+                .filter(|(n, _)| n == "deliveries.lost")
+                .count(),
+            1
+        );
+        // `baseline: false` leaves only what is listed.
+        let off = [At::new(Check::Baseline(false)), lenient[0].clone()];
+        assert!(failed(&off).is_empty(), "{:?}", names(&off));
+        assert_eq!(names(&off).len(), 5, "the five bounds of `deliveries`");
+        // `baseline: true` is the default.
+        let on = [At::new(Check::Baseline(true))];
+        assert_eq!(names(&on), names(&[]));
     }
 }

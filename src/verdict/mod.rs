@@ -9,6 +9,7 @@ pub mod checks;
 pub mod classes;
 pub mod evaluate;
 pub mod evidence;
+pub mod ingress;
 pub mod promql;
 
 pub use board::{BoardModel, ExpectedBoard, ExpectedCard};

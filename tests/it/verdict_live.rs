@@ -1,7 +1,8 @@
 //! The verdict against real runs, both ways: a correct GitSpy passes, a broken one fails the
 //! check that should catch it. Poison deliveries end `poisoned`; a spooled record that never
 //! leaves the spool (`spool-stuck-last`, a `gitspy --features failpoints,sabotage` build from
-//! `GITSPY_SABOTAGE_BIN` or built as `explore.rs` does) fails the backlog check.
+//! `GITSPY_SABOTAGE_BIN` or built as `explore.rs` does) fails the backlog check; a scenario that
+//! lists no data check is still judged by the baseline ones.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,4 +101,64 @@ fn a_spooled_record_that_never_leaves_the_spool_fails_the_backlog_check() {
         "{classes}"
     );
     assert_eq!(classes["duplicated"]["count"], 0, "{classes}");
+}
+
+#[test]
+fn a_scenario_that_lists_no_data_check_is_still_judged_by_the_baseline() {
+    let scenario = "tests/it/scenarios/baseline.yaml";
+    // A correct build: every baseline check is there, marked as such, and passes.
+    let (code, v, stderr) = run(scenario, &gitspy_bin(), &[]);
+    assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
+    for name in [
+        "deliveries.lost",
+        "deliveries.duplicated",
+        "deliveries.unexpected",
+        "board_matches_model",
+        "duplicate_answers",
+        "processed_matches_store",
+        "no_stuck_locks",
+    ] {
+        let c = check(&v, name);
+        assert_eq!(c["passed"], true, "{c}");
+        assert!(c["note"].as_str().unwrap_or("").contains("baseline"), "{c}");
+    }
+    assert!(
+        check(&v, "duplicate_answers")["note"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("6 acknowledged request(s)"),
+        "{}",
+        check(&v, "duplicate_answers")
+    );
+
+    let Some(bin) = crate::explore::sabotage_bin() else {
+        return;
+    };
+    let broken = ["--target-env", "GITSPY_SABOTAGE=enqueue-duplicates"];
+    let (code, v, stderr) = run(scenario, &bin, &broken);
+    assert_eq!(code, 1, "{stderr}\n{:#}", v["checks"]);
+    let dup = check(&v, "duplicate_answers");
+    assert_eq!(dup["passed"], false, "{dup}");
+    assert_eq!(dup["measured"], 6.0, "{dup}");
+    assert_eq!(check(&v, "backlog")["passed"], true, "{:#}", v["checks"]);
+
+    // `baseline: false` judges only what is listed: the same broken build passes the backlog
+    // bound alone — which is why the baseline is on unless a scenario says otherwise.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join(scenario)).unwrap();
+    let off = dir.path().join("baseline-off.yaml");
+    std::fs::write(
+        &off,
+        text.replace("checks:\n", "checks:\n  - baseline: false\n"),
+    )
+    .unwrap();
+    let (code, v, stderr) = run(off.to_str().unwrap(), &bin, &broken);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["backlog"], "{stderr}");
+    assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
 }

@@ -1,0 +1,351 @@
+//! Exact accounting of the ingress (`ingress_matches_ledger`): the server's own counters against
+//! the answers the sender's ledger holds. GitSpy counts a webhook before it answers it —
+//! `gitspy_events_received_total` for a `202` (queued or spooled),
+//! `gitspy_events_duplicate_total` for a `200 duplicate`, `gitspy_events_rejected_total` for a
+//! `4xx`/`5xx` — so over the run each counter's increase must equal the answers of its kind. No
+//! tolerance is configured; the slack is computed from the ledger and the scrapes:
+//!
+//! - a request without an answer (a timeout, a connection cut mid-request) may have been counted
+//!   as anything or as nothing: those requests, together, may explain counts above the answers;
+//! - a server that ended (killed, crashed, restarted) cannot report what it counted after its
+//!   last scrape: the answers given while its counters were unseen (between its last scrape and
+//!   the next instance's first, or after the last scrape of all) may be missing from them.
+//!
+//! A refused connection never reached the server and is no answer of any kind.
+
+use super::evidence::Evidence;
+use crate::load::{LedgerEntry, Outcome};
+use crate::observe::prom::{names, Scrape};
+use crate::observe::TargetSel;
+use crate::report::{CheckOp, CheckRecord};
+
+/// The three kinds of answer the server counts, in report order.
+const KINDS: [(&str, &str); 3] = [
+    ("received", names::EVENTS_RECEIVED),
+    ("duplicate", names::EVENTS_DUPLICATE),
+    ("rejected", names::EVENTS_REJECTED),
+];
+
+/// What one ledger entry is, for the server's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// Index into [`KINDS`].
+    Counted(usize),
+    /// No definite answer (or a status the server does not count): anything or nothing.
+    Unknown,
+    /// Never reached the server.
+    Unsent,
+}
+
+fn answer_of(e: &LedgerEntry) -> Answer {
+    match &e.outcome {
+        Outcome::Status(202) => Answer::Counted(0),
+        Outcome::Status(200) if e.is_duplicate_answer() => Answer::Counted(1),
+        Outcome::Status(code) if *code >= 400 => Answer::Counted(2),
+        Outcome::Status(_) | Outcome::Timeout | Outcome::Transport(_) => Answer::Unknown,
+        Outcome::Refused(_) => Answer::Unsent,
+    }
+}
+
+/// The server targets of the run's scrapes (`server`, or `server-<i>` in attach mode).
+fn server_targets(ev: &Evidence) -> Vec<&str> {
+    ev.series
+        .targets()
+        .filter(|t| TargetSel::Role("server").matches(t))
+        .collect()
+}
+
+/// Whether the run's scrapes can be judged by this check: some server scrape carries the
+/// received counter.
+pub fn observable(ev: &Evidence) -> bool {
+    server_targets(ev).iter().any(|t| {
+        ev.series
+            .scrapes(t)
+            .iter()
+            .any(|s| s.counter(names::EVENTS_RECEIVED).is_some())
+    })
+}
+
+fn counts(s: &Scrape) -> [f64; 3] {
+    KINDS.map(|(_, metric)| s.counter(metric).unwrap_or(0.0))
+}
+
+/// What the scrapes saw: per kind the counted increase over the run, and the windows `(from,
+/// to)` (unix ms, exclusive) in which a server's counting was unseen.
+fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
+    let mut total = [0.0; 3];
+    let mut unseen = Vec::new();
+    for target in server_targets(ev) {
+        let scrapes = ev.series.scrapes(target);
+        let Some(first) = scrapes.first() else {
+            continue;
+        };
+        // A process that started inside the run counted from 0; one that was running before
+        // (attach mode) has its first scrape as the baseline.
+        let started_inside = first
+            .process_start()
+            .is_some_and(|s| (s * 1000.0) as u64 >= ev.t0_unix_ms);
+        if started_inside {
+            for (t, c) in total.iter_mut().zip(counts(first)) {
+                *t += c;
+            }
+        }
+        for pair in scrapes.windows(2) {
+            let (prev, next) = (&pair[0], &pair[1]);
+            let (a, b) = (counts(prev), counts(next));
+            let restarted = prev.process_start() != next.process_start()
+                || a.iter().zip(&b).any(|(x, y)| y < x);
+            for (k, t) in total.iter_mut().enumerate() {
+                *t += if restarted { b[k] } else { b[k] - a[k] };
+            }
+            if restarted {
+                unseen.push((prev.at_ms, next.at_ms));
+            }
+        }
+        if let Some(last) = scrapes.last() {
+            unseen.push((last.at_ms, u64::MAX));
+        }
+    }
+    (total, unseen)
+}
+
+/// `ingress_matches_ledger`. Measured: answers the server's counters got wrong — answers of a
+/// kind its counter is short of (beyond the answers given while it was unseen), plus counts
+/// above the answers that the unanswered requests cannot explain.
+pub fn ingress_matches_ledger(ev: &Evidence) -> CheckRecord {
+    let name = "ingress_matches_ledger";
+    let record = |measured: Option<f64>, note: String| CheckRecord {
+        name: name.into(),
+        measured,
+        op: CheckOp::Le,
+        threshold: 0.0,
+        unit: "answers".into(),
+        passed: CheckOp::Le.holds(measured, 0.0),
+        note,
+    };
+    if !observable(ev) {
+        return record(
+            None,
+            "no scrape of the server carries gitspy_events_received_total: nothing to compare"
+                .into(),
+        );
+    }
+    let (counted, unseen) = seen(ev);
+    let mut answered = [0u64; 3];
+    let mut while_unseen = [0u64; 3];
+    let mut unknown = 0u64;
+    for e in &ev.ledger.entries {
+        match answer_of(e) {
+            Answer::Counted(k) => {
+                answered[k] += 1;
+                let end = e.sent_at_ms + e.latency_ms.max(0.0).ceil() as u64;
+                if unseen
+                    .iter()
+                    .any(|(from, to)| e.sent_at_ms < *to && end > *from)
+                {
+                    while_unseen[k] += 1;
+                }
+            }
+            Answer::Unknown => unknown += 1,
+            Answer::Unsent => {}
+        }
+    }
+    let mut wrong = 0.0;
+    let mut over = 0.0;
+    let mut parts = Vec::new();
+    let mut problems = Vec::new();
+    for (k, (kind, metric)) in KINDS.iter().enumerate() {
+        let (c, a, u) = (counted[k], answered[k] as f64, while_unseen[k] as f64);
+        parts.push(format!("{kind} {c:.0}/{a:.0}"));
+        let short = (a - u - c).max(0.0);
+        if short > 0.0 {
+            wrong += short;
+            problems.push(format!(
+                "{metric} rose by {c:.0} while the server answered {a:.0} request(s) as {kind} \
+                 ({u:.0} of them while its counters were unseen): {short:.0} never counted"
+            ));
+        }
+        over += (c - a).max(0.0);
+    }
+    let extra = (over - unknown as f64).max(0.0);
+    if extra > 0.0 {
+        wrong += extra;
+        problems.push(format!(
+            "the counters rose by {over:.0} more than the answers of their kind, and only \
+             {unknown} request(s) went without an answer: {extra:.0} counted that no answer shows"
+        ));
+    }
+    let mut note = format!(
+        "counted/answered: {}; {unknown} request(s) without an answer",
+        parts.join(", ")
+    );
+    if !problems.is_empty() {
+        note.push_str("; ");
+        note.push_str(&problems.join("; "));
+    }
+    record(Some(wrong), note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(at: u64, start_s: u64, received: u64, duplicate: u64, rejected: u64) -> Scrape {
+        let text = format!(
+            "process_start_time_seconds {start_s}\n\
+             gitspy_events_received_total{{event_type=\"issues\"}} {received}\n\
+             gitspy_events_duplicate_total{{event_type=\"issues\"}} {duplicate}\n\
+             gitspy_events_rejected_total{{reason=\"queue_unavailable\"}} {rejected}\n"
+        );
+        Scrape::parse("server", at, &text).unwrap()
+    }
+
+    fn entry(id: &str, at: u64, outcome: Outcome, answer: &str) -> LedgerEntry {
+        LedgerEntry {
+            delivery: id.into(),
+            attempt: 1,
+            duplicate_of: None,
+            event: "issues".into(),
+            scheduled_at_ms: at,
+            sent_at_ms: at,
+            outcome,
+            latency_ms: 3.0,
+            answer: Some(answer.into()),
+        }
+    }
+
+    /// t0 = 100 s; the server started at 99 s... or at 101 s (inside the run).
+    fn evidence(scrapes: Vec<Scrape>, entries: Vec<LedgerEntry>) -> Evidence {
+        let mut ev = Evidence {
+            t0_unix_ms: 100_000,
+            ..Evidence::default()
+        };
+        for s in scrapes {
+            ev.series.push(s);
+        }
+        ev.ledger.entries = entries;
+        ev
+    }
+
+    fn ledger() -> Vec<LedgerEntry> {
+        vec![
+            entry("a", 102_000, Outcome::Status(202), "queued"),
+            entry("b", 102_100, Outcome::Status(202), "spooled"),
+            entry("a", 102_200, Outcome::Status(200), "duplicate"),
+            entry("c", 102_300, Outcome::Status(503), "queue unavailable"),
+            entry(
+                "d",
+                102_400,
+                Outcome::Refused("connection refused".into()),
+                "",
+            ),
+        ]
+    }
+
+    #[test]
+    fn counters_equal_to_the_answers_pass() {
+        let ev = evidence(
+            vec![scrape(101_500, 101, 0, 0, 0), scrape(110_000, 101, 2, 1, 1)],
+            ledger(),
+        );
+        let r = ingress_matches_ledger(&ev);
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.measured, Some(0.0));
+        assert!(
+            r.note
+                .starts_with("counted/answered: received 2/2, duplicate 1/1, rejected 1/1"),
+            "{}",
+            r.note
+        );
+    }
+
+    #[test]
+    fn a_received_count_short_of_the_202s_fails_and_a_duplicate_counted_twice_fails() {
+        let short = evidence(
+            vec![scrape(101_500, 101, 0, 0, 0), scrape(110_000, 101, 1, 1, 1)],
+            ledger(),
+        );
+        let r = ingress_matches_ledger(&short);
+        assert!(!r.passed);
+        assert_eq!(r.measured, Some(1.0));
+        assert!(r.note.contains("1 never counted"), "{}", r.note);
+
+        let over = evidence(
+            vec![scrape(101_500, 101, 0, 0, 0), scrape(110_000, 101, 2, 2, 1)],
+            ledger(),
+        );
+        let r = ingress_matches_ledger(&over);
+        assert_eq!(r.measured, Some(1.0), "{}", r.note);
+        assert!(
+            r.note.contains("1 counted that no answer shows"),
+            "{}",
+            r.note
+        );
+    }
+
+    #[test]
+    fn unanswered_requests_explain_counts_above_the_answers() {
+        let mut entries = ledger();
+        entries.push(entry("e", 102_500, Outcome::Timeout, ""));
+        // The timed-out request was counted as received: explained.
+        let ev = evidence(
+            vec![scrape(101_500, 101, 0, 0, 0), scrape(110_000, 101, 3, 1, 1)],
+            entries.clone(),
+        );
+        assert!(ingress_matches_ledger(&ev).passed);
+        // Two counted beyond the answers with one unanswered request: one is unexplained.
+        let ev = evidence(
+            vec![scrape(101_500, 101, 0, 0, 0), scrape(110_000, 101, 4, 1, 1)],
+            entries,
+        );
+        assert_eq!(ingress_matches_ledger(&ev).measured, Some(1.0));
+    }
+
+    #[test]
+    fn a_killed_servers_unseen_tail_is_slack_and_its_successor_counts_from_zero() {
+        // The first instance was scraped at 102.05 s (having counted "a"), answered "b" and
+        // the duplicate after that, then died; the second started at 103 s and answered the
+        // 503 — counted from 0 at its first scrape.
+        let ev = evidence(
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                scrape(102_050, 101, 1, 0, 0),
+                scrape(104_000, 103, 0, 0, 1),
+                scrape(110_000, 103, 0, 0, 1),
+            ],
+            ledger(),
+        );
+        let r = ingress_matches_ledger(&ev);
+        assert!(r.passed, "{r:?}");
+        // Without the restart the same shortfall is a failure.
+        let ev = evidence(
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                scrape(102_050, 101, 1, 0, 0),
+                scrape(104_000, 101, 1, 0, 1),
+                scrape(110_000, 101, 1, 0, 1),
+            ],
+            ledger(),
+        );
+        let r = ingress_matches_ledger(&ev);
+        assert_eq!(r.measured, Some(2.0), "{}", r.note);
+    }
+
+    #[test]
+    fn an_attached_server_running_before_the_run_counts_from_its_first_scrape() {
+        let ev = evidence(
+            vec![scrape(101_500, 50, 40, 7, 3), scrape(110_000, 50, 42, 8, 4)],
+            ledger(),
+        );
+        assert!(ingress_matches_ledger(&ev).passed);
+    }
+
+    #[test]
+    fn without_the_servers_counters_there_is_nothing_to_compare() {
+        let ev = evidence(Vec::new(), ledger());
+        assert!(!observable(&ev));
+        let r = ingress_matches_ledger(&ev);
+        assert_eq!(r.measured, None);
+        assert!(!r.passed);
+    }
+}
