@@ -46,7 +46,7 @@ done
 all_variants="ack-before-commit never-reclaim lock-without-ttl apply-twice retry-forever
 stop-after-redis-error fold-arrival-order enqueue-duplicates drop-one-in-twenty
 undercount-processed spool-skip-last spool-stuck-last accept-on-enqueue-failure tombstone-by-arrival
-tie-by-arrival"
+tie-by-arrival uncounted-spooled"
 if [ ${#args[@]} -gt 0 ]; then
   variants="${args[*]}"
 else
@@ -137,7 +137,8 @@ stop-after-redis-error:02-redis-down fold-arrival-order:04-duplicates
 enqueue-duplicates:04-duplicates drop-one-in-twenty:06-combined@0.2
 undercount-processed:04-duplicates spool-skip-last:02b-redis-down-spool
 spool-stuck-last:02b-redis-down-spool accept-on-enqueue-failure:02-redis-down
-tombstone-by-arrival:05-replay tie-by-arrival:05-replay"
+tombstone-by-arrival:05-replay tie-by-arrival:05-replay
+uncounted-spooled:02b-redis-down-spool"
 if [ "$ci" = 1 ]; then
   missed=0
   for pair in ${PAIRS:-$default_pairs}; do

@@ -336,7 +336,10 @@ impl SpoolHandle {
         };
         match appended {
             Ok(true) => {
-                metrics.events_received.inc(&d.event);
+                // Sabotage `uncounted-spooled`: a spooled delivery is not counted as received.
+                if !crate::sabotage::is(crate::sabotage::Variant::UncountedSpooled) {
+                    metrics.events_received.inc(&d.event);
+                }
                 self.refresh_depth_metric();
                 self.wake.notify_one();
                 SpoolOutcome::Spooled

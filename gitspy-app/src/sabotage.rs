@@ -49,11 +49,14 @@ pub enum Variant {
     /// Snapshots with the same `updated_at` are settled by arrival (the later one wins) instead of
     /// the value tie-break: the board depends on delivery order within a second.
     TieByArrival,
+    /// `gitspy_events_received_total` is not incremented for a spooled delivery (the counter sits
+    /// in the queued branch only): an accounting gap while Redis is down.
+    UncountedSpooled,
 }
 
 impl Variant {
     /// Every variant, in documentation order.
-    pub const ALL: [Variant; 15] = [
+    pub const ALL: [Variant; 16] = [
         Variant::AckBeforeCommit,
         Variant::NeverReclaim,
         Variant::LockWithoutTtl,
@@ -69,6 +72,7 @@ impl Variant {
         Variant::AcceptOnEnqueueFailure,
         Variant::TombstoneByArrival,
         Variant::TieByArrival,
+        Variant::UncountedSpooled,
     ];
 
     /// The `GITSPY_SABOTAGE` value.
@@ -89,6 +93,7 @@ impl Variant {
             Variant::AcceptOnEnqueueFailure => "accept-on-enqueue-failure",
             Variant::TombstoneByArrival => "tombstone-by-arrival",
             Variant::TieByArrival => "tie-by-arrival",
+            Variant::UncountedSpooled => "uncounted-spooled",
         }
     }
 

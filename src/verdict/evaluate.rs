@@ -120,7 +120,7 @@ pub fn baseline(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
 }
 
 /// How a baseline check says where it came from.
-pub const BASELINE_NOTE: &str = "baseline: on in every run; list it to set its bounds";
+pub const BASELINE_NOTE: &str = "baseline: on in every run, `baseline: false` turns it off";
 
 fn record(
     name: &str,

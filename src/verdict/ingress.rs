@@ -99,7 +99,7 @@ fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
                 *t += if restarted { b[k] } else { b[k] - a[k] };
             }
             if restarted {
-                unseen.push((prev.at_ms, next.at_ms));
+                unseen.push((prev.at_ms, down_until(ev, target, prev.at_ms, next.at_ms)));
             }
         }
         if let Some(last) = scrapes.last() {
@@ -108,6 +108,29 @@ fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
     }
     (total, unseen)
 }
+
+/// When the instance that died after the scrape at `last_ms` was succeeded by one that counts
+/// from 0: the end of the fault window that took `target` down between `last_ms` and `next_ms`
+/// (its restart), or `next_ms`, the successor's first scrape, where the fault log has no such
+/// window. Answers after it come from the successor, whose first scrape counts them.
+fn down_until(ev: &Evidence, target: &str, last_ms: u64, next_ms: u64) -> u64 {
+    ev.faults
+        .iter()
+        .filter(|f| f.target == target)
+        .filter_map(|f| {
+            let start = ev.t0_unix_ms + f.start_ms;
+            let end = ev.t0_unix_ms + f.end_ms?;
+            // The harness scrapes right before it kills or stops a process: the fault starts a
+            // moment after the last scrape.
+            (start + SCRAPE_SLACK_MS >= last_ms && start <= next_ms && end >= start).then_some(end)
+        })
+        .min()
+        .map_or(next_ms, |end| end.min(next_ms))
+}
+
+/// How long before a fault's logged start the scrape preceding it may lie (the harness scrapes
+/// a process right before it signals it).
+const SCRAPE_SLACK_MS: u64 = 1_000;
 
 /// `ingress_matches_ledger`. Measured: answers the server's counters got wrong — answers of a
 /// kind its counter is short of (beyond the answers given while it was unseen), plus counts
@@ -329,6 +352,40 @@ mod tests {
         );
         let r = ingress_matches_ledger(&ev);
         assert_eq!(r.measured, Some(2.0), "{}", r.note);
+    }
+
+    #[test]
+    fn the_fault_log_ends_the_unseen_window_when_the_successor_is_up() {
+        // Killed at 102.5 s, started again by 102.9 s; "f" answered by the successor at 103.5 s
+        // but missing from its first scrape.
+        let mut entries = ledger();
+        entries.push(entry("f", 103_500, Outcome::Status(202), "queued"));
+        let scrapes = || {
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                scrape(102_050, 101, 1, 0, 0),
+                scrape(104_000, 103, 0, 0, 1),
+                scrape(110_000, 103, 0, 0, 1),
+            ]
+        };
+        // Without a fault log the successor's first scrape ends the window: "f" is slack.
+        let ev = evidence(scrapes(), entries.clone());
+        assert!(ingress_matches_ledger(&ev).passed);
+        let mut ev = evidence(scrapes(), entries);
+        ev.faults.push(crate::report::FaultWindow {
+            kind: "server kill".into(),
+            target: "server".into(),
+            requested_ms: None,
+            start_ms: 2_500,
+            end_ms: Some(2_900),
+            outcome: crate::report::FaultOutcome::Applied,
+            crash: true,
+            trigger: None,
+            hit: None,
+            note: String::new(),
+        });
+        let r = ingress_matches_ledger(&ev);
+        assert_eq!(r.measured, Some(1.0), "{}", r.note);
     }
 
     #[test]

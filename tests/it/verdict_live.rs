@@ -162,3 +162,49 @@ fn a_scenario_that_lists_no_data_check_is_still_judged_by_the_baseline() {
     assert_eq!(names, ["backlog"], "{stderr}");
     assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
 }
+
+#[test]
+fn a_server_whose_counters_miss_the_webhooks_it_spooled_fails_ingress_accounting() {
+    let scenario = "tests/it/scenarios/spool-stuck.yaml";
+    let Some(bin) = crate::explore::sabotage_bin() else {
+        return;
+    };
+    // The same binary unsabotaged: every 202 (queued or spooled) counted once.
+    let (code, v, stderr) = run(scenario, &bin, &[]);
+    assert_eq!(code, 0, "{stderr}\n{:#}", v["checks"]);
+    let ingress = check(&v, "ingress_matches_ledger");
+    assert_eq!(ingress["passed"], true, "{ingress}");
+    assert!(
+        ingress["note"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("counted/answered: received 11/11"),
+        "{ingress}"
+    );
+
+    let (code, v, stderr) = run(
+        scenario,
+        &bin,
+        &["--target-env", "GITSPY_SABOTAGE=uncounted-spooled"],
+    );
+    assert_eq!(code, 1, "{stderr}\n{:#}", v["checks"]);
+    let ingress = check(&v, "ingress_matches_ledger");
+    assert_eq!(ingress["passed"], false, "{ingress}");
+    assert_eq!(ingress["measured"], 6.0, "{ingress}");
+    assert!(
+        ingress["note"]
+            .as_str()
+            .unwrap_or("")
+            .contains("6 never counted"),
+        "{ingress}"
+    );
+    // Nothing else is wrong with that build: the data is intact.
+    let failed: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(failed, ["ingress_matches_ledger"], "{:#}", v["checks"]);
+}
