@@ -109,23 +109,32 @@ fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
     (total, unseen)
 }
 
-/// When the instance that died after the scrape at `last_ms` was succeeded by one that counts
-/// from 0: the end of the fault window that took `target` down between `last_ms` and `next_ms`
-/// (its restart), or `next_ms`, the successor's first scrape, where the fault log has no such
-/// window. Answers after it come from the successor, whose first scrape counts them.
+/// Until when the counting of `target` was unseen after its scrape at `last_ms`, when the next
+/// scrape, at `next_ms`, found a new process: the end of the last fault window that took it down
+/// in between (its restart: every instance before it died unscraped, the one after it counts
+/// from 0 and its first scrape sees that), or `next_ms` where the fault log has no such window
+/// or one without an end.
 fn down_until(ev: &Evidence, target: &str, last_ms: u64, next_ms: u64) -> u64 {
-    ev.faults
+    let ends: Vec<Option<u64>> = ev
+        .faults
         .iter()
         .filter(|f| f.target == target)
-        .filter_map(|f| {
-            let start = ev.t0_unix_ms + f.start_ms;
-            let end = ev.t0_unix_ms + f.end_ms?;
+        .filter(|f| {
             // The harness scrapes right before it kills or stops a process: the fault starts a
             // moment after the last scrape.
-            (start + SCRAPE_SLACK_MS >= last_ms && start <= next_ms && end >= start).then_some(end)
+            let start = ev.t0_unix_ms + f.start_ms;
+            start + SCRAPE_SLACK_MS >= last_ms && start <= next_ms
         })
-        .min()
-        .map_or(next_ms, |end| end.min(next_ms))
+        .map(|f| f.end_ms.map(|e| ev.t0_unix_ms + e))
+        .collect();
+    if ends.is_empty() || ends.contains(&None) {
+        return next_ms;
+    }
+    ends.into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(next_ms)
+        .min(next_ms)
 }
 
 /// How long before a fault's logged start the scrape preceding it may lie (the harness scrapes
@@ -386,6 +395,39 @@ mod tests {
         });
         let r = ingress_matches_ledger(&ev);
         assert_eq!(r.measured, Some(1.0), "{}", r.note);
+    }
+
+    #[test]
+    fn instances_that_died_unscraped_between_two_scrapes_are_all_unseen() {
+        // Crashed at 102.5 s, started at 102.9 s, crashed again at 103.2 s before any scrape,
+        // started at 103.6 s: "f", answered at 103.0 s by the unscraped middle instance, is slack.
+        let mut entries = ledger();
+        entries.push(entry("f", 103_000, Outcome::Status(202), "queued"));
+        let mut ev = evidence(
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                scrape(102_050, 101, 1, 0, 0),
+                scrape(104_000, 103, 0, 0, 1),
+                scrape(110_000, 103, 0, 0, 1),
+            ],
+            entries,
+        );
+        for (start, end) in [(2_500, 2_900), (3_200, 3_600)] {
+            ev.faults.push(crate::report::FaultWindow {
+                kind: "server crash_at after-enqueue".into(),
+                target: "server".into(),
+                requested_ms: None,
+                start_ms: start,
+                end_ms: Some(end),
+                outcome: crate::report::FaultOutcome::Applied,
+                crash: true,
+                trigger: None,
+                hit: None,
+                note: String::new(),
+            });
+        }
+        let r = ingress_matches_ledger(&ev);
+        assert!(r.passed, "{}", r.note);
     }
 
     #[test]
