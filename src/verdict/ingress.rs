@@ -11,7 +11,10 @@
 //!   last scrape: the answers given while its counters were unseen (between its last scrape and
 //!   the next instance's first, or after the last scrape of all) may be missing from them.
 //!
-//! A refused connection never reached the server and is no answer of any kind.
+//! A refused connection never reached the server and is no answer of any kind; a `502` or `504`
+//! comes from a gateway in front of the server, not from it. Judged in managed runs by default:
+//! an attached deployment may take webhooks from others during the run, and a load balancer may
+//! answer `503` itself.
 
 use super::evidence::Evidence;
 use crate::load::{LedgerEntry, Outcome};
@@ -41,6 +44,8 @@ fn answer_of(e: &LedgerEntry) -> Answer {
     match &e.outcome {
         Outcome::Status(202) => Answer::Counted(0),
         Outcome::Status(200) if e.is_duplicate_answer() => Answer::Counted(1),
+        // A gateway's answers (a load balancer in front of the servers), never GitSpy's own.
+        Outcome::Status(502 | 504) => Answer::Unknown,
         Outcome::Status(code) if *code >= 400 => Answer::Counted(2),
         Outcome::Status(_) | Outcome::Timeout | Outcome::Transport(_) => Answer::Unknown,
         Outcome::Refused(_) => Answer::Unsent,
