@@ -39,6 +39,13 @@ pub enum Command {
     /// when its kills hit no in-flight delivery or its other faults (Redis stop, network toxic,
     /// store lock, graceful stop) met no request and no waiting delivery.
     ///
+    /// Every run is judged on its data even where the scenario lists no such check (the
+    /// baseline): `deliveries` lost/duplicated/unexpected at 0, `board_matches_model`,
+    /// `duplicate_answers`, `processed_matches_store`, `ingress_matches_ledger` (the server's
+    /// received/duplicate/rejected counters against the answers it gave), `no_stuck_locks` and
+    /// the replay checks, each where the run can observe it; `checks: [baseline: false, …]`
+    /// judges only what is listed.
+    ///
     /// Network faults act on the TCP proxy the harness puts on every link of a managed run, e.g.
     /// `fault: {network: {link: server-redis, partition: true, for: 5s}}`; toxics `partition`,
     /// `reset`, `latency` (+ `jitter`), `bandwidth`, `slice`, `limit_data`, `slow_close`, `heal`;

@@ -389,7 +389,9 @@ pub fn replay_order_independent(ev: &Evidence) -> CheckRecord {
         }
     }
     let measured = (!ev.shuffles.is_empty()).then_some(differing as f64);
-    let note = if ev.shuffles.is_empty() {
+    let note = if ev.shuffles.is_empty() && !ev.step_problems.is_empty() {
+        "no replay with `shuffle` ran: a step failed before it (see `steps`)".to_owned()
+    } else if ev.shuffles.is_empty() {
         "no replay with `shuffle` ran".to_owned()
     } else if notes.is_empty() {
         format!(
