@@ -137,7 +137,8 @@ pub struct RunArgs {
     /// Stop at the first step that fails (a `wait` that timed out, a `dead_requeue` that found
     /// nothing, a send the system refused), skip the final drain and judge what happened so
     /// far: a failing run ends in seconds instead of waiting out every later timeout. Parallel
-    /// branches finish the step they are in; the faults are undone as usual.
+    /// branches finish the step they are in; the faults are undone as usual. The data checks
+    /// judge the system as it was then: deliveries not yet processed read as lost.
     #[arg(long)]
     pub fail_fast: bool,
     /// Cap the timeout of every `wait: { drained: true }` step and of the final drain at D, e.g.

@@ -269,6 +269,7 @@ pub(crate) mod tests {
         }
         Scrape {
             at_ms,
+            asked_ms: None,
             target: "worker-0".to_owned(),
             samples,
         }

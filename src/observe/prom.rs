@@ -46,6 +46,10 @@ pub struct Sample {
 pub struct Scrape {
     /// When the scrape was answered, unix milliseconds.
     pub at_ms: u64,
+    /// When the scrape was asked for, unix milliseconds (the process wrote its metrics in
+    /// between): `None` where unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_ms: Option<u64>,
     /// Which process: `"server"`, `"worker-0"`, ...
     pub target: String,
     /// Every finite sample of the exposition.
@@ -171,6 +175,7 @@ impl Scrape {
         samples.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         Ok(Scrape {
             at_ms,
+            asked_ms: None,
             target: target.to_owned(),
             samples,
         })
@@ -286,6 +291,7 @@ pub async fn scrape_as(
     target: &str,
     names: &MetricNames,
 ) -> Result<Scrape> {
+    let asked_ms = now_ms();
     let resp = client
         .get(url)
         .timeout(SCRAPE_TIMEOUT)
@@ -300,7 +306,9 @@ pub async fn scrape_as(
         .text()
         .await
         .with_context(|| format!("reading the metrics body of {target} at {url}"))?;
-    Ok(Scrape::parse(target, now_ms(), &text)?.canonical(names))
+    let mut scrape = Scrape::parse(target, now_ms(), &text)?.canonical(names);
+    scrape.asked_ms = Some(asked_ms);
+    Ok(scrape)
 }
 
 /// Current unix time in milliseconds (0 if the clock is before 1970, which it never is).

@@ -359,6 +359,7 @@ mod tests {
         for (at, a, b) in [(0u64, 1.0, 10.0), (10, 4.0, 10.0), (20, 9.0, 30.0)] {
             s.push(Scrape {
                 at_ms: at,
+                asked_ms: None,
                 target: "server".into(),
                 samples: vec![sample("queue_unavailable", a), sample("signature", b)],
             });
@@ -428,6 +429,7 @@ mod tests {
         };
         Scrape {
             at_ms: at,
+            asked_ms: None,
             target: target.to_owned(),
             samples: vec![
                 bucket("10", b[0]),

@@ -175,6 +175,7 @@ pub async fn gather(ctx: &Ctx, series: &Mutex<Series>, end: Ending) -> anyhow::R
                 .await;
             Some((t.value.as_millis() as u64, t.source))
         },
+        gitspy_metrics: ctx.profile.metrics == gitspy_contract::MetricNames::default(),
         poison: match ctx.poison.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),

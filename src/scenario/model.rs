@@ -1430,10 +1430,10 @@ pub enum Check {
     ProcessedMatchesStore,
     /// Exact accounting of the ingress: over the run, the server's
     /// `gitspy_events_received_total`, `gitspy_events_duplicate_total` and
-    /// `gitspy_events_rejected_total` rose by exactly the `202`, `200 duplicate` and `4xx`/`5xx`
-    /// answers of the sender's ledger. The only slack is computed: requests left without an
-    /// answer, and answers given while a server's counters were unseen (after its last scrape
-    /// before it died).
+    /// `gitspy_events_rejected_total` rose by exactly the `202`, `200 duplicate` and
+    /// `400`/`401`/`503` answers of the sender's ledger. The only slack is computed: requests
+    /// left without an answer, and answers given while a server's counters were unseen (from
+    /// its last scrape before it died until the fault log says its successor was up).
     IngressMatchesLedger,
     /// Increase of `gitspy_jobs_retried_total` over the run.
     Retries(MaxCount),

@@ -75,11 +75,19 @@ pub fn baseline(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     }
     let listed = |key: &str| checks.iter().any(|c| c.value.key() == key);
     let mut out = Vec::new();
+    // Managed: the harness started the workers (and the server); attach mode has none.
+    let managed = !ev.workers.is_empty();
     if !listed("deliveries") {
         // Lost, duplicated and unexpected are never allowed; failed (dead letters) and
         // unacknowledged (the sender gave up) depend on the scenario, so only a listed
-        // `deliveries` bounds them.
-        for class in [Class::Lost, Class::Duplicated, Class::Unexpected] {
+        // `deliveries` bounds them. An attached deployment's listing spans its whole history,
+        // so what it processed before the run would read `unexpected`.
+        let classes: &[Class] = if managed {
+            &[Class::Lost, Class::Duplicated, Class::Unexpected]
+        } else {
+            &[Class::Lost, Class::Duplicated]
+        };
+        for &class in classes {
             out.extend(
                 vchecks::deliveries(&ev.verdict, &BTreeMap::from([(class, 0)]))
                     .into_iter()
@@ -93,11 +101,17 @@ pub fn baseline(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
     if !listed("duplicate_answers") && !ev.ledger.entries.is_empty() {
         out.push(duplicate_answers(ev));
     }
-    if !listed("processed_matches_store") && !ev.workers.is_empty() {
+    if !listed("processed_matches_store") && managed {
         out.push(accounting::processed_matches_store(ev));
     }
-    // Managed only: an attached server may take webhooks from others during the run.
-    if !listed("ingress_matches_ledger") && !ev.workers.is_empty() && ingress::observable(ev) {
+    // Managed only (an attached server may take webhooks from others during the run), with
+    // GitSpy's counters, and not after a panic (the aborted sends left no ledger entry).
+    if !listed("ingress_matches_ledger")
+        && managed
+        && ev.gitspy_metrics
+        && !ev.panicked
+        && ingress::observable(ev)
+    {
         out.push(ingress::ingress_matches_ledger(ev));
     }
     if !listed("no_stuck_locks") && ev.probe.is_some() {
@@ -1016,15 +1030,27 @@ mod tests {
                 .collect()
         };
         // Nothing listed: lost and duplicate_answers fail; no board model, no managed worker,
-        // no probe, no replay — so no check that could not have been observed.
+        // no probe, no replay — so no check that could not have been observed, and no
+        // `unexpected` (without managed workers this reads as attach mode, whose listing spans
+        // the deployment's history).
         assert_eq!(
             names(&[]),
             vec![
                 ("deliveries.lost".to_owned(), false),
                 ("deliveries.duplicated".to_owned(), true),
-                ("deliveries.unexpected".to_owned(), true),
                 ("duplicate_answers".to_owned(), false),
             ]
+        );
+        let mut managed = ev.clone();
+        managed.workers = vec![("worker-0".into(), Vec::new())];
+        let managed_names: Vec<String> = evaluate(&managed, &[])
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert!(
+            managed_names.contains(&"deliveries.unexpected".to_owned())
+                && managed_names.contains(&"processed_matches_store".to_owned()),
+            "{managed_names:?}"
         );
         let r = evaluate(&ev, &[]);
         assert!(r.iter().all(|c| c.note.contains(BASELINE_NOTE)), "{r:?}");

@@ -119,6 +119,9 @@ pub struct Evidence {
     pub redis_timeout: Option<(u64, String)>,
     /// Ids sent as poison (`send.poison`), expected dead-lettered.
     pub poison: BTreeSet<String>,
+    /// The system exposes GitSpy's own metric names (no profile renames them): its counters
+    /// mean what GitSpy's mean.
+    pub gitspy_metrics: bool,
     /// The per-delivery verdict, derived from the above by [`Evidence::classify`].
     pub verdict: Verdict,
 }

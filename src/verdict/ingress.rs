@@ -2,25 +2,28 @@
 //! the answers the sender's ledger holds. GitSpy counts a webhook before it answers it —
 //! `gitspy_events_received_total` for a `202` (queued or spooled),
 //! `gitspy_events_duplicate_total` for a `200 duplicate`, `gitspy_events_rejected_total` for a
-//! `4xx`/`5xx` — so over the run each counter's increase must equal the answers of its kind. No
+//! `400`, `401` or `503` — so over the run each counter's increase must equal the answers of its kind. No
 //! tolerance is configured; the slack is computed from the ledger and the scrapes:
 //!
 //! - a request without an answer (a timeout, a connection cut mid-request) may have been counted
 //!   as anything or as nothing: those requests, together, may explain counts above the answers;
 //! - a server that ended (killed, crashed, restarted) cannot report what it counted after its
-//!   last scrape: the answers given while its counters were unseen (between its last scrape and
-//!   the next instance's first, or after the last scrape of all) may be missing from them.
+//!   last scrape: the answers given while its counters were unseen — from when that scrape was
+//!   asked for until the fault log says its successor was up (or, without such a window, until
+//!   the successor's first scrape; after the last scrape of all, to the end) — may be missing
+//!   from them.
 //!
-//! A refused connection never reached the server and is no answer of any kind; a `502` or `504`
-//! comes from a gateway in front of the server, not from it. Judged in managed runs by default:
-//! an attached deployment may take webhooks from others during the run, and a load balancer may
-//! answer `503` itself.
+//! A refused connection never reached the server and is no answer of any kind; only `400`,
+//! `401` and `503` are refusals GitSpy counts (a `413` over the body limit or a gateway's
+//! `502`/`504` is unknown, like a timeout). In the baseline only for managed runs with GitSpy's
+//! metric names: an attached deployment may take webhooks from others during the run, and a
+//! load balancer may answer `503` itself.
 
 use super::evidence::Evidence;
 use crate::load::{LedgerEntry, Outcome};
 use crate::observe::prom::{names, Scrape};
 use crate::observe::TargetSel;
-use crate::report::{CheckOp, CheckRecord};
+use crate::report::{CheckOp, CheckRecord, FaultOutcome};
 
 /// The three kinds of answer the server counts, in report order.
 const KINDS: [(&str, &str); 3] = [
@@ -44,9 +47,9 @@ fn answer_of(e: &LedgerEntry) -> Answer {
     match &e.outcome {
         Outcome::Status(202) => Answer::Counted(0),
         Outcome::Status(200) if e.is_duplicate_answer() => Answer::Counted(1),
-        // A gateway's answers (a load balancer in front of the servers), never GitSpy's own.
-        Outcome::Status(502 | 504) => Answer::Unknown,
-        Outcome::Status(code) if *code >= 400 => Answer::Counted(2),
+        // The refusals GitSpy counts: a bad request, a bad signature, no queue. Anything else
+        // (a body over the size limit, a gateway's 502/504) is answered without its counter.
+        Outcome::Status(400 | 401 | 503) => Answer::Counted(2),
         Outcome::Status(_) | Outcome::Timeout | Outcome::Transport(_) => Answer::Unknown,
         Outcome::Refused(_) => Answer::Unsent,
     }
@@ -60,14 +63,14 @@ fn server_targets(ev: &Evidence) -> Vec<&str> {
         .collect()
 }
 
-/// Whether the run's scrapes can be judged by this check: some server scrape carries the
-/// received counter.
+/// Whether the run's scrapes can be judged by this check: some server scrape carries one of
+/// the three counters (GitSpy shows a labelled counter from its first increment on).
 pub fn observable(ev: &Evidence) -> bool {
     server_targets(ev).iter().any(|t| {
         ev.series
             .scrapes(t)
             .iter()
-            .any(|s| s.counter(names::EVENTS_RECEIVED).is_some())
+            .any(|s| KINDS.iter().any(|(_, metric)| s.counter(metric).is_some()))
     })
 }
 
@@ -78,6 +81,7 @@ fn counts(s: &Scrape) -> [f64; 3] {
 /// What the scrapes saw: per kind the counted increase over the run, and the windows `(from,
 /// to)` (unix ms, exclusive) in which a server's counting was unseen.
 fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
+    let managed = !ev.workers.is_empty();
     let mut total = [0.0; 3];
     let mut unseen = Vec::new();
     for target in server_targets(ev) {
@@ -85,12 +89,13 @@ fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
         let Some(first) = scrapes.first() else {
             continue;
         };
-        // A process that started inside the run counted from 0; one that was running before
-        // (attach mode) has its first scrape as the baseline.
+        // A process the harness started, or one that started inside the run, counted from 0
+        // (nothing is sent before the run starts); one that was running before (attach mode)
+        // has its first scrape as the baseline.
         let started_inside = first
             .process_start()
             .is_some_and(|s| (s * 1000.0) as u64 >= ev.t0_unix_ms);
-        if started_inside {
+        if managed || started_inside {
             for (t, c) in total.iter_mut().zip(counts(first)) {
                 *t += c;
             }
@@ -104,14 +109,20 @@ fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
                 *t += if restarted { b[k] } else { b[k] - a[k] };
             }
             if restarted {
-                unseen.push((prev.at_ms, down_until(ev, target, prev.at_ms, next.at_ms)));
+                unseen.push((asked(prev), down_until(ev, target, prev.at_ms, next.at_ms)));
             }
         }
         if let Some(last) = scrapes.last() {
-            unseen.push((last.at_ms, u64::MAX));
+            unseen.push((asked(last), u64::MAX));
         }
     }
     (total, unseen)
+}
+
+/// From when a scrape may have missed what a process counted: when it was asked for (the
+/// process wrote its metrics somewhere between that and the answer).
+fn asked(s: &Scrape) -> u64 {
+    s.asked_ms.unwrap_or(s.at_ms).min(s.at_ms)
 }
 
 /// Until when the counting of `target` was unseen after its scrape at `last_ms`, when the next
@@ -123,7 +134,7 @@ fn down_until(ev: &Evidence, target: &str, last_ms: u64, next_ms: u64) -> u64 {
     let ends: Vec<Option<u64>> = ev
         .faults
         .iter()
-        .filter(|f| f.target == target)
+        .filter(|f| f.target == target && f.outcome == FaultOutcome::Applied)
         .filter(|f| {
             // The harness scrapes right before it kills or stops a process: the fault starts a
             // moment after the last scrape.
@@ -135,11 +146,10 @@ fn down_until(ev: &Evidence, target: &str, last_ms: u64, next_ms: u64) -> u64 {
     if ends.is_empty() || ends.contains(&None) {
         return next_ms;
     }
-    ends.into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(next_ms)
-        .min(next_ms)
+    match ends.into_iter().flatten().max() {
+        Some(end) if end > last_ms => end.min(next_ms),
+        _ => next_ms,
+    }
 }
 
 /// How long before a fault's logged start the scrape preceding it may lie (the harness scrapes
@@ -160,10 +170,19 @@ pub fn ingress_matches_ledger(ev: &Evidence) -> CheckRecord {
         passed: CheckOp::Le.holds(measured, 0.0),
         note,
     };
+    if ev.panicked {
+        return record(
+            None,
+            "not judged: the step executor panicked, and the sends it aborted left no answer \
+             in the ledger"
+                .into(),
+        );
+    }
     if !observable(ev) {
         return record(
             None,
-            "no scrape of the server carries gitspy_events_received_total: nothing to compare"
+            "no scrape of the server carries gitspy_events_received_total, _duplicate_total \
+             or _rejected_total: nothing to compare"
                 .into(),
         );
     }
@@ -433,6 +452,90 @@ mod tests {
         }
         let r = ingress_matches_ledger(&ev);
         assert!(r.passed, "{}", r.note);
+    }
+
+    #[test]
+    fn the_last_scrape_of_a_dead_server_is_unseen_from_when_it_was_asked_for() {
+        // The scrape before the kill was asked for at 102.06 s and answered at 102.25 s; the
+        // server wrote its metrics before "b" (sent 102.1 s, answered 102.103 s) was counted.
+        let mut last = scrape(102_250, 101, 1, 0, 0);
+        last.asked_ms = Some(102_060);
+        let scrapes = |last: Scrape| {
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                last,
+                scrape(104_000, 103, 0, 1, 1),
+                scrape(110_000, 103, 0, 1, 1),
+            ]
+        };
+        let mut ev = evidence(scrapes(last.clone()), ledger());
+        ev.faults
+            .push(window("server kill", 2_300, 2_400, FaultOutcome::Applied));
+        let r = ingress_matches_ledger(&ev);
+        assert!(r.passed, "{}", r.note);
+        // Timed only by its answer, the same scrape would have seen "b": one never counted.
+        last.asked_ms = None;
+        let mut ev = evidence(scrapes(last), ledger());
+        ev.faults
+            .push(window("server kill", 2_300, 2_400, FaultOutcome::Applied));
+        assert_eq!(ingress_matches_ledger(&ev).measured, Some(1.0));
+    }
+
+    #[test]
+    fn a_managed_server_counts_from_zero_even_when_its_first_scrape_failed() {
+        // Started before the run (99 s), first scraped only after it answered everything.
+        let managed = |workers: bool| {
+            let mut ev = evidence(vec![scrape(110_000, 99, 2, 1, 1)], ledger());
+            if workers {
+                ev.workers = vec![("worker-0".into(), Vec::new())];
+            }
+            ingress_matches_ledger(&ev)
+        };
+        assert!(managed(true).passed, "{}", managed(true).note);
+        // Attached, the first scrape is the baseline: nothing counted during the run.
+        assert_eq!(managed(false).measured, Some(4.0));
+    }
+
+    #[test]
+    fn a_missed_fault_does_not_end_the_unseen_window() {
+        // The server died unscraped after 102.05 s (a crash point that fired after its
+        // deadline, logged as missed and ending before that scrape): everything after the
+        // scrape up to the successor's first is slack.
+        let mut ev = evidence(
+            vec![
+                scrape(101_500, 101, 0, 0, 0),
+                scrape(102_050, 101, 1, 0, 0),
+                scrape(104_000, 103, 0, 0, 0),
+            ],
+            ledger(),
+        );
+        ev.faults.push(window(
+            "server crash_at after-enqueue",
+            1_900,
+            2_000,
+            FaultOutcome::Missed,
+        ));
+        assert!(ingress_matches_ledger(&ev).passed);
+    }
+
+    fn window(
+        kind: &str,
+        start: u64,
+        end: u64,
+        outcome: FaultOutcome,
+    ) -> crate::report::FaultWindow {
+        crate::report::FaultWindow {
+            kind: kind.into(),
+            target: "server".into(),
+            requested_ms: None,
+            start_ms: start,
+            end_ms: Some(end),
+            outcome,
+            crash: true,
+            trigger: None,
+            hit: None,
+            note: String::new(),
+        }
     }
 
     #[test]
