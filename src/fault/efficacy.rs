@@ -424,17 +424,7 @@ mod tests {
         outcome: crate::load::Outcome,
         answer: Option<&str>,
     ) -> crate::load::LedgerEntry {
-        crate::load::LedgerEntry {
-            delivery: d.into(),
-            attempt: 1,
-            duplicate_of: None,
-            event: "issues".into(),
-            scheduled_at_ms: at,
-            sent_at_ms: at,
-            outcome,
-            latency_ms: 1.0,
-            answer: answer.map(Into::into),
-        }
+        crate::load::LedgerEntry::answered(d, at, outcome, answer, 1.0)
     }
 
     fn window(kind: &str, hit: Option<FaultHit>, outcome: FaultOutcome) -> FaultWindow {

@@ -98,6 +98,29 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
+    /// A first request for `delivery` (an `issues` event) sent at unix ms `at` and answered
+    /// `outcome`/`answer` `latency_ms` later: the entry unit tests build ledgers from.
+    #[cfg(test)]
+    pub(crate) fn answered(
+        delivery: &str,
+        at: u64,
+        outcome: Outcome,
+        answer: Option<&str>,
+        latency_ms: f64,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            delivery: delivery.into(),
+            attempt: 1,
+            duplicate_of: None,
+            event: "issues".into(),
+            scheduled_at_ms: at,
+            sent_at_ms: at,
+            outcome,
+            latency_ms,
+            answer: answer.map(Into::into),
+        }
+    }
+
     /// A 200 whose body says the server already knew the delivery id.
     pub fn is_duplicate_answer(&self) -> bool {
         self.outcome.is_success() && self.answer.as_deref() == Some("duplicate")

@@ -136,7 +136,8 @@ pub fn baseline(ev: &Evidence, checks: &[At<Check>]) -> Vec<CheckRecord> {
 /// How a baseline check says where it came from.
 pub const BASELINE_NOTE: &str = "baseline: on in every run, `baseline: false` turns it off";
 
-fn record(
+/// A check's record, passed when `measured op threshold` holds (never without a measurement).
+pub(super) fn record(
     name: &str,
     measured: Option<f64>,
     op: CheckOp,

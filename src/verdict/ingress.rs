@@ -19,8 +19,11 @@
 //! metric names: an attached deployment may take webhooks from others during the run, and a
 //! load balancer may answer `503` itself.
 
+use std::collections::BTreeSet;
+
 use super::evidence::Evidence;
 use crate::load::{LedgerEntry, Outcome};
+use crate::observe::counters;
 use crate::observe::prom::{names, Scrape};
 use crate::observe::TargetSel;
 use crate::report::{CheckOp, CheckRecord, FaultOutcome};
@@ -74,47 +77,39 @@ pub fn observable(ev: &Evidence) -> bool {
     })
 }
 
-fn counts(s: &Scrape) -> [f64; 3] {
-    KINDS.map(|(_, metric)| s.counter(metric).unwrap_or(0.0))
-}
-
-/// What the scrapes saw: per kind the counted increase over the run, and the windows `(from,
-/// to)` (unix ms, exclusive) in which a server's counting was unseen.
+/// What the scrapes saw: per kind the counted increase over the run (reset-aware, as every
+/// counter of the series: [`counters::steps`]), and the windows `(from, to)` (unix ms,
+/// exclusive) in which a server's counting was unseen.
 fn seen(ev: &Evidence) -> ([f64; 3], Vec<(u64, u64)>) {
     let managed = !ev.workers.is_empty();
     let mut total = [0.0; 3];
     let mut unseen = Vec::new();
     for target in server_targets(ev) {
-        let scrapes = ev.series.scrapes(target);
-        let Some(first) = scrapes.first() else {
+        let scrapes: Vec<&Scrape> = ev.series.scrapes(target).iter().collect();
+        let Some(last) = scrapes.last() else {
             continue;
         };
         // A process the harness started, or one that started inside the run, counted from 0
         // (nothing is sent before the run starts); one that was running before (attach mode)
         // has its first scrape as the baseline.
-        let started_inside = first
-            .process_start()
-            .is_some_and(|s| (s * 1000.0) as u64 >= ev.t0_unix_ms);
-        if managed || started_inside {
-            for (t, c) in total.iter_mut().zip(counts(first)) {
-                *t += c;
+        let count_first = managed || counters::started_inside(&scrapes, ev.t0_unix_ms);
+        // The scrapes (by time) that found a new process.
+        let mut after_reset = BTreeSet::new();
+        for (t, (_, metric)) in total.iter_mut().zip(KINDS) {
+            for step in counters::steps(&scrapes, |s| s.counter(metric), count_first) {
+                *t += step.increase;
+                if step.reset {
+                    after_reset.insert(step.at_ms);
+                }
             }
         }
         for pair in scrapes.windows(2) {
-            let (prev, next) = (&pair[0], &pair[1]);
-            let (a, b) = (counts(prev), counts(next));
-            let restarted = prev.process_start() != next.process_start()
-                || a.iter().zip(&b).any(|(x, y)| y < x);
-            for (k, t) in total.iter_mut().enumerate() {
-                *t += if restarted { b[k] } else { b[k] - a[k] };
-            }
-            if restarted {
+            let (prev, next) = (pair[0], pair[1]);
+            if after_reset.contains(&next.at_ms) {
                 unseen.push((asked(prev), down_until(ev, target, prev.at_ms, next.at_ms)));
             }
         }
-        if let Some(last) = scrapes.last() {
-            unseen.push((asked(last), u64::MAX));
-        }
+        unseen.push((asked(last), u64::MAX));
     }
     (total, unseen)
 }
@@ -161,14 +156,8 @@ const SCRAPE_SLACK_MS: u64 = 1_000;
 /// above the answers that the unanswered requests cannot explain.
 pub fn ingress_matches_ledger(ev: &Evidence) -> CheckRecord {
     let name = "ingress_matches_ledger";
-    let record = |measured: Option<f64>, note: String| CheckRecord {
-        name: name.into(),
-        measured,
-        op: CheckOp::Le,
-        threshold: 0.0,
-        unit: "answers".into(),
-        passed: CheckOp::Le.holds(measured, 0.0),
-        note,
+    let record = |measured: Option<f64>, note: String| {
+        super::evaluate::record(name, measured, CheckOp::Le, 0.0, "answers", note)
     };
     if ev.panicked {
         return record(
@@ -257,17 +246,7 @@ mod tests {
     }
 
     fn entry(id: &str, at: u64, outcome: Outcome, answer: &str) -> LedgerEntry {
-        LedgerEntry {
-            delivery: id.into(),
-            attempt: 1,
-            duplicate_of: None,
-            event: "issues".into(),
-            scheduled_at_ms: at,
-            sent_at_ms: at,
-            outcome,
-            latency_ms: 3.0,
-            answer: Some(answer.into()),
-        }
+        LedgerEntry::answered(id, at, outcome, Some(answer), 3.0)
     }
 
     /// t0 = 100 s; the server started at 99 s... or at 101 s (inside the run).
@@ -405,18 +384,8 @@ mod tests {
         let ev = evidence(scrapes(), entries.clone());
         assert!(ingress_matches_ledger(&ev).passed);
         let mut ev = evidence(scrapes(), entries);
-        ev.faults.push(crate::report::FaultWindow {
-            kind: "server kill".into(),
-            target: "server".into(),
-            requested_ms: None,
-            start_ms: 2_500,
-            end_ms: Some(2_900),
-            outcome: crate::report::FaultOutcome::Applied,
-            crash: true,
-            trigger: None,
-            hit: None,
-            note: String::new(),
-        });
+        ev.faults
+            .push(window("server kill", 2_500, 2_900, FaultOutcome::Applied));
         let r = ingress_matches_ledger(&ev);
         assert_eq!(r.measured, Some(1.0), "{}", r.note);
     }
@@ -437,18 +406,12 @@ mod tests {
             entries,
         );
         for (start, end) in [(2_500, 2_900), (3_200, 3_600)] {
-            ev.faults.push(crate::report::FaultWindow {
-                kind: "server crash_at after-enqueue".into(),
-                target: "server".into(),
-                requested_ms: None,
-                start_ms: start,
-                end_ms: Some(end),
-                outcome: crate::report::FaultOutcome::Applied,
-                crash: true,
-                trigger: None,
-                hit: None,
-                note: String::new(),
-            });
+            ev.faults.push(window(
+                "server crash_at after-enqueue",
+                start,
+                end,
+                FaultOutcome::Applied,
+            ));
         }
         let r = ingress_matches_ledger(&ev);
         assert!(r.passed, "{}", r.note);

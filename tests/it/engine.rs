@@ -488,12 +488,7 @@ fn healthy(scenario: &str) {
         .filter(|c| c["passed"] != true)
         .collect();
     assert!(failed.is_empty(), "{failed:?}");
-    let names: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let names = crate::util::check_names(&v, false);
     for must in [
         "processed_matches_store",
         "board_matches_model",

@@ -73,6 +73,18 @@ pub fn only_run_json(reports: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The names of a run.json's checks, in report order; with `failed_only`, of those that did
+/// not pass.
+pub fn check_names(run: &serde_json::Value, failed_only: bool) -> Vec<&str> {
+    run["checks"]
+        .as_array()
+        .expect("run.json has checks")
+        .iter()
+        .filter(|c| !failed_only || c["passed"] != true)
+        .filter_map(|c| c["name"].as_str())
+        .collect()
+}
+
 /// The `*.yaml` files of a directory under the crate root, as relative paths, sorted.
 pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
